@@ -1,0 +1,85 @@
+// The shard's housekeeping command: expire due holds (releasing their units and quota),
+// forget idempotency keys past their window, and drop settled reservations past their
+// retention. It is logged like any other command, so replay does exactly the same.
+
+import type { Applied, DomainEvent } from './commands.js';
+import { settle } from './apply-reservation.js';
+import type { ShardState } from './shard-state.js';
+import { answered } from './views.js';
+
+/** The time the next hold falls due, or null when none is held (for the adapter's timer). */
+export function nextExpiryAtMs(state: ShardState): number | null {
+  const heap = state.expiry;
+  for (;;) {
+    const top = heap.peek();
+    if (top === undefined) return null;
+    if (top.status === 'held') return top.expiresAtMs;
+    heap.pop(); // lazily drop settled entries; not a state change (the heap is an index)
+  }
+}
+
+/** Whether a res.expire would change anything now. */
+export function housekeepingDue(state: ShardState, nowMs: number): boolean {
+  const next = nextExpiryAtMs(state);
+  if (next !== null && next <= nowMs) return true;
+  const idem = state.idempotencyQueue.peek();
+  if (idem !== undefined && idem.reviewAtMs + state.config.idempotencyWindowMs <= nowMs) return true;
+  const settled = state.settled.peek();
+  return settled !== undefined && settled.settledAtMs + state.config.settledRetentionMs <= nowMs;
+}
+
+function expireHolds(state: ShardState, nowMs: number): { count: number; events: DomainEvent[] | null } {
+  let count = 0;
+  let events: DomainEvent[] | null = null;
+  const heap = state.expiry;
+  while (count < state.config.expireBatchMax) {
+    const top = heap.peek();
+    if (top === undefined || top.expiresAtMs > nowMs) break;
+    heap.pop();
+    if (top.status !== 'held') continue;
+    const more = settle(state, top, 'expired', nowMs);
+    if (more !== null) (events ??= []).push(...more);
+    count++;
+  }
+  return { count, events };
+}
+
+function pruneIdempotency(state: ShardState, nowMs: number): number {
+  const windowMs = state.config.idempotencyWindowMs;
+  const queue = state.idempotencyQueue;
+  let pruned = 0;
+  for (let entry = queue.peek(); entry !== undefined && entry.reviewAtMs + windowMs <= nowMs; entry = queue.peek()) {
+    queue.shift();
+    if (state.idempotency.get(entry.key) !== entry) continue;
+    const r = entry.reservation;
+    if (r.status === 'held') {
+      // Keep the key while its hold is live, then for a full window after it settles.
+      entry.reviewAtMs = r.expiresAtMs;
+      queue.push(entry);
+    } else if (r.settledAtMs + windowMs > nowMs) {
+      entry.reviewAtMs = r.settledAtMs;
+      queue.push(entry);
+    } else {
+      state.idempotency.delete(entry.key);
+      pruned++;
+    }
+  }
+  return pruned;
+}
+
+function pruneSettled(state: ShardState, nowMs: number): number {
+  const retentionMs = state.config.settledRetentionMs;
+  let pruned = 0;
+  for (let r = state.settled.peek(); r !== undefined && r.settledAtMs + retentionMs <= nowMs; r = state.settled.peek()) {
+    state.settled.shift();
+    state.reservations.delete(r.id);
+    pruned++;
+  }
+  return pruned;
+}
+
+export function applyExpire(state: ShardState, nowMs: number): Applied {
+  const { count, events } = expireHolds(state, nowMs);
+  const pruned = pruneIdempotency(state, nowMs) + pruneSettled(state, nowMs);
+  return answered({ ok: true, status: 'ok', expired: count }, count + pruned > 0, events);
+}

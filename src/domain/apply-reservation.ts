@@ -1,0 +1,173 @@
+// Reservation commands: reserve, pay, cancel, read. This is where the three deduction
+// modes, per-buyer quotas, sale windows, risk rules and idempotency meet. Every check
+// happens before the first mutation, so a refused command changes nothing.
+
+import type { Applied, Command, DomainEvent } from './commands.js';
+import { assert } from './assert.js';
+import { assertSkuInvariants } from './invariants.js';
+import { reservationId } from './routing.js';
+import { findSku } from './apply-sku.js';
+import {
+  Reservation, SkuState, idempotencyKey, quotaKey, type IdempotencyEntry, type ShardState,
+} from './shard-state.js';
+import { stockEvents } from './stock-events.js';
+import { answered, refused, reservationView } from './views.js';
+
+type Reserve = Extract<Command, { t: 'res.reserve' }>;
+type Pay = Extract<Command, { t: 'res.pay' }>;
+
+function replayIdempotent(state: ShardState, c: Reserve): Applied | null {
+  if (c.idemKey === undefined) return null;
+  const entry = state.idempotency.get(idempotencyKey(c.buyerId, c.idemKey));
+  if (entry === undefined) return null;
+  const r = entry.reservation;
+  if (r.sku.sku !== c.sku || r.qty !== c.qty) {
+    return refused('idempotency_conflict', 'idempotencyKey was already used by this buyer for a different sku or qty');
+  }
+  return answered({ ok: true, status: 'created', reservation: reservationView(r), replayed: true }, false);
+}
+
+/** The first reason this buyer may not reserve now, or null. */
+function eligibility(s: SkuState, c: Reserve, nowMs: number): Applied | null {
+  if ((s.startsAtMs > 0 && nowMs < s.startsAtMs) || (s.endsAtMs > 0 && nowMs >= s.endsAtMs)) {
+    return refused('not_on_sale', `sku ${s.sku} is not on sale now`);
+  }
+  if (s.minAccountAgeSeconds > 0) {
+    const created = c.accountCreatedAtMs;
+    if (created === undefined || nowMs - created < s.minAccountAgeSeconds * 1000) {
+      return refused('buyer_blocked', `sku ${s.sku} requires an account older than ${s.minAccountAgeSeconds} s`);
+    }
+  }
+  if (s.minPastOrders > 0 && (c.pastOrders === undefined || c.pastOrders < s.minPastOrders)) {
+    return refused('buyer_blocked', `sku ${s.sku} requires at least ${s.minPastOrders} past orders`);
+  }
+  return null;
+}
+
+export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Applied {
+  const found = findSku(state, c.sku);
+  if (!(found instanceof SkuState)) return found;
+  const s = found;
+  const replay = replayIdempotent(state, c);
+  if (replay !== null) return replay;
+  const ineligible = eligibility(s, c, nowMs);
+  if (ineligible !== null) return ineligible;
+  const qKey = quotaKey(s.quotaScope, c.buyerId);
+  const used = state.quotas.get(qKey) ?? 0;
+  if (s.maxPerBuyer > 0 && used + c.qty > s.maxPerBuyer) {
+    return refused('quota_exceeded', `buyer may hold or buy at most ${s.maxPerBuyer} units (has ${used})`);
+  }
+  if (s.available < c.qty) return refused('sold_out', `sku ${s.sku} has ${s.available} units available`);
+  if (state.liveCount >= state.config.liveReservationsMax) {
+    return refused('shard_full', 'this shard holds its maximum number of live reservations; retry later');
+  }
+  const seq = ++state.seq;
+  const id = reservationId(state.config.shardId, seq, c.nonce);
+  assert(!state.reservations.has(id), `reservation id ${id} repeats`);
+  const r = new Reservation(id, seq, s, c.buyerId, c.qty, s.mode, nowMs, nowMs + s.holdSeconds * 1000, c.idemKey ?? null);
+  const before = s.available;
+  if (r.holdsUnits) s.reserved += c.qty;
+  state.quotas.set(qKey, used + c.qty);
+  state.reservations.set(id, r);
+  state.liveCount++;
+  state.expiry.push(r);
+  if (c.idemKey !== undefined) rememberIdempotencyKey(state, r, c.idemKey, nowMs);
+  assertSkuInvariants(s);
+  const events = stockEvents(s, before, null);
+  return answered({ ok: true, status: 'created', reservation: reservationView(r) }, true, events);
+}
+
+function rememberIdempotencyKey(state: ShardState, r: Reservation, key: string, nowMs: number): void {
+  const entry: IdempotencyEntry = { key: idempotencyKey(r.buyerId, key), reservation: r, reviewAtMs: nowMs };
+  state.idempotency.set(entry.key, entry);
+  state.idempotencyQueue.push(entry);
+  // Past the cap, forget the oldest keys first: losing replay protection for a very old
+  // key is better than refusing new buyers.
+  while (state.idempotency.size > state.config.idempotencyKeysMax) {
+    const oldest = state.idempotencyQueue.shift();
+    if (oldest === undefined) break;
+    if (state.idempotency.get(oldest.key) === oldest) state.idempotency.delete(oldest.key);
+  }
+}
+
+/** Ends a held reservation: gives back what it held, and its quota unless it was paid. */
+export function settle(state: ShardState, r: Reservation, status: 'paid' | 'cancelled' | 'expired', nowMs: number): DomainEvent[] | null {
+  assert(r.status === 'held', `reservation ${r.id} settles twice`);
+  const s = r.sku;
+  const before = s.available;
+  if (r.holdsUnits) s.reserved -= r.qty;
+  if (status === 'paid') {
+    s.sold += r.qty;
+  } else {
+    const qKey = quotaKey(s.quotaScope, r.buyerId);
+    const left = (state.quotas.get(qKey) ?? 0) - r.qty;
+    assert(left >= 0, `quota of ${r.buyerId} goes negative`);
+    if (left === 0) state.quotas.delete(qKey);
+    else state.quotas.set(qKey, left);
+  }
+  r.status = status;
+  r.settledAtMs = nowMs;
+  state.liveCount--;
+  state.settled.push(r);
+  assertSkuInvariants(s);
+  return stockEvents(s, before, null);
+}
+
+function lookupSettlingDue(state: ShardState, id: string, nowMs: number): Reservation | Applied {
+  const r = state.reservations.get(id);
+  if (r === undefined) return refused('unknown_reservation', `no reservation ${id}`);
+  if (r.status === 'held' && nowMs >= r.expiresAtMs) {
+    // Due but not yet swept: expire it now, so that it can never be paid late.
+    const events = settle(state, r, 'expired', nowMs);
+    return { ...refused('reservation_expired', `reservation ${id} expired at ${r.expiresAtMs}`, true), events };
+  }
+  return r;
+}
+
+export function applyPay(state: ShardState, c: Pay, nowMs: number): Applied {
+  const found = lookupSettlingDue(state, c.id, nowMs);
+  if (!(found instanceof Reservation)) return found;
+  const r = found;
+  switch (r.status) {
+    case 'paid': return answered({ ok: true, status: 'ok', reservation: reservationView(r), replayed: true }, false);
+    case 'cancelled': return refused('reservation_cancelled', `reservation ${r.id} was cancelled`);
+    case 'expired': return refused('reservation_expired', `reservation ${r.id} expired at ${r.expiresAtMs}`);
+    case 'held': break;
+  }
+  if (!r.holdsUnits && r.sku.available < r.qty) {
+    return refused('sold_out', `sku ${r.sku.sku} has ${r.sku.available} units available`);
+  }
+  let events = settle(state, r, 'paid', nowMs);
+  r.paymentRef = c.paymentRef ?? null;
+  const view = reservationView(r);
+  (events ??= []).push({ type: 'paid', reservation: view });
+  return answered({ ok: true, status: 'ok', reservation: view }, true, events);
+}
+
+export function applyCancel(state: ShardState, id: string, nowMs: number): Applied {
+  const found = lookupSettlingDue(state, id, nowMs);
+  if (!(found instanceof Reservation)) {
+    // Cancelling a hold that has just expired is not an error: its units are released.
+    const r = state.reservations.get(id);
+    if (r !== undefined && r.status === 'expired') {
+      return { ...answered({ ok: true, status: 'ok', reservation: reservationView(r) }, found.mutated), events: found.events };
+    }
+    return found;
+  }
+  const r = found;
+  switch (r.status) {
+    case 'paid': return refused('already_paid', `reservation ${r.id} is paid; it cannot be cancelled`);
+    case 'cancelled':
+    case 'expired':
+      return answered({ ok: true, status: 'ok', reservation: reservationView(r), replayed: true }, false);
+    case 'held': break;
+  }
+  const events = settle(state, r, 'cancelled', nowMs);
+  return answered({ ok: true, status: 'ok', reservation: reservationView(r) }, true, events);
+}
+
+export function applyGetReservation(state: ShardState, id: string): Applied {
+  const r = state.reservations.get(id);
+  if (r === undefined) return refused('unknown_reservation', `no reservation ${id}`);
+  return answered({ ok: true, status: 'ok', reservation: reservationView(r) }, false);
+}

@@ -1,0 +1,115 @@
+// Catalogue commands of a shard: create or update a SKU's policy, restock or write off,
+// record where a drop's SKU lives, and read a SKU. Policy changes never touch live
+// reservations: each reservation keeps the mode and expiry it was created with.
+
+import { Limits } from './codes.js';
+import type { Applied, Command } from './commands.js';
+import { assertSkuInvariants } from './invariants.js';
+import { shardForSku } from './routing.js';
+import { SkuState, type ShardState } from './shard-state.js';
+import { stockEvents } from './stock-events.js';
+import { answered, refused, skuView } from './views.js';
+
+type Upsert = Extract<Command, { t: 'sku.upsert' }>;
+type Adjust = Extract<Command, { t: 'sku.adjust' }>;
+type Link = Extract<Command, { t: 'sku.link' }>;
+
+/** The SKU if it lives here, or the refusal that tells the caller where to go. */
+export function findSku(state: ShardState, sku: string): SkuState | Applied {
+  const s = state.skus.get(sku);
+  if (s !== undefined) return s;
+  const dropId = state.links.get(sku);
+  if (dropId !== undefined) return movedTo(sku, dropId);
+  return refused('unknown_sku', `no sku named ${sku}`);
+}
+
+function movedTo(sku: string, dropId: string): Applied {
+  const message = `sku ${sku} lives in the shard of drop ${dropId}`;
+  return { outcome: { ok: false, code: 'moved', message, dropId }, mutated: false, events: null };
+}
+
+function applyPolicy(s: SkuState, c: Upsert): void {
+  if (c.mode !== undefined) s.mode = c.mode;
+  if (c.holdSeconds !== undefined) s.holdSeconds = c.holdSeconds;
+  if (c.maxPerBuyer !== undefined) s.maxPerBuyer = c.maxPerBuyer;
+  if (c.startsAtMs !== undefined) s.startsAtMs = c.startsAtMs;
+  if (c.endsAtMs !== undefined) s.endsAtMs = c.endsAtMs;
+  if (c.lowStockThreshold !== undefined) s.lowStockThreshold = c.lowStockThreshold;
+  if (c.minAccountAgeSeconds !== undefined) s.minAccountAgeSeconds = c.minAccountAgeSeconds;
+  if (c.minPastOrders !== undefined) s.minPastOrders = c.minPastOrders;
+}
+
+function windowError(startsAtMs: number, endsAtMs: number): string | null {
+  if (startsAtMs > 0 && endsAtMs > 0 && endsAtMs <= startsAtMs) return 'endsAt must be after startsAt';
+  return null;
+}
+
+export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applied {
+  const existing = state.skus.get(c.sku);
+  if (existing !== undefined) {
+    if (c.dropId !== undefined && c.dropId !== existing.dropId) {
+      return refused('drop_mismatch', `sku ${c.sku} belongs to drop ${existing.dropId ?? '(none)'}; dropId cannot change`);
+    }
+    const bad = windowError(c.startsAtMs ?? existing.startsAtMs, c.endsAtMs ?? existing.endsAtMs);
+    if (bad !== null) return refused('invalid_request', bad);
+    const before = existing.available;
+    applyPolicy(existing, c);
+    existing.updatedAtMs = nowMs;
+    const events = stockEvents(existing, before, null);
+    return answered({ ok: true, status: 'ok', sku: skuView(existing) }, true, events);
+  }
+  const linked = state.links.get(c.sku);
+  if (linked !== undefined) return movedTo(c.sku, linked);
+  const dropId = c.dropId ?? null;
+  if (shardForSku(c.sku, dropId, state.config.shardCount) !== state.config.shardId) {
+    return refused('invalid_request', `sku ${c.sku} does not route to shard ${state.config.shardId}`);
+  }
+  const bad = windowError(c.startsAtMs ?? 0, c.endsAtMs ?? 0);
+  if (bad !== null) return refused('invalid_request', bad);
+  const s = new SkuState(c.sku, dropId, nowMs);
+  s.onHand = c.stock ?? 0;
+  applyPolicy(s, c);
+  assertSkuInvariants(s);
+  state.skus.set(c.sku, s);
+  const events = stockEvents(s, Number.POSITIVE_INFINITY, null);
+  return answered({ ok: true, status: 'created', sku: skuView(s) }, true, events);
+}
+
+export function applyAdjust(state: ShardState, c: Adjust, nowMs: number): Applied {
+  const found = findSku(state, c.sku);
+  if (!(found instanceof SkuState)) return found;
+  const s = found;
+  const before = s.available;
+  if (before + c.delta < 0) {
+    return refused('insufficient_stock', `only ${before} units of ${c.sku} are available to write off`);
+  }
+  if (s.onHand + c.delta > Limits.stockMax) {
+    return refused('invalid_request', `delta would take onHand past ${Limits.stockMax}`);
+  }
+  s.onHand += c.delta;
+  s.updatedAtMs = nowMs;
+  assertSkuInvariants(s);
+  const events = stockEvents(s, before, null);
+  return answered({ ok: true, status: 'ok', sku: skuView(s) }, true, events);
+}
+
+export function applyLink(state: ShardState, c: Link): Applied {
+  const local = state.skus.get(c.sku);
+  if (local !== undefined) {
+    if (local.dropId === c.dropId) return answered({ ok: true, status: 'ok' }, false);
+    return refused('drop_mismatch', `sku ${c.sku} belongs to drop ${local.dropId ?? '(none)'}; dropId cannot change`);
+  }
+  const linked = state.links.get(c.sku);
+  if (linked === c.dropId) return answered({ ok: true, status: 'ok' }, false);
+  if (linked !== undefined) {
+    return refused('drop_mismatch', `sku ${c.sku} belongs to drop ${linked}; dropId cannot change`);
+  }
+  state.links.set(c.sku, c.dropId);
+  return answered({ ok: true, status: 'ok' }, true);
+}
+
+export function applyGetSku(state: ShardState, sku: string): Applied {
+  const found = findSku(state, sku);
+  if (!(found instanceof SkuState)) return found;
+  return answered({ ok: true, status: 'ok', sku: skuView(found) }, false);
+}

@@ -1,0 +1,31 @@
+// The shard state machine's single entry point: apply(state, command, nowMs). Pure and
+// deterministic: given the same state, command and nowMs it makes the same change and
+// gives the same answer, which is what makes replaying the write-ahead log exact.
+
+import type { Applied, Command } from './commands.js';
+import { applyAdjust, applyGetSku, applyLink, applyUpsert } from './apply-sku.js';
+import { applyCancel, applyGetReservation, applyPay, applyReserve } from './apply-reservation.js';
+import { applyExpire } from './apply-expire.js';
+import type { ShardState } from './shard-state.js';
+
+export function apply(state: ShardState, command: Command, nowMs: number): Applied {
+  // Time never runs backwards inside a shard, even if the host clock does.
+  const now = nowMs > state.lastNowMs ? nowMs : state.lastNowMs;
+  const applied = dispatch(state, command, now);
+  if (applied.mutated) state.lastNowMs = now;
+  return applied;
+}
+
+function dispatch(state: ShardState, c: Command, nowMs: number): Applied {
+  switch (c.t) {
+    case 'res.reserve': return applyReserve(state, c, nowMs);
+    case 'res.pay': return applyPay(state, c, nowMs);
+    case 'res.cancel': return applyCancel(state, c.id, nowMs);
+    case 'res.get': return applyGetReservation(state, c.id);
+    case 'res.expire': return applyExpire(state, nowMs);
+    case 'sku.get': return applyGetSku(state, c.sku);
+    case 'sku.upsert': return applyUpsert(state, c, nowMs);
+    case 'sku.adjust': return applyAdjust(state, c, nowMs);
+    case 'sku.link': return applyLink(state, c);
+  }
+}

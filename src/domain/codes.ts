@@ -1,0 +1,51 @@
+// Stable names shared by the core and every adapter: deduction modes, reservation
+// statuses and outcome codes. Codes are snake_case and map 1:1 to the HTTP errors of
+// shared/API.md; renaming one is a breaking change for clients.
+
+export const Mode = {
+  preDeduct: 'pre_deduct',
+  onOrder: 'on_order',
+  onPayment: 'on_payment',
+} as const;
+export type Mode = (typeof Mode)[keyof typeof Mode];
+export const modes: readonly Mode[] = Object.values(Mode);
+
+export const Status = {
+  held: 'held',
+  paid: 'paid',
+  cancelled: 'cancelled',
+  expired: 'expired',
+} as const;
+export type Status = (typeof Status)[keyof typeof Status];
+
+/** Outcome codes of refused commands. */
+export const Refusal = {
+  unknownSku: 'unknown_sku',
+  soldOut: 'sold_out',
+  quotaExceeded: 'quota_exceeded',
+  notOnSale: 'not_on_sale',
+  buyerBlocked: 'buyer_blocked',
+  insufficientStock: 'insufficient_stock',
+  unknownReservation: 'unknown_reservation',
+  reservationExpired: 'reservation_expired',
+  reservationCancelled: 'reservation_cancelled',
+  alreadyPaid: 'already_paid',
+  idempotencyConflict: 'idempotency_conflict',
+  dropMismatch: 'drop_mismatch',
+  invalidRequest: 'invalid_request',
+  /** The shard is at a hard capacity bound (live reservations); retry later. */
+  capacity: 'shard_full',
+  /** The SKU lives in the shard of its drop; the answer carries the dropId to route by. */
+  moved: 'moved',
+} as const;
+export type Refusal = (typeof Refusal)[keyof typeof Refusal];
+
+/** Upper bounds on numbers the core accepts; the gateway validates against the same. */
+export const Limits = {
+  stockMax: 1_000_000_000,
+  qtyMax: 1000,
+  holdSecondsMax: 86_400,
+  maxPerBuyerMax: 1_000_000,
+  idempotencyKeyLengthMax: 128,
+  paymentRefLengthMax: 128,
+} as const;

@@ -1,0 +1,114 @@
+// The commands a shard applies and the outcomes it answers. Commands are plain data
+// (they are written to the write-ahead log with msgpackr and replayed), so every field
+// is a primitive; anything random (the id nonce) is chosen by an adapter and carried in.
+
+import type { Mode, Refusal, Status } from './codes.js';
+
+export interface SkuPolicyInput {
+  mode?: Mode;
+  holdSeconds?: number;
+  maxPerBuyer?: number;
+  startsAtMs?: number;
+  endsAtMs?: number;
+  /** null or absent: no drop. Immutable once the SKU exists. */
+  dropId?: string | null;
+  lowStockThreshold?: number;
+  /** Risk rules: 0 = off. A reserve without the signal is refused when the rule is on. */
+  minAccountAgeSeconds?: number;
+  minPastOrders?: number;
+}
+
+export type Command =
+  | ({ t: 'sku.upsert'; sku: string; stock?: number } & SkuPolicyInput)
+  | { t: 'sku.adjust'; sku: string; delta: number }
+  /** Records that `sku` lives in the shard of `dropId` (written at the sku's home shard). */
+  | { t: 'sku.link'; sku: string; dropId: string }
+  | {
+      t: 'res.reserve';
+      sku: string;
+      buyerId: string;
+      qty: number;
+      idemKey?: string;
+      /** Chosen at random by the adapter; makes ids unguessable. 0..12 chars of [0-9a-z]. */
+      nonce: string;
+      accountCreatedAtMs?: number;
+      pastOrders?: number;
+    }
+  | { t: 'res.pay'; id: string; paymentRef?: string }
+  | { t: 'res.cancel'; id: string }
+  /** Expires due holds and prunes retention queues; appended by the shard's own timer. */
+  | { t: 'res.expire' }
+  | { t: 'sku.get'; sku: string }
+  | { t: 'res.get'; id: string };
+
+export type CommandType = Command['t'];
+
+/** Commands that never change state: answered without touching the log. */
+export const readOnlyCommands: ReadonlySet<CommandType> = new Set(['sku.get', 'res.get']);
+
+export interface SkuView {
+  sku: string;
+  onHand: number;
+  available: number;
+  reserved: number;
+  sold: number;
+  mode: Mode;
+  holdSeconds: number;
+  maxPerBuyer: number;
+  startsAt: number;
+  endsAt: number;
+  dropId: string | null;
+  lowStockThreshold: number;
+  minAccountAgeSeconds: number;
+  minPastOrders: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ReservationView {
+  reservationId: string;
+  sku: string;
+  buyerId: string;
+  qty: number;
+  status: Status;
+  mode: Mode;
+  createdAt: number;
+  expiresAt: number;
+  paidAt?: number;
+  cancelledAt?: number;
+  expiredAt?: number;
+  paymentRef?: string;
+}
+
+export type DomainEvent =
+  | { type: 'low_stock'; sku: string; available: number; threshold: number }
+  | { type: 'sold_out'; sku: string }
+  | { type: 'paid'; reservation: ReservationView };
+
+export type Outcome =
+  | {
+      ok: true;
+      /** created: a new SKU or reservation (HTTP 201); ok: anything else (HTTP 200). */
+      status: 'created' | 'ok';
+      sku?: SkuView;
+      reservation?: ReservationView;
+      /** The answer of an earlier command with the same idempotency key. */
+      replayed?: boolean;
+      /** res.expire: holds expired by this command. */
+      expired?: number;
+    }
+  | {
+      ok: false;
+      code: Refusal;
+      /** A short sentence for humans; codes are what clients match on. */
+      message: string;
+      /** Set with code `moved`: the drop whose shard owns the SKU. */
+      dropId?: string;
+    };
+
+export interface Applied {
+  outcome: Outcome;
+  /** True when the command changed state and so must be logged before it is answered. */
+  mutated: boolean;
+  events: DomainEvent[] | null;
+}

@@ -1,0 +1,10 @@
+// The pure core's public surface. Adapters import from here, never from deeper files.
+
+export * from './codes.js';
+export * from './commands.js';
+export * from './routing.js';
+export { apply } from './apply.js';
+export { housekeepingDue, nextExpiryAtMs } from './apply-expire.js';
+export { createShardState, defaultShardConfig, ShardState, type ShardConfig } from './shard-state.js';
+export { toSnapshot, fromSnapshot, type ShardSnapshot } from './snapshot.js';
+export { InvariantError } from './assert.js';

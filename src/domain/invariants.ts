@@ -1,0 +1,17 @@
+// The counter invariants of a SKU, asserted after every command that touches it. They are
+// the promise "never sell a unit twice" written as code; a breach crashes the shard.
+
+import { Limits } from './codes.js';
+import { assert } from './assert.js';
+import type { SkuState } from './shard-state.js';
+
+function isCount(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
+}
+
+export function assertSkuInvariants(s: SkuState): void {
+  assert(isCount(s.onHand) && s.onHand <= Limits.stockMax, `sku ${s.sku}: onHand ${s.onHand} out of range`);
+  assert(isCount(s.reserved), `sku ${s.sku}: reserved ${s.reserved} is not a count`);
+  assert(isCount(s.sold), `sku ${s.sku}: sold ${s.sold} is not a count`);
+  assert(s.reserved + s.sold <= s.onHand, `sku ${s.sku}: reserved ${s.reserved} + sold ${s.sold} > onHand ${s.onHand}`);
+}

@@ -1,0 +1,51 @@
+// Stable routing: which shard owns a routing key, and what a reservation id says about
+// its shard. Pure functions shared by gateways and shards; changing the hash or the id
+// format strands existing data, so both are fixed for the life of a data directory.
+
+/** FNV-1a 32-bit over the UTF-16 code units of the key. Stable across processes and hosts. */
+export function fnv1a32(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+/** The SKU's dropId when it has one, else the SKU: a whole drop lives in one shard. */
+export function routingKey(sku: string, dropId: string | null): string {
+  return dropId === null ? `s:${sku}` : `d:${dropId}`;
+}
+
+export function shardForKey(key: string, shardCount: number): number {
+  return fnv1a32(key) % shardCount;
+}
+
+export function shardForSku(sku: string, dropId: string | null, shardCount: number): number {
+  return shardForKey(routingKey(sku, dropId), shardCount);
+}
+
+/** Reservation ids are `<shard>.<seq base36><nonce>`; the prefix routes with no lookup. */
+export function reservationId(shardId: number, seq: number, nonce: string): string {
+  return `${shardId}.${seq.toString(36)}${nonce}`;
+}
+
+/** The shard named by a reservation id, or -1 when the id is not one of ours. */
+export function shardOfReservationId(id: string, shardCount: number): number {
+  const dot = id.indexOf('.');
+  if (dot < 1 || dot > 5 || id.length > 64 || id.length < dot + 2) return -1;
+  let shard = 0;
+  for (let i = 0; i < dot; i++) {
+    const c = id.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    shard = shard * 10 + c;
+  }
+  if (dot > 1 && id.charCodeAt(0) === 48) return -1;
+  for (let i = dot + 1; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    const digit = c >= 48 && c <= 57;
+    const lower = c >= 97 && c <= 122;
+    if (!digit && !lower) return -1;
+  }
+  return shard < shardCount ? shard : -1;
+}

@@ -1,0 +1,111 @@
+// Converts a shard's state to plain arrays (for a msgpackr snapshot) and back. The
+// round trip is exact: restoring a snapshot gives a state whose own snapshot is equal,
+// including map iteration orders and queue orders, so recovery is checkable bit for bit.
+
+import { assert } from './assert.js';
+import type { Mode, Status } from './codes.js';
+import { Reservation, ShardState, SkuState, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
+
+type SkuRow = [
+  sku: string, dropId: string | null, createdAtMs: number, updatedAtMs: number,
+  onHand: number, reserved: number, sold: number, mode: Mode, holdSeconds: number,
+  maxPerBuyer: number, startsAtMs: number, endsAtMs: number, lowStockThreshold: number,
+  minAccountAgeSeconds: number, minPastOrders: number, lowStockSignaled: boolean,
+];
+type ReservationRow = [
+  id: string, seq: number, sku: string, buyerId: string, qty: number, mode: Mode,
+  createdAtMs: number, expiresAtMs: number, idemKey: string | null, status: Status,
+  settledAtMs: number, paymentRef: string | null,
+];
+
+export interface ShardSnapshot {
+  v: 1;
+  shardId: number;
+  shardCount: number;
+  seq: number;
+  lastNowMs: number;
+  skus: SkuRow[];
+  links: [string, string][];
+  /** In map order (creation order). */
+  reservations: ReservationRow[];
+  /** Indexes into `reservations` of settled ones, in the order they settled. */
+  settledOrder: number[];
+  quotas: [string, number][];
+  /** [key, reservation index, reviewAtMs] in queue order. */
+  idempotency: [string, number, number][];
+}
+
+function skuRow(s: SkuState): SkuRow {
+  return [s.sku, s.dropId, s.createdAtMs, s.updatedAtMs, s.onHand, s.reserved, s.sold, s.mode, s.holdSeconds,
+    s.maxPerBuyer, s.startsAtMs, s.endsAtMs, s.lowStockThreshold, s.minAccountAgeSeconds, s.minPastOrders, s.lowStockSignaled];
+}
+
+export function toSnapshot(state: ShardState): ShardSnapshot {
+  const index = new Map<Reservation, number>();
+  const reservations: ReservationRow[] = [];
+  for (const r of state.reservations.values()) {
+    index.set(r, reservations.length);
+    reservations.push([r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
+      r.status, r.settledAtMs, r.paymentRef]);
+  }
+  const settledOrder: number[] = [];
+  for (const r of state.settled) {
+    const i = index.get(r);
+    if (i !== undefined) settledOrder.push(i);
+  }
+  const idempotency: [string, number, number][] = [];
+  for (const e of state.idempotencyQueue) {
+    const i = index.get(e.reservation);
+    if (state.idempotency.get(e.key) === e && i !== undefined) idempotency.push([e.key, i, e.reviewAtMs]);
+  }
+  return {
+    v: 1, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
+    skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
+    quotas: [...state.quotas], idempotency,
+  };
+}
+
+function restoreSku(row: SkuRow): SkuState {
+  const [sku, dropId, createdAtMs, updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer,
+    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled] = row;
+  const s = new SkuState(sku, dropId, createdAtMs);
+  Object.assign(s, { updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer, startsAtMs, endsAtMs,
+    lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled });
+  return s;
+}
+
+export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardState {
+  assert(snap.v === 1, `unknown snapshot version ${String(snap.v)}`);
+  if (snap.shardId !== config.shardId || snap.shardCount !== config.shardCount) {
+    throw new Error(`snapshot is of shard ${snap.shardId}/${snap.shardCount}, not ${config.shardId}/${config.shardCount}; FLASH_SHARDS must not change for a data directory`);
+  }
+  const state = new ShardState(config);
+  state.seq = snap.seq;
+  state.lastNowMs = snap.lastNowMs;
+  for (const row of snap.skus) state.skus.set(row[0], restoreSku(row));
+  for (const [sku, dropId] of snap.links) state.links.set(sku, dropId);
+  const rows: Reservation[] = [];
+  for (const row of snap.reservations) {
+    const [id, seq, skuName, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey, status, settledAtMs, paymentRef] = row;
+    const sku = state.skus.get(skuName);
+    assert(sku !== undefined, `snapshot reservation ${id} names unknown sku ${skuName}`);
+    const r = new Reservation(id, seq, sku, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey);
+    r.status = status;
+    r.settledAtMs = settledAtMs;
+    r.paymentRef = paymentRef;
+    state.reservations.set(id, r);
+    rows.push(r);
+    if (status === 'held') {
+      state.liveCount++;
+      state.expiry.push(r);
+    }
+  }
+  for (const i of snap.settledOrder) state.settled.push(rows[i] as Reservation);
+  for (const [key, units] of snap.quotas) state.quotas.set(key, units);
+  for (const [key, i, reviewAtMs] of snap.idempotency) {
+    const entry: IdempotencyEntry = { key, reservation: rows[i] as Reservation, reviewAtMs };
+    state.idempotency.set(key, entry);
+    state.idempotencyQueue.push(entry);
+  }
+  return state;
+}

@@ -1,0 +1,55 @@
+// Read-only projections of state into the JSON shapes of shared/API.md. The only place
+// that knows how an internal field is named on the wire (expiresAtMs -> expiresAt).
+
+import type { Refusal } from './codes.js';
+import type { Applied, DomainEvent, Outcome, ReservationView, SkuView } from './commands.js';
+import type { Reservation, SkuState } from './shard-state.js';
+
+export function skuView(s: SkuState): SkuView {
+  return {
+    sku: s.sku,
+    onHand: s.onHand,
+    available: s.available,
+    reserved: s.reserved,
+    sold: s.sold,
+    mode: s.mode,
+    holdSeconds: s.holdSeconds,
+    maxPerBuyer: s.maxPerBuyer,
+    startsAt: s.startsAtMs,
+    endsAt: s.endsAtMs,
+    dropId: s.dropId,
+    lowStockThreshold: s.lowStockThreshold,
+    minAccountAgeSeconds: s.minAccountAgeSeconds,
+    minPastOrders: s.minPastOrders,
+    createdAt: s.createdAtMs,
+    updatedAt: s.updatedAtMs,
+  };
+}
+
+export function reservationView(r: Reservation): ReservationView {
+  const view: ReservationView = {
+    reservationId: r.id,
+    sku: r.sku.sku,
+    buyerId: r.buyerId,
+    qty: r.qty,
+    status: r.status,
+    mode: r.mode,
+    createdAt: r.createdAtMs,
+    expiresAt: r.expiresAtMs,
+  };
+  if (r.status === 'paid') view.paidAt = r.settledAtMs;
+  if (r.status === 'cancelled') view.cancelledAt = r.settledAtMs;
+  if (r.status === 'expired') view.expiredAt = r.settledAtMs;
+  if (r.paymentRef !== null) view.paymentRef = r.paymentRef;
+  return view;
+}
+
+const noEvents = null;
+
+export function refused(code: Refusal, message: string, mutated = false): Applied {
+  return { outcome: { ok: false, code, message }, mutated, events: noEvents };
+}
+
+export function answered(outcome: Outcome, mutated: boolean, events: DomainEvent[] | null = noEvents): Applied {
+  return { outcome, mutated, events };
+}
