@@ -1,0 +1,96 @@
+// Reads the engine's settings from environment variables (shared/API.md "Starting it"),
+// validates every one, and fails at start with a message naming the variable, rather
+// than running with a setting it did not understand.
+
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+
+export const Role = { all: 'all', gateway: 'gateway', shards: 'shards' } as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+export interface EngineConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  shardCount: number;
+  ipRps: number;
+  buyerRps: number;
+  adminToken: string | null;
+  /** Explicit development mode: admin calls allowed without a token. Never on by default. */
+  devMode: boolean;
+  /** Take the client IP from X-Forwarded-For (only behind a proxy you control). */
+  trustProxy: boolean;
+  natsUrl: string | null;
+  role: Role;
+  shardIds: number[] | null;
+  mailboxMax: number;
+  snapshotEveryCommands: number;
+  logLevel: string;
+  shutdownGraceMs: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name}=${raw} is not an integer in ${min}..${max}`);
+  }
+  return n;
+}
+
+function bool(env: Env, name: string): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === '0' || raw === 'false' || raw === 'no') return false;
+  if (raw === '1' || raw === 'true' || raw === 'yes') return true;
+  throw new ConfigError(`${name}=${env[name]} is not a boolean (use 1 or 0)`);
+}
+
+function shardIds(env: Env, shardCount: number): number[] | null {
+  const raw = env.FLASH_SHARD_IDS;
+  if (raw === undefined || raw.trim() === '') return null;
+  const ids = raw.split(',').map((s) => Number(s.trim()));
+  for (const id of ids) {
+    if (!Number.isInteger(id) || id < 0 || id >= shardCount) {
+      throw new ConfigError(`FLASH_SHARD_IDS=${raw}: every id must be an integer in 0..${shardCount - 1}`);
+    }
+  }
+  return [...new Set(ids)].sort((a, b) => a - b);
+}
+
+export function loadConfig(env: Env = process.env): EngineConfig {
+  const role = (env.FLASH_ROLE ?? 'all') as Role;
+  if (!Object.values(Role).includes(role)) throw new ConfigError(`FLASH_ROLE=${role} must be one of all, gateway, shards`);
+  const defaultShards = Math.max(1, Math.min(4, availableParallelism() - 1));
+  const shardCount = int(env, 'FLASH_SHARDS', defaultShards, 1, 1024);
+  const token = env.FLASH_ADMIN_TOKEN;
+  if (token !== undefined && token !== '' && token.length < 8) {
+    throw new ConfigError('FLASH_ADMIN_TOKEN must be at least 8 characters');
+  }
+  const natsUrl = env.FLASH_NATS_URL?.trim() || null;
+  if (role !== 'all' && natsUrl === null) throw new ConfigError(`FLASH_ROLE=${role} needs FLASH_NATS_URL`);
+  return {
+    port: int(env, 'PORT', 8080, 0, 65535),
+    host: env.HOST?.trim() || '127.0.0.1',
+    dataDir: resolve(env.FLASH_DATA_DIR?.trim() || './data'),
+    shardCount,
+    ipRps: int(env, 'FLASH_IP_RPS', 0, 0, 1_000_000),
+    buyerRps: int(env, 'FLASH_BUYER_RPS', 20, 0, 1_000_000),
+    adminToken: token === undefined || token === '' ? null : token,
+    devMode: bool(env, 'FLASH_DEV'),
+    trustProxy: bool(env, 'FLASH_TRUST_PROXY'),
+    natsUrl,
+    role,
+    shardIds: shardIds(env, shardCount),
+    mailboxMax: int(env, 'FLASH_MAILBOX_MAX', 20_000, 1, 10_000_000),
+    snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
+    logLevel: env.LOG_LEVEL?.trim() || 'info',
+    shutdownGraceMs: int(env, 'FLASH_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+  };
+}

@@ -1,0 +1,223 @@
+// The embedded transport: one worker thread per shard in this process. It batches every
+// command sent to a shard within one event-loop turn into one postMessage, bounds each
+// shard's mailbox (answering `overloaded` at once when full), and restarts a crashed
+// worker, answering its in-flight commands `shard_unavailable` rather than leaving them hanging.
+
+import { Worker } from 'node:worker_threads';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command, ShardConfig } from '../domain/index.js';
+import type { CallOutcome, FromShard, ShardObserver, ShardStats, ShardTransport, ToShard } from './shard-protocol.js';
+import type { ShardWorkerData } from './shard-worker.js';
+
+export interface WorkerTransportOptions {
+  dataDir: string;
+  shardCount: number;
+  /** Commands in flight to one shard before new ones are refused `overloaded`. */
+  mailboxMax?: number;
+  /** Commands per postMessage; a larger burst goes as several batches. */
+  batchMax?: number;
+  config?: Partial<ShardConfig>;
+  snapshotEveryCommands?: number;
+  observer?: ShardObserver;
+  restartDelayMsMax?: number;
+}
+
+type Resolve = (o: CallOutcome) => void;
+
+const unavailable = (shardId: number): CallOutcome => ({ ok: false, code: 'shard_unavailable', message: `shard ${shardId} is restarting; retry shortly` });
+
+class WorkerShard {
+  private worker: Worker | null = null;
+  private ready = false;
+  private stopping = false;
+  private nextId = 1;
+  /** Crashes since the last successful start: drives the restart backoff. */
+  private failures = 0;
+  private everReady = false;
+  private restartsTotal = 0;
+  private pendingCmds: Command[] = [];
+  private pendingResolves: Resolve[] = [];
+  private flushScheduled = false;
+  private readonly inflight = new Map<number, Resolve[]>();
+  private readonly statsWaiters = new Map<number, (s: ShardStats | null) => void>();
+  private closeWaiter: (() => void) | null = null;
+  inFlightCount = 0;
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  constructor(readonly shardId: number, private readonly opts: WorkerTransportOptions) {}
+
+  start(): Promise<void> {
+    const dir = join(this.opts.dataDir, `shard-${this.shardId}`);
+    mkdirSync(dir, { recursive: true });
+    const data: ShardWorkerData = {
+      dir, shardId: this.shardId, shardCount: this.opts.shardCount, config: this.opts.config,
+      snapshotEveryCommands: this.opts.snapshotEveryCommands,
+    };
+    const worker = new Worker(new URL('./shard-worker.js', import.meta.url), { workerData: data });
+    this.worker = worker;
+    worker.on('message', (m: FromShard) => this.onMessage(m));
+    worker.on('error', (err) => this.onExit(`error: ${err.message}`, err));
+    worker.on('exit', (code) => this.onExit(`exit code ${code}`));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  call(cmd: Command, resolve: Resolve): void {
+    if (!this.ready) return resolve(unavailable(this.shardId));
+    if (this.inFlightCount >= (this.opts.mailboxMax ?? 20_000)) {
+      return resolve({ ok: false, code: 'overloaded', message: `shard ${this.shardId} mailbox is full; retry shortly` });
+    }
+    this.inFlightCount++;
+    this.pendingCmds.push(cmd);
+    this.pendingResolves.push(resolve);
+    if (this.pendingCmds.length >= (this.opts.batchMax ?? 1024)) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pendingCmds.length === 0 || this.worker === null) return;
+    const id = this.nextId++;
+    this.inflight.set(id, this.pendingResolves);
+    this.post({ k: 'batch', id, cmds: this.pendingCmds });
+    this.pendingCmds = [];
+    this.pendingResolves = [];
+  }
+
+  private post(m: ToShard): void {
+    this.worker?.postMessage(m);
+  }
+
+  private onMessage(m: FromShard): void {
+    switch (m.k) {
+      case 'ready':
+        this.ready = true;
+        this.everReady = true;
+        this.failures = 0;
+        for (const w of this.readyWaiters.splice(0)) w.resolve();
+        break;
+      case 'reply': {
+        if (m.events !== null) this.opts.observer?.onEvents?.(this.shardId, m.events);
+        if (m.commitMs > 0) this.opts.observer?.onCommit?.(this.shardId, m.commitMs);
+        const resolves = this.inflight.get(m.id);
+        if (resolves === undefined) break;
+        this.inflight.delete(m.id);
+        this.inFlightCount -= resolves.length;
+        for (let i = 0; i < resolves.length; i++) resolves[i]!(m.outcomes[i]!);
+        break;
+      }
+      case 'stats':
+        this.statsWaiters.get(m.id)?.(m.stats);
+        this.statsWaiters.delete(m.id);
+        break;
+      case 'closed':
+        this.closeWaiter?.();
+        break;
+      case 'log':
+        this.opts.observer?.onLog?.(this.shardId, m.level, m.msg, m.data);
+        break;
+    }
+  }
+
+  private onExit(reason: string, err?: Error): void {
+    if (this.worker === null) return;
+    this.worker = null;
+    const wasReady = this.ready;
+    this.ready = false;
+    this.failInflight();
+    const startError = err ?? new Error(`shard ${this.shardId} failed to start: ${reason}`);
+    for (const w of this.readyWaiters.splice(0)) w.reject(startError);
+    // A shard that never started (e.g. a corrupt WAL) is not retried: the engine refuses to run.
+    if (!this.everReady || this.stopping) return void this.closeWaiter?.();
+    if (!wasReady) this.failures++;
+    this.restartsTotal++;
+    this.opts.observer?.onRestart?.(this.shardId, reason);
+    const delayMs = Math.min(this.opts.restartDelayMsMax ?? 5000, 50 * 2 ** Math.min(this.failures, 7));
+    setTimeout(() => void this.start().catch(() => undefined), delayMs).unref();
+  }
+
+  private failInflight(): void {
+    const answer = unavailable(this.shardId);
+    for (const resolves of this.inflight.values()) for (const r of resolves) r(answer);
+    this.inflight.clear();
+    for (const r of this.pendingResolves) r(answer);
+    this.pendingCmds = [];
+    this.pendingResolves = [];
+    this.inFlightCount = 0;
+    for (const w of this.statsWaiters.values()) w(null);
+    this.statsWaiters.clear();
+  }
+
+  /** Ends the worker as a crash would; it is restarted and replays its log. */
+  kill(): Promise<number> {
+    return this.worker?.terminate() ?? Promise.resolve(0);
+  }
+
+  get restartCount(): number {
+    return this.restartsTotal;
+  }
+
+  stats(): Promise<ShardStats | null> {
+    if (!this.ready || this.worker === null) return Promise.resolve(null);
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.statsWaiters.set(id, resolve);
+      this.post({ k: 'stats', id });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.stopping = true;
+    this.flush();
+    if (this.worker === null) return;
+    const worker = this.worker;
+    await new Promise<void>((resolve) => {
+      this.closeWaiter = resolve;
+      this.post({ k: 'shutdown', id: this.nextId++ });
+    });
+    await worker.terminate();
+  }
+}
+
+export class WorkerTransport implements ShardTransport {
+  private readonly shards: WorkerShard[];
+
+  constructor(private readonly opts: WorkerTransportOptions) {
+    this.shards = Array.from({ length: opts.shardCount }, (_, i) => new WorkerShard(i, opts));
+  }
+
+  get shardCount(): number {
+    return this.opts.shardCount;
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.start()));
+  }
+
+  call(shardId: number, command: Command): Promise<CallOutcome> {
+    const shard = this.shards[shardId];
+    if (shard === undefined) return Promise.resolve(unavailable(shardId));
+    return new Promise((resolve) => shard.call(command, resolve));
+  }
+
+  inFlight(shardId: number): number {
+    return this.shards[shardId]?.inFlightCount ?? 0;
+  }
+
+  async stats(): Promise<ShardStats[]> {
+    const all = await Promise.all(this.shards.map((s) => s.stats()));
+    return all.filter((s): s is ShardStats => s !== null);
+  }
+
+  /** Fault injection for tests and drills: terminates one shard's worker like a crash. */
+  killShard(shardId: number): Promise<number> {
+    return this.shards[shardId]?.kill() ?? Promise.resolve(0);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.close()));
+  }
+}

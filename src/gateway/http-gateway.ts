@@ -1,0 +1,222 @@
+// The HTTP front of shared/API.md: routing, admin auth, rate limits, validation, and the
+// mapping of shard outcomes to statuses. It holds no stock state: every state question
+// goes to the owning shard. Bad input is answered 4xx before anything is sent to a shard.
+
+import { createHash, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { EngineConfig } from '../config.js';
+import type { CallOutcome } from '../engine/shard-protocol.js';
+import { errorBody, statusOfCode } from './errors.js';
+import type { GatewayMetrics } from './metrics.js';
+import { RateLimiter } from './rate-limiter.js';
+import { BodyError, readJson, sendError, sendJson } from './request-io.js';
+import { matchRoute, type RouteName } from './routes.js';
+import type { ShardRouter } from './shard-router.js';
+import { InvalidRequest, adjustCommand, asObject, payCommand, reserveCommand, skuName, upsertCommand } from './validate.js';
+
+export interface GatewayDeps {
+  config: EngineConfig;
+  router: ShardRouter;
+  metrics: GatewayMetrics;
+  log: Logger;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, param: string, body: unknown) => Promise<number>;
+
+/** Random id suffixes, drawn from a pooled buffer: 40 bits as 8 base-36 digits. */
+class NonceSource {
+  private readonly pool = Buffer.alloc(5 * 1024);
+  private offset = this.pool.length;
+
+  next(): string {
+    if (this.offset + 5 > this.pool.length) {
+      randomFillSync(this.pool);
+      this.offset = 0;
+    }
+    const p = this.pool;
+    const o = this.offset;
+    this.offset += 5;
+    const n = p[o]! * 2 ** 32 + ((p[o + 1]! << 24) | (p[o + 2]! << 16) | (p[o + 3]! << 8) | p[o + 4]!) >>> 0;
+    return n.toString(36).padStart(8, '0');
+  }
+}
+
+export class HttpGateway {
+  readonly server: Server;
+  private readonly buyerLimiter: RateLimiter;
+  private readonly ipLimiter: RateLimiter;
+  private readonly nonces = new NonceSource();
+  private readonly adminDigest: Buffer | null;
+  private draining = false;
+  private inFlight = 0;
+  private drainWaiters: (() => void)[] = [];
+  private readonly handlers: Record<Exclude<RouteName, 'healthz' | 'metrics'>, Handler>;
+
+  constructor(private readonly deps: GatewayDeps) {
+    const { config } = deps;
+    this.buyerLimiter = new RateLimiter(config.buyerRps);
+    this.ipLimiter = new RateLimiter(config.ipRps);
+    this.adminDigest = config.adminToken === null ? null : createHash('sha256').update(config.adminToken).digest();
+    this.handlers = {
+      'sku.put': (_q, res, sku, body) => this.answer(res, this.deps.router.upsertSku(upsertCommand(asObject(body), skuName(sku))), 'sku'),
+      'sku.get': (_q, res, sku) => this.answer(res, this.deps.router.callSku(skuName(sku), { t: 'sku.get', sku }), 'sku'),
+      'sku.stock': (_q, res, sku, body) => {
+        const cmd = adjustCommand(asObject(body), skuName(sku));
+        return this.answer(res, this.deps.router.callSku(sku, cmd), 'sku');
+      },
+      'reservation.create': (req, res, _p, body) => this.reserve(req, res, body),
+      'reservation.get': (_q, res, id) => this.reservationCall(res, id, { t: 'res.get', id }),
+      'reservation.pay': (_q, res, id, body) => this.reservationCall(res, id, payCommand(asObject(body), id)),
+      'reservation.cancel': (_q, res, id, body) => {
+        asObject(body);
+        return this.reservationCall(res, id, { t: 'res.cancel', id });
+      },
+    };
+    this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => this.handle(req, res));
+  }
+
+  private clientIp(req: IncomingMessage): string {
+    if (this.deps.config.trustProxy) {
+      const xff = req.headers['x-forwarded-for'];
+      const raw = Array.isArray(xff) ? xff[xff.length - 1] : xff;
+      // The right-most entry is the one our own proxy appended; the rest is client-supplied.
+      const last = raw?.split(',').pop()?.trim();
+      if (last) return last;
+    }
+    return req.socket.remoteAddress ?? 'unknown';
+  }
+
+  private isAdmin(req: IncomingMessage): boolean {
+    if (this.adminDigest === null) return this.deps.config.devMode;
+    const header = req.headers.authorization;
+    if (header === undefined || !header.startsWith('Bearer ')) return false;
+    const given = createHash('sha256').update(header.slice(7)).digest();
+    return timingSafeEqual(given, this.adminDigest);
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    const match = matchRoute(req.method ?? 'GET', req.url ?? '/');
+    let route = 'unknown';
+    const finish = (status: number): void => {
+      this.deps.metrics.countRequest(route, status);
+      if (route === 'reservation.create') this.deps.metrics.reserveSeconds.observe((performance.now() - started) / 1000);
+      if (--this.inFlight === 0 && this.draining) for (const w of this.drainWaiters.splice(0)) w();
+    };
+    this.inFlight++;
+    if (this.draining) res.setHeader('connection', 'close');
+    if (match.kind !== 'route') {
+      if (match.kind === 'method_not_allowed') return finish(sendError(res, 'method_not_allowed', `use ${match.allow} on this path`, { allow: match.allow }));
+      if (match.kind === 'bad_path') return finish(sendError(res, 'invalid_request', 'path has a malformed percent-encoding'));
+      return finish(sendError(res, 'not_found', 'no such route'));
+    }
+    route = match.name;
+    if (route === 'healthz') return finish(this.healthz(res));
+    if (route === 'metrics') return void this.metrics(res).then(finish);
+    if (this.draining) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
+    if ((route === 'sku.put' || route === 'sku.stock') && !this.isAdmin(req)) {
+      return finish(sendError(res, 'unauthorized', 'admin calls need header authorization: Bearer <FLASH_ADMIN_TOKEN>'));
+    }
+    if (route === 'reservation.create' && this.ipLimiter.enabled) {
+      const waitMs = this.ipLimiter.take(this.clientIp(req), Date.now());
+      if (waitMs > 0) return finish(this.rateLimited(res, waitMs, 'client IP'));
+    }
+    const handler = this.handlers[match.name as keyof typeof this.handlers];
+    if (req.method === 'GET') {
+      handler(req, res, match.param, {}).then(finish, (e: unknown) => finish(this.failure(res, e)));
+      return;
+    }
+    readJson(req, (err, body) => {
+      if (err !== null) {
+        if (err.code === 'payload_too_large') res.setHeader('connection', 'close');
+        return finish(sendError(res, err.code, err.message));
+      }
+      handler(req, res, match.param, body).then(finish, (e: unknown) => finish(this.failure(res, e)));
+    });
+  }
+
+  private failure(res: ServerResponse, e: unknown): number {
+    if (e instanceof InvalidRequest) return sendError(res, 'invalid_request', e.message);
+    if (e instanceof BodyError) return sendError(res, e.code, e.message);
+    this.deps.log.error({ err: e }, 'unexpected error while handling a request');
+    return sendError(res, 'internal_error', 'the engine failed to handle this request');
+  }
+
+  private rateLimited(res: ServerResponse, waitMs: number, by: string): number {
+    const seconds = String(Math.max(1, Math.ceil(waitMs / 1000)));
+    return sendError(res, 'rate_limited', `too many reservation calls for this ${by}; retry after ${seconds} s`, { 'retry-after': seconds });
+  }
+
+  private async reserve(_req: IncomingMessage, res: ServerResponse, body: unknown): Promise<number> {
+    const cmd = reserveCommand(asObject(body), this.nonces.next());
+    if (this.buyerLimiter.enabled) {
+      const waitMs = this.buyerLimiter.take(cmd.buyerId, Date.now());
+      if (waitMs > 0) return this.rateLimited(res, waitMs, 'buyer');
+    }
+    return this.answer(res, this.deps.router.callSku(cmd.sku, cmd), 'reservation');
+  }
+
+  private reservationCall(res: ServerResponse, id: string, cmd: Parameters<ShardRouter['callReservation']>[1]): Promise<number> {
+    const call = this.deps.router.callReservation(id, cmd);
+    if (call === null) return Promise.resolve(sendError(res, 'unknown_reservation', 'no reservation with that id'));
+    return this.answer(res, call, 'reservation');
+  }
+
+  private async answer(res: ServerResponse, call: Promise<CallOutcome>, view: 'sku' | 'reservation'): Promise<number> {
+    const outcome = await call;
+    if (!outcome.ok) {
+      if (outcome.code === 'moved') return sendError(res, 'shard_unavailable', 'the SKU moved while routing; retry');
+      return sendError(res, outcome.code, outcome.message);
+    }
+    const status = outcome.status === 'created' ? 201 : 200;
+    const payload = view === 'sku' ? outcome.sku : outcome.reservation;
+    const extra = outcome.replayed === true && view === 'reservation' ? { 'idempotent-replayed': 'true' } : undefined;
+    sendJson(res, status, JSON.stringify(payload ?? {}), extra);
+    return status;
+  }
+
+  private healthz(res: ServerResponse): number {
+    if (this.draining) return sendError(res, 'shutting_down', 'the engine is shutting down');
+    sendJson(res, 200, '{"status":"ok"}');
+    return 200;
+  }
+
+  private async metrics(res: ServerResponse): Promise<number> {
+    try {
+      const text = await this.deps.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType });
+      res.end(text);
+      return 200;
+    } catch (e) {
+      return this.failure(res, e);
+    }
+  }
+
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        const address = this.server.address();
+        resolve(typeof address === 'object' && address !== null ? address.port : port);
+      });
+    });
+  }
+
+  /** Stops accepting, lets in-flight calls finish (up to graceMs), closes idle sockets. */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    if (this.inFlight > 0) {
+      await Promise.race([
+        new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
+      ]);
+    }
+    this.server.closeAllConnections();
+    await closed;
+  }
+}
+
+export { errorBody, statusOfCode };

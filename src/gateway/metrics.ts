@@ -1,0 +1,103 @@
+// Prometheus metrics of a gateway: requests by route and status, reserve latency, shard
+// mailbox depth and fsync latency, stock events, and per-SKU stock gauges read from the
+// shards at scrape time. SKU gauges are capped per shard to bound label cardinality.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DomainEvent } from '../domain/index.js';
+import type { ShardTransport } from '../engine/shard-protocol.js';
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'status'>;
+  private readonly requestChildren = new Map<string, Counter.Internal>();
+  readonly reserveSeconds: Histogram;
+  private readonly fsyncSeconds: Histogram<'shard'>;
+  private readonly stockEvents: Counter<'type' | 'sku'>;
+  private readonly restarts: Counter<'shard'>;
+  private transport: ShardTransport | null = null;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({ name: 'flash_http_requests_total', help: 'HTTP requests by route and status code', labelNames: ['route', 'status'], registers });
+    this.reserveSeconds = new Histogram({
+      name: 'flash_reserve_duration_seconds', help: 'Latency of POST /v1/reservations, from request to response',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers,
+    });
+    this.fsyncSeconds = new Histogram({
+      name: 'flash_wal_commit_duration_seconds', help: 'Duration of a shard turn that committed to the WAL (apply + write + fdatasync)',
+      labelNames: ['shard'], buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25], registers,
+    });
+    this.stockEvents = new Counter({ name: 'flash_stock_events_total', help: 'low_stock and sold_out crossings per SKU', labelNames: ['type', 'sku'], registers });
+    this.restarts = new Counter({ name: 'flash_shard_restarts_total', help: 'Shard worker restarts after a crash', labelNames: ['shard'], registers });
+    this.defineShardGauges(registers);
+  }
+
+  private defineShardGauges(registers: Registry[]): void {
+    const self = this;
+    const skuGauge = (name: string, help: string, pick: (s: { onHand: number; available: number; reserved: number; sold: number }) => number) =>
+      new Gauge({
+        name, help, labelNames: ['sku'], registers,
+        async collect() {
+          this.reset();
+          for (const shard of await self.shardStats()) for (const s of shard.skus) this.set({ sku: s.sku }, pick(s));
+        },
+      });
+    skuGauge('flash_sku_on_hand', 'Units on hand per SKU', (s) => s.onHand);
+    skuGauge('flash_sku_available', 'Units available per SKU', (s) => s.available);
+    skuGauge('flash_sku_reserved', 'Units held by live reservations per SKU', (s) => s.reserved);
+    skuGauge('flash_sku_sold', 'Units sold per SKU', (s) => s.sold);
+    new Gauge({
+      name: 'flash_shard_mailbox_depth', help: 'Commands in flight to each shard', labelNames: ['shard'], registers,
+      collect() {
+        const t = self.transport;
+        if (t !== null) for (let i = 0; i < t.shardCount; i++) this.set({ shard: String(i) }, t.inFlight(i));
+      },
+    });
+    new Gauge({
+      name: 'flash_shard_live_reservations', help: 'Held reservations per shard', labelNames: ['shard'], registers,
+      async collect() {
+        this.reset();
+        for (const s of await self.shardStats()) this.set({ shard: String(s.shardId) }, s.liveReservations);
+      },
+    });
+  }
+
+  private statsCache: { atMs: number; value: ReturnType<ShardTransport['stats']> } | null = null;
+
+  /** One stats round trip per scrape, shared by every gauge that needs it. */
+  private shardStats(): ReturnType<ShardTransport['stats']> {
+    const now = Date.now();
+    if (this.transport === null) return Promise.resolve([]);
+    if (this.statsCache === null || now - this.statsCache.atMs > 250) {
+      this.statsCache = { atMs: now, value: this.transport.stats() };
+    }
+    return this.statsCache.value;
+  }
+
+  attach(transport: ShardTransport): void {
+    this.transport = transport;
+  }
+
+  countRequest(route: string, status: number): void {
+    const key = `${route} ${status}`;
+    let child = this.requestChildren.get(key);
+    if (child === undefined) {
+      child = this.requests.labels(route, String(status));
+      this.requestChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  onEvents(events: DomainEvent[]): void {
+    for (const e of events) if (e.type !== 'paid') this.stockEvents.inc({ type: e.type, sku: e.sku });
+  }
+
+  onCommit(shardId: number, commitMs: number): void {
+    this.fsyncSeconds.observe({ shard: String(shardId) }, commitMs / 1000);
+  }
+
+  onRestart(shardId: number): void {
+    this.restarts.inc({ shard: String(shardId) });
+  }
+}

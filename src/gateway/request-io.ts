@@ -1,0 +1,69 @@
+// Reading bodies and writing JSON answers over node:http. Bodies are capped at 16 KiB
+// (checked against content-length first, then while streaming) and parsed as JSON; an
+// empty body reads as {}. Every answer is JSON with an explicit content-length.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorBody, statusOfCode } from './errors.js';
+
+export const bodyBytesMax = 16 * 1024;
+
+export class BodyError extends Error {
+  constructor(readonly code: 'payload_too_large' | 'invalid_request', message: string) {
+    super(message);
+  }
+}
+
+/** Calls back once with the parsed body or a BodyError. */
+export function readJson(req: IncomingMessage, done: (err: BodyError | null, body: unknown) => void): void {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > bodyBytesMax) {
+    return done(new BodyError('payload_too_large', `request body is over ${bodyBytesMax} bytes`), undefined);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let finished = false;
+  req.on('data', (chunk: Buffer) => {
+    if (finished) return;
+    size += chunk.length;
+    if (size > bodyBytesMax) {
+      finished = true;
+      return done(new BodyError('payload_too_large', `request body is over ${bodyBytesMax} bytes`), undefined);
+    }
+    chunks.push(chunk);
+  });
+  req.on('end', () => {
+    if (finished) return;
+    finished = true;
+    const text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    if (text.trim() === '') return done(null, {});
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return done(new BodyError('invalid_request', 'body is not valid JSON'), undefined);
+    }
+    done(null, body);
+  });
+  req.on('error', () => {
+    if (finished) return;
+    finished = true;
+    done(new BodyError('invalid_request', 'request body could not be read'), undefined);
+  });
+}
+
+export function sendJson(res: ServerResponse, status: number, json: string, extra?: Record<string, string>): void {
+  if (res.headersSent || res.destroyed) return;
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(json),
+  };
+  if (extra !== undefined) Object.assign(headers, extra);
+  res.writeHead(status, headers);
+  res.end(json);
+}
+
+export function sendError(res: ServerResponse, code: string, message: string, extra?: Record<string, string>): number {
+  const status = statusOfCode[code] ?? 500;
+  sendJson(res, status, errorBody(code, message), extra);
+  return status;
+}
