@@ -2,7 +2,7 @@
 // validates every one, and fails at start with a message naming the variable, rather
 // than running with a setting it did not understand.
 
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 
 export const Role = { all: 'all', gateway: 'gateway', shards: 'shards' } as const;
@@ -21,6 +21,14 @@ export interface EngineConfig {
   /** Take the client IP from X-Forwarded-For (only behind a proxy you control). */
   trustProxy: boolean;
   natsUrl: string | null;
+  natsUser: string | null;
+  natsPassword: string | null;
+  /** Subject and bucket prefix, so several engines can share one NATS cluster. */
+  natsPrefix: string;
+  /** Shard ownership lease time to live (NATS roles). */
+  leaseTtlMs: number;
+  /** This process's name in leases and logs. */
+  nodeName: string;
   role: Role;
   shardIds: number[] | null;
   mailboxMax: number;
@@ -64,6 +72,12 @@ function shardIds(env: Env, shardCount: number): number[] | null {
   return [...new Set(ids)].sort((a, b) => a - b);
 }
 
+function prefix(env: Env): string {
+  const p = env.FLASH_NATS_PREFIX?.trim() || 'flash';
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(p)) throw new ConfigError(`FLASH_NATS_PREFIX=${p} must be 1..32 characters of [A-Za-z0-9_-]`);
+  return p;
+}
+
 export function loadConfig(env: Env = process.env): EngineConfig {
   const role = (env.FLASH_ROLE ?? 'all') as Role;
   if (!Object.values(Role).includes(role)) throw new ConfigError(`FLASH_ROLE=${role} must be one of all, gateway, shards`);
@@ -86,6 +100,11 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     devMode: bool(env, 'FLASH_DEV'),
     trustProxy: bool(env, 'FLASH_TRUST_PROXY'),
     natsUrl,
+    natsUser: env.FLASH_NATS_USER?.trim() || null,
+    natsPassword: env.FLASH_NATS_PASSWORD ?? null,
+    natsPrefix: prefix(env),
+    leaseTtlMs: int(env, 'FLASH_LEASE_TTL_MS', 3000, 500, 600_000),
+    nodeName: env.FLASH_NODE_NAME?.trim() || `${hostname()}-${process.pid}`,
     role,
     shardIds: shardIds(env, shardCount),
     mailboxMax: int(env, 'FLASH_MAILBOX_MAX', 20_000, 1, 10_000_000),

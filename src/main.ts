@@ -1,88 +1,123 @@
-// Starts the engine in the role the environment asks for. In the default role `all`
-// it is one process: shard worker threads owning the WALs under FLASH_DATA_DIR, and the
-// HTTP gateway on the main thread. SIGTERM stops accepting, drains, snapshots, exits 0.
+// Starts the engine in the role the environment asks for. Role `all` without NATS is one
+// process: shard worker threads owning the WALs under FLASH_DATA_DIR and the HTTP gateway
+// on the main thread. With FLASH_NATS_URL, shards are hosted behind leases and reached
+// over NATS (`shards` hosts, `gateway` serves HTTP, `all` does both). SIGTERM stops
+// accepting, drains, snapshots, and exits 0.
 
+import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { ConfigError, loadConfig, type EngineConfig } from './config.js';
 import { checkMeta, DataDirError, lockDataDir } from './engine/data-dir.js';
+import type { ShardObserver, ShardTransport } from './engine/shard-protocol.js';
 import { WorkerTransport } from './engine/worker-transport.js';
 import { HttpGateway } from './gateway/http-gateway.js';
 import { GatewayMetrics } from './gateway/metrics.js';
 import { ShardRouter } from './gateway/shard-router.js';
+import { connectNats } from './nats/nats-connect.js';
+import { NatsTransport } from './nats/nats-transport.js';
+import { ShardNode } from './nats/shard-node.js';
 
-async function startAll(config: EngineConfig, log: pino.Logger): Promise<void> {
-  const unlock = lockDataDir(config.dataDir);
-  checkMeta(config.dataDir, config.shardCount);
-  const metrics = new GatewayMetrics();
-  const transport = new WorkerTransport({
-    dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
-    snapshotEveryCommands: config.snapshotEveryCommands,
-    observer: {
-      onEvents: (shardId, events) => {
-        metrics.onEvents(events);
-        for (const e of events) if (e.type !== 'paid') log.warn({ shard: shardId, event: e }, e.type === 'low_stock' ? 'low stock' : 'sold out');
-      },
-      onCommit: (shardId, ms) => metrics.onCommit(shardId, ms),
-      onLog: (shardId, level, msg, data) => log[level]({ shard: shardId, ...data }, msg),
-      onRestart: (shardId, reason) => {
-        metrics.onRestart(shardId);
-        log.error({ shard: shardId, reason }, 'shard worker died; restarting it from its log');
-      },
+function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
+  return {
+    onEvents: (shardId, events) => {
+      metrics.onEvents(events);
+      for (const e of events) if (e.type !== 'paid') log.warn({ shard: shardId, event: e }, e.type === 'low_stock' ? 'low stock' : 'sold out');
     },
-  });
+    onCommit: (shardId, ms) => metrics.onCommit(shardId, ms),
+    onLog: (shardId, level, msg, data) => log[level]({ shard: shardId, ...data }, msg),
+    onRestart: (shardId, reason) => {
+      metrics.onRestart(shardId);
+      log.error({ shard: shardId, reason }, 'shard worker died; restarting it from its log');
+    },
+  };
+}
+
+/** Everything a running engine must stop, in order, on SIGTERM. */
+type Stopper = () => Promise<void> | void;
+
+async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]> {
+  const metrics = new GatewayMetrics();
+  let unlock: (() => void) | null = null;
+  const local = config.role !== 'gateway'
+    ? new WorkerTransport({
+      dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
+      snapshotEveryCommands: config.snapshotEveryCommands, observer: observerFor(metrics, log),
+    })
+    : null;
+  let remote: NatsTransport | null = null;
+  let node: ShardNode | null = null;
+  let nc: NatsConnection | null = null;
   const started = Date.now();
-  await transport.start();
-  metrics.attach(transport);
-  log.info({ shards: config.shardCount, dataDir: config.dataDir, ms: Date.now() - started }, 'shards recovered');
-  const gateway = new HttpGateway({ config, router: new ShardRouter(transport), metrics, log });
+  if (config.natsUrl === null) {
+    unlock = lockDataDir(config.dataDir);
+    checkMeta(config.dataDir, config.shardCount);
+    await local!.start();
+    log.info({ shards: config.shardCount, dataDir: config.dataDir, ms: Date.now() - started }, 'shards recovered');
+  } else {
+    nc = await connectNats({ url: config.natsUrl, user: config.natsUser, password: config.natsPassword, prefix: config.natsPrefix, name: config.nodeName });
+    log.info({ servers: config.natsUrl, prefix: config.natsPrefix }, 'connected to NATS');
+    if (local !== null) {
+      checkMeta(config.dataDir, config.shardCount);
+      const shardIds = config.shardIds ?? Array.from({ length: config.shardCount }, (_, i) => i);
+      node = new ShardNode({ nc, prefix: config.natsPrefix, shardIds, dataDir: config.dataDir, transport: local, log, leaseTtlMs: config.leaseTtlMs, nodeName: config.nodeName });
+      await node.start();
+      log.info({ shardIds, node: config.nodeName }, 'hosting shards behind leases');
+    }
+    if (config.role !== 'shards') remote = new NatsTransport(nc, { shardCount: config.shardCount, prefix: config.natsPrefix, mailboxMax: config.mailboxMax });
+  }
+  const transport: ShardTransport | null = remote ?? (node === null ? local : null);
+  metrics.attach(local ?? remote!);
+  const serveApi = transport !== null;
+  const gateway = new HttpGateway({
+    config, router: serveApi ? new ShardRouter(transport) : null, metrics, log,
+    health: node === null ? undefined : () => node!.status(),
+  });
   const port = await gateway.listen(config.port, config.host);
-  if (config.adminToken === null) {
+  if (serveApi && config.adminToken === null) {
     log.warn(config.devMode ? 'FLASH_DEV is on: admin calls are allowed without a token' : 'FLASH_ADMIN_TOKEN is not set: admin calls will be refused');
   }
-  log.info({ port, host: config.host }, `listening on http://${config.host}:${port}`);
+  log.info({ port, host: config.host, role: config.role }, `listening on http://${config.host}:${port}`);
+  // Order matters: stop taking requests, let in-flight ones finish, then stop the shards
+  // (snapshot, release leases), then the NATS connection, then the data-dir lock.
+  return [
+    () => gateway.drain(config.shutdownGraceMs),
+    () => remote?.close(),
+    () => node?.close(),
+    () => local?.close(),
+    () => nc?.drain(),
+    () => unlock?.(),
+  ];
+}
 
+async function main(): Promise<void> {
+  const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } });
+  let stoppers: Stopper[];
+  try {
+    stoppers = await start(loadConfig(), log);
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof DataDirError) log.fatal(e.message);
+    else log.fatal({ err: e }, 'engine failed to start');
+    log.flush();
+    process.exit(e instanceof ConfigError ? 2 : 1);
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping: draining requests, then snapshotting shards');
     void (async () => {
-      await gateway.drain(config.shutdownGraceMs);
-      await transport.close();
-      unlock();
+      for (const s of stoppers) await s();
       log.info('stopped cleanly');
       log.flush();
       process.exit(0);
     })().catch((e: unknown) => {
       log.error({ err: e }, 'shutdown failed');
+      log.flush();
       process.exit(1);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-}
-
-async function main(): Promise<void> {
-  const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } });
-  let config: EngineConfig;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      log.fatal(e.message);
-      process.exit(2);
-    }
-    throw e;
-  }
-  try {
-    if (config.role !== 'all') throw new ConfigError(`FLASH_ROLE=${config.role} is not available in this build yet; use FLASH_ROLE=all`);
-    await startAll(config, log);
-  } catch (e) {
-    if (e instanceof ConfigError || e instanceof DataDirError) log.fatal(e.message);
-    else log.fatal({ err: e }, 'engine failed to start');
-    log.flush();
-    process.exit(1);
-  }
 }
 
 void main();

@@ -48,6 +48,7 @@ interface Meta {
 
 /** Records the shard count on first use and refuses a different one later. */
 export function checkMeta(dir: string, shardCount: number): void {
+  mkdirSync(dir, { recursive: true });
   const path = join(dir, 'engine.json');
   if (existsSync(path)) {
     const meta = JSON.parse(readFileSync(path, 'utf8')) as Meta;

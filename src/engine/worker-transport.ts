@@ -183,41 +183,72 @@ class WorkerShard {
 }
 
 export class WorkerTransport implements ShardTransport {
-  private readonly shards: WorkerShard[];
+  /** The shards this process hosts now (all of them in the embedded role). */
+  private readonly shards = new Map<number, WorkerShard>();
 
-  constructor(private readonly opts: WorkerTransportOptions) {
-    this.shards = Array.from({ length: opts.shardCount }, (_, i) => new WorkerShard(i, opts));
-  }
+  constructor(private readonly opts: WorkerTransportOptions) {}
 
   get shardCount(): number {
     return this.opts.shardCount;
   }
 
+  /** Starts every shard of the deployment (the embedded role). */
   async start(): Promise<void> {
-    await Promise.all(this.shards.map((s) => s.start()));
+    await Promise.all(Array.from({ length: this.opts.shardCount }, (_, i) => this.startShard(i)));
+  }
+
+  /** Starts one shard's worker (recovering its log); resolves once it serves. */
+  async startShard(shardId: number): Promise<void> {
+    if (this.shards.has(shardId)) return;
+    const shard = new WorkerShard(shardId, this.opts);
+    this.shards.set(shardId, shard);
+    try {
+      await shard.start();
+    } catch (e) {
+      this.shards.delete(shardId);
+      throw e;
+    }
+  }
+
+  /** Drains, snapshots and stops one shard's worker. */
+  async stopShard(shardId: number): Promise<void> {
+    const shard = this.shards.get(shardId);
+    if (shard === undefined) return;
+    this.shards.delete(shardId);
+    await shard.close();
+  }
+
+  hosts(shardId: number): boolean {
+    return this.shards.has(shardId);
   }
 
   call(shardId: number, command: Command): Promise<CallOutcome> {
-    const shard = this.shards[shardId];
+    const shard = this.shards.get(shardId);
     if (shard === undefined) return Promise.resolve(unavailable(shardId));
     return new Promise((resolve) => shard.call(command, resolve));
   }
 
   inFlight(shardId: number): number {
-    return this.shards[shardId]?.inFlightCount ?? 0;
+    return this.shards.get(shardId)?.inFlightCount ?? 0;
   }
 
   async stats(): Promise<ShardStats[]> {
-    const all = await Promise.all(this.shards.map((s) => s.stats()));
+    const all = await Promise.all([...this.shards.values()].map((s) => s.stats()));
     return all.filter((s): s is ShardStats => s !== null);
   }
 
   /** Fault injection for tests and drills: terminates one shard's worker like a crash. */
   killShard(shardId: number): Promise<number> {
-    return this.shards[shardId]?.kill() ?? Promise.resolve(0);
+    return this.shards.get(shardId)?.kill() ?? Promise.resolve(0);
+  }
+
+  restartCount(shardId: number): number {
+    return this.shards.get(shardId)?.restartCount ?? 0;
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.shards.map((s) => s.close()));
+    const all = [...this.shards.values()];
+    this.shards.clear();
+    await Promise.all(all.map((s) => s.close()));
   }
 }

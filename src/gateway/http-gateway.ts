@@ -17,7 +17,10 @@ import { InvalidRequest, adjustCommand, asObject, payCommand, reserveCommand, sk
 
 export interface GatewayDeps {
   config: EngineConfig;
-  router: ShardRouter;
+  /** null on a shard node (FLASH_ROLE=shards): it serves only /healthz and /metrics. */
+  router: ShardRouter | null;
+  /** Extra fields for /healthz (e.g. which shards a node serves). */
+  health?: () => Record<string, unknown>;
   metrics: GatewayMetrics;
   log: Logger;
 }
@@ -59,11 +62,11 @@ export class HttpGateway {
     this.ipLimiter = new RateLimiter(config.ipRps);
     this.adminDigest = config.adminToken === null ? null : createHash('sha256').update(config.adminToken).digest();
     this.handlers = {
-      'sku.put': (_q, res, sku, body) => this.answer(res, this.deps.router.upsertSku(upsertCommand(asObject(body), skuName(sku))), 'sku'),
-      'sku.get': (_q, res, sku) => this.answer(res, this.deps.router.callSku(skuName(sku), { t: 'sku.get', sku }), 'sku'),
+      'sku.put': (_q, res, sku, body) => this.answer(res, this.router.upsertSku(upsertCommand(asObject(body), skuName(sku))), 'sku'),
+      'sku.get': (_q, res, sku) => this.answer(res, this.router.callSku(skuName(sku), { t: 'sku.get', sku }), 'sku'),
       'sku.stock': (_q, res, sku, body) => {
         const cmd = adjustCommand(asObject(body), skuName(sku));
-        return this.answer(res, this.deps.router.callSku(sku, cmd), 'sku');
+        return this.answer(res, this.router.callSku(sku, cmd), 'sku');
       },
       'reservation.create': (req, res, _p, body) => this.reserve(req, res, body),
       'reservation.get': (_q, res, id) => this.reservationCall(res, id, { t: 'res.get', id }),
@@ -74,6 +77,10 @@ export class HttpGateway {
       },
     };
     this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => this.handle(req, res));
+  }
+
+  private get router(): ShardRouter {
+    return this.deps.router!; // handlers run only when a router exists (checked in handle)
   }
 
   private clientIp(req: IncomingMessage): string {
@@ -114,6 +121,7 @@ export class HttpGateway {
     route = match.name;
     if (route === 'healthz') return finish(this.healthz(res));
     if (route === 'metrics') return void this.metrics(res).then(finish);
+    if (this.deps.router === null) return finish(sendError(res, 'not_found', 'this node serves only /healthz and /metrics (FLASH_ROLE=shards)'));
     if (this.draining) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
     if ((route === 'sku.put' || route === 'sku.stock') && !this.isAdmin(req)) {
       return finish(sendError(res, 'unauthorized', 'admin calls need header authorization: Bearer <FLASH_ADMIN_TOKEN>'));
@@ -154,11 +162,11 @@ export class HttpGateway {
       const waitMs = this.buyerLimiter.take(cmd.buyerId, Date.now());
       if (waitMs > 0) return this.rateLimited(res, waitMs, 'buyer');
     }
-    return this.answer(res, this.deps.router.callSku(cmd.sku, cmd), 'reservation');
+    return this.answer(res, this.router.callSku(cmd.sku, cmd), 'reservation');
   }
 
   private reservationCall(res: ServerResponse, id: string, cmd: Parameters<ShardRouter['callReservation']>[1]): Promise<number> {
-    const call = this.deps.router.callReservation(id, cmd);
+    const call = this.router.callReservation(id, cmd);
     if (call === null) return Promise.resolve(sendError(res, 'unknown_reservation', 'no reservation with that id'));
     return this.answer(res, call, 'reservation');
   }
@@ -178,7 +186,7 @@ export class HttpGateway {
 
   private healthz(res: ServerResponse): number {
     if (this.draining) return sendError(res, 'shutting_down', 'the engine is shutting down');
-    sendJson(res, 200, '{"status":"ok"}');
+    sendJson(res, 200, JSON.stringify({ status: 'ok', role: this.deps.config.role, ...this.deps.health?.() }));
     return 200;
   }
 
