@@ -16,13 +16,13 @@ import { answered, refused, reservationView } from './views.js';
 type Reserve = Extract<Command, { t: 'res.reserve' }>;
 type Pay = Extract<Command, { t: 'res.pay' }>;
 
-function replayIdempotent(state: ShardState, c: Reserve): Applied | null {
+function replayIdempotent(state: ShardState, s: SkuState, c: Reserve): Applied | null {
   if (c.idemKey === undefined) return null;
-  const entry = state.idempotency.get(idempotencyKey(c.buyerId, c.idemKey));
+  const entry = state.idempotency.get(idempotencyKey(c.buyerId, s.quotaScope, c.idemKey));
   if (entry === undefined) return null;
   const r = entry.reservation;
   if (r.sku.sku !== c.sku || r.qty !== c.qty) {
-    return refused('idempotency_conflict', 'idempotencyKey was already used by this buyer for a different sku or qty');
+    return refused('idempotency_conflict', 'idempotencyKey was already used by this buyer for another request (a different sku of this drop, or a different qty)');
   }
   return answered({ ok: true, status: 'created', reservation: reservationView(r), replayed: true }, false);
 }
@@ -48,7 +48,7 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
   const found = findSku(state, c.sku);
   if (!(found instanceof SkuState)) return found;
   const s = found;
-  const replay = replayIdempotent(state, c);
+  const replay = replayIdempotent(state, s, c);
   if (replay !== null) return replay;
   const ineligible = eligibility(s, c, nowMs);
   if (ineligible !== null) return ineligible;
@@ -78,7 +78,7 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
 }
 
 function rememberIdempotencyKey(state: ShardState, r: Reservation, key: string, nowMs: number): void {
-  const entry: IdempotencyEntry = { key: idempotencyKey(r.buyerId, key), reservation: r, reviewAtMs: nowMs };
+  const entry: IdempotencyEntry = { key: idempotencyKey(r.buyerId, r.sku.quotaScope, key), reservation: r, reviewAtMs: nowMs };
   state.idempotency.set(entry.key, entry);
   state.idempotencyQueue.push(entry);
   // Past the cap, forget the oldest keys first: losing replay protection for a very old

@@ -59,7 +59,12 @@ export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applie
     return answered({ ok: true, status: 'ok', sku: skuView(existing) }, true, events);
   }
   const linked = state.links.get(c.sku);
-  if (linked !== undefined) return movedTo(c.sku, linked);
+  if (linked !== undefined) {
+    if (c.dropId !== undefined && c.dropId !== linked) {
+      return refused('drop_mismatch', `sku ${c.sku} belongs to drop ${linked}; dropId cannot change`);
+    }
+    return movedTo(c.sku, linked);
+  }
   const dropId = c.dropId ?? null;
   if (shardForSku(c.sku, dropId, state.config.shardCount) !== state.config.shardId) {
     return refused('invalid_request', `sku ${c.sku} does not route to shard ${state.config.shardId}`);

@@ -12,13 +12,29 @@ export function fnv1a32(key: string): number {
   return hash >>> 0;
 }
 
+/**
+ * The routing hash: FNV-1a followed by murmur3's 32-bit finalizer. FNV-1a alone is weak in
+ * its low bits (its lowest bit is just the parity of the odd characters), so `mod 2` or
+ * `mod 4` would put keys like sku-1, sku-3, ... all on one shard; the finalizer mixes every
+ * input bit into every output bit.
+ */
+export function routingHash(key: string): number {
+  let h = fnv1a32(key);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 /** The SKU's dropId when it has one, else the SKU: a whole drop lives in one shard. */
 export function routingKey(sku: string, dropId: string | null): string {
   return dropId === null ? `s:${sku}` : `d:${dropId}`;
 }
 
 export function shardForKey(key: string, shardCount: number): number {
-  return fnv1a32(key) % shardCount;
+  return routingHash(key) % shardCount;
 }
 
 export function shardForSku(sku: string, dropId: string | null, shardCount: number): number {

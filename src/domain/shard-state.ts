@@ -125,6 +125,11 @@ export function quotaKey(scope: string, buyerId: string): string {
   return `${scope}\u0000${buyerId}`;
 }
 
-export function idempotencyKey(buyerId: string, key: string): string {
-  return `${buyerId}\u0000${key}`;
+/**
+ * A key names one reserve request of one buyer within one quota scope (a SKU, or a whole
+ * drop). Scoping by SKU or drop makes the answer the same on every deployment: a key reused
+ * for a SKU of another scope is a separate request, wherever the two SKUs are hosted.
+ */
+export function idempotencyKey(buyerId: string, scope: string, key: string): string {
+  return `${buyerId}\u0000${scope}\u0000${key}`;
 }

@@ -131,16 +131,18 @@ export class HttpGateway {
       if (waitMs > 0) return finish(this.rateLimited(res, waitMs, 'client IP'));
     }
     const handler = this.handlers[match.name as keyof typeof this.handlers];
-    if (req.method === 'GET') {
-      handler(req, res, match.param, {}).then(finish, (e: unknown) => finish(this.failure(res, e)));
-      return;
-    }
+    // Validation throws synchronously inside handlers; run them so that every throw
+    // becomes an answer (400 for bad input), never an uncaught exception.
+    const run = (body: unknown): void => {
+      Promise.resolve().then(() => handler(req, res, match.param, body)).then(finish, (e: unknown) => finish(this.failure(res, e)));
+    };
+    if (req.method === 'GET') return run({});
     readJson(req, (err, body) => {
       if (err !== null) {
         if (err.code === 'payload_too_large') res.setHeader('connection', 'close');
         return finish(sendError(res, err.code, err.message));
       }
-      handler(req, res, match.param, body).then(finish, (e: unknown) => finish(this.failure(res, e)));
+      run(body);
     });
   }
 

@@ -1,0 +1,233 @@
+// Starts the built engine (dist/src/main.js) as a child process on a free port and a
+// fresh data directory, waits for its `listening` line, and gives tests small HTTP
+// helpers. It owns every child it starts: `stopAllEngines()` kills what is still running
+// and removes the temporary data directories, so a failing test never leaks a server.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123';
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The engine under test; FLASH_TEST_ENGINE_ENTRY points the suites at another build. */
+export const engineEntry = process.env.FLASH_TEST_ENGINE_ENTRY ?? join(repoRoot, 'dist', 'src', 'main.js');
+const startTimeoutMs = 15_000;
+
+export interface EngineOptions {
+  env?: Record<string, string>;
+  dataDir?: string;
+}
+
+export interface Engine {
+  url: string;
+  port: number;
+  dataDir: string;
+  child: ChildProcess;
+  /** Sends `signal` (SIGTERM by default) and resolves with the exit code (null if killed by a signal). */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** SIGKILL, and wait until the process is gone. */
+  kill9(): Promise<void>;
+  /** Everything the process printed so far, stdout then stderr interleaved as received. */
+  logs(): string;
+}
+
+interface Tracked {
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const children = new Set<Tracked>();
+const tempDirs = new Set<string>();
+
+/** A port nobody listens on right now (listen on 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+export function makeDataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'flash-http-'));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function engineEnv(port: number, dataDir: string, extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  // Never let the developer's own FLASH_* settings leak into a test engine.
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLASH_') && k !== 'PORT' && k !== 'HOST') env[k] = v;
+  Object.assign(env, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    FLASH_DATA_DIR: dataDir,
+    FLASH_SHARDS: '2',
+    FLASH_ADMIN_TOKEN: ADMIN_TOKEN,
+    LOG_LEVEL: 'info',
+  });
+  Object.assign(env, extra ?? {});
+  return env;
+}
+
+function spawnEngine(port: number, dataDir: string, extra?: Record<string, string>): { tracked: Tracked; output: () => string; onOutput: (f: () => void) => void } {
+  if (!existsSync(engineEntry)) throw new Error(`${engineEntry} is missing: build first with npx tsc -p tsconfig.json`);
+  const child = spawn(process.execPath, [engineEntry], { env: engineEnv(port, dataDir, extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listeners: (() => void)[] = [];
+  const take = (chunk: Buffer): void => {
+    out += chunk.toString('utf8');
+    for (const f of listeners) f();
+  };
+  child.stdout!.on('data', take);
+  child.stderr!.on('data', take);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
+    child.once('exit', (code, signal) => res({ code, signal }));
+  });
+  const tracked: Tracked = { child, exited };
+  children.add(tracked);
+  void exited.then(() => children.delete(tracked));
+  return { tracked, output: () => out, onOutput: (f) => listeners.push(f) };
+}
+
+/** Runs an engine that is expected to refuse to start; resolves with its exit code and output. */
+export async function runEngineToExit(opts: EngineOptions & { timeoutMs?: number } = {}): Promise<{ code: number | null; logs: string }> {
+  const dataDir = opts.dataDir ?? makeDataDir();
+  const { tracked, output } = spawnEngine(await freePort(), dataDir, opts.env);
+  const timeout = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), opts.timeoutMs ?? startTimeoutMs).unref());
+  const first = await Promise.race([tracked.exited, timeout]);
+  if (first === 'timeout') {
+    tracked.child.kill('SIGKILL');
+    await tracked.exited;
+    throw new Error(`engine did not exit within ${opts.timeoutMs ?? startTimeoutMs} ms; output:\n${output()}`);
+  }
+  return { code: first.code, logs: output() };
+}
+
+async function startOnce(dataDir: string, env: Record<string, string> | undefined): Promise<Engine> {
+  const port = await freePort();
+  const { tracked, output, onOutput } = spawnEngine(port, dataDir, env);
+  const { child, exited } = tracked;
+  await new Promise<void>((res, reject) => {
+    let settled = false;
+    const finish = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else res();
+    };
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish(new Error(`engine did not print "listening" within ${startTimeoutMs} ms; output:\n${output()}`));
+    }, startTimeoutMs);
+    const check = (): void => {
+      if (output().split('\n').some((line) => line.includes('listening'))) finish();
+    };
+    onOutput(check);
+    check();
+    void exited.then(({ code, signal }) => finish(new Error(`engine exited (code ${code}, signal ${signal}) before listening; output:\n${output()}`)));
+  });
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    const timeout = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 30_000).unref());
+    const result = await Promise.race([exited, timeout]);
+    if (result === 'timeout') {
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`engine did not exit within 30 s of ${signal}; output:\n${output()}`);
+    }
+    return result.code;
+  };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dataDir,
+    child,
+    stop,
+    kill9: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    logs: output,
+  };
+}
+
+export async function startEngine(opts: EngineOptions = {}): Promise<Engine> {
+  const dataDir = opts.dataDir ?? makeDataDir();
+  // The free port may be taken by someone else between our probe and the engine's listen.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(dataDir, opts.env);
+    } catch (e) {
+      if (attempt >= 3 || !String((e as Error).message).includes('EADDRINUSE')) throw e;
+    }
+  }
+}
+
+/** Kills every engine still running (SIGKILL) and removes the temporary data directories. */
+export async function stopAllEngines(): Promise<void> {
+  const running = [...children];
+  for (const t of running) if (t.child.exitCode === null && t.child.signalCode === null) t.child.kill('SIGKILL');
+  await Promise.all(running.map((t) => t.exited));
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP helpers (global fetch).
+
+export interface Reply<T = any> {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The parsed JSON body, or undefined when the body is not JSON. */
+  body: T;
+}
+
+export interface RawOptions {
+  body?: string;
+  headers?: Record<string, string>;
+  token?: string;
+}
+
+async function send(base: string, method: string, path: string, opts: RawOptions): Promise<Reply> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.body !== undefined && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
+  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  const res = await fetch(base + path, { method, headers, body: opts.body });
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, body };
+}
+
+export interface Api {
+  get(path: string, token?: string): Promise<Reply>;
+  put(path: string, body: unknown, token?: string): Promise<Reply>;
+  post(path: string, body: unknown, token?: string): Promise<Reply>;
+  /** Any method, with the body sent exactly as given (no JSON encoding). */
+  raw(method: string, path: string, opts?: RawOptions): Promise<Reply>;
+}
+
+export function api(url: string): Api {
+  return {
+    get: (path, token) => send(url, 'GET', path, { token }),
+    put: (path, body, token) => send(url, 'PUT', path, { body: JSON.stringify(body), token }),
+    post: (path, body, token) => send(url, 'POST', path, { body: JSON.stringify(body), token }),
+    raw: (method, path, opts = {}) => send(url, method, path, opts),
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
