@@ -79,13 +79,15 @@ function turn(): void {
     let events: DomainEvent[] | null = null;
     for (const a of applied) if (a.events !== null) for (const e of a.events) if (e.type !== 'paid') (events ??= []).push(e);
     let i = expire ? 1 : 0;
+    let first = true;
     for (const b of batches) {
       const outcomes: Outcome[] = new Array(b.cmds.length);
       for (let j = 0; j < b.cmds.length; j++) outcomes[j] = applied[i++]!.outcome;
-      post({ k: 'reply', id: b.id, outcomes, events, commitMs });
-      events = null; // send each event once, with the first reply of the turn
+      post({ k: 'reply', id: b.id, outcomes, events, commitMs: first ? commitMs : 0 });
+      events = null; // send each event and the commit time once, with the first reply of the turn
+      first = false;
     }
-    if (batches.length === 0 && events !== null) post({ k: 'reply', id: -1, outcomes: [], events, commitMs });
+    if (first && (events !== null || commitMs > 0)) post({ k: 'reply', id: -1, outcomes: [], events, commitMs });
   }
   if (queue.length > 0) scheduleTurn();
   armExpiryTimer();
