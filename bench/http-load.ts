@@ -1,0 +1,95 @@
+// One autocannon run and the figures bench:http reports from it. Every run sends
+// POST /v1/reservations with a body built per request (a unique buyerId from a counter),
+// so the client does the same work whatever server it loads. Statuses are counted by a
+// per-response hook, not only from autocannon's summary.
+
+import autocannon from 'autocannon';
+
+export interface LoadSettings {
+  connections: number;
+  pipelining: number;
+  /** Seconds; ignored when amount is set. */
+  durationSeconds: number;
+  amount?: number;
+  timeoutSeconds: number;
+}
+
+export interface LoadFigures {
+  title: string;
+  durationSeconds: number;
+  requests: number;
+  requestsPerSecMean: number;
+  latencyMs: { mean: number; p50: number; p90: number; p99: number; p99_9: number; max: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  /** Counted by our own response hook: status -> responses. */
+  statuses: Record<string, number>;
+  /** Error codes of non-2xx bodies (only when bodies were collected): code -> responses. */
+  errorCodes?: Record<string, number>;
+}
+
+export interface ReserveBodySource {
+  skuOf(n: number): string;
+  /** Distinct from every buyer of every other run against the same server. */
+  buyerPrefix: string;
+}
+
+let requestCounter = 0;
+
+function bodyOf(source: ReserveBodySource): string {
+  const n = requestCounter++;
+  return `{"sku":"${source.skuOf(n)}","buyerId":"${source.buyerPrefix}${n}","qty":1}`;
+}
+
+function errorCodeOf(body: string): string {
+  try {
+    return (JSON.parse(body) as { error?: { code?: string } }).error?.code ?? '(no code)';
+  } catch {
+    return '(not json)';
+  }
+}
+
+export async function runLoad(title: string, url: string, settings: LoadSettings, source: ReserveBodySource, collectErrorCodes = false): Promise<LoadFigures> {
+  const statuses: Record<string, number> = {};
+  const errorCodes: Record<string, number> = {};
+  const request: autocannon.Request = {
+    method: 'POST',
+    path: '/v1/reservations',
+    headers: { 'content-type': 'application/json' },
+    setupRequest: (req) => ({ ...req, body: bodyOf(source) }),
+  };
+  if (collectErrorCodes) {
+    request.onResponse = (status, body) => {
+      if (status >= 300) errorCodes[errorCodeOf(body)] = (errorCodes[errorCodeOf(body)] ?? 0) + 1;
+    };
+  }
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({
+      url,
+      title,
+      connections: settings.connections,
+      pipelining: settings.pipelining,
+      duration: settings.durationSeconds,
+      ...(settings.amount === undefined ? {} : { amount: settings.amount }),
+      timeout: settings.timeoutSeconds,
+      requests: [request],
+    }, (err: unknown, res: autocannon.Result) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res)));
+    instance.on('response', (_client, statusCode) => {
+      statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+    });
+  });
+  const l = result.latency;
+  return {
+    title,
+    durationSeconds: result.duration,
+    requests: Object.values(statuses).reduce((a, b) => a + b, 0),
+    requestsPerSecMean: result.requests.average,
+    latencyMs: { mean: l.average, p50: l.p50, p90: l.p90, p99: l.p99, p99_9: l.p99_9, max: l.max },
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    statuses,
+    ...(collectErrorCodes ? { errorCodes } : {}),
+  };
+}
