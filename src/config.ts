@@ -27,6 +27,8 @@ export interface EngineConfig {
   natsPrefix: string;
   /** Shard ownership lease time to live (NATS roles). */
   leaseTtlMs: number;
+  /** Replicas of the lease bucket when created (set 3 on a 3-node NATS cluster). */
+  leaseReplicas: number;
   /** This process's name in leases and logs. */
   nodeName: string;
   role: Role;
@@ -104,6 +106,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     natsPassword: env.FLASH_NATS_PASSWORD ?? null,
     natsPrefix: prefix(env),
     leaseTtlMs: int(env, 'FLASH_LEASE_TTL_MS', 3000, 500, 600_000),
+    leaseReplicas: int(env, 'FLASH_LEASE_REPLICAS', 1, 1, 5),
     nodeName: env.FLASH_NODE_NAME?.trim() || `${hostname()}-${process.pid}`,
     role,
     shardIds: shardIds(env, shardCount),

@@ -59,7 +59,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
     if (local !== null) {
       checkMeta(config.dataDir, config.shardCount);
       const shardIds = config.shardIds ?? Array.from({ length: config.shardCount }, (_, i) => i);
-      node = new ShardNode({ nc, prefix: config.natsPrefix, shardIds, dataDir: config.dataDir, transport: local, log, leaseTtlMs: config.leaseTtlMs, nodeName: config.nodeName });
+      node = new ShardNode({ nc, prefix: config.natsPrefix, shardIds, dataDir: config.dataDir, transport: local, log, leaseTtlMs: config.leaseTtlMs, leaseReplicas: config.leaseReplicas, nodeName: config.nodeName });
       await node.start();
       log.info({ shardIds, node: config.nodeName }, 'hosting shards behind leases');
     }

@@ -40,7 +40,8 @@ class NonceSource {
     const p = this.pool;
     const o = this.offset;
     this.offset += 5;
-    const n = p[o]! * 2 ** 32 + ((p[o + 1]! << 24) | (p[o + 2]! << 16) | (p[o + 3]! << 8) | p[o + 4]!) >>> 0;
+    const low32 = ((p[o + 1]! << 24) | (p[o + 2]! << 16) | (p[o + 3]! << 8) | p[o + 4]!) >>> 0;
+    const n = p[o]! * 2 ** 32 + low32;
     return n.toString(36).padStart(8, '0');
   }
 }

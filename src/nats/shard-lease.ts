@@ -58,10 +58,12 @@ export class ShardLease {
     this.revision = 0;
     this.validUntilMs = 0;
     if (revision === 0) return;
-    try {
-      await this.kv.delete(this.key, { previousSeq: revision });
-    } catch {
-      // Someone else already holds it, or NATS is down: the TTL ends it anyway.
-    }
+    // Bounded: while NATS is down the delete would wait for the JetStream default (5 s) and
+    // hold up the hand-over; if it does not land in time, the TTL ends the lease anyway.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(250, this.ttlMs / 4)); });
+    const deleted = this.kv.delete(this.key, { previousSeq: revision }).catch(() => undefined);
+    await Promise.race([deleted, timeout]);
+    clearTimeout(timer);
   }
 }

@@ -26,6 +26,8 @@ export interface ShardNodeOptions {
   leaseTtlMs?: number;
   /** Who we are, written into the lease (for operators reading the KV bucket). */
   nodeName: string;
+  /** Replicas of the lease bucket when this node creates it (3 on a 3-node NATS cluster). */
+  leaseReplicas?: number;
 }
 
 type HostState = 'standby' | 'starting' | 'serving' | 'stopping';
@@ -127,7 +129,14 @@ export class ShardNode {
 
   async start(): Promise<void> {
     const ttlMs = this.opts.leaseTtlMs ?? 3000;
-    const kv: KV = await new Kvm(this.opts.nc).create(leaseBucket(this.opts.prefix), { ttl: ttlMs, history: 1 });
+    const bucket = leaseBucket(this.opts.prefix);
+    const kv: KV = await new Kvm(this.opts.nc).create(bucket, { ttl: ttlMs, history: 1, replicas: this.opts.leaseReplicas ?? 1 });
+    // An existing bucket keeps its own TTL. If it were shorter than ours, a standby could take
+    // a lease while its owner still trusts it: two owners. Refuse to run rather than risk that.
+    const bucketTtlMs = (await kv.status()).ttl;
+    if (bucketTtlMs > 0 && bucketTtlMs < ttlMs) {
+      throw new Error(`lease bucket ${bucket} expires keys after ${bucketTtlMs} ms, less than FLASH_LEASE_TTL_MS=${ttlMs}; use the bucket's TTL or recreate the bucket`);
+    }
     for (const id of this.opts.shardIds) {
       const lease = new ShardLease(kv, `shard-${id}`, this.opts.nodeName, ttlMs);
       const host = new HostedShard(id, lease, this.opts, Math.max(50, Math.floor(ttlMs / 6)));
