@@ -4,7 +4,7 @@
 
 import type { Applied, DomainEvent } from './commands.js';
 import { settle } from './apply-reservation.js';
-import type { ShardState } from './shard-state.js';
+import { idempotencyKey, type ShardState } from './shard-state.js';
 import { answered } from './views.js';
 
 /** The time the next hold falls due, or null when none is held (for the adapter's timer). */
@@ -44,35 +44,44 @@ function expireHolds(state: ShardState, nowMs: number): { count: number; events:
   return { count, events };
 }
 
+/**
+ * Forgets idempotency keys past their window. A key whose hold is still live, or settled
+ * less than a window ago, goes to the back of the queue reviewed as of now: every entry is
+ * pushed with the current time, so the queue stays in time order and one pass never sees
+ * an entry twice. Returns the entries it touched (requeued or removed): both change state.
+ */
 function pruneIdempotency(state: ShardState, nowMs: number): number {
   const windowMs = state.config.idempotencyWindowMs;
   const queue = state.idempotencyQueue;
-  let pruned = 0;
+  let touched = 0;
   for (let entry = queue.peek(); entry !== undefined && entry.reviewAtMs + windowMs <= nowMs; entry = queue.peek()) {
     queue.shift();
+    // A stale entry (its key was forgotten or replaced) is index garbage, not state: like the
+    // expiry heap's lazy pops it is dropped without counting as a change.
     if (state.idempotency.get(entry.key) !== entry) continue;
+    touched++;
     const r = entry.reservation;
-    if (r.status === 'held') {
-      // Keep the key while its hold is live, then for a full window after it settles.
-      entry.reviewAtMs = r.expiresAtMs;
-      queue.push(entry);
-    } else if (r.settledAtMs + windowMs > nowMs) {
-      entry.reviewAtMs = r.settledAtMs;
+    if (r.status === 'held' || r.settledAtMs + windowMs > nowMs) {
+      entry.reviewAtMs = nowMs;
       queue.push(entry);
     } else {
       state.idempotency.delete(entry.key);
-      pruned++;
     }
   }
-  return pruned;
+  return touched;
 }
 
+/** Drops settled reservations past retention, with any idempotency key still naming them. */
 function pruneSettled(state: ShardState, nowMs: number): number {
   const retentionMs = state.config.settledRetentionMs;
   let pruned = 0;
   for (let r = state.settled.peek(); r !== undefined && r.settledAtMs + retentionMs <= nowMs; r = state.settled.peek()) {
     state.settled.shift();
     state.reservations.delete(r.id);
+    if (r.idemKey !== null) {
+      const key = idempotencyKey(r.buyerId, r.sku.quotaScope, r.idemKey);
+      if (state.idempotency.get(key)?.reservation === r) state.idempotency.delete(key);
+    }
     pruned++;
   }
   return pruned;

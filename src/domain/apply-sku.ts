@@ -52,11 +52,14 @@ export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applie
     }
     const bad = windowError(c.startsAtMs ?? existing.startsAtMs, c.endsAtMs ?? existing.endsAtMs);
     if (bad !== null) return refused('invalid_request', bad);
-    const before = existing.available;
+    const thresholdBefore = existing.lowStockThreshold;
     applyPolicy(existing, c);
     existing.updatedAtMs = nowMs;
-    const events = stockEvents(existing, before, null);
-    return answered({ ok: true, status: 'ok', sku: skuView(existing) }, true, events);
+    // A new threshold is judged afresh: at or under it counts as already signalled.
+    if (existing.lowStockThreshold !== thresholdBefore) {
+      existing.lowStockSignaled = existing.lowStockThreshold > 0 && existing.available <= existing.lowStockThreshold;
+    }
+    return answered({ ok: true, status: 'ok', sku: skuView(existing) }, true);
   }
   const linked = state.links.get(c.sku);
   if (linked !== undefined) {
@@ -76,8 +79,9 @@ export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applie
   applyPolicy(s, c);
   assertSkuInvariants(s);
   state.skus.set(c.sku, s);
-  const events = stockEvents(s, Number.POSITIVE_INFINITY, null);
-  return answered({ ok: true, status: 'created', sku: skuView(s) }, true, events);
+  // A new SKU crosses no threshold; its level shows in the stock gauges.
+  s.lowStockSignaled = s.lowStockThreshold > 0 && s.available <= s.lowStockThreshold;
+  return answered({ ok: true, status: 'created', sku: skuView(s) }, true);
 }
 
 export function applyAdjust(state: ShardState, c: Adjust, nowMs: number): Applied {
@@ -99,6 +103,12 @@ export function applyAdjust(state: ShardState, c: Adjust, nowMs: number): Applie
 }
 
 export function applyLink(state: ShardState, c: Link): Applied {
+  const { shardId, shardCount } = state.config;
+  if (shardForSku(c.sku, null, shardCount) !== shardId) {
+    return refused('invalid_request', `sku ${c.sku} does not have its home in shard ${shardId}`);
+  }
+  // A drop that lives in the SKU's home shard needs no link: the SKU itself will be here.
+  if (shardForSku(c.sku, c.dropId, shardCount) === shardId) return answered({ ok: true, status: 'ok' }, false);
   const local = state.skus.get(c.sku);
   if (local !== undefined) {
     if (local.dropId === c.dropId) return answered({ ok: true, status: 'ok' }, false);

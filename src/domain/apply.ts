@@ -7,10 +7,14 @@ import { applyAdjust, applyGetSku, applyLink, applyUpsert } from './apply-sku.js
 import { applyCancel, applyGetReservation, applyPay, applyReserve } from './apply-reservation.js';
 import { applyExpire } from './apply-expire.js';
 import type { ShardState } from './shard-state.js';
+import { commandError } from './command-guard.js';
+import { refused } from './views.js';
 
 export function apply(state: ShardState, command: Command, nowMs: number): Applied {
   // Time never runs backwards inside a shard, even if the host clock does.
   const now = nowMs > state.lastNowMs ? nowMs : state.lastNowMs;
+  const invalid = commandError(command);
+  if (invalid !== null) return refused('invalid_request', invalid);
   const applied = dispatch(state, command, now);
   if (applied.mutated) state.lastNowMs = now;
   return applied;

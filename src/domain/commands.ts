@@ -29,7 +29,7 @@ export type Command =
       buyerId: string;
       qty: number;
       idemKey?: string;
-      /** Chosen at random by the adapter; makes ids unguessable. 0..12 chars of [0-9a-z]. */
+      /** Chosen at random by the adapter; makes ids unguessable. 0..8 chars of [0-9a-z], zero-padded to 8. */
       nonce: string;
       accountCreatedAtMs?: number;
       pastOrders?: number;

@@ -41,9 +41,16 @@ export function shardForSku(sku: string, dropId: string | null, shardCount: numb
   return shardForKey(routingKey(sku, dropId), shardCount);
 }
 
-/** Reservation ids are `<shard>.<seq base36><nonce>`; the prefix routes with no lookup. */
+/** Every id ends in a nonce of exactly this many base-36 digits. */
+export const nonceLength = 8;
+
+/**
+ * Reservation ids are `<shard>.<seq base36><nonce>`; the prefix routes with no lookup. The
+ * nonce is padded to a fixed length so that two (seq, nonce) pairs can never spell the
+ * same id (a shorter seq always gives a shorter id).
+ */
 export function reservationId(shardId: number, seq: number, nonce: string): string {
-  return `${shardId}.${seq.toString(36)}${nonce}`;
+  return `${shardId}.${seq.toString(36)}${nonce.padStart(nonceLength, '0')}`;
 }
 
 /** The shard named by a reservation id, or -1 when the id is not one of ours. */
