@@ -60,8 +60,9 @@ async function main(): Promise<void> {
   }
   const ok = Object.values(codes).every((c) => c === 0);
   const all = { bench: 'all', ok, exitCodes: codes, seconds: Math.round((performance.now() - started) / 1000), ...results };
-  const file = saveResult('all', all);
-  progress(`bench: ${ok ? 'all passed' : 'FAILED'} in ${fmt(all.seconds)} s; saved ${path.relative(process.cwd(), file)}`);
+  // One suite keeps its own result file; several get one file holding them all.
+  const saved = Object.keys(codes).length > 1 ? `; saved ${path.relative(process.cwd(), saveResult('all', all))}` : '';
+  progress(`bench: ${ok ? 'all passed' : 'FAILED'} in ${fmt(all.seconds)} s${saved}`);
   process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
   if (!ok) process.exitCode = 1;
 }
