@@ -3,7 +3,6 @@
 // available >= 0, sold equals the paid units, reserved equals the held units, and no buyer
 // over maxPerBuyer. It only reads the state; a benchmark that finds a breach must fail.
 
-import { quotaKey } from '../src/domain/shard-state.js';
 import type { ShardState } from '../src/domain/index.js';
 
 export interface StateCheck {
@@ -17,6 +16,11 @@ export interface StateCheck {
 }
 
 const violationsShownMax = 20;
+
+/** The key of a buyer's quota use in a scope (a SKU, or a whole drop). */
+function quotaKey(scope: string, buyerId: string): string {
+  return `${scope}\u0000${buyerId}`;
+}
 
 export function checkState(name: string, state: ShardState): StateCheck {
   const paidUnits = new Map<string, number>();

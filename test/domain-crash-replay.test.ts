@@ -116,7 +116,7 @@ let nonceCounter = 0;
 
 /** Concrete commands of a batch; reservations are picked among those the model holds. */
 function commandsOf(ops: Op[], model: ShardState): Command[] {
-  const ids = [...model.reservations.keys()];
+  const ids = [...model.reservations.values()].map((r) => r.id);
   const idOf = (p: Pick) => {
     if (ids.length === 0) return '0.zzzzzzzz';
     return 'recent' in p ? ids[Math.max(0, ids.length - 1 - p.recent)]! : ids[p.any % ids.length]!;

@@ -77,7 +77,7 @@ function pruneSettled(state: ShardState, nowMs: number): number {
   let pruned = 0;
   for (let r = state.settled.peek(); r !== undefined && r.settledAtMs + retentionMs <= nowMs; r = state.settled.peek()) {
     state.settled.shift();
-    state.reservations.delete(r.id);
+    state.reservations.delete(r);
     if (r.idemKey !== null) {
       const key = idempotencyKey(r.buyerId, r.sku.quotaScope, r.idemKey);
       if (state.idempotency.get(key)?.reservation === r) state.idempotency.delete(key);

@@ -8,7 +8,7 @@ import { assertSkuInvariants } from './invariants.js';
 import { reservationId } from './routing.js';
 import { findSku } from './apply-sku.js';
 import {
-  Reservation, SkuState, idempotencyKey, quotaKey, type IdempotencyEntry, type ShardState,
+  Reservation, SkuState, idempotencyKey, type IdempotencyEntry, type ShardState,
 } from './shard-state.js';
 import { stockEvents } from './stock-events.js';
 import { answered, refused, reservationView } from './views.js';
@@ -52,8 +52,7 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
   if (replay !== null) return replay;
   const ineligible = eligibility(s, c, nowMs);
   if (ineligible !== null) return ineligible;
-  const qKey = quotaKey(s.quotaScope, c.buyerId);
-  const used = state.quotas.get(qKey) ?? 0;
+  const used = s.quota.get(c.buyerId) ?? 0;
   if (s.maxPerBuyer > 0 && used + c.qty > s.maxPerBuyer) {
     return refused('quota_exceeded', `buyer may hold or buy at most ${s.maxPerBuyer} units (has ${used})`);
   }
@@ -63,12 +62,12 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
   }
   const seq = ++state.seq;
   const id = reservationId(state.config.shardId, seq, c.nonce);
-  assert(!state.reservations.has(id), `reservation id ${id} repeats`);
+
   const r = new Reservation(id, seq, s, c.buyerId, c.qty, s.mode, nowMs, nowMs + s.holdSeconds * 1000, c.idemKey ?? null);
   const before = s.available;
   if (r.holdsUnits) s.reserved += c.qty;
-  state.quotas.set(qKey, used + c.qty);
-  state.reservations.set(id, r);
+  s.quota.set(c.buyerId, used + c.qty);
+  state.reservations.add(r); // asserts that seqs, and so ids, never repeat
   state.liveCount++;
   state.expiry.push(r);
   if (c.idemKey !== undefined) rememberIdempotencyKey(state, r, c.idemKey, nowMs);
@@ -99,11 +98,10 @@ export function settle(state: ShardState, r: Reservation, status: 'paid' | 'canc
   if (status === 'paid') {
     s.sold += r.qty;
   } else {
-    const qKey = quotaKey(s.quotaScope, r.buyerId);
-    const left = (state.quotas.get(qKey) ?? 0) - r.qty;
+    const left = (s.quota.get(r.buyerId) ?? 0) - r.qty;
     assert(left >= 0, `quota of ${r.buyerId} goes negative`);
-    if (left === 0) state.quotas.delete(qKey);
-    else state.quotas.set(qKey, left);
+    if (left === 0) s.quota.delete(r.buyerId);
+    else s.quota.set(r.buyerId, left);
   }
   r.status = status;
   r.settledAtMs = nowMs;

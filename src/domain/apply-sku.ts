@@ -6,7 +6,7 @@ import { Limits } from './codes.js';
 import type { Applied, Command } from './commands.js';
 import { assertSkuInvariants } from './invariants.js';
 import { shardForSku } from './routing.js';
-import { SkuState, type ShardState } from './shard-state.js';
+import { SkuState, quotaFor, type ShardState } from './shard-state.js';
 import { stockEvents } from './stock-events.js';
 import { answered, refused, skuView } from './views.js';
 
@@ -74,7 +74,7 @@ export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applie
   }
   const bad = windowError(c.startsAtMs ?? 0, c.endsAtMs ?? 0);
   if (bad !== null) return refused('invalid_request', bad);
-  const s = new SkuState(c.sku, dropId, nowMs);
+  const s = new SkuState(c.sku, dropId, nowMs, quotaFor(state, dropId));
   s.onHand = c.stock ?? 0;
   applyPolicy(s, c);
   assertSkuInvariants(s);

@@ -6,6 +6,7 @@
 import type { Mode, Status } from './codes.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { FifoQueue } from './fifo-queue.js';
+import { ReservationTable } from './reservation-table.js';
 
 export interface ShardConfig {
   shardId: number;
@@ -46,21 +47,22 @@ export class SkuState {
   lowStockSignaled = false;
   updatedAtMs: number;
 
+  /** Name of the quota scope: the drop's when there is one, else the SKU's. */
+  readonly quotaScope: string;
+
   constructor(
     readonly sku: string,
     readonly dropId: string | null,
     readonly createdAtMs: number,
+    /** Units held or bought per buyer in this SKU's scope; shared by the SKUs of a drop. */
+    readonly quota: Map<string, number>,
   ) {
     this.updatedAtMs = createdAtMs;
+    this.quotaScope = dropId === null ? `s\u0001${sku}` : `d\u0001${dropId}`;
   }
 
   get available(): number {
     return this.onHand - this.reserved - this.sold;
-  }
-
-  /** Key of the per-buyer quota bucket: the drop's when there is one, else the SKU's. */
-  get quotaScope(): string {
-    return this.dropId === null ? `s\u0001${this.sku}` : `d\u0001${this.dropId}`;
   }
 }
 
@@ -101,9 +103,9 @@ export class ShardState {
   readonly skus = new Map<string, SkuState>();
   /** SKUs whose home shard is this one but which live in the shard of their drop. */
   readonly links = new Map<string, string>();
-  readonly reservations = new Map<string, Reservation>();
-  /** Units held or bought per (quota scope, buyer); entries at zero are deleted. */
-  readonly quotas = new Map<string, number>();
+  readonly reservations = new ReservationTable<Reservation>();
+  /** Per-buyer quota use of each drop, shared by its SKUs (a SKU without a drop has its own). */
+  readonly dropQuotas = new Map<string, Map<string, number>>();
   readonly idempotency = new Map<string, IdempotencyEntry>();
   readonly idempotencyQueue = new FifoQueue<IdempotencyEntry>();
   readonly expiry = new ExpiryHeap<Reservation>();
@@ -121,8 +123,15 @@ export function createShardState(
   return new ShardState({ ...defaultShardConfig, ...overrides, shardId, shardCount });
 }
 
-export function quotaKey(scope: string, buyerId: string): string {
-  return `${scope}\u0000${buyerId}`;
+/** The quota map a new SKU uses: its drop's (created on first use) or a fresh one. */
+export function quotaFor(state: ShardState, dropId: string | null): Map<string, number> {
+  if (dropId === null) return new Map();
+  let quota = state.dropQuotas.get(dropId);
+  if (quota === undefined) {
+    quota = new Map();
+    state.dropQuotas.set(dropId, quota);
+  }
+  return quota;
 }
 
 /**

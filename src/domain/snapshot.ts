@@ -4,7 +4,7 @@
 
 import { assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
-import { Reservation, ShardState, SkuState, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
+import { Reservation, ShardState, SkuState, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
 type SkuRow = [
   sku: string, dropId: string | null, createdAtMs: number, updatedAtMs: number,
@@ -30,7 +30,8 @@ export interface ShardSnapshot {
   reservations: ReservationRow[];
   /** Indexes into `reservations` of settled ones, in the order they settled. */
   settledOrder: number[];
-  quotas: [string, number][];
+  /** [scope, buyer, units]: the SKUs' own scopes in SKU order, then the drops' in drop order. */
+  quotas: [string, string, number][];
   /** [key, reservation index, reviewAtMs] in queue order. */
   idempotency: [string, number, number][];
 }
@@ -38,6 +39,25 @@ export interface ShardSnapshot {
 function skuRow(s: SkuState): SkuRow {
   return [s.sku, s.dropId, s.createdAtMs, s.updatedAtMs, s.onHand, s.reserved, s.sold, s.mode, s.holdSeconds,
     s.maxPerBuyer, s.startsAtMs, s.endsAtMs, s.lowStockThreshold, s.minAccountAgeSeconds, s.minPastOrders, s.lowStockSignaled];
+}
+
+function quotaRows(state: ShardState): [string, string, number][] {
+  const rows: [string, string, number][] = [];
+  const add = (scope: string, quota: Map<string, number>): void => {
+    for (const [buyer, units] of quota) rows.push([scope, buyer, units]);
+  };
+  for (const s of state.skus.values()) if (s.dropId === null) add(s.quotaScope, s.quota);
+  for (const [dropId, quota] of state.dropQuotas) add(`d\u0001${dropId}`, quota);
+  return rows;
+}
+
+function restoreQuotas(state: ShardState, rows: [string, string, number][]): void {
+  for (const [scope, buyer, units] of rows) {
+    const name = scope.slice(2);
+    const quota = scope.startsWith('d') ? state.dropQuotas.get(name) : state.skus.get(name)?.quota;
+    assert(quota !== undefined, `snapshot quota scope ${scope} is unknown`);
+    quota.set(buyer, units);
+  }
 }
 
 export function toSnapshot(state: ShardState): ShardSnapshot {
@@ -61,14 +81,14 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
   return {
     v: 1, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
-    quotas: [...state.quotas], idempotency,
+    quotas: quotaRows(state), idempotency,
   };
 }
 
-function restoreSku(row: SkuRow): SkuState {
+function restoreSku(state: ShardState, row: SkuRow): SkuState {
   const [sku, dropId, createdAtMs, updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer,
     startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled] = row;
-  const s = new SkuState(sku, dropId, createdAtMs);
+  const s = new SkuState(sku, dropId, createdAtMs, quotaFor(state, dropId));
   Object.assign(s, { updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer, startsAtMs, endsAtMs,
     lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled });
   return s;
@@ -82,7 +102,7 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   const state = new ShardState(config);
   state.seq = snap.seq;
   state.lastNowMs = snap.lastNowMs;
-  for (const row of snap.skus) state.skus.set(row[0], restoreSku(row));
+  for (const row of snap.skus) state.skus.set(row[0], restoreSku(state, row));
   for (const [sku, dropId] of snap.links) state.links.set(sku, dropId);
   const rows: Reservation[] = [];
   for (const row of snap.reservations) {
@@ -93,7 +113,7 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
     r.status = status;
     r.settledAtMs = settledAtMs;
     r.paymentRef = paymentRef;
-    state.reservations.set(id, r);
+    state.reservations.add(r);
     rows.push(r);
     if (status === 'held') {
       state.liveCount++;
@@ -101,7 +121,7 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
     }
   }
   for (const i of snap.settledOrder) state.settled.push(rows[i] as Reservation);
-  for (const [key, units] of snap.quotas) state.quotas.set(key, units);
+  restoreQuotas(state, snap.quotas);
   for (const [key, i, reviewAtMs] of snap.idempotency) {
     const entry: IdempotencyEntry = { key, reservation: rows[i] as Reservation, reviewAtMs };
     state.idempotency.set(key, entry);

@@ -25,6 +25,9 @@ export interface WorkerTransportOptions {
 
 type Resolve = (o: CallOutcome) => void;
 
+/** Young-generation size of a shard worker (the same as node --max-semi-space-size=32). */
+const youngGenerationMb = 96;
+
 const unavailable = (shardId: number): CallOutcome => ({ ok: false, code: 'shard_unavailable', message: `shard ${shardId} is restarting; retry shortly` });
 
 class WorkerShard {
@@ -54,7 +57,11 @@ class WorkerShard {
       dir, shardId: this.shardId, shardCount: this.opts.shardCount, config: this.opts.config,
       snapshotEveryCommands: this.opts.snapshotEveryCommands,
     };
-    const worker = new Worker(new URL('./shard-worker.js', import.meta.url), { workerData: data });
+    // A larger young generation: a shard allocates a few short-lived objects per command, and
+    // fewer scavenges over its large live set measurably raise its throughput.
+    const worker = new Worker(new URL('./shard-worker.js', import.meta.url), {
+      workerData: data, resourceLimits: { maxYoungGenerationSizeMb: youngGenerationMb },
+    });
     this.worker = worker;
     worker.on('message', (m: FromShard) => this.onMessage(m));
     worker.on('error', (err) => this.onExit(`error: ${err.message}`, err));
