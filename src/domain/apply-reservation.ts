@@ -7,6 +7,7 @@ import { assert } from './assert.js';
 import { assertSkuInvariants } from './invariants.js';
 import { reservationId } from './routing.js';
 import { findSku } from './apply-sku.js';
+import { recordPaid } from './apply-outbox.js';
 import {
   Reservation, SkuState, idempotencyKey, type IdempotencyEntry, type ShardState,
 } from './shard-state.js';
@@ -137,6 +138,7 @@ export function applyPay(state: ShardState, c: Pay, nowMs: number): Applied {
   }
   let events = settle(state, r, 'paid', nowMs);
   r.paymentRef = c.paymentRef ?? null;
+  recordPaid(state, r);
   const view = reservationView(r);
   (events ??= []).push({ type: 'paid', reservation: view });
   return answered({ ok: true, status: 'ok', reservation: view }, true, events);

@@ -55,6 +55,10 @@ export function commandError(c: Command): string | null {
       return typeof c.sku === 'string' ? null : 'sku must be a string';
     case 'res.expire':
       return null;
+    case 'erp.pending':
+      return count(c.afterSeq, 0, Number.MAX_SAFE_INTEGER) && count(c.max, 1, 10_000) ? null : 'afterSeq must be a count and max in 1..10000';
+    case 'erp.ack':
+      return count(c.upToSeq, 0, Number.MAX_SAFE_INTEGER) ? null : 'upToSeq must be a count';
     default:
       return `unknown command ${(c as { t: unknown }).t as string}`;
   }

@@ -39,12 +39,31 @@ export type Command =
   /** Expires due holds and prunes retention queues; appended by the shard's own timer. */
   | { t: 'res.expire' }
   | { t: 'sku.get'; sku: string }
-  | { t: 'res.get'; id: string };
+  | { t: 'res.get'; id: string }
+  /** Paid events not yet delivered to the ERP, after `afterSeq`, at most `max` (a read). */
+  | { t: 'erp.pending'; afterSeq: number; max: number }
+  /** Marks every paid event up to `upToSeq` as delivered (cumulative). */
+  | { t: 'erp.ack'; upToSeq: number };
 
 export type CommandType = Command['t'];
 
 /** Commands that never change state: answered without touching the log. */
-export const readOnlyCommands: ReadonlySet<CommandType> = new Set(['sku.get', 'res.get']);
+export const readOnlyCommands: ReadonlySet<CommandType> = new Set(['sku.get', 'res.get', 'erp.pending']);
+
+/** One paid order waiting in the shard's outbox for the ERP. */
+export interface PaidEvent {
+  /** Stable across retries and restarts: the ERP's idempotency key. */
+  eventId: string;
+  shardId: number;
+  /** Consecutive per shard from 1. */
+  eventSeq: number;
+  reservationId: string;
+  sku: string;
+  buyerId: string;
+  qty: number;
+  paidAt: number;
+  paymentRef: string | null;
+}
 
 export interface SkuView {
   sku: string;
@@ -96,6 +115,9 @@ export type Outcome =
       replayed?: boolean;
       /** res.expire: holds expired by this command. */
       expired?: number;
+      /** erp.pending: the events; and the last event seq the shard has assigned. */
+      paid?: PaidEvent[];
+      outboxLastSeq?: number;
     }
   | {
       ok: false;

@@ -4,6 +4,7 @@
 // reads a clock.
 
 import type { Mode, Status } from './codes.js';
+import type { PaidEvent } from './commands.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { FifoQueue } from './fifo-queue.js';
 import { ReservationTable } from './reservation-table.js';
@@ -21,6 +22,11 @@ export interface ShardConfig {
   liveReservationsMax: number;
   /** Cap on holds expired by one res.expire command, to keep a turn short. */
   expireBatchMax: number;
+  /**
+   * Whether paid orders are queued for the ERP. Off when no ERP sink is configured, so an
+   * engine without an ERP keeps no outbox; orders paid while it is off are never delivered.
+   */
+  outboxEnabled: boolean;
 }
 
 export const defaultShardConfig: Omit<ShardConfig, 'shardId' | 'shardCount'> = {
@@ -29,6 +35,7 @@ export const defaultShardConfig: Omit<ShardConfig, 'shardId' | 'shardCount'> = {
   settledRetentionMs: 7 * 24 * 60 * 60 * 1000,
   liveReservationsMax: 5_000_000,
   expireBatchMax: 20_000,
+  outboxEnabled: false,
 };
 
 export class SkuState {
@@ -111,6 +118,10 @@ export class ShardState {
   readonly expiry = new ExpiryHeap<Reservation>();
   /** Settled reservations in the order they settled (so in settledAtMs order). */
   readonly settled = new FifoQueue<Reservation>();
+  /** Paid orders not yet acknowledged by the ERP, in eventSeq order (consecutive). */
+  readonly outbox = new FifoQueue<PaidEvent>();
+  /** The last event seq assigned; the outbox holds (outboxLastSeq - outbox.length, outboxLastSeq]. */
+  outboxLastSeq = 0;
 
   constructor(readonly config: ShardConfig) {}
 }

@@ -4,6 +4,7 @@
 
 import { assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
+import type { PaidEvent } from './commands.js';
 import { Reservation, ShardState, SkuState, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
 type SkuRow = [
@@ -34,6 +35,9 @@ export interface ShardSnapshot {
   quotas: [string, string, number][];
   /** [key, reservation index, reviewAtMs] in queue order. */
   idempotency: [string, number, number][];
+  /** Paid events not yet acknowledged by the ERP, and the last event seq assigned. */
+  outbox: PaidEvent[];
+  outboxLastSeq: number;
 }
 
 function skuRow(s: SkuState): SkuRow {
@@ -81,7 +85,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
   return {
     v: 1, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
-    quotas: quotaRows(state), idempotency,
+    quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
   };
 }
 
@@ -122,6 +126,8 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   }
   for (const i of snap.settledOrder) state.settled.push(rows[i] as Reservation);
   restoreQuotas(state, snap.quotas);
+  for (const e of snap.outbox) state.outbox.push(e);
+  state.outboxLastSeq = snap.outboxLastSeq;
   for (const [key, i, reviewAtMs] of snap.idempotency) {
     const entry: IdempotencyEntry = { key, reservation: rows[i] as Reservation, reviewAtMs };
     state.idempotency.set(key, entry);

@@ -157,6 +157,8 @@ export function malformed(c: ModelCommand): boolean {
     case 'sku.link': return !(isText(c.sku, 64) && isText(c.dropId, 64));
     case 'sku.get': return typeof c.sku !== 'string';
     case 'res.pay': return !optional(c.paymentRef, (v) => isText(v, 512));
+    case 'erp.pending': return !(isCount(c.afterSeq, 0, Number.MAX_SAFE_INTEGER) && isCount(c.max, 1, 10_000));
+    case 'erp.ack': return !isCount(c.upToSeq, 0, Number.MAX_SAFE_INTEGER);
     case 'res.cancel':
     case 'res.get':
     case 'res.expire':
@@ -299,6 +301,9 @@ export class ReferenceShard {
         return r === undefined ? refuse('unknown_reservation') : { ok: true, status: 'ok', mutated: false, replayed: false, reservation: r.index };
       }
       case 'res.expire': return this.expire(now);
+      // The model runs with the ERP outbox off (the default): nothing is ever queued.
+      case 'erp.pending': return { ok: true, status: 'ok', mutated: false, replayed: false };
+      case 'erp.ack': return c.upToSeq === 0 ? { ok: true, status: 'ok', mutated: false, replayed: false } : refuse('invalid_request');
     }
   }
 
