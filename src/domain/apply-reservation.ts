@@ -5,7 +5,7 @@
 import type { Applied, Command, DomainEvent } from './commands.js';
 import { assert } from './assert.js';
 import { assertSkuInvariants } from './invariants.js';
-import { reservationId } from './routing.js';
+import { nonceLength } from './routing.js';
 import { findSku } from './apply-sku.js';
 import { recordPaid } from './apply-outbox.js';
 import {
@@ -62,9 +62,10 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
     return refused('shard_full', 'this shard holds its maximum number of live reservations; retry later');
   }
   const seq = ++state.seq;
-  const id = reservationId(state.config.shardId, seq, c.nonce);
 
-  const r = new Reservation(id, seq, s, c.buyerId, c.qty, s.mode, nowMs, nowMs + s.holdSeconds * 1000, c.idemKey ?? null);
+  const holdMs = s.holdSeconds * 1000;
+  const nonce = c.nonce.length === nonceLength ? c.nonce : c.nonce.padStart(nonceLength, '0');
+  const r = new Reservation(state.idPrefix, seq, nonce, s, c.buyerId, c.qty, s.mode, nowMs + holdMs, holdMs, c.idemKey ?? null);
   const before = s.available;
   if (r.holdsUnits) s.reserved += c.qty;
   s.quota.set(c.buyerId, used + c.qty);

@@ -7,8 +7,9 @@ import { assert } from './assert.js';
 import { nonceLength } from './routing.js';
 
 export interface Sequenced {
-  readonly id: string;
   readonly seq: number;
+  /** Whether `id` names this entry (its seq is known to match). */
+  named(id: string): boolean;
 }
 
 /** The seq an id spells (`<shard>.<seq base36><nonce>`), or -1. */
@@ -55,7 +56,7 @@ export class ReservationTable<T extends Sequenced> {
     const seq = seqOfId(id);
     if (seq < this.base) return undefined;
     const r = this.slots[seq - this.base];
-    return r !== undefined && r.id === id ? r : undefined;
+    return r !== undefined && r.named(id) ? r : undefined;
   }
 
   has(id: string): boolean {

@@ -5,6 +5,7 @@
 import { assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { PaidEvent } from './commands.js';
+import { nonceLength } from './routing.js';
 import { Reservation, ShardState, SkuState, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
 type SkuRow = [
@@ -113,7 +114,8 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
     const [id, seq, skuName, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey, status, settledAtMs, paymentRef] = row;
     const sku = state.skus.get(skuName);
     assert(sku !== undefined, `snapshot reservation ${id} names unknown sku ${skuName}`);
-    const r = new Reservation(id, seq, sku, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey);
+    const r = new Reservation(state.idPrefix, seq, id.slice(-nonceLength), sku, buyerId, qty, mode, expiresAtMs, expiresAtMs - createdAtMs, idemKey);
+    assert(r.id === id, `snapshot reservation ${id} does not spell its own id`);
     r.status = status;
     r.settledAtMs = settledAtMs;
     r.paymentRef = paymentRef;
