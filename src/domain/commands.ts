@@ -115,6 +115,14 @@ export type Outcome =
       replayed?: boolean;
       /** res.expire: holds expired by this command. */
       expired?: number;
+      /**
+       * The sku or reservation view already serialized as JSON. Shard adapters send this
+       * instead of the view objects (a string crosses threads and NATS far more cheaply, and
+       * the shard thread, not the busy gateway, pays for serializing); `dropId` travels
+       * beside it for the gateway's routing cache.
+       */
+      json?: string;
+      dropId?: string | null;
       /** erp.pending: the events; and the last event seq the shard has assigned. */
       paid?: PaidEvent[];
       outboxLastSeq?: number;

@@ -44,6 +44,20 @@ function post(message: FromShard): void {
   port!.postMessage(message);
 }
 
+/** Replaces a view object by its JSON text (see Outcome.json): cheaper to send and to answer. */
+function toWire(o: Outcome): Outcome {
+  if (!o.ok) return o;
+  if (o.reservation !== undefined) {
+    const { reservation, ...rest } = o;
+    return { ...rest, json: JSON.stringify(reservation) };
+  }
+  if (o.sku !== undefined) {
+    const { sku, ...rest } = o;
+    return { ...rest, json: JSON.stringify(sku), dropId: sku.dropId };
+  }
+  return o;
+}
+
 function scheduleTurn(): void {
   if (turnScheduled) return;
   turnScheduled = true;
@@ -82,7 +96,7 @@ function turn(): void {
     let first = true;
     for (const b of batches) {
       const outcomes: Outcome[] = new Array(b.cmds.length);
-      for (let j = 0; j < b.cmds.length; j++) outcomes[j] = applied[i++]!.outcome;
+      for (let j = 0; j < b.cmds.length; j++) outcomes[j] = toWire(applied[i++]!.outcome);
       post({ k: 'reply', id: b.id, outcomes, events, commitMs: first ? commitMs : 0 });
       events = null; // send each event and the commit time once, with the first reply of the turn
       first = false;

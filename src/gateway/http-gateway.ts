@@ -181,9 +181,9 @@ export class HttpGateway {
       return sendError(res, outcome.code, outcome.message);
     }
     const status = outcome.status === 'created' ? 201 : 200;
-    const payload = view === 'sku' ? outcome.sku : outcome.reservation;
+    const body = outcome.json ?? JSON.stringify((view === 'sku' ? outcome.sku : outcome.reservation) ?? {});
     const extra = outcome.replayed === true && view === 'reservation' ? { 'idempotent-replayed': 'true' } : undefined;
-    sendJson(res, status, JSON.stringify(payload ?? {}), extra);
+    sendJson(res, status, body, extra);
     return status;
   }
 

@@ -21,7 +21,7 @@ export class ShardRouter {
 
   private learn(sku: string, outcome: CallOutcome): void {
     // Only drops are cached: a SKU without one routes by its own name, the default.
-    const dropId = outcome.ok ? outcome.sku?.dropId : outcome.code === 'moved' ? outcome.dropId : undefined;
+    const dropId = outcome.ok ? (outcome.sku?.dropId ?? outcome.dropId) : outcome.code === 'moved' ? outcome.dropId : undefined;
     if (dropId === undefined || dropId === null || this.drops.get(sku) === dropId) return;
     if (this.drops.size >= dropCacheMax) this.drops.clear();
     this.drops.set(sku, dropId);
