@@ -16,6 +16,9 @@ import { ShardRouter } from './gateway/shard-router.js';
 import { connectNats } from './nats/nats-connect.js';
 import { NatsTransport } from './nats/nats-transport.js';
 import { ShardNode } from './nats/shard-node.js';
+import { loadErpConfig } from './erp/erp-config.js';
+import { startErpHandOff, type ErpHandOff } from './erp/erp-hand-off.js';
+import { TransportOutbox } from './engine/transport-outbox.js';
 
 function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
   return {
@@ -38,10 +41,13 @@ type Stopper = () => Promise<void> | void;
 async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]> {
   const metrics = new GatewayMetrics();
   let unlock: (() => void) | null = null;
+  // The ERP hand-off runs where the shards are (their outboxes are shard state).
+  const erpConfig = config.role !== 'gateway' ? loadErpConfig(process.env) : null;
   const local = config.role !== 'gateway'
     ? new WorkerTransport({
       dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
       snapshotEveryCommands: config.snapshotEveryCommands, observer: observerFor(metrics, log),
+      config: { outboxEnabled: erpConfig !== null },
     })
     : null;
   let remote: NatsTransport | null = null;
@@ -65,6 +71,11 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
     }
     if (config.role !== 'shards') remote = new NatsTransport(nc, { shardCount: config.shardCount, prefix: config.natsPrefix, mailboxMax: config.mailboxMax });
   }
+  let erp: ErpHandOff | null = null;
+  if (erpConfig !== null && local !== null) {
+    const shardIds = config.shardIds ?? Array.from({ length: config.shardCount }, (_, i) => i);
+    erp = await startErpHandOff({ config: erpConfig, source: new TransportOutbox(local, shardIds), registry: metrics.registry, log });
+  }
   const transport: ShardTransport | null = remote ?? (node === null ? local : null);
   metrics.attach(local ?? remote!);
   const serveApi = transport !== null;
@@ -81,6 +92,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   // (snapshot, release leases), then the NATS connection, then the data-dir lock.
   return [
     () => gateway.drain(config.shutdownGraceMs),
+    () => erp?.stop(config.shutdownGraceMs),
     () => remote?.close(),
     () => node?.close(),
     () => local?.close(),

@@ -17,6 +17,7 @@ export const statusOfCode: Record<string, number> = {
   already_paid: 409,
   idempotency_conflict: 409,
   drop_mismatch: 409,
+  import_incomplete: 409,
   reservation_expired: 410,
   payload_too_large: 413,
   rate_limited: 429,

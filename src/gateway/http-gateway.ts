@@ -13,6 +13,7 @@ import { RateLimiter } from './rate-limiter.js';
 import { BodyError, readJson, sendError, sendJson } from './request-io.js';
 import { matchRoute, type RouteName } from './routes.js';
 import type { ShardRouter } from './shard-router.js';
+import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
 import { InvalidRequest, adjustCommand, asObject, payCommand, reserveCommand, skuName, upsertCommand } from './validate.js';
 
 export interface GatewayDeps {
@@ -55,7 +56,7 @@ export class HttpGateway {
   private draining = false;
   private inFlight = 0;
   private drainWaiters: (() => void)[] = [];
-  private readonly handlers: Record<Exclude<RouteName, 'healthz' | 'metrics'>, Handler>;
+  private readonly handlers: Record<Exclude<RouteName, 'healthz' | 'metrics' | 'admin.stock-import'>, Handler>;
 
   constructor(private readonly deps: GatewayDeps) {
     const { config } = deps;
@@ -124,13 +125,14 @@ export class HttpGateway {
     if (route === 'metrics') return void this.metrics(res).then(finish);
     if (this.deps.router === null) return finish(sendError(res, 'not_found', 'this node serves only /healthz and /metrics (FLASH_ROLE=shards)'));
     if (this.draining) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
-    if ((route === 'sku.put' || route === 'sku.stock') && !this.isAdmin(req)) {
+    if ((route === 'sku.put' || route === 'sku.stock' || route === 'admin.stock-import') && !this.isAdmin(req)) {
       return finish(sendError(res, 'unauthorized', 'admin calls need header authorization: Bearer <FLASH_ADMIN_TOKEN>'));
     }
     if (route === 'reservation.create' && this.ipLimiter.enabled) {
       const waitMs = this.ipLimiter.take(this.clientIp(req), Date.now());
       if (waitMs > 0) return finish(this.rateLimited(res, waitMs, 'client IP'));
     }
+    if (route === 'admin.stock-import') return this.stockImport(req, res, finish);
     const handler = this.handlers[match.name as keyof typeof this.handlers];
     // Validation throws synchronously inside handlers; run them so that every throw
     // becomes an answer (400 for bad input), never an uncaught exception.
@@ -145,6 +147,16 @@ export class HttpGateway {
       }
       run(body);
     });
+  }
+
+  /** A whole stock file (CSV or JSON, up to 8 MiB): validated completely, then applied. */
+  private stockImport(req: IncomingMessage, res: ServerResponse, finish: (status: number) => void): void {
+    void readStockImport(req).then(async (file) => {
+      const a = 'status' in file ? file : await runStockImport(file, (c) => this.router.upsertSku(c));
+      if (a.status === 413) res.setHeader('connection', 'close');
+      sendJson(res, a.status, a.json);
+      return a.status;
+    }).then(finish, (e: unknown) => finish(this.failure(res, e)));
   }
 
   private failure(res: ServerResponse, e: unknown): number {

@@ -1,0 +1,26 @@
+// The shards' ERP outboxes as the deliverer sees them (OutboxSource), read and acknowledged
+// through the same transport as every other command. A shard this process does not host
+// right now (a standby in NATS mode) simply has nothing pending here; its owner delivers.
+
+import type { OutboxSource, PaidEvent } from '../erp/outbox-source.js';
+import type { ShardTransport } from './shard-protocol.js';
+
+interface HostingTransport extends ShardTransport {
+  hosts?(shardId: number): boolean;
+}
+
+export class TransportOutbox implements OutboxSource {
+  constructor(private readonly transport: HostingTransport, readonly shardIds: readonly number[]) {}
+
+  async pending(shardId: number, afterSeq: number, max: number): Promise<PaidEvent[]> {
+    if (this.transport.hosts !== undefined && !this.transport.hosts(shardId)) return [];
+    const o = await this.transport.call(shardId, { t: 'erp.pending', afterSeq, max });
+    if (!o.ok) throw new Error(`shard ${shardId} outbox read failed: ${o.code}: ${o.message}`);
+    return o.paid ?? [];
+  }
+
+  async ack(shardId: number, upToSeq: number): Promise<void> {
+    const o = await this.transport.call(shardId, { t: 'erp.ack', upToSeq });
+    if (!o.ok) throw new Error(`shard ${shardId} outbox ack failed: ${o.code}: ${o.message}`);
+  }
+}

@@ -1,0 +1,33 @@
+// The contract between a shard's durable outbox of paid orders and the ERP deliverer.
+// This file owns only types: the shards implement OutboxSource, the deliverer consumes it.
+// It must never grow behaviour; PaidEvent mirrors the shard's own type field for field.
+
+/** One paid order waiting in a shard's outbox. */
+export interface PaidEvent {
+  /** `order.paid:<reservationId>`: stable across retries and restarts; the ERP's idempotency key. */
+  eventId: string;
+  shardId: number;
+  /** Per shard, consecutive from 1. */
+  eventSeq: number;
+  reservationId: string;
+  sku: string;
+  buyerId: string;
+  qty: number;
+  /** Epoch milliseconds. */
+  paidAt: number;
+  paymentRef: string | null;
+}
+
+export interface OutboxSource {
+  readonly shardIds: readonly number[];
+  /** Undelivered events of a shard with eventSeq > afterSeq, oldest first, at most max. */
+  pending(shardId: number, afterSeq: number, max: number): Promise<PaidEvent[]>;
+  /** Durably marks every event of the shard with eventSeq <= upToSeq as delivered (acks are cumulative; they survive kill -9 once this resolves). */
+  ack(shardId: number, upToSeq: number): Promise<void>;
+  /**
+   * Resolves when a shard may have new events (or after a poll interval); used to wake the
+   * deliverer. Optional: without it the deliverer polls every `pollMs`. The signal is
+   * aborted when the deliverer stops, so an implementation can drop its waiter.
+   */
+  waitForEvents?(signal: AbortSignal): Promise<void>;
+}

@@ -1,0 +1,82 @@
+// Applies validated sku.upsert commands with a small, fixed concurrency, retrying answers
+// that say "try again" (overloaded, shard restarting, rate limited) a few times, and sums up
+// what happened. It does not know how a command travels (HTTP PUT from the CLI, or the
+// shard router inside the gateway), and never applies anything the parser did not return.
+
+import type { SkuUpsert } from './stock-import.js';
+
+export type UpsertAnswer =
+  | { ok: true; created: boolean }
+  | { ok: false; code: string; message: string; retryable: boolean };
+
+export interface ApplyFailure {
+  line: number;
+  sku: string;
+  code: string;
+  message: string;
+}
+
+export interface ApplySummary {
+  skus: number;
+  created: number;
+  updated: number;
+  failed: number;
+  /** The first 100 failures. */
+  failures: ApplyFailure[];
+  /** True when a refusal that no other call can fix (e.g. unauthorized) stopped the rest. */
+  stoppedEarly: boolean;
+}
+
+export interface ApplyOptions {
+  concurrency: number;
+  /** Extra tries for a retryable answer. */
+  retries?: number;
+  retryDelayMs?: number;
+  /** Codes after which every further call would fail too: stop starting new ones. */
+  fatalCodes?: readonly string[];
+}
+
+const failuresKept = 100;
+
+/** The PUT /v1/skus/{sku} body of a command (API field names: startsAt, not startsAtMs). */
+export function upsertBody(c: SkuUpsert): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (c.stock !== undefined) body.stock = c.stock;
+  if (c.mode !== undefined) body.mode = c.mode;
+  if (c.holdSeconds !== undefined) body.holdSeconds = c.holdSeconds;
+  if (c.maxPerBuyer !== undefined) body.maxPerBuyer = c.maxPerBuyer;
+  if (c.dropId !== undefined) body.dropId = c.dropId;
+  if (c.startsAtMs !== undefined) body.startsAt = c.startsAtMs;
+  if (c.endsAtMs !== undefined) body.endsAt = c.endsAtMs;
+  if (c.lowStockThreshold !== undefined) body.lowStockThreshold = c.lowStockThreshold;
+  return body;
+}
+
+export async function applyUpserts(
+  commands: readonly SkuUpsert[], lines: readonly number[], upsert: (c: SkuUpsert) => Promise<UpsertAnswer>, opts: ApplyOptions,
+): Promise<ApplySummary> {
+  const summary: ApplySummary = { skus: commands.length, created: 0, updated: 0, failed: 0, failures: [], stoppedEarly: false };
+  const retries = opts.retries ?? 4;
+  let next = 0;
+  const one = async (i: number): Promise<void> => {
+    const cmd = commands[i] as SkuUpsert;
+    let answer: UpsertAnswer = await upsert(cmd);
+    for (let attempt = 1; !answer.ok && answer.retryable && attempt <= retries; attempt++) {
+      await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 200) * 2 ** (attempt - 1)));
+      answer = await upsert(cmd);
+    }
+    if (answer.ok) {
+      if (answer.created) summary.created++;
+      else summary.updated++;
+      return;
+    }
+    summary.failed++;
+    if (summary.failures.length < failuresKept) summary.failures.push({ line: lines[i] ?? 0, sku: cmd.sku, code: answer.code, message: answer.message });
+    if (opts.fatalCodes?.includes(answer.code)) summary.stoppedEarly = true;
+  };
+  const worker = async (): Promise<void> => {
+    while (next < commands.length && !summary.stoppedEarly) await one(next++);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency, commands.length)) }, worker));
+  return summary;
+}
