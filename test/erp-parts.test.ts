@@ -115,7 +115,7 @@ describe('ERP settings', () => {
   it('read a webhook with its defaults', () => {
     expect(loadErpConfig(webhook)).toEqual({
       sink: { kind: 'webhook', url: webhook.FLASH_ERP_WEBHOOK_URL, secret: webhook.FLASH_ERP_SECRET },
-      maxRps: 50, concurrency: 8, timeoutMs: 5000, windowEventsPerShard: 256, retryBaseMs: 100, retryMaxMs: 60_000, pollMs: 1000,
+      maxRps: 50, concurrency: 8, timeoutMs: 5000, windowEventsPerShard: 256, retryBaseMs: 100, retryMaxMs: 60_000, pollMs: 200,
     });
   });
 

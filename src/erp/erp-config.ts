@@ -86,7 +86,7 @@ export function loadErpConfig(env: Env = process.env): ErpConfig | null {
     windowEventsPerShard: int(env, 'FLASH_ERP_WINDOW', 256, 1, 100_000),
     retryBaseMs,
     retryMaxMs: int(env, 'FLASH_ERP_RETRY_MAX_MS', 60_000, retryBaseMs, 3_600_000),
-    pollMs: int(env, 'FLASH_ERP_POLL_MS', 1000, 10, 60_000),
+    pollMs: int(env, 'FLASH_ERP_POLL_MS', 200, 10, 60_000),
   };
 }
 
