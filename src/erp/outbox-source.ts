@@ -1,22 +1,11 @@
 // The contract between a shard's durable outbox of paid orders and the ERP deliverer.
 // This file owns only types: the shards implement OutboxSource, the deliverer consumes it.
-// It must never grow behaviour; PaidEvent mirrors the shard's own type field for field.
+// It must never grow behaviour; PaidEvent is the shard's own type.
 
-/** One paid order waiting in a shard's outbox. */
-export interface PaidEvent {
-  /** `order.paid:<reservationId>`: stable across retries and restarts; the ERP's idempotency key. */
-  eventId: string;
-  shardId: number;
-  /** Per shard, consecutive from 1. */
-  eventSeq: number;
-  reservationId: string;
-  sku: string;
-  buyerId: string;
-  qty: number;
-  /** Epoch milliseconds. */
-  paidAt: number;
-  paymentRef: string | null;
-}
+import type { PaidEvent } from '../domain/index.js';
+
+/** One paid order waiting in a shard's outbox: the shard's own type, so the two never drift. */
+export type { PaidEvent };
 
 export interface OutboxSource {
   readonly shardIds: readonly number[];
