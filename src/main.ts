@@ -82,6 +82,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   const gateway = new HttpGateway({
     config, router: serveApi ? new ShardRouter(transport) : null, metrics, log,
     health: node === null ? undefined : () => node!.status(),
+    erpStatus: erp === null ? undefined : () => erp!.deliverer.stats() as unknown as Record<string, unknown>,
   });
   const port = await gateway.listen(config.port, config.host);
   if (serveApi && config.adminToken === null) {

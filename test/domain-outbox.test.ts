@@ -71,6 +71,16 @@ describe('the ERP outbox', () => {
     expect(pending(s, 2).map((e) => e.eventSeq)).toEqual([3, 4]);
   });
 
+  test('erp.reconcile reports per SKU sold and the units and orders still waiting, and changes nothing', () => {
+    const { s } = withPaid(4);
+    okOf(apply(s, { t: 'erp.ack', upToSeq: 1 }, T0 + 3));
+    const before = toSnapshot(s);
+    const a = apply(s, { t: 'erp.reconcile' }, T0 + 4);
+    expect(a.mutated).toBe(false);
+    expect(okOf(a).reconcile).toEqual({ rows: [{ sku: 'tee', sold: 4, undeliveredUnits: 3, undeliveredOrders: 3 }], outboxLength: 3, truncated: false });
+    expect(toSnapshot(s)).toEqual(before);
+  });
+
   test('the outbox and its last seq survive a snapshot round trip', () => {
     const { s } = withPaid(3);
     okOf(apply(s, { t: 'erp.ack', upToSeq: 1 }, T0 + 3));

@@ -3,7 +3,7 @@
 // Because the outbox is shard state (logged and snapshotted), delivery resumes exactly
 // where it was after a crash; only calls in flight at the crash can repeat.
 
-import type { Applied, PaidEvent } from './commands.js';
+import type { Applied, PaidEvent, ReconcileRow } from './commands.js';
 import type { Reservation, ShardState } from './shard-state.js';
 import { answered, refused } from './views.js';
 
@@ -41,4 +41,25 @@ export function applyAck(state: ShardState, upToSeq: number): Applied {
     removed++;
   }
   return answered({ ok: true, status: 'ok', outboxLastSeq: state.outboxLastSeq }, removed > 0);
+}
+
+/** Most SKU rows one shard answers in a reconciliation (the rest is flagged truncated). */
+export const reconcileRowsMax = 10_000;
+
+export function applyReconcile(state: ShardState): Applied {
+  const waiting = new Map<string, { units: number; orders: number }>();
+  for (const e of state.outbox) {
+    const w = waiting.get(e.sku) ?? { units: 0, orders: 0 };
+    w.units += e.qty;
+    w.orders++;
+    waiting.set(e.sku, w);
+  }
+  const rows: ReconcileRow[] = [];
+  for (const s of state.skus.values()) {
+    if (rows.length >= reconcileRowsMax) break;
+    const w = waiting.get(s.sku);
+    rows.push({ sku: s.sku, sold: s.sold, undeliveredUnits: w?.units ?? 0, undeliveredOrders: w?.orders ?? 0 });
+  }
+  const reconcile = { rows, outboxLength: state.outbox.length, truncated: state.skus.size > rows.length };
+  return answered({ ok: true, status: 'ok', reconcile, outboxLastSeq: state.outboxLastSeq }, false);
 }

@@ -54,6 +54,7 @@ export function commandError(c: Command): string | null {
     case 'sku.get':
       return typeof c.sku === 'string' ? null : 'sku must be a string';
     case 'res.expire':
+    case 'erp.reconcile':
       return null;
     case 'erp.pending':
       return count(c.afterSeq, 0, Number.MAX_SAFE_INTEGER) && count(c.max, 1, 10_000) ? null : 'afterSeq must be a count and max in 1..10000';

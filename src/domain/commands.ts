@@ -43,12 +43,22 @@ export type Command =
   /** Paid events not yet delivered to the ERP, after `afterSeq`, at most `max` (a read). */
   | { t: 'erp.pending'; afterSeq: number; max: number }
   /** Marks every paid event up to `upToSeq` as delivered (cumulative). */
-  | { t: 'erp.ack'; upToSeq: number };
+  | { t: 'erp.ack'; upToSeq: number }
+  /** Per SKU: units sold, and units and orders still waiting for the ERP (a read). */
+  | { t: 'erp.reconcile' };
 
 export type CommandType = Command['t'];
 
 /** Commands that never change state: answered without touching the log. */
-export const readOnlyCommands: ReadonlySet<CommandType> = new Set(['sku.get', 'res.get', 'erp.pending']);
+export const readOnlyCommands: ReadonlySet<CommandType> = new Set(['sku.get', 'res.get', 'erp.pending', 'erp.reconcile']);
+
+/** One SKU's line of the ERP reconciliation: sold = delivered + undelivered units. */
+export interface ReconcileRow {
+  sku: string;
+  sold: number;
+  undeliveredUnits: number;
+  undeliveredOrders: number;
+}
 
 /** One paid order waiting in the shard's outbox for the ERP. */
 export interface PaidEvent {
@@ -126,6 +136,8 @@ export type Outcome =
       /** erp.pending: the events; and the last event seq the shard has assigned. */
       paid?: PaidEvent[];
       outboxLastSeq?: number;
+      /** erp.reconcile: per-SKU rows (at most reconcileRowsMax), outbox length, truncation. */
+      reconcile?: { rows: ReconcileRow[]; outboxLength: number; truncated: boolean };
     }
   | {
       ok: false;

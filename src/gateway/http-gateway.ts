@@ -22,6 +22,8 @@ export interface GatewayDeps {
   router: ShardRouter | null;
   /** Extra fields for /healthz (e.g. which shards a node serves). */
   health?: () => Record<string, unknown>;
+  /** The ERP deliverer's own figures, where this process runs one (else null). */
+  erpStatus?: () => Record<string, unknown> | null;
   metrics: GatewayMetrics;
   log: Logger;
 }
@@ -71,6 +73,7 @@ export class HttpGateway {
         return this.answer(res, this.router.callSku(sku, cmd), 'sku');
       },
       'reservation.create': (req, res, _p, body) => this.reserve(req, res, body),
+      'admin.erp': (_q, res) => this.erpReport(res),
       'reservation.get': (_q, res, id) => this.reservationCall(res, id, { t: 'res.get', id }),
       'reservation.pay': (_q, res, id, body) => this.reservationCall(res, id, payCommand(asObject(body), id)),
       'reservation.cancel': (_q, res, id, body) => {
@@ -125,7 +128,7 @@ export class HttpGateway {
     if (route === 'metrics') return void this.metrics(res).then(finish);
     if (this.deps.router === null) return finish(sendError(res, 'not_found', 'this node serves only /healthz and /metrics (FLASH_ROLE=shards)'));
     if (this.draining) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
-    if ((route === 'sku.put' || route === 'sku.stock' || route === 'admin.stock-import') && !this.isAdmin(req)) {
+    if ((route === 'sku.put' || route === 'sku.stock' || route.startsWith('admin.')) && !this.isAdmin(req)) {
       return finish(sendError(res, 'unauthorized', 'admin calls need header authorization: Bearer <FLASH_ADMIN_TOKEN>'));
     }
     if (route === 'reservation.create' && this.ipLimiter.enabled) {
@@ -147,6 +150,33 @@ export class HttpGateway {
       }
       run(body);
     });
+  }
+
+  /**
+   * The ERP hand-off at a glance: every shard's outbox (backlog), the deliverer's figures
+   * where this process runs it (last error, failures), and per SKU sold = delivered +
+   * undelivered units. A shard that does not answer is listed with its error.
+   */
+  private async erpReport(res: ServerResponse): Promise<number> {
+    const { transport } = this.router;
+    const answers = await Promise.all(Array.from({ length: transport.shardCount }, (_, k) => transport.call(k, { t: 'erp.reconcile' })));
+    const totals = { sold: 0, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0 };
+    const skus: Record<string, unknown>[] = [];
+    const shards = answers.map((o, shardId) => {
+      if (!o.ok || o.reconcile === undefined) return { shardId, error: o.ok ? 'no answer' : `${o.code}: ${o.message}` };
+      for (const r of o.reconcile.rows) {
+        const deliveredUnits = r.sold - r.undeliveredUnits;
+        totals.sold += r.sold;
+        totals.deliveredUnits += deliveredUnits;
+        totals.undeliveredUnits += r.undeliveredUnits;
+        totals.undeliveredOrders += r.undeliveredOrders;
+        skus.push({ ...r, deliveredUnits });
+      }
+      return { shardId, backlogOrders: o.reconcile.outboxLength, lastEventSeq: o.outboxLastSeq ?? 0, truncated: o.reconcile.truncated };
+    });
+    const complete = shards.every((s) => !('error' in s));
+    sendJson(res, 200, JSON.stringify({ complete, totals, deliverer: this.deps.erpStatus?.() ?? null, shards, skus }));
+    return 200;
   }
 
   /** A whole stock file (CSV or JSON, up to 8 MiB): validated completely, then applied. */

@@ -4,7 +4,7 @@
 export type RouteName =
   | 'healthz' | 'metrics' | 'sku.put' | 'sku.get' | 'sku.stock'
   | 'reservation.create' | 'reservation.get' | 'reservation.pay' | 'reservation.cancel'
-  | 'admin.stock-import';
+  | 'admin.stock-import' | 'admin.erp';
 
 export type Match =
   | { kind: 'route'; name: RouteName; param: string }
@@ -40,6 +40,7 @@ export function matchRoute(method: string, url: string): Match {
   }
   if (parts[1] !== 'v1') return { kind: 'not_found' };
   if (parts.length === 4 && parts[2] === 'admin' && parts[3] === 'stock-import') return pick(method, { POST: 'admin.stock-import' }, '');
+  if (parts.length === 4 && parts[2] === 'admin' && parts[3] === 'erp') return pick(method, { GET: 'admin.erp' }, '');
   if (parts.length === 3 && parts[2] === 'reservations') return pick(method, { POST: 'reservation.create' }, '');
   if (parts.length < 4 || parts.length > 5) return { kind: 'not_found' };
   const param = decode(parts[3] as string);

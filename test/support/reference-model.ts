@@ -161,6 +161,7 @@ export function malformed(c: ModelCommand): boolean {
     case 'erp.ack': return !isCount(c.upToSeq, 0, Number.MAX_SAFE_INTEGER);
     case 'res.cancel':
     case 'res.get':
+    case 'erp.reconcile':
     case 'res.expire':
       return false;
   }
@@ -303,6 +304,7 @@ export class ReferenceShard {
       case 'res.expire': return this.expire(now);
       // The model runs with the ERP outbox off (the default): nothing is ever queued.
       case 'erp.pending': return { ok: true, status: 'ok', mutated: false, replayed: false };
+      case 'erp.reconcile': return { ok: true, status: 'ok', mutated: false, replayed: false };
       case 'erp.ack': return c.upToSeq === 0 ? { ok: true, status: 'ok', mutated: false, replayed: false } : refuse('invalid_request');
     }
   }

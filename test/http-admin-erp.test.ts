@@ -1,0 +1,72 @@
+// GET /v1/admin/erp: the ERP hand-off at a glance, through a real engine delivering to a
+// flaky ERP stand-in. Per SKU, sold must equal delivered + undelivered units; the backlog
+// drains to zero; the deliverer's last error is visible; it is an admin call.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, api, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
+import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
+
+const secret = 'admin-erp-test-secret-0123';
+let erp: StandInProcess;
+let a: Api;
+
+beforeAll(async () => {
+  erp = await startStandInProcess({ secret, latencyMs: 5, jitterMs: 2, errorRate: 0.3, seed: 7 });
+  const engine = await startEngine({
+    env: {
+      FLASH_ERP_WEBHOOK_URL: erp.url, FLASH_ERP_SECRET: secret, FLASH_ERP_POLL_MS: '20',
+      FLASH_ERP_RETRY_BASE_MS: '10', FLASH_ERP_RETRY_MAX_MS: '200', FLASH_BUYER_RPS: '0',
+    },
+  });
+  a = api(engine.url);
+});
+
+afterAll(async () => {
+  await stopAllEngines();
+  await erp?.close();
+});
+
+async function report(): Promise<any> {
+  const r = await a.get('/v1/admin/erp', ADMIN_TOKEN);
+  expect(r.status).toBe(200);
+  return r.body;
+}
+
+describe('GET /v1/admin/erp', () => {
+  it('refuses callers without the admin token', async () => {
+    expect((await a.get('/v1/admin/erp')).status).toBe(401);
+    expect((await a.get('/v1/admin/erp', 'wrong-token-123')).status).toBe(401);
+  });
+
+  it('reconciles sold against delivered per SKU, and the backlog drains to zero', async () => {
+    for (const sku of ['erp-a', 'erp-b']) {
+      expect((await a.put(`/v1/skus/${sku}`, { stock: 100 }, ADMIN_TOKEN)).status).toBe(201);
+    }
+    const paid: Record<string, number> = { 'erp-a': 0, 'erp-b': 0 };
+    for (let i = 0; i < 30; i++) {
+      const sku = i % 3 === 0 ? 'erp-b' : 'erp-a';
+      const r = await a.post('/v1/reservations', { sku, buyerId: `buyer-${i}`, qty: 2 });
+      expect(r.status).toBe(201);
+      if (i % 5 === 4) continue; // left held: never delivered
+      expect((await a.post(`/v1/reservations/${r.body.reservationId}/pay`, { paymentRef: `pay-${i}` })).status).toBe(200);
+      paid[sku]! += 2;
+    }
+    let body = await report();
+    for (let i = 0; i < 200 && body.totals.undeliveredOrders > 0; i++) {
+      await sleep(50);
+      body = await report();
+    }
+    expect(body.complete).toBe(true);
+    expect(body.totals).toEqual({ sold: 48, deliveredUnits: 48, undeliveredUnits: 0, undeliveredOrders: 0 });
+    const rows = Object.fromEntries(body.skus.map((r: any) => [r.sku, r]));
+    for (const sku of ['erp-a', 'erp-b']) {
+      expect(rows[sku]).toEqual({ sku, sold: paid[sku], deliveredUnits: paid[sku], undeliveredUnits: 0, undeliveredOrders: 0 });
+    }
+    expect(body.shards.every((s: any) => s.backlogOrders === 0)).toBe(true);
+    expect(body.deliverer.deliveredTotal).toBe(24);
+    // With 30% injected failures some calls failed and were retried; the last one is shown.
+    const seen = await erp.stats();
+    if (seen.received > seen.accepted) expect(body.deliverer.lastError).not.toBeNull();
+    expect(seen.uniqueEvents).toBe(24);
+  });
+});
