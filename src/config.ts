@@ -34,6 +34,8 @@ export interface EngineConfig {
   role: Role;
   shardIds: number[] | null;
   mailboxMax: number;
+  /** HTTP requests in progress before new ones are answered 503 at once, unread. */
+  httpInFlightMax: number;
   snapshotEveryCommands: number;
   logLevel: string;
   shutdownGraceMs: number;
@@ -111,6 +113,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     role,
     shardIds: shardIds(env, shardCount),
     mailboxMax: int(env, 'FLASH_MAILBOX_MAX', 20_000, 1, 10_000_000),
+    httpInFlightMax: int(env, 'FLASH_HTTP_INFLIGHT_MAX', 10_000, 1, 10_000_000),
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
     logLevel: env.LOG_LEVEL?.trim() || 'info',
     shutdownGraceMs: int(env, 'FLASH_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),

@@ -127,6 +127,11 @@ export class HttpGateway {
     if (route === 'healthz') return finish(this.healthz(res));
     if (route === 'metrics') return void this.metrics(res).then(finish);
     if (this.deps.router === null) return finish(sendError(res, 'not_found', 'this node serves only /healthz and /metrics (FLASH_ROLE=shards)'));
+    if (this.inFlight > this.deps.config.httpInFlightMax) {
+      // Shed before reading the body: past this bound every request would only wait longer.
+      res.setHeader('connection', 'close');
+      return finish(sendError(res, 'overloaded', 'the engine is at its limit of requests in progress; retry shortly'));
+    }
     if (this.draining) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
     if ((route === 'sku.put' || route === 'sku.stock' || route.startsWith('admin.')) && !this.isAdmin(req)) {
       return finish(sendError(res, 'unauthorized', 'admin calls need header authorization: Bearer <FLASH_ADMIN_TOKEN>'));
