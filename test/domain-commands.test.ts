@@ -9,8 +9,8 @@ import {
   apply, createShardState, Limits, shardForSku, toSnapshot,
   type Applied, type Command, type Mode, type ShardConfig, type ShardState, type SkuView,
 } from '../src/domain/index.js';
+import { okOf, codeOf, T0 } from './support/domain-kit.js';
 
-const T0 = 1_700_000_000_000;
 type Upsert = Extract<Command, { t: 'sku.upsert' }>;
 
 let nonceCounter = 0;
@@ -20,15 +20,6 @@ function nonce(): string {
 
 function shard(config: Partial<ShardConfig> = {}, shardId = 0, shardCount = 1): ShardState {
   return createShardState(shardId, shardCount, config);
-}
-
-function okOf(a: Applied) {
-  if (!a.outcome.ok) throw new Error(`expected ok, got ${a.outcome.code}: ${a.outcome.message}`);
-  return a.outcome;
-}
-
-function codeOf(a: Applied): string {
-  return a.outcome.ok ? 'ok' : a.outcome.code;
 }
 
 function view(state: ShardState, sku: string): SkuView {

@@ -7,22 +7,9 @@ import {
   apply, createShardState, housekeepingDue, nextExpiryAtMs, toSnapshot,
   type Applied, type Command, type ShardConfig, type ShardState, type SkuView,
 } from '../src/domain/index.js';
+import { okOf, codeOf, view, T0 } from './support/domain-kit.js';
 
-const T0 = 1_700_000_000_000;
 const SECOND = 1000;
-
-function okOf(a: Applied) {
-  if (!a.outcome.ok) throw new Error(`expected ok, got ${a.outcome.code}: ${a.outcome.message}`);
-  return a.outcome;
-}
-
-function codeOf(a: Applied): string {
-  return a.outcome.ok ? 'ok' : a.outcome.code;
-}
-
-function view(state: ShardState, sku: string): SkuView {
-  return okOf(apply(state, { t: 'sku.get', sku }, 0)).sku!;
-}
 
 function statusOf(s: ShardState, id: string): string {
   const a = apply(s, { t: 'res.get', id }, 0);

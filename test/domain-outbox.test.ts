@@ -8,13 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { apply, createShardState, fromSnapshot, toSnapshot, type Applied, type ShardState } from '../src/domain/index.js';
 import { ShardRuntime } from '../src/engine/shard-runtime.js';
-
-const T0 = 1_700_000_000_000;
-
-function okOf(a: Applied) {
-  if (!a.outcome.ok) throw new Error(`expected ok, got ${a.outcome.code}: ${a.outcome.message}`);
-  return a.outcome;
-}
+import { okOf, T0 } from './support/domain-kit.js';
 
 /** A shard with the outbox on (or off) and `paid` paid reservations of 1 unit each. */
 function withPaid(paid: number, outboxEnabled = true): { s: ShardState; ids: string[] } {

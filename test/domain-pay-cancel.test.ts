@@ -7,22 +7,9 @@ import {
   apply, createShardState, toSnapshot,
   type Applied, type Mode, type ShardState, type SkuView,
 } from '../src/domain/index.js';
+import { okOf, codeOf, view, T0 } from './support/domain-kit.js';
 
-const T0 = 1_700_000_000_000;
 const HOLD_MS = 10_000;
-
-function okOf(a: Applied) {
-  if (!a.outcome.ok) throw new Error(`expected ok, got ${a.outcome.code}: ${a.outcome.message}`);
-  return a.outcome;
-}
-
-function codeOf(a: Applied): string {
-  return a.outcome.ok ? 'ok' : a.outcome.code;
-}
-
-function view(state: ShardState, sku: string): SkuView {
-  return okOf(apply(state, { t: 'sku.get', sku }, 0)).sku!;
-}
 
 /** Stock 5 and a quota of 2 per buyer; ann holds 2 units, expiring at T0 + HOLD_MS. */
 function held(mode: Mode = 'pre_deduct'): { s: ShardState; id: string } {

@@ -6,27 +6,14 @@ import {
   apply, createShardState, shardOfReservationId, toSnapshot,
   type Applied, type Command, type Mode, type ShardConfig, type ShardState, type SkuView,
 } from '../src/domain/index.js';
+import { okOf, codeOf, view, T0 } from './support/domain-kit.js';
 
-const T0 = 1_700_000_000_000;
 type Upsert = Extract<Command, { t: 'sku.upsert' }>;
 type Reserve = Extract<Command, { t: 'res.reserve' }>;
 
 let nonceCounter = 0;
 function nonce(): string {
   return (nonceCounter++ % 1_679_616).toString(36).padStart(4, '0');
-}
-
-function okOf(a: Applied) {
-  if (!a.outcome.ok) throw new Error(`expected ok, got ${a.outcome.code}: ${a.outcome.message}`);
-  return a.outcome;
-}
-
-function codeOf(a: Applied): string {
-  return a.outcome.ok ? 'ok' : a.outcome.code;
-}
-
-function view(state: ShardState, sku: string): SkuView {
-  return okOf(apply(state, { t: 'sku.get', sku }, 0)).sku!;
 }
 
 /** A one-shard state with the given SKUs created at T0. */

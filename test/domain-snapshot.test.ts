@@ -7,15 +7,10 @@ import {
   apply, createShardState, fromSnapshot, toSnapshot,
   type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState,
 } from '../src/domain/index.js';
+import { okOf, T0 } from './support/domain-kit.js';
 
-const T0 = 1_700_000_000_000;
 const SECOND = 1000;
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
-
-function okOf(a: Applied) {
-  if (!a.outcome.ok) throw new Error(`expected ok, got ${a.outcome.code}: ${a.outcome.message}`);
-  return a.outcome;
-}
 
 function restore(s: ShardState): ShardState {
   const bytes = packr.pack(toSnapshot(s));
