@@ -104,7 +104,20 @@ function turn(): void {
     if (first && (events !== null || commitMs > 0)) post({ k: 'reply', id: -1, outcomes: [], events, commitMs });
   }
   if (queue.length > 0) scheduleTurn();
+  else scheduleIdleSnapshot();
   armExpiryTimer();
+}
+
+let idleCheckScheduled = false;
+
+/** Snapshots only when no batch waits (after messages that arrived meanwhile are read). */
+function scheduleIdleSnapshot(): void {
+  if (idleCheckScheduled) return;
+  idleCheckScheduled = true;
+  setImmediate(() => {
+    idleCheckScheduled = false;
+    if (!closed && queue.length === 0 && !turnScheduled) runtime.snapshotIfDue();
+  });
 }
 
 /** Wakes the shard when the next hold falls due (at least every second for retention). */

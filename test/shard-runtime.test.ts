@@ -1,0 +1,44 @@
+// When a shard snapshots: a snapshot is due after snapshotEveryCommands logged commands and
+// is taken by the owner when idle (snapshotIfDue); execute forces one only at four times
+// that, so a busy drop is not stalled by snapshots yet the log stays bounded.
+
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect, test } from 'vitest';
+import { ShardRuntime } from '../src/engine/shard-runtime.js';
+import type { Command } from '../src/domain/index.js';
+import { T0 } from './support/domain-kit.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const snapshots = (dir: string): number => readdirSync(dir).filter((f) => f.endsWith('.snap')).length;
+const reserves = (from: number, n: number): Command[] =>
+  Array.from({ length: n }, (_, i) => ({ t: 'res.reserve' as const, sku: 'tee', buyerId: `b${from + i}`, qty: 1, nonce: 'n' }));
+
+test('a due snapshot waits for snapshotIfDue, and execute forces one only at four times the interval', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flash-rt-'));
+  dirs.push(dir);
+  const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1, snapshotEveryCommands: 10 });
+  rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 1000 }], T0);
+  expect(rt.snapshotIfDue()).toBe(false);
+  rt.execute(reserves(0, 9), T0); // 10 logged commands: due
+  expect(snapshots(dir)).toBe(0);
+  rt.execute(reserves(9, 20), T0); // 30: still only due, never forced below 40
+  expect(snapshots(dir)).toBe(0);
+  expect(rt.snapshotIfDue()).toBe(true);
+  expect(snapshots(dir)).toBe(1);
+  expect(rt.snapshotIfDue()).toBe(false);
+  rt.execute(reserves(29, 39), T0); // 39 since the snapshot: not forced yet
+  expect(snapshots(dir)).toBe(1);
+  rt.execute(reserves(68, 1), T0); // 40: forced inside execute
+  expect(snapshots(dir)).toBe(2);
+  rt.close();
+  const again = ShardRuntime.open({ dir, shardId: 0, shardCount: 1, snapshotEveryCommands: 10 });
+  expect(again.state.skus.get('tee')!.reserved).toBe(69);
+  expect(again.recovery.recordsReplayed).toBe(0);
+  again.close();
+});
