@@ -10,7 +10,7 @@ import type { CallOutcome } from '../engine/shard-protocol.js';
 import { errorBody, statusOfCode } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limiter.js';
-import { BodyError, readJson, sendError, sendJson } from './request-io.js';
+import { BodyError, drainBytesMax, readJson, sendError, sendJson } from './request-io.js';
 import { matchRoute, type RouteName } from './routes.js';
 import type { ShardRouter } from './shard-router.js';
 import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
@@ -150,7 +150,9 @@ export class HttpGateway {
     if (req.method === 'GET') return run({});
     readJson(req, (err, body) => {
       if (err !== null) {
-        if (err.code === 'payload_too_large') res.setHeader('connection', 'close');
+        // Node reads and drops the rest of a declared body once we have answered; past
+        // drainBytesMax that is not worth it, so the connection is closed instead.
+        if (err.code === 'payload_too_large' && Number(req.headers['content-length'] ?? 0) > drainBytesMax) res.setHeader('connection', 'close');
         return finish(sendError(res, err.code, err.message));
       }
       run(body);

@@ -6,6 +6,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, statusOfCode } from './errors.js';
 
 export const bodyBytesMax = 16 * 1024;
+/**
+ * How much of an oversized body is read and dropped, so that a client still sending can
+ * read its 413 instead of failing on a reset socket; a larger body gets its connection cut.
+ */
+export const drainBytesMax = 1024 * 1024;
 
 export class BodyError extends Error {
   constructor(readonly code: 'payload_too_large' | 'invalid_request', message: string) {
@@ -23,8 +28,14 @@ export function readJson(req: IncomingMessage, done: (err: BodyError | null, bod
   let size = 0;
   let finished = false;
   req.on('data', (chunk: Buffer) => {
-    if (finished) return;
     size += chunk.length;
+    if (finished) {
+      // Past the limit the 413 is already answered. Keep reading (and dropping) a while so a
+      // client still sending can read that answer instead of failing on a reset socket;
+      // past drainBytesMax, cut it off.
+      if (size > drainBytesMax) req.socket.destroy();
+      return;
+    }
     if (size > bodyBytesMax) {
       finished = true;
       return done(new BodyError('payload_too_large', `request body is over ${bodyBytesMax} bytes`), undefined);
