@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { BodyError, readJson, sendError, sendJson } from '../src/gateway/request-io.js';
+import { BodyError, listenOn, readJson, sendError, sendJson } from '../src/gateway/request-io.js';
 import { matchRoute } from '../src/gateway/routes.js';
 import { InvalidRequest, asObject, payCommand, reserveCommand, skuName, upsertCommand } from '../src/gateway/validate.js';
 import type { ReservationRecord, ReservationStore, SettleResult, SkuCounters } from './baseline-store.js';
@@ -131,13 +131,7 @@ export class BaselineFront {
   }
 
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        const address = this.server.address();
-        resolve(typeof address === 'object' && address !== null ? address.port : port);
-      });
-    });
+    return listenOn(this.server, port, host);
   }
 
   close(): Promise<void> {

@@ -49,9 +49,6 @@ export type Command =
 
 export type CommandType = Command['t'];
 
-/** Commands that never change state: answered without touching the log. */
-export const readOnlyCommands: ReadonlySet<CommandType> = new Set(['sku.get', 'res.get', 'erp.pending', 'erp.reconcile']);
-
 /** One SKU's line of the ERP reconciliation: sold = delivered + undelivered units. */
 export interface ReconcileRow {
   sku: string;

@@ -50,7 +50,17 @@ export const nonceLength = 8;
  * same id (a shorter seq always gives a shorter id).
  */
 export function reservationId(shardId: number, seq: number, nonce: string): string {
-  return `${shardId}.${seq.toString(36)}${nonce.padStart(nonceLength, '0')}`;
+  return spellReservationId(reservationIdPrefix(shardId), seq, nonce.padStart(nonceLength, '0'));
+}
+
+/** `<shard>.`: the part of every id that a shard shares. */
+export function reservationIdPrefix(shardId: number): string {
+  return `${shardId}.`;
+}
+
+/** The one place an id is spelled from its parts (the nonce already of full length). */
+export function spellReservationId(prefix: string, seq: number, nonce: string): string {
+  return prefix + seq.toString(36) + nonce;
 }
 
 /** The shard named by a reservation id, or -1 when the id is not one of ours. */

@@ -8,6 +8,7 @@ import type { PaidEvent } from './commands.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { FifoQueue } from './fifo-queue.js';
 import { ReservationTable } from './reservation-table.js';
+import { reservationIdPrefix, spellReservationId } from './routing.js';
 
 export interface ShardConfig {
   shardId: number;
@@ -99,7 +100,7 @@ export class Reservation {
   ) {}
 
   get id(): string {
-    return this.idPrefix + this.seq.toString(36) + this.nonce;
+    return spellReservationId(this.idPrefix, this.seq, this.nonce);
   }
 
   get createdAtMs(): number {
@@ -147,7 +148,7 @@ export class ShardState {
   outboxLastSeq = 0;
 
   constructor(readonly config: ShardConfig) {
-    this.idPrefix = `${config.shardId}.`;
+    this.idPrefix = reservationIdPrefix(config.shardId);
   }
 }
 

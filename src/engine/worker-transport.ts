@@ -38,7 +38,6 @@ class WorkerShard {
   /** Crashes since the last successful start: drives the restart backoff. */
   private failures = 0;
   private everReady = false;
-  private restartsTotal = 0;
   private pendingCmds: Command[] = [];
   private pendingResolves: Resolve[] = [];
   private flushScheduled = false;
@@ -140,7 +139,6 @@ class WorkerShard {
     // A shard that never started (e.g. a corrupt WAL) is not retried: the engine refuses to run.
     if (!this.everReady || this.stopping) return void this.closeWaiter?.();
     if (!wasReady) this.failures++;
-    this.restartsTotal++;
     this.opts.observer?.onRestart?.(this.shardId, reason);
     const delayMs = Math.min(this.opts.restartDelayMsMax ?? 5000, 50 * 2 ** Math.min(this.failures, 7));
     setTimeout(() => void this.start().catch(() => undefined), delayMs).unref();
@@ -161,10 +159,6 @@ class WorkerShard {
   /** Ends the worker as a crash would; it is restarted and replays its log. */
   kill(): Promise<number> {
     return this.worker?.terminate() ?? Promise.resolve(0);
-  }
-
-  get restartCount(): number {
-    return this.restartsTotal;
   }
 
   stats(): Promise<ShardStats | null> {
@@ -247,10 +241,6 @@ export class WorkerTransport implements ShardTransport {
   /** Fault injection for tests and drills: terminates one shard's worker like a crash. */
   killShard(shardId: number): Promise<number> {
     return this.shards.get(shardId)?.kill() ?? Promise.resolve(0);
-  }
-
-  restartCount(shardId: number): number {
-    return this.shards.get(shardId)?.restartCount ?? 0;
   }
 
   async close(): Promise<void> {

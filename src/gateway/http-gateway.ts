@@ -7,10 +7,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import type { EngineConfig } from '../config.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
-import { errorBody, statusOfCode } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limiter.js';
-import { BodyError, drainBytesMax, readJson, sendError, sendJson } from './request-io.js';
+import { BodyError, drainBytesMax, listenOn, readJson, sendError, sendJson } from './request-io.js';
 import { matchRoute, type RouteName } from './routes.js';
 import type { ShardRouter } from './shard-router.js';
 import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
@@ -254,13 +253,7 @@ export class HttpGateway {
   }
 
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        const address = this.server.address();
-        resolve(typeof address === 'object' && address !== null ? address.port : port);
-      });
-    });
+    return listenOn(this.server, port, host);
   }
 
   /** Stops accepting, lets in-flight calls finish (up to graceMs), closes idle sockets. */
@@ -279,4 +272,3 @@ export class HttpGateway {
   }
 }
 
-export { errorBody, statusOfCode };

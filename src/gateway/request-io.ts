@@ -2,7 +2,7 @@
 // (checked against content-length first, then while streaming) and parsed as JSON; an
 // empty body reads as {}. Every answer is JSON with an explicit content-length.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { errorBody, statusOfCode } from './errors.js';
 
 export const bodyBytesMax = 16 * 1024;
@@ -59,6 +59,17 @@ export function readJson(req: IncomingMessage, done: (err: BodyError | null, bod
     if (finished) return;
     finished = true;
     done(new BodyError('invalid_request', 'request body could not be read'), undefined);
+  });
+}
+
+/** Listens and resolves with the bound port (the real one when `port` is 0). */
+export function listenOn(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : port);
+    });
   });
 }
 
