@@ -56,7 +56,7 @@ describe('sku.upsert', () => {
     expect(okOf(a).sku).toEqual({
       sku: 'tee', onHand: 0, available: 0, reserved: 0, sold: 0, mode: 'pre_deduct', holdSeconds: 600,
       maxPerBuyer: 0, startsAt: 0, endsAt: 0, dropId: null, lowStockThreshold: 0, minAccountAgeSeconds: 0,
-      minPastOrders: 0, createdAt: T0, updatedAt: T0,
+      minPastOrders: 0, channels: {}, createdAt: T0, updatedAt: T0,
     });
   });
 
@@ -346,41 +346,71 @@ describe('malformed commands (the command guard)', () => {
       command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce }), message: /^nonce must be 0\.\.8 characters of \[0-9a-z\]$/,
     })),
     { name: 'res.reserve with no nonce', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1 }), message: /^nonce must be/ },
-    { name: 'res.reserve with an empty sku', command: () => ({ t: 'res.reserve', sku: '', buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku and buyerId must be non-empty strings$/ },
-    { name: 'res.reserve with a 65-character sku', command: () => ({ t: 'res.reserve', sku: long(65), buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku and buyerId/ },
-    { name: 'res.reserve with an empty buyerId', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: '', qty: 1, nonce: 'a' }), message: /^sku and buyerId/ },
-    { name: 'res.reserve with an empty idemKey', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', idemKey: '' }), message: /^idemKey must be/ },
-    { name: 'res.reserve with a negative accountCreatedAtMs', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', accountCreatedAtMs: -1 }), message: /^accountCreatedAtMs must be a time$/ },
-    { name: 'res.reserve with a fractional pastOrders', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', pastOrders: 1.5 }), message: /^pastOrders must be a count$/ },
-    { name: 'res.reserve with qty 0 of an unknown SKU (the guard comes first)', command: () => ({ t: 'res.reserve', sku: 'nope', buyerId: 'bob', qty: 0, nonce: 'a' }), message: /^qty must be/ },
+    { name: 'res.reserve with an empty sku', command: () => ({ t: 'res.reserve', sku: '', buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'res.reserve with a 65-character sku', command: () => ({ t: 'res.reserve', sku: long(65), buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'res.reserve with an empty buyerId', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: '', qty: 1, nonce: 'a' }), message: /^buyerId must be 1\.\.128 characters$/ },
+    { name: 'res.reserve with an empty idemKey', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', idemKey: '' }), message: /^idempotencyKey must be 1\.\.128 characters$/ },
+    { name: 'res.reserve with a negative accountCreatedAtMs', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', accountCreatedAtMs: -1 }), message: /^accountCreatedAt must be an integer in 0\.\.8640000000000000$/ },
+    { name: 'res.reserve with a fractional pastOrders', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', pastOrders: 1.5 }), message: /^pastOrders must be an integer in 0\.\.1000000000$/ },
+    { name: 'res.reserve with a 129-character buyerId', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: long(129), qty: 1, nonce: 'a' }), message: /^buyerId must be 1\.\.128 characters$/ },
+    { name: 'res.reserve with a buyerId of 129 code points (each two UTF-16 units)', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: '😀'.repeat(129), qty: 1, nonce: 'a' }), message: /^buyerId must be 1\.\.128 characters$/ },
+    ...['bob\n', 'b\u0000b', 'bob\u200b', 'bob\u202e', '\ud800bob'].map((buyerId) => ({
+      name: `res.reserve with the buyerId ${JSON.stringify(buyerId)} (a control, format or lone surrogate character)`,
+      command: () => ({ t: 'res.reserve', sku: 'tee', buyerId, qty: 1, nonce: 'a' }), message: /^buyerId must not contain control or format characters$/,
+    })),
+    { name: 'res.reserve with a buyerId that is not a string', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 7, qty: 1, nonce: 'a' }), message: /^buyerId must be a string$/ },
+    { name: 'res.reserve with no buyerId', command: () => ({ t: 'res.reserve', sku: 'tee', qty: 1, nonce: 'a' }), message: /^buyerId is required$/ },
+    { name: 'res.reserve with no sku', command: () => ({ t: 'res.reserve', buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku is required$/ },
+    ...['tee shirt', 'tee/1', 'tée', 'tee\n', 'tee#'].map((sku) => ({
+      name: `res.reserve with the sku ${JSON.stringify(sku)} (a character outside [A-Za-z0-9._:-])`,
+      command: () => ({ t: 'res.reserve', sku, buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/,
+    })),
+    { name: 'res.reserve with a 129-character idemKey', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', idemKey: long(129) }), message: /^idempotencyKey must be 1\.\.128 characters$/ },
+    { name: 'res.reserve with an idemKey holding a tab', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', idemKey: 'k\t1' }), message: /^idempotencyKey must not contain control or format characters$/ },
+    { name: 'res.reserve with pastOrders over 1e9', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce: 'a', pastOrders: Limits.pastOrdersMax + 1 }), message: /^pastOrders must be an integer in 0\.\.1000000000$/ },
+    { name: 'res.reserve with qty 0 of an unknown SKU (the guard comes first)', command: () => ({ t: 'res.reserve', sku: 'nope', buyerId: 'bob', qty: 0, nonce: 'a' }), message: /^qty must be an integer in 1\.\.1000$/ },
     ...[-1, Limits.stockMax + 1, 2.5].map((stock) => ({
       name: `sku.upsert with stock ${stock}`,
       command: () => ({ t: 'sku.upsert', sku: 'new', stock }), message: /^stock must be an integer in 0\.\.1000000000$/,
     })),
     { name: 'sku.upsert of an existing SKU with stock -1 (stock is checked even where it is ignored)', command: () => ({ t: 'sku.upsert', sku: 'tee', stock: -1 }), message: /^stock must be/ },
-    { name: 'sku.upsert with an empty sku', command: () => ({ t: 'sku.upsert', sku: '' }), message: /^sku must be a non-empty string$/ },
+    { name: 'sku.upsert with an empty sku', command: () => ({ t: 'sku.upsert', sku: '' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
     { name: 'sku.upsert with mode "bogus"', command: () => ({ t: 'sku.upsert', sku: 'tee', mode: 'bogus' }), message: /^mode must be one of pre_deduct, on_order, on_payment$/ },
-    { name: 'sku.upsert with holdSeconds 0', command: () => ({ t: 'sku.upsert', sku: 'tee', holdSeconds: 0 }), message: /^holdSeconds out of range$/ },
-    { name: 'sku.upsert with holdSeconds over a day', command: () => ({ t: 'sku.upsert', sku: 'tee', holdSeconds: Limits.holdSecondsMax + 1 }), message: /^holdSeconds out of range$/ },
-    { name: 'sku.upsert with maxPerBuyer -1', command: () => ({ t: 'sku.upsert', sku: 'tee', maxPerBuyer: -1 }), message: /^maxPerBuyer out of range$/ },
-    { name: 'sku.upsert with a negative startsAt', command: () => ({ t: 'sku.upsert', sku: 'tee', startsAtMs: -5 }), message: /^startsAt out of range$/ },
-    { name: 'sku.upsert with a fractional endsAt', command: () => ({ t: 'sku.upsert', sku: 'tee', endsAtMs: T0 + 0.5 }), message: /^endsAt out of range$/ },
-    { name: 'sku.upsert with lowStockThreshold -1', command: () => ({ t: 'sku.upsert', sku: 'tee', lowStockThreshold: -1 }), message: /^lowStockThreshold out of range$/ },
-    { name: 'sku.upsert with minAccountAgeSeconds -1', command: () => ({ t: 'sku.upsert', sku: 'tee', minAccountAgeSeconds: -1 }), message: /^minAccountAgeSeconds out of range$/ },
-    { name: 'sku.upsert with minPastOrders -1', command: () => ({ t: 'sku.upsert', sku: 'tee', minPastOrders: -1 }), message: /^minPastOrders out of range$/ },
-    { name: 'sku.upsert with an empty dropId', command: () => ({ t: 'sku.upsert', sku: 'new', dropId: '' }), message: /^dropId must be a non-empty string or null$/ },
-    { name: 'sku.upsert with a 65-character dropId', command: () => ({ t: 'sku.upsert', sku: 'new', dropId: long(65) }), message: /^dropId must be/ },
-    ...[0, 0.5, Limits.stockMax + 1, -Limits.stockMax - 1, Number.NaN].map((delta) => ({
+    { name: 'sku.upsert with holdSeconds 0', command: () => ({ t: 'sku.upsert', sku: 'tee', holdSeconds: 0 }), message: /^holdSeconds must be an integer in 1\.\.86400$/ },
+    { name: 'sku.upsert with holdSeconds over a day', command: () => ({ t: 'sku.upsert', sku: 'tee', holdSeconds: Limits.holdSecondsMax + 1 }), message: /^holdSeconds must be an integer in 1\.\.86400$/ },
+    { name: 'sku.upsert with maxPerBuyer -1', command: () => ({ t: 'sku.upsert', sku: 'tee', maxPerBuyer: -1 }), message: /^maxPerBuyer must be an integer in 0\.\.1000000$/ },
+    { name: 'sku.upsert with a negative startsAt', command: () => ({ t: 'sku.upsert', sku: 'tee', startsAtMs: -5 }), message: /^startsAt must be an integer in 0\.\.8640000000000000$/ },
+    { name: 'sku.upsert with a fractional endsAt', command: () => ({ t: 'sku.upsert', sku: 'tee', endsAtMs: T0 + 0.5 }), message: /^endsAt must be an integer in 0\.\.8640000000000000$/ },
+    { name: 'sku.upsert with lowStockThreshold -1', command: () => ({ t: 'sku.upsert', sku: 'tee', lowStockThreshold: -1 }), message: /^lowStockThreshold must be an integer in 0\.\.1000000000$/ },
+    { name: 'sku.upsert with minAccountAgeSeconds -1', command: () => ({ t: 'sku.upsert', sku: 'tee', minAccountAgeSeconds: -1 }), message: /^minAccountAgeSeconds must be an integer in 0\.\.315360000$/ },
+    { name: 'sku.upsert with minPastOrders -1', command: () => ({ t: 'sku.upsert', sku: 'tee', minPastOrders: -1 }), message: /^minPastOrders must be an integer in 0\.\.1000000$/ },
+    { name: 'sku.upsert with an empty dropId', command: () => ({ t: 'sku.upsert', sku: 'new', dropId: '' }), message: /^dropId must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'sku.upsert with a 65-character dropId', command: () => ({ t: 'sku.upsert', sku: 'new', dropId: long(65) }), message: /^dropId must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'sku.adjust with delta 0', command: () => ({ t: 'sku.adjust', sku: 'tee', delta: 0 }), message: /^delta must be a non-zero integer$/ },
+    ...[0.5, Limits.stockMax + 1, -Limits.stockMax - 1, Number.NaN].map((delta) => ({
       name: `sku.adjust with delta ${delta}`,
-      command: () => ({ t: 'sku.adjust', sku: 'tee', delta }), message: /^delta must be a non-zero integer$/,
+      command: () => ({ t: 'sku.adjust', sku: 'tee', delta }), message: /^delta must be an integer in -1000000000\.\.1000000000$/,
     })),
-    { name: 'sku.adjust with delta 0 of an unknown SKU (the guard comes first)', command: () => ({ t: 'sku.adjust', sku: 'nope', delta: 0 }), message: /^delta must be/ },
-    { name: 'sku.link with an empty dropId', command: () => ({ t: 'sku.link', sku: 'tee', dropId: '' }), message: /^sku and dropId must be non-empty strings$/ },
-    { name: 'sku.link with an empty sku', command: () => ({ t: 'sku.link', sku: '', dropId: 'spring' }), message: /^sku and dropId/ },
-    { name: 'res.pay of a due hold with an empty paymentRef (the hold is not expired)', command: (id) => ({ t: 'res.pay', id, paymentRef: '' }), message: /^paymentRef must be a non-empty string$/ },
-    { name: 'res.pay with a numeric id', command: () => ({ t: 'res.pay', id: 1 }), message: /^id must be a string$/ },
-    { name: 'res.cancel with no id', command: () => ({ t: 'res.cancel' }), message: /^id must be a string$/ },
-    { name: 'res.get with no id', command: () => ({ t: 'res.get' }), message: /^id must be a string$/ },
+    { name: 'sku.adjust with delta 0 of an unknown SKU (the guard comes first)', command: () => ({ t: 'sku.adjust', sku: 'nope', delta: 0 }), message: /^delta must be a non-zero integer$/ },
+    { name: 'sku.link with an empty dropId', command: () => ({ t: 'sku.link', sku: 'tee', dropId: '' }), message: /^dropId must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'sku.link with an empty sku', command: () => ({ t: 'sku.link', sku: '', dropId: 'spring' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'res.pay of a due hold with an empty paymentRef (the hold is not expired)', command: (id) => ({ t: 'res.pay', id, paymentRef: '' }), message: /^paymentRef must be 1\.\.128 characters$/ },
+    { name: 'res.pay with a 129-character paymentRef', command: (id) => ({ t: 'res.pay', id, paymentRef: long(129) }), message: /^paymentRef must be 1\.\.128 characters$/ },
+    { name: 'res.pay with a paymentRef holding a newline', command: (id) => ({ t: 'res.pay', id, paymentRef: 'pi\n1' }), message: /^paymentRef must not contain control or format characters$/ },
+    { name: 'res.pay with a 65-character id', command: () => ({ t: 'res.pay', id: long(65) }), message: /^id must be a string of at most 64 characters$/ },
+    { name: 'res.cancel with a 65-character id', command: () => ({ t: 'res.cancel', id: long(65) }), message: /^id must be a string of at most 64 characters$/ },
+    { name: 'res.get with a 65-character id', command: () => ({ t: 'res.get', id: long(65) }), message: /^id must be a string of at most 64 characters$/ },
+    { name: 'res.cancel of a due hold with an empty buyerId (the hold is not expired)', command: (id) => ({ t: 'res.cancel', id, buyerId: '' }), message: /^buyerId must be 1\.\.128 characters$/ },
+    { name: 'res.get with a 129-character buyerId', command: (id) => ({ t: 'res.get', id, buyerId: long(129) }), message: /^buyerId must be 1\.\.128 characters$/ },
+    { name: 'res.cancel of a due hold with a buyerId holding a control character', command: (id) => ({ t: 'res.cancel', id, buyerId: 'ann\u0007' }), message: /^buyerId must not contain control or format characters$/ },
+    { name: 'sku.upsert with a sku holding a slash', command: () => ({ t: 'sku.upsert', sku: 'tee/1', stock: 1 }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'sku.upsert with a dropId holding a space', command: () => ({ t: 'sku.upsert', sku: 'new', dropId: 'spring drop' }), message: /^dropId must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'sku.upsert whose own sale window ends when it starts', command: () => ({ t: 'sku.upsert', sku: 'tee', startsAtMs: T0, endsAtMs: T0 }), message: /^endsAt must be after startsAt$/ },
+    { name: 'sku.link with a 65-character sku', command: () => ({ t: 'sku.link', sku: long(65), dropId: 'spring' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'sku.adjust with an empty sku', command: () => ({ t: 'sku.adjust', sku: '', delta: 1 }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
+    { name: 'res.pay with a numeric id', command: () => ({ t: 'res.pay', id: 1 }), message: /^id must be a string of at most 64 characters$/ },
+    { name: 'res.cancel with no id', command: () => ({ t: 'res.cancel' }), message: /^id must be a string of at most 64 characters$/ },
+    { name: 'res.get with no id', command: () => ({ t: 'res.get' }), message: /^id must be a string of at most 64 characters$/ },
     { name: 'sku.get with no sku', command: () => ({ t: 'sku.get' }), message: /^sku must be a string$/ },
     { name: 'a command of an unknown type', command: () => ({ t: 'sku.delete', sku: 'tee' }), message: /^unknown command sku\.delete$/ },
   ];
@@ -403,7 +433,23 @@ describe('malformed commands (the command guard)', () => {
     expect(empty.reservationId).toBe('0.200000000');
     expect(okOf(apply(s, { t: 'sku.adjust', sku: 'big', delta: -(2000 - Limits.qtyMax - 1) }, T0)).sku?.available).toBe(0);
     expect(okOf(apply(s, { t: 'sku.adjust', sku: 'min', delta: Limits.stockMax }, T0)).sku?.onHand).toBe(Limits.stockMax);
-    expect(okOf(apply(s, { t: 'res.pay', id: full.reservationId, paymentRef: 'x'.repeat(512) }, T0)).reservation?.status).toBe('paid');
+    expect(okOf(apply(s, { t: 'res.pay', id: full.reservationId, paymentRef: 'x'.repeat(Limits.paymentRefLengthMax) }, T0)).reservation?.status).toBe('paid');
+  });
+
+  test('ids, keys and names at their longest, and of every allowed character, are accepted', () => {
+    const s = shard();
+    const sku = 'Aa0._:-'.repeat(10).slice(0, Limits.skuLengthMax);
+    expect(sku).toHaveLength(64);
+    const dropId = 'z'.repeat(Limits.skuLengthMax);
+    okOf(upsert(s, { sku, stock: 10, dropId }));
+    // 128 code points of two UTF-16 units each: the limit counts characters, not units.
+    const buyerId = '😀'.repeat(Limits.buyerIdLengthMax);
+    const a = apply(s, { t: 'res.reserve', sku, buyerId, qty: 1, nonce: 'a', idemKey: 'k'.repeat(Limits.idempotencyKeyLengthMax) }, T0);
+    const r = okOf(a).reservation!;
+    expect(r).toMatchObject({ sku, buyerId });
+    expect(okOf(apply(s, { t: 'res.get', id: r.reservationId, buyerId }, T0)).reservation).toEqual(r);
+    expect(okOf(apply(s, { t: 'res.reserve', sku, buyerId: 'é ü — 名前', qty: 1, nonce: 'b' }, T0)).reservation?.buyerId).toBe('é ü — 名前');
+    okOf(apply(s, { t: 'sku.link', sku: 'L'.repeat(Limits.skuLengthMax), dropId }, T0));
   });
 });
 

@@ -3,6 +3,8 @@
 // newest WAL segment is then cut at a random byte, as a crash mid-write would leave it. On
 // reopen, the recovered state must equal, bit for bit (toSnapshot), an in-memory state that
 // applied the same batches up to the last batch whose record lies wholly before the cut.
+// Reserves name channels (or none) and upserts set, change and clear channel policies, so
+// that channel counts and policies go through the log and the snapshots too.
 
 import fc from 'fast-check';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
@@ -34,10 +36,12 @@ function tempDir(): string {
 // ---- random batches -----------------------------------------------------------------------
 
 type Pick = { recent: number } | { any: number };
+/** A channel policy as sku.upsert takes it; undefined leaves the SKU's as it is. */
+type Channels = [string, number | null][] | null | undefined;
 type Op =
-  | { k: 'upsert'; sku: string; stock: number; mode: Mode; holdSeconds: number; maxPerBuyer: number }
+  | { k: 'upsert'; sku: string; stock: number; mode: Mode; holdSeconds: number; maxPerBuyer: number; channels: Channels }
   | { k: 'adjust'; sku: string; delta: number }
-  | { k: 'reserve'; sku: string; buyer: string; qty: number; idemKey: string | undefined }
+  | { k: 'reserve'; sku: string; buyer: string; qty: number; idemKey: string | undefined; channel: string | undefined }
   | { k: 'pay'; pick: Pick }
   | { k: 'cancel'; pick: Pick }
   | { k: 'expire' }
@@ -49,6 +53,8 @@ interface Batch {
 }
 
 const SKUS = ['a', 'b', 'x', 'y'];
+/** Reserves name one of these channels or none; `__proto__` is just a name. */
+const CHANNELS = ['web', 'app', '__proto__'];
 const DROP_OF: Record<string, string | null> = { a: null, b: null, x: 'D', y: 'D' };
 const pickArb: fc.Arbitrary<Pick> = fc.oneof(fc.nat(3).map((recent) => ({ recent })), fc.nat(500).map((any) => ({ any })));
 
@@ -60,6 +66,14 @@ function opArb(withKeys: boolean): fc.Arbitrary<Op> {
         k: fc.constant('upsert' as const), sku: fc.constantFrom(...SKUS), stock: fc.nat(8),
         mode: fc.constantFrom<Mode>('pre_deduct', 'on_order', 'on_payment'), holdSeconds: fc.integer({ min: 1, max: 60 }),
         maxPerBuyer: fc.constantFrom(0, 2, 3),
+        channels: fc.oneof(
+          { weight: 3, arbitrary: fc.constant(undefined) },
+          { weight: 1, arbitrary: fc.constant(null) },
+          {
+            weight: 2,
+            arbitrary: fc.uniqueArray(fc.tuple(fc.constantFrom(...CHANNELS), fc.constantFrom<number | null>(0, 1, 3, null)), { selector: ([name]) => name, minLength: 1, maxLength: 3 }),
+          },
+        ),
       }),
     },
     { weight: 2, arbitrary: fc.record({ k: fc.constant('adjust' as const), sku: fc.constantFrom(...SKUS), delta: fc.integer({ min: -3, max: 5 }) }) },
@@ -68,6 +82,7 @@ function opArb(withKeys: boolean): fc.Arbitrary<Op> {
       arbitrary: fc.record({
         k: fc.constant('reserve' as const), sku: fc.constantFrom(...SKUS), buyer: fc.constantFrom('u1', 'u2', 'u3'),
         qty: fc.integer({ min: 1, max: 3 }), idemKey: withKeys ? fc.option(fc.constantFrom('k1', 'k2'), { nil: undefined }) : fc.constant(undefined),
+        channel: fc.option(fc.constantFrom(...CHANNELS), { nil: undefined }),
       }),
     },
     { weight: 4, arbitrary: fc.record({ k: fc.constant('pay' as const), pick: pickArb }) },
@@ -125,12 +140,15 @@ function commandsOf(ops: Op[], model: ShardState): Command[] {
     switch (op.k) {
       case 'upsert': {
         const dropId = DROP_OF[op.sku] ?? null;
-        return { t: 'sku.upsert', sku: op.sku, stock: op.stock, mode: op.mode, holdSeconds: op.holdSeconds, maxPerBuyer: op.maxPerBuyer, dropId };
+        const c: Command = { t: 'sku.upsert', sku: op.sku, stock: op.stock, mode: op.mode, holdSeconds: op.holdSeconds, maxPerBuyer: op.maxPerBuyer, dropId };
+        if (op.channels !== undefined) c.channels = op.channels;
+        return c;
       }
       case 'adjust': return { t: 'sku.adjust', sku: op.sku, delta: op.delta };
       case 'reserve': {
         const c: Command = { t: 'res.reserve', sku: op.sku, buyerId: op.buyer, qty: op.qty, nonce: (nonceCounter++ % 1_679_616).toString(36).padStart(4, '0') };
         if (op.idemKey !== undefined) c.idemKey = op.idemKey;
+        if (op.channel !== undefined) c.channel = op.channel;
         return c;
       }
       case 'pay': return { t: 'res.pay', id: idOf(op.pick), paymentRef: 'p' };

@@ -30,7 +30,7 @@ describe('the ERP outbox', () => {
     const { s, ids } = withPaid(3);
     expect(pending(s)).toEqual(ids.map((id, i) => ({
       eventId: `order.paid:${id}`, shardId: 0, eventSeq: i + 1, reservationId: id, sku: 'tee',
-      buyerId: `b${i}`, qty: 1, paidAt: T0 + 1, paymentRef: `p${i}`,
+      buyerId: `b${i}`, qty: 1, paidAt: T0 + 1, paymentRef: `p${i}`, channel: 'default',
     })));
   });
 

@@ -37,7 +37,7 @@ describe('res.pay', () => {
       expect(a.outcome).toEqual({
         ok: true, status: 'ok',
         reservation: {
-          reservationId: id, sku: 'tee', buyerId: 'ann', qty: 2, status: 'paid', mode, createdAt: T0,
+          reservationId: id, sku: 'tee', buyerId: 'ann', qty: 2, channel: 'default', status: 'paid', mode, createdAt: T0,
           expiresAt: T0 + HOLD_MS, paidAt: T0 + 500, paymentRef: 'pi_42',
         },
       });

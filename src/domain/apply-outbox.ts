@@ -12,7 +12,7 @@ export function recordPaid(state: ShardState, r: Reservation): void {
   const eventSeq = ++state.outboxLastSeq;
   state.outbox.push({
     eventId: `order.paid:${r.id}`, shardId: state.config.shardId, eventSeq, reservationId: r.id,
-    sku: r.sku.sku, buyerId: r.buyerId, qty: r.qty, paidAt: r.settledAtMs, paymentRef: r.paymentRef,
+    sku: r.sku.sku, buyerId: r.buyerId, qty: r.qty, paidAt: r.settledAtMs, paymentRef: r.paymentRef, channel: r.channel.name,
   });
 }
 

@@ -8,8 +8,9 @@ import { assertSkuInvariants } from './invariants.js';
 import { nonceLength } from './routing.js';
 import { findSku } from './apply-sku.js';
 import { recordPaid } from './apply-outbox.js';
+import { Limits, defaultChannel } from './fields.js';
 import {
-  Reservation, SkuState, idempotencyKey, type IdempotencyEntry, type ShardState,
+  Reservation, SkuState, channelUnitsOf, idempotencyKey, type IdempotencyEntry, type ShardState,
 } from './shard-state.js';
 import { stockEvents } from './stock-events.js';
 import { answered, refused, reservationView } from './views.js';
@@ -28,8 +29,29 @@ function replayIdempotent(state: ShardState, s: SkuState, c: Reserve): Applied |
   return answered({ ok: true, status: 'created', reservation: reservationView(r), replayed: true }, false);
 }
 
-/** The first reason this buyer may not reserve now, or null. */
-function eligibility(s: SkuState, c: Reserve, nowMs: number): Applied | null {
+/** Whether the SKU sells through `channel`: its policy lists it, or it has none (and room to count one more). */
+function channelRefusal(s: SkuState, channel: string): Applied | null {
+  if (s.channelCaps !== null) {
+    return s.channelCaps.has(channel) ? null : refused('channel_not_allowed', `sku ${s.sku} is not sold through channel ${channel}`);
+  }
+  if (s.channelUnits.has(channel) || s.channelUnits.size < Limits.channelsCountedPerSkuMax) return null;
+  return refused('channel_not_allowed', `sku ${s.sku} already counts ${Limits.channelsCountedPerSkuMax} channels; give it a channel policy`);
+}
+
+/** Whether `qty` more units held or sold through `channel` stay within its cap. */
+function channelCapRefusal(s: SkuState, channel: string, qty: number): Applied | null {
+  const cap = s.channelCaps?.get(channel) ?? null;
+  if (cap === null) return null;
+  const units = s.channelUnits.get(channel);
+  const used = units === undefined ? 0 : units.reserved + units.sold;
+  if (used + qty <= cap) return null;
+  return refused('channel_sold_out', `channel ${channel} may hold or sell at most ${cap} units of ${s.sku} (has ${used})`);
+}
+
+/** The first reason this buyer may not reserve now, or null (the order of shared/API.md). */
+function eligibility(s: SkuState, c: Reserve, channel: string, nowMs: number): Applied | null {
+  const notThrough = channelRefusal(s, channel);
+  if (notThrough !== null) return notThrough;
   if ((s.startsAtMs > 0 && nowMs < s.startsAtMs) || (s.endsAtMs > 0 && nowMs >= s.endsAtMs)) {
     return refused('not_on_sale', `sku ${s.sku} is not on sale now`);
   }
@@ -51,12 +73,15 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
   const s = found;
   const replay = replayIdempotent(state, s, c);
   if (replay !== null) return replay;
-  const ineligible = eligibility(s, c, nowMs);
+  const channel = c.channel ?? defaultChannel;
+  const ineligible = eligibility(s, c, channel, nowMs);
   if (ineligible !== null) return ineligible;
   const used = s.quota.get(c.buyerId) ?? 0;
   if (s.maxPerBuyer > 0 && used + c.qty > s.maxPerBuyer) {
     return refused('quota_exceeded', `buyer may hold or buy at most ${s.maxPerBuyer} units (has ${used})`);
   }
+  const overCap = channelCapRefusal(s, channel, c.qty);
+  if (overCap !== null) return overCap;
   if (s.available < c.qty) return refused('sold_out', `sku ${s.sku} has ${s.available} units available`);
   if (state.liveCount >= state.config.liveReservationsMax) {
     return refused('shard_full', 'this shard holds its maximum number of live reservations; retry later');
@@ -65,9 +90,13 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
 
   const holdMs = s.holdSeconds * 1000;
   const nonce = c.nonce.length === nonceLength ? c.nonce : c.nonce.padStart(nonceLength, '0');
-  const r = new Reservation(state.idPrefix, seq, nonce, s, c.buyerId, c.qty, s.mode, nowMs + holdMs, holdMs, c.idemKey ?? null);
+  const units = channelUnitsOf(s, channel);
+  const r = new Reservation(state.idPrefix, seq, nonce, s, c.buyerId, c.qty, units, s.mode, nowMs + holdMs, holdMs, c.idemKey ?? null);
   const before = s.available;
-  if (r.holdsUnits) s.reserved += c.qty;
+  if (r.holdsUnits) {
+    s.reserved += c.qty;
+    units.reserved += c.qty;
+  }
   s.quota.set(c.buyerId, used + c.qty);
   state.reservations.add(r); // asserts that seqs, and so ids, never repeat
   state.liveCount++;
@@ -96,9 +125,13 @@ export function settle(state: ShardState, r: Reservation, status: 'paid' | 'canc
   assert(r.status === 'held', `reservation ${r.id} settles twice`);
   const s = r.sku;
   const before = s.available;
-  if (r.holdsUnits) s.reserved -= r.qty;
+  if (r.holdsUnits) {
+    s.reserved -= r.qty;
+    r.channel.reserved -= r.qty;
+  }
   if (status === 'paid') {
     s.sold += r.qty;
+    r.channel.sold += r.qty;
   } else {
     const left = (s.quota.get(r.buyerId) ?? 0) - r.qty;
     assert(left >= 0, `quota of ${r.buyerId} goes negative`);
@@ -113,8 +146,14 @@ export function settle(state: ShardState, r: Reservation, status: 'paid' | 'canc
   return stockEvents(s, before, null);
 }
 
-function lookupSettlingDue(state: ShardState, id: string, nowMs: number): Reservation | Applied {
+/** The reservation `id`, if it exists and `buyerId` (when given) owns it: another buyer's is unknown to it. */
+function lookup(state: ShardState, id: string, buyerId: string | undefined): Reservation | undefined {
   const r = state.reservations.get(id);
+  return r === undefined || (buyerId !== undefined && r.buyerId !== buyerId) ? undefined : r;
+}
+
+function lookupSettlingDue(state: ShardState, id: string, buyerId: string | undefined, nowMs: number): Reservation | Applied {
+  const r = lookup(state, id, buyerId);
   if (r === undefined) return refused('unknown_reservation', `no reservation ${id}`);
   if (r.status === 'held' && nowMs >= r.expiresAtMs) {
     // Due but not yet swept: expire it now, so that it can never be paid late.
@@ -125,7 +164,7 @@ function lookupSettlingDue(state: ShardState, id: string, nowMs: number): Reserv
 }
 
 export function applyPay(state: ShardState, c: Pay, nowMs: number): Applied {
-  const found = lookupSettlingDue(state, c.id, nowMs);
+  const found = lookupSettlingDue(state, c.id, undefined, nowMs);
   if (!(found instanceof Reservation)) return found;
   const r = found;
   switch (r.status) {
@@ -134,8 +173,11 @@ export function applyPay(state: ShardState, c: Pay, nowMs: number): Applied {
     case 'expired': return refused('reservation_expired', `reservation ${r.id} expired at ${r.expiresAtMs}`);
     case 'held': break;
   }
-  if (!r.holdsUnits && r.sku.available < r.qty) {
-    return refused('sold_out', `sku ${r.sku.sku} has ${r.sku.available} units available`);
+  if (!r.holdsUnits) {
+    // on_payment: the units are taken only now, so the channel's cap and the stock are checked now.
+    const overCap = channelCapRefusal(r.sku, r.channel.name, r.qty);
+    if (overCap !== null) return overCap;
+    if (r.sku.available < r.qty) return refused('sold_out', `sku ${r.sku.sku} has ${r.sku.available} units available`);
   }
   let events = settle(state, r, 'paid', nowMs);
   r.paymentRef = c.paymentRef ?? null;
@@ -145,11 +187,11 @@ export function applyPay(state: ShardState, c: Pay, nowMs: number): Applied {
   return answered({ ok: true, status: 'ok', reservation: view }, true, events);
 }
 
-export function applyCancel(state: ShardState, id: string, nowMs: number): Applied {
-  const found = lookupSettlingDue(state, id, nowMs);
+export function applyCancel(state: ShardState, id: string, buyerId: string | undefined, nowMs: number): Applied {
+  const found = lookupSettlingDue(state, id, buyerId, nowMs);
   if (!(found instanceof Reservation)) {
     // Cancelling a hold that has just expired is not an error: its units are released.
-    const r = state.reservations.get(id);
+    const r = lookup(state, id, buyerId);
     if (r !== undefined && r.status === 'expired') {
       return { ...answered({ ok: true, status: 'ok', reservation: reservationView(r) }, found.mutated), events: found.events };
     }
@@ -167,8 +209,8 @@ export function applyCancel(state: ShardState, id: string, nowMs: number): Appli
   return answered({ ok: true, status: 'ok', reservation: reservationView(r) }, true, events);
 }
 
-export function applyGetReservation(state: ShardState, id: string): Applied {
-  const r = state.reservations.get(id);
+export function applyGetReservation(state: ShardState, id: string, buyerId: string | undefined): Applied {
+  const r = lookup(state, id, buyerId);
   if (r === undefined) return refused('unknown_reservation', `no reservation ${id}`);
   return answered({ ok: true, status: 'ok', reservation: reservationView(r) }, false);
 }

@@ -2,7 +2,7 @@
 // record where a drop's SKU lives, and read a SKU. Policy changes never touch live
 // reservations: each reservation keeps the mode and expiry it was created with.
 
-import { Limits } from './codes.js';
+import { Limits, windowError } from './fields.js';
 import type { Applied, Command } from './commands.js';
 import { assertSkuInvariants } from './invariants.js';
 import { shardForSku } from './routing.js';
@@ -37,11 +37,8 @@ function applyPolicy(s: SkuState, c: Upsert): void {
   if (c.lowStockThreshold !== undefined) s.lowStockThreshold = c.lowStockThreshold;
   if (c.minAccountAgeSeconds !== undefined) s.minAccountAgeSeconds = c.minAccountAgeSeconds;
   if (c.minPastOrders !== undefined) s.minPastOrders = c.minPastOrders;
-}
-
-function windowError(startsAtMs: number, endsAtMs: number): string | null {
-  if (startsAtMs > 0 && endsAtMs > 0 && endsAtMs <= startsAtMs) return 'endsAt must be after startsAt';
-  return null;
+  // The policy is replaced whole; the units counted per channel stay (they are facts, not policy).
+  if (c.channels !== undefined) s.channelCaps = c.channels === null ? null : new Map(c.channels);
 }
 
 export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applied {

@@ -25,8 +25,8 @@ function dispatch(state: ShardState, c: Command, nowMs: number): Applied {
   switch (c.t) {
     case 'res.reserve': return applyReserve(state, c, nowMs);
     case 'res.pay': return applyPay(state, c, nowMs);
-    case 'res.cancel': return applyCancel(state, c.id, nowMs);
-    case 'res.get': return applyGetReservation(state, c.id);
+    case 'res.cancel': return applyCancel(state, c.id, c.buyerId, nowMs);
+    case 'res.get': return applyGetReservation(state, c.id, c.buyerId);
     case 'res.expire': return applyExpire(state, nowMs);
     case 'sku.get': return applyGetSku(state, c.sku);
     case 'sku.upsert': return applyUpsert(state, c, nowMs);

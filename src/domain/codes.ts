@@ -32,20 +32,16 @@ export const Refusal = {
   alreadyPaid: 'already_paid',
   idempotencyConflict: 'idempotency_conflict',
   dropMismatch: 'drop_mismatch',
+  /** The SKU's channel policy does not list the reservation's channel. */
+  channelNotAllowed: 'channel_not_allowed',
+  /** The channel's held + sold units would pass its maxUnits. */
+  channelSoldOut: 'channel_sold_out',
   invalidRequest: 'invalid_request',
   /** The shard is at a hard capacity bound (live reservations); retry later. */
   capacity: 'shard_full',
   /** The SKU lives in the shard of its drop; the answer carries the dropId to route by. */
   moved: 'moved',
+  /** Never answered by apply: the shard's adapter refuses a reserve past its buyer's rate. */
+  rateLimited: 'rate_limited',
 } as const;
 export type Refusal = (typeof Refusal)[keyof typeof Refusal];
-
-/** Upper bounds on numbers the core accepts; the gateway validates against the same. */
-export const Limits = {
-  stockMax: 1_000_000_000,
-  qtyMax: 1000,
-  holdSecondsMax: 86_400,
-  maxPerBuyerMax: 1_000_000,
-  idempotencyKeyLengthMax: 128,
-  paymentRefLengthMax: 128,
-} as const;

@@ -3,20 +3,7 @@
 // is a primitive; anything random (the id nonce) is chosen by an adapter and carried in.
 
 import type { Mode, Refusal, Status } from './codes.js';
-
-export interface SkuPolicyInput {
-  mode?: Mode;
-  holdSeconds?: number;
-  maxPerBuyer?: number;
-  startsAtMs?: number;
-  endsAtMs?: number;
-  /** null or absent: no drop. Immutable once the SKU exists. */
-  dropId?: string | null;
-  lowStockThreshold?: number;
-  /** Risk rules: 0 = off. A reserve without the signal is refused when the rule is on. */
-  minAccountAgeSeconds?: number;
-  minPastOrders?: number;
-}
+import type { SkuPolicyInput } from './fields.js';
 
 export type Command =
   | ({ t: 'sku.upsert'; sku: string; stock?: number } & SkuPolicyInput)
@@ -33,13 +20,16 @@ export type Command =
       nonce: string;
       accountCreatedAtMs?: number;
       pastOrders?: number;
+      /** The storefront it is sold through (the caller's token says); absent: "default". */
+      channel?: string;
     }
   | { t: 'res.pay'; id: string; paymentRef?: string }
-  | { t: 'res.cancel'; id: string }
+  /** `buyerId` set: only that buyer's reservation (another's answers unknown_reservation). */
+  | { t: 'res.cancel'; id: string; buyerId?: string }
   /** Expires due holds and prunes retention queues; appended by the shard's own timer. */
   | { t: 'res.expire' }
   | { t: 'sku.get'; sku: string }
-  | { t: 'res.get'; id: string }
+  | { t: 'res.get'; id: string; buyerId?: string }
   /** Paid events not yet delivered to the ERP, after `afterSeq`, at most `max` (a read). */
   | { t: 'erp.pending'; afterSeq: number; max: number }
   /** Marks every paid event up to `upToSeq` as delivered (cumulative). */
@@ -70,6 +60,8 @@ export interface PaidEvent {
   qty: number;
   paidAt: number;
   paymentRef: string | null;
+  /** Absent in events logged before channels existed (read as "default"). */
+  channel?: string;
 }
 
 export interface SkuView {
@@ -87,6 +79,8 @@ export interface SkuView {
   lowStockThreshold: number;
   minAccountAgeSeconds: number;
   minPastOrders: number;
+  /** Per channel: units held and sold, and the cap (null: none). Policy channels and any with units. */
+  channels: Record<string, { reserved: number; sold: number; maxUnits: number | null }>;
   createdAt: number;
   updatedAt: number;
 }
@@ -96,6 +90,7 @@ export interface ReservationView {
   sku: string;
   buyerId: string;
   qty: number;
+  channel: string;
   status: Status;
   mode: Mode;
   createdAt: number;
@@ -143,6 +138,8 @@ export type Outcome =
       message: string;
       /** Set with code `moved`: the drop whose shard owns the SKU. */
       dropId?: string;
+      /** Set with code `rate_limited`: how long until the buyer may reserve again. */
+      retryAfterMs?: number;
     };
 
 export interface Applied {

@@ -1,6 +1,7 @@
 // The pure core's public surface. Adapters import from here, never from deeper files.
 
 export * from './codes.js';
+export * from './fields.js';
 export * from './commands.js';
 export * from './routing.js';
 export { apply } from './apply.js';

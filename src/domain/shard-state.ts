@@ -51,6 +51,10 @@ export class SkuState {
   lowStockThreshold = 0;
   minAccountAgeSeconds = 0;
   minPastOrders = 0;
+  /** The channel policy: name -> maxUnits (null: no cap). null: any channel may reserve. */
+  channelCaps: Map<string, number | null> | null = null;
+  /** Units held and sold per channel, for every channel that ever had a reservation here. */
+  readonly channelUnits = new Map<string, ChannelUnits>();
   /** True once a low_stock event fired; re-armed when available rises above the threshold. */
   lowStockSignaled = false;
   updatedAtMs: number;
@@ -74,6 +78,24 @@ export class SkuState {
   }
 }
 
+/** One channel's share of a SKU: held and sold units (their sums are the SKU's). */
+export class ChannelUnits {
+  reserved = 0;
+  sold = 0;
+
+  constructor(readonly name: string) {}
+}
+
+/** The SKU's counters of `channel`, created on first use. */
+export function channelUnitsOf(s: SkuState, channel: string): ChannelUnits {
+  let units = s.channelUnits.get(channel);
+  if (units === undefined) {
+    units = new ChannelUnits(channel);
+    s.channelUnits.set(channel, units);
+  }
+  return units;
+}
+
 export class Reservation {
   status: Status = 'held';
   settledAtMs = 0;
@@ -93,6 +115,8 @@ export class Reservation {
     readonly sku: SkuState,
     readonly buyerId: string,
     readonly qty: number,
+    /** The SKU's counters of the channel it was sold through (shared, so no per-hold string). */
+    readonly channel: ChannelUnits,
     readonly mode: Mode,
     readonly expiresAtMs: number,
     readonly holdMs: number,

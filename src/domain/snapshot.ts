@@ -6,22 +6,28 @@ import { assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { PaidEvent } from './commands.js';
 import { nonceLength } from './routing.js';
-import { Reservation, ShardState, SkuState, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
+import { defaultChannel, type ChannelCaps } from './fields.js';
+import { Reservation, ShardState, SkuState, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
 type SkuRow = [
   sku: string, dropId: string | null, createdAtMs: number, updatedAtMs: number,
   onHand: number, reserved: number, sold: number, mode: Mode, holdSeconds: number,
   maxPerBuyer: number, startsAtMs: number, endsAtMs: number, lowStockThreshold: number,
   minAccountAgeSeconds: number, minPastOrders: number, lowStockSignaled: boolean,
+  // Since v2: the channel policy, and every channel's counted units in first-use order.
+  channelCaps?: ChannelCaps | null, channelUnits?: [name: string, reserved: number, sold: number][],
 ];
 type ReservationRow = [
   id: string, seq: number, sku: string, buyerId: string, qty: number, mode: Mode,
   createdAtMs: number, expiresAtMs: number, idemKey: string | null, status: Status,
   settledAtMs: number, paymentRef: string | null,
+  /** Since v2; absent in v1 (every reservation then was on the default channel). */
+  channel?: string,
 ];
 
 export interface ShardSnapshot {
-  v: 1;
+  /** 1: before channels (still read); 2: channels in SKU and reservation rows. */
+  v: 1 | 2;
   shardId: number;
   shardCount: number;
   seq: number;
@@ -43,7 +49,8 @@ export interface ShardSnapshot {
 
 function skuRow(s: SkuState): SkuRow {
   return [s.sku, s.dropId, s.createdAtMs, s.updatedAtMs, s.onHand, s.reserved, s.sold, s.mode, s.holdSeconds,
-    s.maxPerBuyer, s.startsAtMs, s.endsAtMs, s.lowStockThreshold, s.minAccountAgeSeconds, s.minPastOrders, s.lowStockSignaled];
+    s.maxPerBuyer, s.startsAtMs, s.endsAtMs, s.lowStockThreshold, s.minAccountAgeSeconds, s.minPastOrders, s.lowStockSignaled,
+    s.channelCaps === null ? null : [...s.channelCaps], [...s.channelUnits.values()].map((u) => [u.name, u.reserved, u.sold])];
 }
 
 function quotaRows(state: ShardState): [string, string, number][] {
@@ -71,7 +78,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
   for (const r of state.reservations.values()) {
     index.set(r, reservations.length);
     reservations.push([r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
-      r.status, r.settledAtMs, r.paymentRef]);
+      r.status, r.settledAtMs, r.paymentRef, r.channel.name]);
   }
   const settledOrder: number[] = [];
   for (const r of state.settled) {
@@ -84,7 +91,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
     if (state.idempotency.get(e.key) === e && i !== undefined) idempotency.push([e.key, i, e.reviewAtMs]);
   }
   return {
-    v: 1, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
+    v: 2, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
     quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
   };
@@ -92,15 +99,22 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
 
 function restoreSku(state: ShardState, row: SkuRow): SkuState {
   const [sku, dropId, createdAtMs, updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer,
-    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled] = row;
+    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled, channelCaps, channelUnits] = row;
   const s = new SkuState(sku, dropId, createdAtMs, quotaFor(state, dropId));
   Object.assign(s, { updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer, startsAtMs, endsAtMs,
     lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled });
+  s.channelCaps = channelCaps === undefined || channelCaps === null ? null : new Map(channelCaps);
+  if (channelUnits !== undefined) {
+    for (const [name, held, paid] of channelUnits) Object.assign(channelUnitsOf(s, name), { reserved: held, sold: paid });
+  } else if (reserved + sold > 0) {
+    // A v1 snapshot: everything was sold through the default channel.
+    Object.assign(channelUnitsOf(s, defaultChannel), { reserved, sold });
+  }
   return s;
 }
 
 export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardState {
-  assert(snap.v === 1, `unknown snapshot version ${String(snap.v)}`);
+  assert(snap.v === 1 || snap.v === 2, `unknown snapshot version ${String(snap.v)}`);
   if (snap.shardId !== config.shardId || snap.shardCount !== config.shardCount) {
     throw new Error(`snapshot is of shard ${snap.shardId}/${snap.shardCount}, not ${config.shardId}/${config.shardCount}; FLASH_SHARDS must not change for a data directory`);
   }
@@ -111,10 +125,11 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   for (const [sku, dropId] of snap.links) state.links.set(sku, dropId);
   const rows: Reservation[] = [];
   for (const row of snap.reservations) {
-    const [id, seq, skuName, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey, status, settledAtMs, paymentRef] = row;
+    const [id, seq, skuName, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey, status, settledAtMs, paymentRef, channel] = row;
     const sku = state.skus.get(skuName);
     assert(sku !== undefined, `snapshot reservation ${id} names unknown sku ${skuName}`);
-    const r = new Reservation(state.idPrefix, seq, id.slice(-nonceLength), sku, buyerId, qty, mode, expiresAtMs, expiresAtMs - createdAtMs, idemKey);
+    const units = channelUnitsOf(sku, channel ?? defaultChannel);
+    const r = new Reservation(state.idPrefix, seq, id.slice(-nonceLength), sku, buyerId, qty, units, mode, expiresAtMs, expiresAtMs - createdAtMs, idemKey);
     assert(r.id === id, `snapshot reservation ${id} does not spell its own id`);
     r.status = status;
     r.settledAtMs = settledAtMs;

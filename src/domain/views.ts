@@ -21,9 +21,27 @@ export function skuView(s: SkuState): SkuView {
     lowStockThreshold: s.lowStockThreshold,
     minAccountAgeSeconds: s.minAccountAgeSeconds,
     minPastOrders: s.minPastOrders,
+    channels: channelsView(s),
     createdAt: s.createdAtMs,
     updatedAt: s.updatedAtMs,
   };
+}
+
+/** The policy's channels (in policy order), then any other channel with units (in first-use order). */
+function channelsView(s: SkuState): SkuView['channels'] {
+  // A null-prototype object: channel names are data, so `__proto__` is just a name.
+  const view = Object.create(null) as SkuView['channels'];
+  if (s.channelCaps !== null) {
+    for (const [name, maxUnits] of s.channelCaps) {
+      const u = s.channelUnits.get(name);
+      view[name] = { reserved: u?.reserved ?? 0, sold: u?.sold ?? 0, maxUnits };
+    }
+  }
+  for (const u of s.channelUnits.values()) {
+    if (Object.prototype.hasOwnProperty.call(view, u.name) || u.reserved + u.sold === 0) continue;
+    view[u.name] = { reserved: u.reserved, sold: u.sold, maxUnits: null };
+  }
+  return view;
 }
 
 export function reservationView(r: Reservation): ReservationView {
@@ -32,6 +50,7 @@ export function reservationView(r: Reservation): ReservationView {
     sku: r.sku.sku,
     buyerId: r.buyerId,
     qty: r.qty,
+    channel: r.channel.name,
     status: r.status,
     mode: r.mode,
     createdAt: r.createdAtMs,

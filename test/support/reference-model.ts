@@ -1,13 +1,39 @@
-// A deliberately naive reference model of one shard, written from shared/API.md and the
-// shard contract (commands.ts, codes.ts, routing.ts), not from the implementation: plain
-// objects, linear scans, and counters that are derived from the reservations instead of
-// being maintained. The property tests drive it side by side with the real core and compare
-// every answer, every event and the shard clock.
+// A deliberately naive reference model of one shard, written from shared/API.md (v1 and v2's
+// "Channels") and the shard contract (commands.ts, codes.ts, fields.ts, routing.ts), not
+// from the implementation: plain objects, linear scans, and counters (the SKU's and each
+// channel's) that are derived from the reservations instead of being maintained. The
+// property tests drive it side by side with the real core and compare every answer, every
+// view, every event and the shard clock.
 //
 // The contract it follows, beyond shared/API.md:
-// - A malformed command (a field of the wrong type or out of range, sku.adjust by 0, a
-//   nonce over 8 characters or not of [0-9a-z]) is refused invalid_request and changes
-//   nothing, whatever the state.
+// - A malformed command is refused invalid_request and changes nothing, whatever the state:
+//   a field of the wrong type or out of range (pastOrders up to 1e9, minPastOrders up to
+//   1e6); sku.adjust by 0; a nonce over 8 characters or not of [0-9a-z]; a reservation id
+//   that is not a string of at most 64 characters; a sku or dropId that is not 1..64 of
+//   [A-Za-z0-9._:-]; a buyerId (also on res.get and res.cancel), idemKey or paymentRef
+//   that is not 1..128 code points or holds a control, format or lone surrogate character
+//   (Cc, Cf, Cs); a channel that is not 1..32 of [a-z0-9_-]; a sku.upsert whose own
+//   startsAt and endsAt are both set and ends at or before it starts; a channel policy
+//   that is not null nor a list of 1..64 [name, maxUnits | null] pairs with unique names
+//   and maxUnits an integer in 0..1e9.
+// - Channels: a reserve's channel is its `channel`, else "default". A SKU's policy is null
+//   (any channel) or an ordered list of [name, cap]; sku.upsert sets it on create, replaces
+//   it whole when `channels` is given (null clears it) and keeps it when absent. A SKU
+//   counts every channel a reservation of it was ever created on (pruned ones too), in
+//   first-use order, and never forgets one; with no policy it counts at most 256, so a
+//   reserve naming a 257th is channel_not_allowed. A channel's units are derived like the
+//   SKU's: reserved = held reservations in a holding mode, sold = paid ones.
+// - Reserve checks, in order: unknown_sku / moved, idempotent replay (before anything
+//   else, whatever the channel), channel_not_allowed (a policy that does not list it),
+//   not_on_sale, buyer_blocked, quota_exceeded, channel_sold_out (its reserved + sold + qty
+//   over its cap), sold_out, shard_full. Paying an on_payment hold checks its channel's cap
+//   (if the policy still caps it) and then the stock. A cap lowered under a channel's use
+//   is accepted; it only refuses new units.
+// - The SKU view's `channels` (an object without a prototype): every policy channel in
+//   policy order, then each other counted channel with reserved + sold > 0 in first-use
+//   order, with maxUnits null. The reservation view carries its channel.
+// - Ownership: res.get and res.cancel with a buyerId answer unknown_reservation for another
+//   buyer's reservation and change nothing (a due hold is not expired by it).
 // - Placement: a SKU is created only on the shard its routing key (its drop, else its name)
 //   hashes to. sku.link is written at the SKU's home shard (where its name hashes); a link
 //   to a drop that lives on this same shard records nothing (the SKU itself will live here).
@@ -29,13 +55,22 @@ import {
   modes, shardForSku, type Command, type Mode, type ReservationView, type SkuView, type Status,
 } from '../../src/domain/index.js';
 
-/** shared/API.md and codes.ts: onHand never exceeds this. */
+/** shared/API.md and fields.ts: onHand never exceeds this. */
 export const STOCK_MAX = 1_000_000_000;
 const QTY_MAX = 1000;
 const HOLD_SECONDS_MAX = 86_400;
 const MAX_PER_BUYER_MAX = 1_000_000;
+const MIN_ACCOUNT_AGE_SECONDS_MAX = 10 * 365 * 86_400;
+const MIN_PAST_ORDERS_MAX = 1_000_000;
+const PAST_ORDERS_MAX = 1_000_000_000;
 const NONCE_LENGTH = 8;
 const TIME_MAX = 8_640_000_000_000_000;
+const TEXT_LENGTH_MAX = 128;
+const ID_LENGTH_MAX = 64;
+const POLICY_CHANNELS_MAX = 64;
+/** Channels a SKU without a policy counts; a reserve naming one more is refused. */
+export const COUNTED_CHANNELS_MAX = 256;
+export const DEFAULT_CHANNEL = 'default';
 
 export interface ModelConfig {
   shardId: number;
@@ -58,6 +93,8 @@ export interface ModelSku {
   lowStockThreshold: number;
   minAccountAgeSeconds: number;
   minPastOrders: number;
+  /** null: any channel may reserve; else the channels that may, in order, with their caps. */
+  channels: [name: string, maxUnits: number | null][] | null;
   createdAtMs: number;
   updatedAtMs: number;
   /** A low_stock event fired (or the SKU was created or re-judged at or under the threshold). */
@@ -70,6 +107,7 @@ export interface ModelReservation {
   sku: string;
   buyerId: string;
   qty: number;
+  channel: string;
   mode: Mode;
   nonce: string;
   createdAtMs: number;
@@ -125,42 +163,80 @@ function isCount(n: unknown, min: number, max: number): boolean {
   return typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max;
 }
 
+/** A SKU or drop name. */
+function isName(v: unknown): boolean {
+  return typeof v === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(v);
+}
+
+function isChannel(v: unknown): boolean {
+  return typeof v === 'string' && /^[a-z0-9_-]{1,32}$/.test(v);
+}
+
+/** Printable text: 1..max code points, none a control, format or lone surrogate. */
 function isText(v: unknown, max: number): boolean {
-  return typeof v === 'string' && v.length >= 1 && v.length <= max;
+  if (typeof v !== 'string') return false;
+  const codePoints = [...v];
+  return codePoints.length >= 1 && codePoints.length <= max && !/[\p{Cc}\p{Cf}\p{Cs}]/u.test(v);
+}
+
+function isPolicy(v: unknown): boolean {
+  if (v === null) return true;
+  if (!Array.isArray(v) || v.length < 1 || v.length > POLICY_CHANNELS_MAX) return false;
+  const names: unknown[] = [];
+  for (const pair of v as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2) return false;
+    const [name, cap] = pair as unknown[];
+    if (!isChannel(name) || names.includes(name)) return false;
+    if (cap !== null && !isCount(cap, 0, STOCK_MAX)) return false;
+    names.push(name);
+  }
+  return true;
 }
 
 function optional(v: unknown, ok: (v: unknown) => boolean): boolean {
   return v === undefined || ok(v);
 }
 
+/** A reservation id as sent (absent: the model command names a reservation by index, so it is well formed). */
+function isId(v: unknown): boolean {
+  return v === undefined || (typeof v === 'string' && v.length <= ID_LENGTH_MAX);
+}
+
 /** Whether a command is malformed: the core refuses it invalid_request before anything else. */
 export function malformed(c: ModelCommand): boolean {
   switch (c.t) {
     case 'res.reserve':
-      return !(isText(c.sku, 64) && isText(c.buyerId, 512) && isCount(c.qty, 1, QTY_MAX)
+      return !(isName(c.sku) && isText(c.buyerId, TEXT_LENGTH_MAX) && isCount(c.qty, 1, QTY_MAX)
         && typeof c.nonce === 'string' && c.nonce.length <= NONCE_LENGTH && /^[0-9a-z]*$/.test(c.nonce)
-        && optional(c.idemKey, (v) => isText(v, 512))
+        && optional(c.idemKey, (v) => isText(v, TEXT_LENGTH_MAX))
         && optional(c.accountCreatedAtMs, (v) => isCount(v, 0, TIME_MAX))
-        && optional(c.pastOrders, (v) => isCount(v, 0, Number.MAX_SAFE_INTEGER)));
-    case 'sku.upsert':
-      return !(isText(c.sku, 64) && optional(c.stock, (v) => isCount(v, 0, STOCK_MAX))
+        && optional(c.pastOrders, (v) => isCount(v, 0, PAST_ORDERS_MAX))
+        && optional(c.channel, isChannel));
+    case 'sku.upsert': {
+      const wellTyped = isName(c.sku) && optional(c.stock, (v) => isCount(v, 0, STOCK_MAX))
         && optional(c.mode, (v) => modes.includes(v as Mode))
         && optional(c.holdSeconds, (v) => isCount(v, 1, HOLD_SECONDS_MAX))
         && optional(c.maxPerBuyer, (v) => isCount(v, 0, MAX_PER_BUYER_MAX))
         && optional(c.startsAtMs, (v) => isCount(v, 0, TIME_MAX))
         && optional(c.endsAtMs, (v) => isCount(v, 0, TIME_MAX))
         && optional(c.lowStockThreshold, (v) => isCount(v, 0, STOCK_MAX))
-        && optional(c.minAccountAgeSeconds, (v) => isCount(v, 0, 10 * 365 * 86_400))
-        && optional(c.minPastOrders, (v) => isCount(v, 0, MAX_PER_BUYER_MAX))
-        && (c.dropId === undefined || c.dropId === null || isText(c.dropId, 64)));
-    case 'sku.adjust': return !(isText(c.sku, 64) && isCount(c.delta, -STOCK_MAX, STOCK_MAX) && c.delta !== 0);
-    case 'sku.link': return !(isText(c.sku, 64) && isText(c.dropId, 64));
+        && optional(c.minAccountAgeSeconds, (v) => isCount(v, 0, MIN_ACCOUNT_AGE_SECONDS_MAX))
+        && optional(c.minPastOrders, (v) => isCount(v, 0, MIN_PAST_ORDERS_MAX))
+        && (c.dropId === undefined || c.dropId === null || isName(c.dropId))
+        && optional(c.channels, isPolicy);
+      if (!wellTyped) return true;
+      // A window the command itself gets wrong is malformed whatever the SKU's state.
+      return c.startsAtMs !== undefined && c.endsAtMs !== undefined && c.startsAtMs > 0 && c.endsAtMs > 0 && c.endsAtMs <= c.startsAtMs;
+    }
+    case 'sku.adjust': return !(isName(c.sku) && isCount(c.delta, -STOCK_MAX, STOCK_MAX) && c.delta !== 0);
+    case 'sku.link': return !(isName(c.sku) && isName(c.dropId));
     case 'sku.get': return typeof c.sku !== 'string';
-    case 'res.pay': return !optional(c.paymentRef, (v) => isText(v, 512));
+    case 'res.pay': return !(isId(c.id) && optional(c.paymentRef, (v) => isText(v, TEXT_LENGTH_MAX)));
     case 'erp.pending': return !(isCount(c.afterSeq, 0, Number.MAX_SAFE_INTEGER) && isCount(c.max, 1, 10_000));
     case 'erp.ack': return !isCount(c.upToSeq, 0, Number.MAX_SAFE_INTEGER);
     case 'res.cancel':
     case 'res.get':
+      return !(isId(c.id) && optional(c.buyerId, (v) => isText(v, TEXT_LENGTH_MAX)));
     case 'erp.reconcile':
     case 'res.expire':
       return false;
@@ -194,6 +270,37 @@ export class ReferenceShard {
     return n;
   }
 
+  /** Units of held reservations (in a holding mode) and of paid ones, of one channel of a SKU. */
+  channelUnitsOf(sku: string, channel: string): { reserved: number; sold: number } {
+    let reserved = 0;
+    let sold = 0;
+    for (const r of this.reservations) {
+      if (r.sku !== sku || r.channel !== channel) continue;
+      if (r.status === 'held' && r.mode !== 'on_payment') reserved += r.qty;
+      if (r.status === 'paid') sold += r.qty;
+    }
+    return { reserved, sold };
+  }
+
+  /** Every channel a reservation of the SKU was ever created on, in first-use order, with its units. */
+  countedChannelsOf(sku: string): { name: string; reserved: number; sold: number }[] {
+    const rows: { name: string; reserved: number; sold: number }[] = [];
+    for (const r of this.reservations) {
+      if (r.sku !== sku) continue;
+      let row = rows.find((c) => c.name === r.channel);
+      if (row === undefined) rows.push(row = { name: r.channel, reserved: 0, sold: 0 });
+      if (r.status === 'held' && r.mode !== 'on_payment') row.reserved += r.qty;
+      if (r.status === 'paid') row.sold += r.qty;
+    }
+    return rows;
+  }
+
+  /** The cap of a channel under the SKU's policy, or null (no policy, not listed, or uncapped). */
+  capOf(sku: string, channel: string): number | null {
+    const entry = this.skus.get(sku)?.channels?.find(([name]) => name === channel);
+    return entry === undefined ? null : entry[1];
+  }
+
   availableOf(sku: string): number {
     const s = this.skus.get(sku);
     return s === undefined ? 0 : s.onHand - this.reservedOf(sku) - this.soldOf(sku);
@@ -225,13 +332,33 @@ export class ReferenceShard {
   skuView(sku: string): SkuView {
     const s = this.skus.get(sku);
     if (s === undefined) throw new Error(`model has no sku ${sku}`);
+    const reserved = this.reservedOf(sku);
+    const sold = this.soldOf(sku);
     return {
-      sku: s.sku, onHand: s.onHand, available: this.availableOf(sku), reserved: this.reservedOf(sku),
-      sold: this.soldOf(sku), mode: s.mode, holdSeconds: s.holdSeconds, maxPerBuyer: s.maxPerBuyer,
+      sku: s.sku, onHand: s.onHand, available: s.onHand - reserved - sold, reserved, sold, mode: s.mode, holdSeconds: s.holdSeconds, maxPerBuyer: s.maxPerBuyer,
       startsAt: s.startsAtMs, endsAt: s.endsAtMs, dropId: s.dropId, lowStockThreshold: s.lowStockThreshold,
       minAccountAgeSeconds: s.minAccountAgeSeconds, minPastOrders: s.minPastOrders,
-      createdAt: s.createdAtMs, updatedAt: s.updatedAtMs,
+      channels: this.channelsOf(sku), createdAt: s.createdAtMs, updatedAt: s.updatedAtMs,
     };
+  }
+
+  /** The policy's channels in its order, then the other counted channels with units, in first-use order. */
+  channelsOf(sku: string): SkuView['channels'] {
+    const policy = this.skus.get(sku)?.channels ?? null;
+    const counted = this.countedChannelsOf(sku);
+    const rows: [string, { reserved: number; sold: number; maxUnits: number | null }][] = [];
+    for (const [name, maxUnits] of policy ?? []) {
+      const units = counted.find((c) => c.name === name);
+      rows.push([name, { reserved: units?.reserved ?? 0, sold: units?.sold ?? 0, maxUnits }]);
+    }
+    for (const { name, reserved, sold } of counted) {
+      if (rows.some(([listed]) => listed === name)) continue;
+      if (reserved + sold > 0) rows.push([name, { reserved, sold, maxUnits: null }]);
+    }
+    // Names are data: defined as own properties of an object with no prototype.
+    const view = Object.create(null) as SkuView['channels'];
+    for (const [name, row] of rows) Object.defineProperty(view, name, { value: row, enumerable: true, writable: true, configurable: true });
+    return view;
   }
 
   reservationId(index: number): string {
@@ -244,7 +371,7 @@ export class ReferenceShard {
     const r = this.reservations[index];
     if (r === undefined) throw new Error(`model has no reservation ${index}`);
     const view: ReservationView = {
-      reservationId: this.reservationId(index), sku: r.sku, buyerId: r.buyerId, qty: r.qty, status: r.status,
+      reservationId: this.reservationId(index), sku: r.sku, buyerId: r.buyerId, qty: r.qty, channel: r.channel, status: r.status,
       mode: r.mode, createdAt: r.createdAtMs, expiresAt: r.expiresAtMs,
     };
     if (r.status === 'paid') view.paidAt = r.settledAtMs;
@@ -296,9 +423,9 @@ export class ReferenceShard {
       case 'sku.get': return this.whereIs(c.sku) ?? { ok: true, status: 'ok', mutated: false, replayed: false, sku: c.sku };
       case 'res.reserve': return this.reserve(c, now);
       case 'res.pay': return this.pay(c.index, c.paymentRef, now);
-      case 'res.cancel': return this.cancel(c.index, now);
+      case 'res.cancel': return this.cancel(c.index, c.buyerId, now);
       case 'res.get': {
-        const r = this.live(c.index);
+        const r = this.visible(c.index, c.buyerId);
         return r === undefined ? refuse('unknown_reservation') : { ok: true, status: 'ok', mutated: false, replayed: false, reservation: r.index };
       }
       case 'res.expire': return this.expire(now);
@@ -319,6 +446,12 @@ export class ReferenceShard {
   private live(index: number): ModelReservation | undefined {
     const r = this.reservations[index];
     return r === undefined || r.pruned ? undefined : r;
+  }
+
+  /** The reservation as `buyerId` sees it: another buyer's does not exist for it. */
+  private visible(index: number, buyerId: string | undefined): ModelReservation | undefined {
+    const r = this.live(index);
+    return r === undefined || (buyerId !== undefined && r.buyerId !== buyerId) ? undefined : r;
   }
 
   private static signalled(threshold: number, available: number): boolean {
@@ -344,6 +477,7 @@ export class ReferenceShard {
       }
       if (c.minAccountAgeSeconds !== undefined) s.minAccountAgeSeconds = c.minAccountAgeSeconds;
       if (c.minPastOrders !== undefined) s.minPastOrders = c.minPastOrders;
+      if (c.channels !== undefined) s.channels = c.channels === null ? null : c.channels.map(([name, cap]) => [name, cap]);
       s.updatedAtMs = now;
       return { ok: true, status: 'ok', mutated: true, replayed: false, sku: c.sku };
     }
@@ -365,6 +499,7 @@ export class ReferenceShard {
       holdSeconds: c.holdSeconds ?? defaults.holdSeconds, maxPerBuyer: c.maxPerBuyer ?? 0,
       startsAtMs: startsAt, endsAtMs: endsAt, lowStockThreshold,
       minAccountAgeSeconds: c.minAccountAgeSeconds ?? 0, minPastOrders: c.minPastOrders ?? 0,
+      channels: c.channels === undefined || c.channels === null ? null : c.channels.map(([name, cap]) => [name, cap]),
       createdAtMs: now, updatedAtMs: now, lowStockSignaled: ReferenceShard.signalled(lowStockThreshold, onHand),
     });
     return { ok: true, status: 'created', mutated: true, replayed: false, sku: c.sku };
@@ -406,6 +541,13 @@ export class ReferenceShard {
         return { ok: true, status: 'created', mutated: false, replayed: true, reservation: entry.index };
       }
     }
+    const channel = c.channel ?? DEFAULT_CHANNEL;
+    if (s.channels !== null) {
+      if (!s.channels.some(([name]) => name === channel)) return refuse('channel_not_allowed');
+    } else {
+      const counted = this.countedChannelsOf(c.sku);
+      if (!counted.some((row) => row.name === channel) && counted.length >= COUNTED_CHANNELS_MAX) return refuse('channel_not_allowed');
+    }
     if ((s.startsAtMs > 0 && now < s.startsAtMs) || (s.endsAtMs > 0 && now >= s.endsAtMs)) return refuse('not_on_sale');
     if (s.minAccountAgeSeconds > 0 &&
         (c.accountCreatedAtMs === undefined || now - c.accountCreatedAtMs < s.minAccountAgeSeconds * 1000)) {
@@ -413,11 +555,12 @@ export class ReferenceShard {
     }
     if (s.minPastOrders > 0 && (c.pastOrders === undefined || c.pastOrders < s.minPastOrders)) return refuse('buyer_blocked');
     if (s.maxPerBuyer > 0 && this.usedBy(c.buyerId, c.sku) + c.qty > s.maxPerBuyer) return refuse('quota_exceeded');
+    if (this.overCap(c.sku, channel, c.qty)) return refuse('channel_sold_out');
     if (this.availableOf(c.sku) < c.qty) return refuse('sold_out');
     if (this.liveCount() >= this.config.liveReservationsMax) return refuse('shard_full');
     const index = this.reservations.length;
     this.reservations.push({
-      index, sku: c.sku, buyerId: c.buyerId, qty: c.qty, mode: s.mode, nonce: c.nonce, createdAtMs: now,
+      index, sku: c.sku, buyerId: c.buyerId, qty: c.qty, channel, mode: s.mode, nonce: c.nonce, createdAtMs: now,
       expiresAtMs: now + s.holdSeconds * 1000, status: 'held', settledAtMs: 0, paymentRef: null, pruned: false,
     });
     if (key !== undefined) {
@@ -426,6 +569,14 @@ export class ReferenceShard {
       this.queue.push(entry);
     }
     return { ok: true, status: 'created', mutated: true, replayed: false, reservation: index };
+  }
+
+  /** Whether `qty` more units through `channel` would take its reserved + sold past its cap. */
+  private overCap(sku: string, channel: string, qty: number): boolean {
+    const cap = this.capOf(sku, channel);
+    if (cap === null) return false;
+    const { reserved, sold } = this.channelUnitsOf(sku, channel);
+    return reserved + sold + qty > cap;
   }
 
   private settle(r: ModelReservation, status: Status, now: number): void {
@@ -444,14 +595,18 @@ export class ReferenceShard {
     if (r.status === 'paid') return { ok: true, status: 'ok', mutated: false, replayed: true, reservation: index };
     if (r.status === 'cancelled') return refuse('reservation_cancelled');
     if (r.status === 'expired') return refuse('reservation_expired');
-    if (r.mode === 'on_payment' && this.availableOf(r.sku) < r.qty) return refuse('sold_out');
+    if (r.mode === 'on_payment') {
+      // The hold took no units: the channel's cap and the stock are judged now.
+      if (this.overCap(r.sku, r.channel, r.qty)) return refuse('channel_sold_out');
+      if (this.availableOf(r.sku) < r.qty) return refuse('sold_out');
+    }
     this.settle(r, 'paid', now);
     r.paymentRef = paymentRef ?? null;
     return { ok: true, status: 'ok', mutated: true, replayed: false, reservation: index };
   }
 
-  private cancel(index: number, now: number): Answer {
-    const r = this.live(index);
+  private cancel(index: number, buyerId: string | undefined, now: number): Answer {
+    const r = this.visible(index, buyerId);
     if (r === undefined) return refuse('unknown_reservation');
     if (r.status === 'held' && now >= r.expiresAtMs) {
       this.settle(r, 'expired', now);
@@ -503,9 +658,13 @@ export class ReferenceShard {
 
 type ReserveCommand = Extract<Command, { t: 'res.reserve' }>;
 
-/** The engine's commands, with reservations named by model index instead of id. */
+/**
+ * The engine's commands, with reservations named by model index instead of id. `id`, when
+ * set, is the id exactly as the engine was sent it, for the guard to judge (a harness that
+ * sends a malformed one); absent, the id is the well-formed one of reservation `index`.
+ */
 export type ModelCommand =
   | Exclude<Command, { t: 'res.pay' } | { t: 'res.cancel' } | { t: 'res.get' }>
-  | { t: 'res.pay'; index: number; paymentRef?: string }
-  | { t: 'res.cancel'; index: number }
-  | { t: 'res.get'; index: number };
+  | { t: 'res.pay'; index: number; id?: unknown; paymentRef?: string }
+  | { t: 'res.cancel'; index: number; id?: unknown; buyerId?: string }
+  | { t: 'res.get'; index: number; id?: unknown; buyerId?: string };
