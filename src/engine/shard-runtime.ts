@@ -11,6 +11,7 @@ import {
 import { assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
 import { decode, encode } from './codec.js';
+import { RateLimiter } from './rate-limiter.js';
 
 export interface ShardRuntimeOptions {
   dir: string;
@@ -24,6 +25,18 @@ export interface ShardRuntimeOptions {
    */
   snapshotEveryCommands?: number;
   onWalEvent?: (e: WalEvent) => void;
+  /**
+   * Reserve calls per second one buyer may make to this shard (0 = off). Every reserve of a
+   * buyer for a SKU or drop reaches this shard whatever gateway it came through, so the limit
+   * holds for any number of gateways. A limited reserve is answered without touching the core.
+   */
+  buyerRps?: number;
+}
+
+/** A reserve refused by the shard's per-buyer limit: an adapter's answer, never the core's. */
+function rateLimited(waitMs: number): Applied {
+  const message = `too many reservation calls for this buyer; retry after ${Math.max(1, Math.ceil(waitMs / 1000))} s`;
+  return { outcome: { ok: false, code: 'rate_limited', message, retryAfterMs: waitMs }, mutated: false, events: null };
 }
 
 /** A log record: the batch's clock and its mutating commands, in apply order. */
@@ -40,14 +53,17 @@ export interface RecoveryReport {
 export class ShardRuntime {
   private commandsSinceSnapshot = 0;
   private readonly snapshotEveryCommands: number;
+  private readonly buyerLimiter: RateLimiter;
 
   private constructor(
     readonly state: ShardState,
     private readonly wal: FileWal,
     readonly recovery: RecoveryReport,
     snapshotEveryCommands: number,
+    buyerRps: number,
   ) {
     this.snapshotEveryCommands = snapshotEveryCommands;
+    this.buyerLimiter = new RateLimiter(buyerRps);
   }
 
   static open(opts: ShardRuntimeOptions): ShardRuntime {
@@ -72,17 +88,28 @@ export class ShardRuntime {
       snapshotLsn: result.snapshotLsn, recordsReplayed: result.recordsReplayed, commandsReplayed,
       lastLsn: result.lastLsn, ms: performance.now() - started,
     };
-    const runtime = new ShardRuntime(state, wal, recovery, opts.snapshotEveryCommands ?? 1_000_000);
+    const runtime = new ShardRuntime(state, wal, recovery, opts.snapshotEveryCommands ?? 1_000_000, opts.buyerRps ?? 0);
     runtime.commandsSinceSnapshot = commandsReplayed;
     return runtime;
   }
 
-  /** Applies a batch; returns after the mutating part is durable. Throws on I/O failure. */
+  /**
+   * Applies a batch; returns after the mutating part is durable. Throws on I/O failure. A
+   * reserve past its buyer's rate is answered `rate_limited` (with retryAfterMs) unapplied.
+   */
   execute(commands: readonly Command[], nowMs: number): Applied[] {
     const results: Applied[] = new Array(commands.length);
     let logged: Command[] | null = null;
+    const limiting = this.buyerLimiter.enabled;
     for (let i = 0; i < commands.length; i++) {
       const c = commands[i] as Command;
+      if (limiting && c.t === 'res.reserve' && typeof c.buyerId === 'string') {
+        const waitMs = this.buyerLimiter.take(c.buyerId, nowMs);
+        if (waitMs > 0) {
+          results[i] = rateLimited(waitMs);
+          continue;
+        }
+      }
       const applied = apply(this.state, c, nowMs);
       results[i] = applied;
       if (applied.mutated) (logged ??= []).push(c);

@@ -18,6 +18,8 @@ export interface ShardWorkerData {
   /** Most commands applied in one turn; the rest wait for the next turn. */
   turnCommandsMax?: number;
   skuStatsMax?: number;
+  /** Reserve calls per second per buyer, held by this shard for every gateway (0 = off). */
+  buyerRps?: number;
 }
 
 const data = workerData as ShardWorkerData;
@@ -26,7 +28,7 @@ if (port === null) throw new Error('shard-worker must run in a worker thread');
 
 const runtime = ShardRuntime.open({
   dir: data.dir, shardId: data.shardId, shardCount: data.shardCount, config: data.config,
-  snapshotEveryCommands: data.snapshotEveryCommands,
+  snapshotEveryCommands: data.snapshotEveryCommands, buyerRps: data.buyerRps,
   // WAL events go to the parent's logger; a torn tail is worth a warning, the rest is routine.
   onWalEvent: (e) => port.postMessage({
     k: 'log', level: e.type === 'torn_tail_truncated' || e.type === 'snapshot_invalid' ? 'warn' : 'info', msg: `wal ${e.type.replaceAll('_', ' ')}`, data: { ...e },

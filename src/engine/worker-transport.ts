@@ -21,6 +21,8 @@ export interface WorkerTransportOptions {
   snapshotEveryCommands?: number;
   observer?: ShardObserver;
   restartDelayMsMax?: number;
+  /** FLASH_BUYER_RPS, held in each shard for every gateway (0 = off). */
+  buyerRps?: number;
 }
 
 type Resolve = (o: CallOutcome) => void;
@@ -54,7 +56,7 @@ class WorkerShard {
     mkdirSync(dir, { recursive: true });
     const data: ShardWorkerData = {
       dir, shardId: this.shardId, shardCount: this.opts.shardCount, config: this.opts.config,
-      snapshotEveryCommands: this.opts.snapshotEveryCommands,
+      snapshotEveryCommands: this.opts.snapshotEveryCommands, buyerRps: this.opts.buyerRps,
     };
     // A larger young generation: a shard allocates a few short-lived objects per command, and
     // fewer scavenges over its large live set measurably raise its throughput.
