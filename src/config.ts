@@ -16,7 +16,9 @@ export interface EngineConfig {
   ipRps: number;
   buyerRps: number;
   adminToken: string | null;
-  /** Explicit development mode: admin calls allowed without a token. Never on by default. */
+  /** FLASH_TOKENS_FILE: caller tokens with roles, names and channels. */
+  tokensFile: string | null;
+  /** Explicit development mode: every call allowed without a token. Never on by default. */
   devMode: boolean;
   /** Take the client IP from X-Forwarded-For (only behind a proxy you control). */
   trustProxy: boolean;
@@ -101,6 +103,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     ipRps: int(env, 'FLASH_IP_RPS', 0, 0, 1_000_000),
     buyerRps: int(env, 'FLASH_BUYER_RPS', 20, 0, 1_000_000),
     adminToken: token === undefined || token === '' ? null : token,
+    tokensFile: env.FLASH_TOKENS_FILE?.trim() ? resolve(env.FLASH_TOKENS_FILE.trim()) : null,
     devMode: bool(env, 'FLASH_DEV'),
     trustProxy: bool(env, 'FLASH_TRUST_PROXY'),
     natsUrl,

@@ -19,6 +19,35 @@ import { ShardNode } from './nats/shard-node.js';
 import { loadErpConfig } from './erp/erp-config.js';
 import { startErpHandOff, type ErpHandOff } from './erp/erp-hand-off.js';
 import { TransportOutbox } from './engine/transport-outbox.js';
+import { loadBuyerTokenConfig } from './gateway/buyer-token.js';
+import { Authenticator } from './gateway/callers.js';
+import { firstRunCredentials } from './gateway/first-run-credentials.js';
+
+/**
+ * Who may call this engine. Closed by default: with no credential configured (and no
+ * FLASH_DEV), an embedded engine generates one token per role into the data directory on
+ * first start and says where; a gateway refuses to start, since gateways must agree.
+ */
+function authenticator(config: EngineConfig, env: NodeJS.ProcessEnv, log: pino.Logger): Authenticator {
+  if (config.role === 'shards') return new Authenticator({ adminToken: null, tokensFile: null, buyerTokens: null, devMode: false });
+  let buyerTokens = loadBuyerTokenConfig(env);
+  let { tokensFile } = config;
+  if (!config.devMode && config.adminToken === null && tokensFile === null && buyerTokens === null) {
+    if (config.role === 'gateway') {
+      throw new ConfigError('FLASH_ROLE=gateway has no credential: set FLASH_ADMIN_TOKEN, FLASH_TOKENS_FILE or FLASH_BUYER_TOKEN_SECRET (or FLASH_DEV=1 on a laptop)');
+    }
+    const generated = firstRunCredentials(config.dataDir);
+    tokensFile = generated.tokensFile;
+    buyerTokens = loadBuyerTokenConfig({ FLASH_BUYER_TOKEN_SECRET: generated.buyerTokenSecret });
+    log.warn({ credentials: generated.dir }, generated.created
+      ? `no credential was configured: generated one token per role and a buyer-token secret in ${generated.dir}; load them in a shell with: . ${generated.envFile}`
+      : `no credential is configured: using the tokens generated on first start in ${generated.dir} (. ${generated.envFile})`);
+  }
+  const auth = Authenticator.load({ adminToken: config.adminToken, tokensFile, buyerTokens, devMode: config.devMode });
+  if (config.devMode) log.warn(auth.describe());
+  else log.info(auth.describe());
+  return auth;
+}
 
 function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
   return {
@@ -39,6 +68,8 @@ function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
 type Stopper = () => Promise<void> | void;
 
 async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]> {
+  // First, so that a gateway with no credential refuses to start before it connects anywhere.
+  const auth = authenticator(config, process.env, log);
   const metrics = new GatewayMetrics();
   let unlock: (() => void) | null = null;
   // The ERP hand-off runs where the shards are (their outboxes are shard state).
@@ -46,7 +77,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   const local = config.role !== 'gateway'
     ? new WorkerTransport({
       dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
-      snapshotEveryCommands: config.snapshotEveryCommands, observer: observerFor(metrics, log),
+      snapshotEveryCommands: config.snapshotEveryCommands, observer: observerFor(metrics, log), buyerRps: config.buyerRps,
       config: { outboxEnabled: erpConfig !== null },
     })
     : null;
@@ -80,14 +111,11 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   metrics.attach(local ?? remote!);
   const serveApi = transport !== null;
   const gateway = new HttpGateway({
-    config, router: serveApi ? new ShardRouter(transport) : null, metrics, log,
+    config, router: serveApi ? new ShardRouter(transport) : null, metrics, log, auth,
     health: node === null ? undefined : () => node!.status(),
     erpStatus: erp === null ? undefined : () => erp!.deliverer.stats() as unknown as Record<string, unknown>,
   });
   const port = await gateway.listen(config.port, config.host);
-  if (serveApi && config.adminToken === null) {
-    log.warn(config.devMode ? 'FLASH_DEV is on: admin calls are allowed without a token' : 'FLASH_ADMIN_TOKEN is not set: admin calls will be refused');
-  }
   log.info({ port, host: config.host, role: config.role }, `listening on http://${config.host}:${port}`);
   // Order matters: stop taking requests, let in-flight ones finish, then stop the shards
   // (snapshot, release leases), then the NATS connection, then the data-dir lock.

@@ -5,11 +5,16 @@
 // restart lose nothing and repeat only with the same eventId and the same bytes; the
 // PostgreSQL sink ends with one row per paid order; and the admin stock import applies a
 // good CSV and refuses a bad one naming its lines, applying nothing.
+// Callers as in a real shop (shared/API.md v2): the shop's backend reserves and cancels
+// (some orders through the shop token of channel "web"), the payment side pays, an admin
+// creates SKUs; the ERP event carries the order's channel.
 
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../src/domain/routing.js';
-import { ADMIN_TOKEN, api, makeDataDir, sleep, startEngine, stopAllEngines, type Api, type Engine } from './support/engine-process.js';
+import {
+  ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, makeDataDir, sleep, startEngine, stopAllEngines, type Api, type Engine,
+} from './support/engine-process.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
 import { createSku, expectError, getSku, metricValue, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
 
@@ -65,6 +70,8 @@ interface PaidOrder {
   qty: number;
   paidAt: number;
   paymentRef: string;
+  /** The reservation's channel: its shop token's, else "default". */
+  channel: string;
 }
 
 /** Reserves and pays `count` orders spread over `skus`, with varied qty; returns what the engine answered. */
@@ -73,13 +80,18 @@ async function payOrders(a: Api, skus: readonly string[], count: number, tag: st
     const sku = skus[i % skus.length] as string;
     const buyerId = `buyer-${tag}-${i}`;
     const qty = 1 + (i % 3);
-    const r = await reserveOk(a, { sku, buyerId, qty, idempotencyKey: `k-${tag}-${i}` });
+    // One order in four comes through the web storefront's shop token (channel "web").
+    const [shopToken, channel] = i % 4 === 3 ? [TOKENS.shopWeb, 'web'] : [TOKENS.shop, 'default'];
+    const reserved = await a.post('/v1/reservations', { sku, buyerId, qty, idempotencyKey: `k-${tag}-${i}` }, shopToken);
+    expect(reserved.status, `reserve ${buyerId}: ${reserved.text}`).toBe(201);
+    const r = reserved.body;
+    expect(r.channel, `reserve ${buyerId}: ${reserved.text}`).toBe(channel);
     const paymentRef = `pay-${tag}-${i}`;
-    const p = await a.post(`/v1/reservations/${r.reservationId}/pay`, { paymentRef });
+    const p = await a.post(`/v1/reservations/${r.reservationId}/pay`, { paymentRef }, TOKENS.payments);
     expect(p.status, `pay ${r.reservationId}: ${p.text}`).toBe(200);
     expect(p.body.status).toBe('paid');
     expect(typeof p.body.paidAt).toBe('number');
-    return { reservationId: r.reservationId as string, sku, buyerId, qty, paidAt: p.body.paidAt as number, paymentRef };
+    return { reservationId: r.reservationId as string, sku, buyerId, qty, paidAt: p.body.paidAt as number, paymentRef, channel };
   });
 }
 
@@ -91,11 +103,11 @@ async function holdOrders(a: Api, skus: readonly string[], count: number, tag: s
   });
 }
 
-/** The exact body shared/API.md promises for a paid order. */
+/** The exact body shared/API.md promises for a paid order (v2 adds `channel`). */
 function expectedBody(o: PaidOrder): Record<string, unknown> {
   return {
     type: 'order.paid', eventId: `order.paid:${o.reservationId}`, reservationId: o.reservationId,
-    sku: o.sku, buyerId: o.buyerId, qty: o.qty, paidAt: o.paidAt, paymentRef: o.paymentRef,
+    sku: o.sku, buyerId: o.buyerId, qty: o.qty, paidAt: o.paidAt, paymentRef: o.paymentRef, channel: o.channel,
   };
 }
 
@@ -304,12 +316,12 @@ describe('ERP hand-off through the engine process', () => {
       await waitFor('every paid order has its row', count, (n) => n >= paid.length, 30_000, 25);
       await waitFor('the restarted engine reports no backlog', () => metrics(second), (t) => metricValue(t, 'flash_erp_backlog_events') === 0, 5000, 50);
       await sleep(200);
-      const { rows } = await db.query<{ event_id: string; reservation_id: string; sku: string; buyer_id: string; qty: number; paid_at: string; payment_ref: string | null }>(
-        `SELECT event_id, reservation_id, sku, buyer_id, qty, paid_at, payment_ref FROM ${table} ORDER BY event_id`);
+      const { rows } = await db.query<{ event_id: string; reservation_id: string; sku: string; buyer_id: string; qty: number; paid_at: string; payment_ref: string | null; channel: string }>(
+        `SELECT event_id, reservation_id, sku, buyer_id, qty, paid_at, payment_ref, channel FROM ${table} ORDER BY event_id`);
       expect(rows.length).toBe(paid.length);
       const expected = paid.map((o) => ({
         event_id: `order.paid:${o.reservationId}`, reservation_id: o.reservationId, sku: o.sku, buyer_id: o.buyerId,
-        qty: o.qty, paid_at: String(o.paidAt), payment_ref: o.paymentRef,
+        qty: o.qty, paid_at: String(o.paidAt), payment_ref: o.paymentRef, channel: o.channel,
       })).sort((x, y) => (x.event_id < y.event_id ? -1 : x.event_id > y.event_id ? 1 : 0));
       expect(rows).toEqual(expected);
       const heldIds = new Set(held);
@@ -326,7 +338,7 @@ describe('ERP hand-off through the engine process', () => {
 });
 
 describe('POST /v1/admin/stock-import through the engine process', () => {
-  it('applies a good CSV, refuses a bad one naming its lines with nothing created, and needs the admin token', async () => {
+  it('applies a good CSV, refuses a bad one naming its lines with nothing created, and is open to admin and operator only', async () => {
     const engine = await startEngine();
     const a = api(engine.url);
     const [s1, s2, s3] = [uniq('imp-a'), uniq('imp-b'), uniq('imp-c')];
@@ -358,10 +370,23 @@ describe('POST /v1/admin/stock-import through the engine process', () => {
     expect(refused.body.errors.map((e: { line: number; field: string | null }) => [e.line, e.field])).toEqual([[3, 'stock'], [4, 'sku']]);
     for (const sku of [b1, b2, b3]) expectError(await a.get(`/v1/skus/${sku}`), 404, 'unknown_sku');
 
+    // Who may import (v2): admin and operator; every other role and buyers get 403, a call
+    // without a valid token 401; a refused import creates nothing.
     const g = uniq('noauth');
-    const noToken = await send(`sku,stock\n${g},5\n`);
+    const noToken = await send(`sku,stock\n${g},5\n`, NO_TOKEN);
     expectError(noToken, 401, 'unauthorized');
+    expect(noToken.headers.get('www-authenticate')).toMatch(/^Bearer\b/);
     expectError(await send(`sku,stock\n${g},5\n`, 'not-the-admin-token'), 401, 'unauthorized');
+    for (const [who, token] of [['viewer', TOKENS.viewer], ['shop', TOKENS.shop], ['payments', TOKENS.payments], ['a buyer', buyerToken('importer')]] as const) {
+      const r = await send(`sku,stock\n${g},5\n`, token);
+      expect(r.status, `${who}: ${r.text}`).toBe(403);
+      expectError(r, 403, 'forbidden');
+    }
     expectError(await a.get(`/v1/skus/${g}`), 404, 'unknown_sku');
+    const byOperator = await send(`sku,stock,maxPerBuyer\n${g},5,1\n${s1},999,3\n`, TOKENS.operator);
+    expect(byOperator.status, byOperator.text).toBe(200);
+    expect(byOperator.body).toEqual({ skus: 2, created: 1, updated: 1, failed: 0 });
+    expect(await getSku(a, g)).toMatchObject({ onHand: 5, available: 5, maxPerBuyer: 1 });
+    expect(await getSku(a, s1)).toMatchObject({ onHand: 100, maxPerBuyer: 3 });
   });
 });

@@ -149,11 +149,13 @@ describe('ERP settings', () => {
 });
 
 describe('webhook body and signature', () => {
-  it('is exactly the contract body, keys in order, with a null paymentRef kept', () => {
+  it('is exactly the contract body, keys in order, with a null paymentRef kept and the channel last', () => {
     expect(orderPaidBody(event(3, 7))).toBe(
-      '{"type":"order.paid","eventId":"order.paid:3.7abc","reservationId":"3.7abc","sku":"moutai-2026","buyerId":"u-17","qty":2,"paidAt":1760000000007,"paymentRef":"alipay-1"}',
+      '{"type":"order.paid","eventId":"order.paid:3.7abc","reservationId":"3.7abc","sku":"moutai-2026","buyerId":"u-17","qty":2,"paidAt":1760000000007,"paymentRef":"alipay-1","channel":"default"}',
     );
-    expect(orderPaidBody({ ...event(3, 7), paymentRef: undefined as unknown as null })).toMatch(/,"paymentRef":null}$/);
+    expect(orderPaidBody({ ...event(3, 7), paymentRef: undefined as unknown as null })).toMatch(/,"paymentRef":null,"channel":"default"}$/);
+    // v2: the channel an order was sold through, last, so v1 keys keep their places.
+    expect(orderPaidBody({ ...event(3, 7), channel: 'web' })).toMatch(/,"paymentRef":"alipay-1","channel":"web"}$/);
   });
 
   it('is signed with HMAC-SHA256 of the raw body, in hex', () => {

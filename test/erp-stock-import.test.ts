@@ -33,6 +33,20 @@ describe('stock import: good files', () => {
     });
   });
 
+  it('imports the risk rules of the SKU policy (v2: minAccountAgeSeconds, minPastOrders), checked like PUT /v1/skus', () => {
+    const csv = 'sku,stock,minAccountAgeSeconds,minPastOrders\nrisky,10,86400,2\nplain,5,,\n';
+    expect(parseStockImport(csv, 'csv')).toEqual({
+      ok: true, lines: [2, 3],
+      commands: [{ t: 'sku.upsert', sku: 'risky', stock: 10, minAccountAgeSeconds: 86400, minPastOrders: 2 }, { t: 'sku.upsert', sku: 'plain', stock: 5 }],
+    });
+    expect(parseStockImport('[{"sku":"risky","stock":10,"minAccountAgeSeconds":86400,"minPastOrders":2}]', 'json'))
+      .toEqual({ ok: true, lines: [1], commands: [{ t: 'sku.upsert', sku: 'risky', stock: 10, minAccountAgeSeconds: 86400, minPastOrders: 2 }] });
+    expect(errorsOf(parseStockImport('sku,stock,minAccountAgeSeconds,minPastOrders\nrisky,10,-1,x\n', 'csv'))).toEqual([
+      expect.stringMatching(/^line 2, minAccountAgeSeconds: minAccountAgeSeconds must be an integer in 0\.\./),
+      expect.stringMatching(/^line 2, minPastOrders: minPastOrders must be an integer in 0\.\./),
+    ]);
+  });
+
   it('takes the header columns in any order', () => {
     expect(parseStockImport('stock,maxPerBuyer,sku\n7,1,a\n', 'csv')).toEqual({ ok: true, lines: [2], commands: [{ t: 'sku.upsert', sku: 'a', stock: 7, maxPerBuyer: 1 }] });
   });
@@ -67,7 +81,7 @@ describe('stock import: bad files give nothing to apply and name the line', () =
       'line 3, stock: stock must be an integer in 0..1000000000',
       'line 4, holdSeconds: holdSeconds must be an integer in 1..86400',
     ]],
-    ['an unknown column', 'sku,stock,colour\na,1,red\n', ['line 1, colour: unknown column colour; columns are sku, stock, mode, holdSeconds, maxPerBuyer, dropId, startsAt, endsAt, lowStockThreshold']],
+    ['an unknown column', 'sku,stock,colour\na,1,red\n', ['line 1, colour: unknown column colour; columns are sku, stock, mode, holdSeconds, maxPerBuyer, dropId, startsAt, endsAt, lowStockThreshold, minAccountAgeSeconds, minPastOrders']],
     ['a column in the wrong case', 'sku,stock,maxperbuyer\na,1,2\n', [expect.stringContaining('line 1, maxperbuyer: unknown column maxperbuyer (did you mean maxPerBuyer?)')]],
     ['a header without stock', 'sku,mode\na,on_order\n', ['line 1, stock: the header must have a stock column']],
     ['a column twice', 'sku,stock,stock\na,1,2\n', ['line 1, stock: column stock appears twice in the header']],
@@ -90,7 +104,7 @@ describe('stock import: bad files give nothing to apply and name the line', () =
     ['a syntax error', '[\n  {"sku": "a", "stock": 1},\n  {"sku": "b" "stock": 2}\n]', [expect.stringMatching(/^line 3: not valid JSON: /)]],
     ['something other than an array', '{"sku":"a","stock":1}', ['line 1: the JSON must be an array of objects like {"sku":"a","stock":10}']],
     ['an item that is not an object', '[\n{"sku":"a","stock":1},\n42\n]', ['line 3: item 2 is not an object']],
-    ['an unknown key', '[\n{"sku":"a","stock":1,"colour":"red"}\n]', ['line 2, colour: unknown field colour; fields are sku, stock, mode, holdSeconds, maxPerBuyer, dropId, startsAt, endsAt, lowStockThreshold']],
+    ['an unknown key', '[\n{"sku":"a","stock":1,"colour":"red"}\n]', ['line 2, colour: unknown field colour; fields are sku, stock, mode, holdSeconds, maxPerBuyer, dropId, startsAt, endsAt, lowStockThreshold, minAccountAgeSeconds, minPastOrders']],
     ['a __proto__ key', '[{"sku":"a","stock":1,"__proto__":{"x":1}}]', [expect.stringContaining('line 1, __proto__: unknown field __proto__')]],
     ['stock as a string', '[\n{"sku":"a","stock":"10"}\n]', ['line 2, stock: stock must be an integer in 0..1000000000']],
     ['negative stock and a bad mode on one item', '[{"sku":"a","stock":1},\n {"sku":"b","stock":-1,"mode":"x"}]', [
@@ -139,7 +153,7 @@ async function recorder(answer: Recorder['answer'] = () => 201): Promise<Recorde
       const attempt = (attempts.get(path) ?? 0) + 1;
       attempts.set(path, attempt);
       const status = rec.answer(path, attempt);
-      const body = status < 300 ? { sku: decodeURIComponent(path.split('/')[3] ?? '') } : { error: { code: status === 401 ? 'unauthorized' : status === 503 ? 'overloaded' : 'drop_mismatch', message: 'no' } };
+      const body = status < 300 ? { sku: decodeURIComponent(path.split('/')[3] ?? '') } : { error: { code: ({ 401: 'unauthorized', 403: 'forbidden', 503: 'overloaded' } as Record<number, string>)[status] ?? 'drop_mismatch', message: 'no' } };
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     });
@@ -194,7 +208,7 @@ describe('import-stock CLI', () => {
     ]);
   });
 
-  it('retries an overloaded engine, and stops at once when the token is refused', async () => {
+  it('retries an overloaded engine, and stops at once when the token is refused (401) or may not import (403)', async () => {
     const busy = await recorder((_path, attempt) => (attempt === 1 ? 503 : 201));
     const cli = io({ 's.csv': goodCsv });
     expect(await runImportStock(['--url', busy.url, '--concurrency', '1', 's.csv'], cli)).toBe(0);
@@ -204,7 +218,16 @@ describe('import-stock CLI', () => {
     const cli2 = io({ 's.csv': goodCsv });
     expect(await runImportStock(['--url', locked.url, '--concurrency', '1', 's.csv'], cli2)).toBe(1);
     expect(locked.calls).toHaveLength(1);
-    expect(cli2.err.join('\n')).toContain('refused the admin token');
+    expect(cli2.err.join('\n')).toContain('refused the token (unauthorized)');
+
+    // v2: a valid token whose role may not import (viewer, shop, ...) is refused 403; that
+    // too stops at once, as no other line would fare better.
+    const readOnly = await recorder(() => 403);
+    const cli3 = io({ 's.csv': goodCsv });
+    expect(await runImportStock(['--url', readOnly.url, '--concurrency', '1', '--token', 'viewer-token-0123456', 's.csv'], cli3)).toBe(1);
+    expect(readOnly.calls).toHaveLength(1);
+    expect(cli3.err.join('\n')).toContain('refused the token (forbidden)');
+    expect(cli3.err.join('\n')).toMatch(/admin or operator token/);
   });
 
   it('answers a wrong command line with usage and exit code 2', async () => {
@@ -237,7 +260,8 @@ describe('stock import endpoint helper', () => {
     expect(await readOver(JSON.stringify({ format: 'csv', data: goodCsv }), 'application/json')).toEqual({ format: 'csv', text: goodCsv });
     expect(await readOver('[{"sku":"a","stock":1}]', 'application/json')).toEqual({ format: 'json', text: '[{"sku":"a","stock":1}]' });
     const bad = await readOver(JSON.stringify({ format: 'xml', data: '' }), 'application/json');
-    expect(bad).toEqual({ status: 400, json: JSON.stringify({ error: { code: 'invalid_request', message: 'format must be "csv" or "json"' } }) });
+    // The answer names its error code apart too (the gateway counts refusals by code).
+    expect(bad).toEqual({ status: 400, code: 'invalid_request', json: JSON.stringify({ error: { code: 'invalid_request', message: 'format must be "csv" or "json"' } }) });
   });
 
   it('answers 400 with every line error and applies nothing, or applies all and answers 200 with counts', async () => {
@@ -248,6 +272,7 @@ describe('stock import endpoint helper', () => {
     };
     const refused = await runStockImport({ format: 'csv', text: 'sku,stock\na,-1\nb,x\n' }, upsert);
     expect(refused.status).toBe(400);
+    expect(refused.code).toBe('invalid_request');
     const body = JSON.parse(refused.json);
     expect(body.error.code).toBe('invalid_request');
     expect(body.error.message).toMatch(/^2 errors in the stock file; nothing was applied: line 2, stock: .*; line 3, stock: /);
@@ -266,6 +291,7 @@ describe('stock import endpoint helper', () => {
     const answer = await runStockImport({ format: 'csv', text: goodCsv }, async (c) =>
       c.sku === 'moutai-2026' ? { ok: false as const, code: 'drop_mismatch' as const, message: 'dropId cannot change' } : { ok: true as const, status: 'created' as const });
     expect(answer.status).toBe(409);
+    expect(answer.code).toBe('import_incomplete');
     const body = JSON.parse(answer.json);
     expect(body.error.code).toBe('import_incomplete');
     expect(body).toMatchObject({ skus: 3, created: 2, failed: 1, failures: [{ line: 2, sku: 'moutai-2026', code: 'drop_mismatch' }] });

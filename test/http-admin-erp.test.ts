@@ -1,9 +1,12 @@
 // GET /v1/admin/erp: the ERP hand-off at a glance, through a real engine delivering to a
 // flaky ERP stand-in. Per SKU, sold must equal delivered + undelivered units; the backlog
-// drains to zero; the deliverer's last error is visible; it is an admin call.
+// drains to zero; the deliverer's last error is visible. Who may read it (shared/API.md
+// v2): admin, operator and viewer ("ERP status" is a read); shop, payments and buyers get
+// 403; a call without a valid token gets 401.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, api, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
+import { ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
+import { expectError } from './support/http-kit.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
 
 const secret = 'admin-erp-test-secret-0123';
@@ -26,16 +29,31 @@ afterAll(async () => {
   await erp?.close();
 });
 
+/** The report as an operations dashboard reads it: with a viewer token. */
 async function report(): Promise<any> {
-  const r = await a.get('/v1/admin/erp', ADMIN_TOKEN);
+  const r = await a.get('/v1/admin/erp', TOKENS.viewer);
   expect(r.status).toBe(200);
   return r.body;
 }
 
 describe('GET /v1/admin/erp', () => {
-  it('refuses callers without the admin token', async () => {
-    expect((await a.get('/v1/admin/erp')).status).toBe(401);
-    expect((await a.get('/v1/admin/erp', 'wrong-token-123')).status).toBe(401);
+  it('is a read for admin, operator and viewer; shop, payments and buyers get 403, a call without a valid token 401', async () => {
+    // v1 allowed only the admin token; v2 opens ERP status to every reading role.
+    for (const [who, token] of [['admin', ADMIN_TOKEN], ['operator', TOKENS.operator], ['viewer', TOKENS.viewer]] as const) {
+      const r = await a.get('/v1/admin/erp', token);
+      expect(r.status, `${who}: ${r.text}`).toBe(200);
+      expect(r.body, who).toMatchObject({ complete: true, totals: expect.any(Object), shards: expect.any(Array), skus: expect.any(Array) });
+    }
+    for (const [who, token] of [['shop', TOKENS.shop], ['shop on channel web', TOKENS.shopWeb], ['payments', TOKENS.payments], ['a buyer', buyerToken('erp-curious')]] as const) {
+      const r = await a.get('/v1/admin/erp', token);
+      expect(r.status, `${who}: ${r.text}`).toBe(403);
+      expectError(r, 403, 'forbidden');
+    }
+    for (const [who, token] of [['no token', NO_TOKEN], ['an unknown token', 'wrong-token-123'], ['an expired buyer token', buyerToken('erp-curious', { exp: 1 })]] as const) {
+      const r = await a.get('/v1/admin/erp', token);
+      expectError(r, 401, 'unauthorized');
+      expect(r.headers.get('www-authenticate'), who).toMatch(/^Bearer\b/);
+    }
   });
 
   it('reconciles sold against delivered per SKU, and the backlog drains to zero', async () => {

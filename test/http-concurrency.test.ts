@@ -1,6 +1,8 @@
 // Races over real HTTP: thousands of requests in flight at once against one engine. The
 // engine must never sell a unit twice, never let one buyer past maxPerBuyer, and answer
 // every loser with the exact code, whatever order the requests arrive in.
+// The racers are the shop's backend (shared/API.md v2): LoadClient sends the shop token to
+// reserve, get and cancel, the payment side's to pay; SKUs are created with the admin token.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../src/domain/routing.js';

@@ -2,10 +2,15 @@
 // of shared/API.md in the one error shape, a 400 must name the offending field, nothing may
 // answer 500, and no case may change any state (SKU views and a live reservation are read
 // before and after each case and must be identical).
+// Every case authenticates as the caller that would make the call (shared/API.md v2: the
+// shop reserves, gets and cancels, the payment side pays, an admin changes SKUs), so that it
+// reaches the validation it is about: authentication (401) and roles (403) come first.
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, api, startEngine, stopAllEngines, type Api, type Engine } from './support/engine-process.js';
-import { chunked, rawRequest, type RawReply } from './support/http-raw.js';
+import {
+  ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, defaultTokenFor, startEngine, stopAllEngines, type Api, type Engine,
+} from './support/engine-process.js';
+import { bearer, bearerLines, chunked, rawRequest, type RawReply } from './support/http-raw.js';
 import { createSku, expectError, getSku, reserveOk, uniq } from './support/http-kit.js';
 
 let engine: Engine;
@@ -64,10 +69,11 @@ interface Case {
   path: string;
   /** Sent verbatim; an object is JSON-encoded. */
   body?: unknown;
-  admin?: boolean;
+  /** The bearer token; NO_TOKEN sends none; absent: the caller that would make the call (defaultTokenFor). */
+  token?: string;
   status: number;
   code: string;
-  /** For 400s: a word the message must contain (the field). */
+  /** For 400s: a word the message must contain (the field); for 401s: what was wrong with the token. */
   field?: RegExp;
 }
 
@@ -80,7 +86,7 @@ function send(c: Case): Promise<RawReply> {
     'connection: close',
     'content-type: application/json',
     `content-length: ${bytes.length}`,
-    ...(c.admin ? [`authorization: Bearer ${ADMIN_TOKEN}`] : []),
+    ...bearerLines(c.token ?? defaultTokenFor(c.method, c.path) ?? NO_TOKEN),
   ].join('\r\n');
   return rawRequest(engine.port, head, [bytes]);
 }
@@ -261,14 +267,14 @@ describe('hostile body sizes', () => {
   it('answers 413 payload_too_large to a 20 KiB body sent with content-length, and reserves nothing', async () => {
     const before = await snapshot();
     const body = bigReserve();
-    const r = await rawRequest(engine.port, `POST /v1/reservations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}`, [body]);
+    const r = await rawRequest(engine.port, `POST /v1/reservations HTTP/1.1\r\nhost: x\r\n${bearer(TOKENS.shop)}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}`, [body]);
     expectError(r, 413, 'payload_too_large');
     expect(await snapshot()).toEqual(before);
   });
 
   it('answers 413 payload_too_large to a 20 KiB body sent chunked, and reserves nothing', async () => {
     const before = await snapshot();
-    const r = await rawRequest(engine.port, 'POST /v1/reservations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked', chunked(bigReserve(), 1000));
+    const r = await rawRequest(engine.port, `POST /v1/reservations HTTP/1.1\r\nhost: x\r\n${bearer(TOKENS.shop)}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked`, chunked(bigReserve(), 1000));
     expectError(r, 413, 'payload_too_large');
     expect(await snapshot()).toEqual(before);
   });
@@ -277,7 +283,7 @@ describe('hostile body sizes', () => {
     const sku = uniq('big-put');
     const json = JSON.stringify({ stock: 5 });
     const body = Buffer.from(json + ' '.repeat(17 * 1024));
-    const r = await rawRequest(engine.port, `PUT /v1/skus/${sku} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${ADMIN_TOKEN}\r\ncontent-length: ${body.length}`, [body]);
+    const r = await rawRequest(engine.port, `PUT /v1/skus/${sku} HTTP/1.1\r\nhost: x\r\n${bearer(ADMIN_TOKEN)}\r\ncontent-length: ${body.length}`, [body]);
     expectError(r, 413, 'payload_too_large');
     expectError(await a.get(`/v1/skus/${sku}`), 404, 'unknown_sku');
   });
@@ -300,8 +306,10 @@ describe('hostile body sizes', () => {
 
 describe('hostile paths and methods', () => {
   it('answers 404 not_found to unknown routes', async () => {
-    const paths = ['/', '/v1', '/v1/', '/v2/skus/a', '/v1/skus', '/v1/sku/a', '/v1/skus/a/b/c', '/v1/skus/a/', '/v1/skus/a/restock',
-      '/v1/reservations/x/refund', '/v1/reservations/x/pay/now', '/healthz/x', '/metrics/', '//v1/skus/a', '/V1/skus/a', '/.env', '/v1/skus//stock'];
+    // v2 made GET /v1/skus (the listing) and POST /v1/reservations/{id}/refund routes: their
+    // unknown neighbours stand in for them here.
+    const paths = ['/', '/v1', '/v1/', '/v2/skus/a', '/v1/skuz', '/v1/sku/a', '/v1/skus/a/b/c', '/v1/skus/a/', '/v1/skus/a/restock',
+      '/v1/reservations/x/refunds', '/v1/reservations/x/pay/now', '/healthz/x', '/metrics/', '//v1/skus/a', '/V1/skus/a', '/.env', '/v1/skus//stock'];
     await runTable(paths.map((path) => ({ name: `unknown route ${path}`, method: 'GET', path, status: 404, code: 'not_found' })));
     await runTable(paths.map((path) => ({ name: `unknown route ${path}`, method: 'POST', path, body: good, status: 404, code: 'not_found' })));
   });
@@ -321,7 +329,7 @@ describe('hostile paths and methods', () => {
       ['POST', '/healthz', 'GET'],
       ['POST', '/metrics', 'GET'],
     ];
-    await runTable(cases.map(([method, path]) => ({ name: `${method} ${path}`, method, path, admin: true, body: { stock: 1, delta: 1 }, status: 405, code: 'method_not_allowed' })));
+    await runTable(cases.map(([method, path]) => ({ name: `${method} ${path}`, method, path, token: ADMIN_TOKEN, body: { stock: 1, delta: 1 }, status: 405, code: 'method_not_allowed' })));
     for (const [method, path, allow] of cases) {
       const r = await send({ name: '', method, path, status: 405, code: '' });
       expect(r.headers.allow, `${method} ${path}`).toBeDefined();
@@ -339,10 +347,10 @@ describe('hostile paths and methods', () => {
       { name: 'invalid UTF-8 byte', method: 'POST', path: '/v1/reservations/%FF/pay', body: {}, status: 400, code: 'invalid_request' },
       { name: 'encoded NUL in sku', method: 'GET', path: '/v1/skus/%00', status: 400, code: 'invalid_request', field: /sku/ },
       { name: 'encoded slash in sku', method: 'GET', path: `/v1/skus/${SKU}%2Fstock`, status: 400, code: 'invalid_request', field: /sku/ },
-      { name: 'encoded slash in admin sku', method: 'POST', path: `/v1/skus/${SKU}%2Fstock`, admin: true, body: { delta: 5 }, status: 405, code: 'method_not_allowed' },
-      { name: 'encoded space in admin sku', method: 'PUT', path: '/v1/skus/a%20b', admin: true, body: { stock: 5 }, status: 400, code: 'invalid_request', field: /sku/ },
-      { name: '65-character sku in path', method: 'PUT', path: `/v1/skus/${'p'.repeat(65)}`, admin: true, body: { stock: 5 }, status: 400, code: 'invalid_request', field: /sku/ },
-      { name: 'encoded dot-dot', method: 'PUT', path: '/v1/skus/%2E%2E%2Fetc', admin: true, body: { stock: 5 }, status: 400, code: 'invalid_request', field: /sku/ },
+      { name: 'encoded slash in admin sku', method: 'POST', path: `/v1/skus/${SKU}%2Fstock`, token: ADMIN_TOKEN, body: { delta: 5 }, status: 405, code: 'method_not_allowed' },
+      { name: 'encoded space in admin sku', method: 'PUT', path: '/v1/skus/a%20b', token: ADMIN_TOKEN, body: { stock: 5 }, status: 400, code: 'invalid_request', field: /sku/ },
+      { name: '65-character sku in path', method: 'PUT', path: `/v1/skus/${'p'.repeat(65)}`, token: ADMIN_TOKEN, body: { stock: 5 }, status: 400, code: 'invalid_request', field: /sku/ },
+      { name: 'encoded dot-dot', method: 'PUT', path: '/v1/skus/%2E%2E%2Fetc', token: ADMIN_TOKEN, body: { stock: 5 }, status: 400, code: 'invalid_request', field: /sku/ },
     ]);
     // A well-formed escape of a valid name is that name.
     expect((await rawRequest(engine.port, `GET /v1/skus/hostile%2Dsku HTTP/1.1\r\nhost: x\r\nconnection: close`)).body.sku).toBe(SKU);
@@ -357,6 +365,11 @@ describe('hostile paths and methods', () => {
       cases.push({ name: `pay ${id}`, method: 'POST', path: `/v1/reservations/${id}/pay`, body: {}, status: 404, code: 'unknown_reservation' });
       cases.push({ name: `cancel ${id}`, method: 'POST', path: `/v1/reservations/${id}/cancel`, body: {}, status: 404, code: 'unknown_reservation' });
     }
+    // Another buyer's reservation is, to a buyer token, as if it did not exist (v2).
+    const intruder = buyerToken('intruder');
+    cases.push({ name: 'a buyer gets another buyer\'s reservation', method: 'GET', path: `/v1/reservations/${heldId}`, token: intruder, status: 404, code: 'unknown_reservation' });
+    cases.push({ name: 'a buyer cancels another buyer\'s reservation', method: 'POST', path: `/v1/reservations/${heldId}/cancel`, body: {}, token: intruder, status: 404, code: 'unknown_reservation' });
+    cases.push({ name: 'a buyer gets a malformed id', method: 'GET', path: '/v1/reservations/0.zzzzzzzzzzzz', token: intruder, status: 404, code: 'unknown_reservation' });
     await runTable(cases);
   });
 
@@ -379,9 +392,84 @@ describe('hostile paths and methods', () => {
   });
 });
 
+describe('hostile callers: who is calling is checked before the body is read', () => {
+  const malformed = '{"sku": "hostile-sku", "buyerId": ';
+  const pay = (): string => `/v1/reservations/${heldId}/pay`;
+  const cancel = (): string => `/v1/reservations/${heldId}/cancel`;
+
+  it('answers 401 unauthorized, with www-authenticate, to hostile bodies sent with no token or a bad one, changing nothing', async () => {
+    const expired = buyerToken('holder', { exp: Math.floor(Date.now() / 1000) - 3600 });
+    // A signature changed in its first character (all six bits of it count).
+    const [head, claims, signature] = buyerToken('holder').split('.') as [string, string, string];
+    const forged = `${head}.${claims}.${signature[0] === 'A' ? 'B' : 'A'}${signature.slice(1)}`;
+    // The message says which: missing, unknown, expired, bad signature.
+    const who: [string, string, RegExp][] = [
+      ['no token', NO_TOKEN, /token/], ['an unknown token', 'not-a-known-token-0123', /token/],
+      ['an expired buyer token', expired, /expired/], ['a badly signed buyer token', forged, /signature/],
+    ];
+    const cases: Case[] = who.flatMap(([label, token, field]): Case[] => [
+      { name: `reserve with malformed JSON and ${label}`, method: 'POST', path: '/v1/reservations', body: malformed, token, status: 401, code: 'unauthorized', field },
+      { name: `reserve with a bad qty and ${label}`, method: 'POST', path: '/v1/reservations', body: { ...good, qty: 0 }, token, status: 401, code: 'unauthorized', field },
+      { name: `pay with a numeric paymentRef and ${label}`, method: 'POST', path: pay(), body: { paymentRef: 5 }, token, status: 401, code: 'unauthorized', field },
+      { name: `cancel with a null body and ${label}`, method: 'POST', path: cancel(), body: 'null', token, status: 401, code: 'unauthorized', field },
+      { name: `a bad SKU policy with ${label}`, method: 'PUT', path: `/v1/skus/${SKU}`, body: { stock: -1 }, token, status: 401, code: 'unauthorized', field },
+      { name: `a bad stock delta with ${label}`, method: 'POST', path: `/v1/skus/${SKU}/stock`, body: { delta: 0 }, token, status: 401, code: 'unauthorized', field },
+    ]);
+    // A token that is presented is checked even on a public route.
+    cases.push({ name: 'a public SKU read with an unknown token', method: 'GET', path: `/v1/skus/${SKU}`, token: 'not-a-known-token-0123', status: 401, code: 'unauthorized' });
+    await runTable(cases);
+    for (const c of cases) {
+      const r = await send(c);
+      expect(r.headers['www-authenticate'], `${c.name}: ${r.status} ${r.text}`).toMatch(/^Bearer\b/);
+    }
+  });
+
+  it('answers 403 forbidden to hostile bodies from a caller whose role may not make the call, changing nothing', async () => {
+    const holder = buyerToken('holder');
+    const forbidden = (name: string, method: string, path: string, body: unknown, token: string): Case => ({ name, method, path, body, token, status: 403, code: 'forbidden' });
+    await runTable([
+      forbidden('a viewer reserves with malformed JSON', 'POST', '/v1/reservations', malformed, TOKENS.viewer),
+      forbidden('payments reserves with a bad qty', 'POST', '/v1/reservations', { ...good, qty: 0 }, TOKENS.payments),
+      forbidden('an operator reserves with a bad sku', 'POST', '/v1/reservations', { ...good, sku: 'a b' }, TOKENS.operator),
+      forbidden('a buyer reserves for another buyer with a bad qty', 'POST', '/v1/reservations', { ...good, buyerId: 'someone-else', qty: 0 }, buyerToken('hostile-buyer-2')),
+      forbidden('the shop pays with a numeric paymentRef', 'POST', pay(), { paymentRef: 5 }, TOKENS.shop),
+      forbidden('the owning buyer pays with a numeric paymentRef', 'POST', pay(), { paymentRef: 5 }, holder),
+      forbidden('the owning buyer pays a held reservation', 'POST', pay(), {}, holder),
+      forbidden('a viewer cancels with a null body', 'POST', cancel(), 'null', TOKENS.viewer),
+      forbidden('an operator cancels with a null body', 'POST', cancel(), 'null', TOKENS.operator),
+      forbidden('a viewer gets a reservation', 'GET', `/v1/reservations/${heldId}`, undefined, TOKENS.viewer),
+      forbidden('the shop puts a bad SKU policy', 'PUT', `/v1/skus/${SKU}`, { stock: -1 }, TOKENS.shop),
+      forbidden('a viewer puts a bad SKU policy', 'PUT', `/v1/skus/${SKU}`, { holdSeconds: 0 }, TOKENS.viewer),
+      forbidden('payments sends a bad stock delta', 'POST', `/v1/skus/${SKU}/stock`, { delta: 0 }, TOKENS.payments),
+      forbidden('a buyer sends a bad stock delta', 'POST', `/v1/skus/${SKU}/stock`, { delta: 1.5 }, holder),
+    ]);
+  });
+
+  it('lets a caller whose role may make the call reach validation: 400 naming the field', async () => {
+    await runTable([
+      { name: 'an operator puts a bad SKU policy', method: 'PUT', path: `/v1/skus/${SKU}`, body: { holdSeconds: 0 }, token: TOKENS.operator, status: 400, code: 'invalid_request', field: /holdSeconds/ },
+      { name: 'an operator sends a bad stock delta', method: 'POST', path: `/v1/skus/${SKU}/stock`, body: { delta: 1.5 }, token: TOKENS.operator, status: 400, code: 'invalid_request', field: /delta/ },
+      { name: 'payments cancels with a null body', method: 'POST', path: cancel(), body: 'null', token: TOKENS.payments, status: 400, code: 'invalid_request', field: /body/ },
+      { name: 'the admin pays with a numeric paymentRef', method: 'POST', path: pay(), body: { paymentRef: 5 }, token: ADMIN_TOKEN, status: 400, code: 'invalid_request', field: /paymentRef/ },
+      { name: 'a buyer reserves for itself with a bad qty', method: 'POST', path: '/v1/reservations', body: { sku: SKU, qty: 0 }, token: buyerToken('hostile-buyer-3'), status: 400, code: 'invalid_request', field: /qty/ },
+      { name: 'a buyer reserves with malformed JSON', method: 'POST', path: '/v1/reservations', body: malformed, token: buyerToken('hostile-buyer-3'), status: 400, code: 'invalid_request', field: /body|JSON/i },
+      { name: 'a shop on a channel reserves with a bad buyerId', method: 'POST', path: '/v1/reservations', body: { ...good, buyerId: '' }, token: TOKENS.shopWeb, status: 400, code: 'invalid_request', field: /buyerId/ },
+    ]);
+  });
+
+  it('answers 401 to an oversized body from no one before reading it, and reserves nothing', async () => {
+    const before = await snapshot();
+    const json = JSON.stringify({ sku: SKU, buyerId: 'too-big', qty: 1 });
+    const body = Buffer.from(json + ' '.repeat(20 * 1024 - json.length));
+    expectError(await rawRequest(engine.port, `POST /v1/reservations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}`, [body]), 401, 'unauthorized');
+    expectError(await rawRequest(engine.port, 'POST /v1/reservations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked', chunked(body, 1000)), 401, 'unauthorized');
+    expect(await snapshot()).toEqual(before);
+  });
+});
+
 describe('hostile admin bodies', () => {
   const put = (name: string, body: unknown, field: RegExp, sku = SKU): Case => ({
-    name, method: 'PUT', path: `/v1/skus/${sku}`, admin: true, body, status: 400, code: 'invalid_request', field,
+    name, method: 'PUT', path: `/v1/skus/${sku}`, token: ADMIN_TOKEN, body, status: 400, code: 'invalid_request', field,
   });
 
   it('answers 400 invalid_request naming the field to a bad SKU policy, on update and on create, and creates nothing', async () => {
@@ -430,7 +518,7 @@ describe('hostile admin bodies', () => {
 
   it('answers 400 invalid_request naming delta to a zero, fractional, missing or out-of-range stock delta', async () => {
     const stock = (name: string, body: unknown, field: RegExp): Case => ({
-      name, method: 'POST', path: `/v1/skus/${SKU}/stock`, admin: true, body, status: 400, code: 'invalid_request', field,
+      name, method: 'POST', path: `/v1/skus/${SKU}/stock`, token: ADMIN_TOKEN, body, status: 400, code: 'invalid_request', field,
     });
     await runTable([
       stock('delta 0', { delta: 0 }, /delta/),

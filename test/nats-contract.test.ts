@@ -14,7 +14,8 @@ afterAll(async () => {
 });
 
 contractSuite('the HTTP contract, against a gateway and two shard nodes over NATS', async () => {
-  const d = await startNatsDeployment({ shards: 2, nodes: [[0], [1]], gatewayEnv: { FLASH_BUYER_RPS: '1000' } });
+  // FLASH_BUYER_RPS is held by the gateways and by the shards (the shards make it exact across gateways).
+  const d = await startNatsDeployment({ shards: 2, nodes: [[0], [1]], env: { FLASH_BUYER_RPS: '1000' } });
   return {
     url: d.url,
     metricsUrls: [d.gateway.url, ...d.nodes.map((n) => n.engine.url)],

@@ -6,13 +6,16 @@
 // The time bounds here (503 within 1 s, takeover within TTL + 1 s) are correctness bounds
 // of the NATS issue, not benchmarks. DEBUG_NATS=1 prints the measured times of every test,
 // DEBUG_NATS=logs also the output of the NATS restart's processes.
+// Authentication is on (shared/API.md v2): the gateways have the test callers' credentials,
+// the client loops reserve with the shop's token and pay with the payment side's, and the
+// shard nodes, which serve no API, are given no credential at all (nats-deployment.ts).
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../src/domain/routing.js';
-import { api, sleep, stopAllEngines } from './support/engine-process.js';
-import { createSku, uniq, uniqWhere } from './support/http-kit.js';
+import { NO_TOKEN, api, sleep, stopAllEngines } from './support/engine-process.js';
+import { createSku, expectError, uniq, uniqWhere } from './support/http-kit.js';
 import { Ledger, runLoops, stopAllLoads, verifyLedger, waitUntil, type Attempt, type LoopOptions } from './support/nats-load.js';
 import { startNatsDeployment, startNatsServer, stopAllNatsServers, type NatsDeployment } from './support/nats-deployment.js';
 
@@ -57,6 +60,9 @@ describe('a shard node killed with SIGKILL under load', () => {
       const skus = [skuOnShard('kill-a', 0), skuOnShard('kill-b', 0), skuOnShard('kill-c', 1), skuOnShard('kill-d', 1)];
       const stock = Object.fromEntries(skus.map((s) => [s, 1_000_000]));
       for (const sku of skus) await createSku(a, sku, { stock: stock[sku] });
+      // The gateway is closed to callers without a token; a shard node serves no API at all.
+      expectError(await a.post('/v1/reservations', { sku: skus[0], buyerId: 'no-token' }, NO_TOKEN), 401, 'unauthorized');
+      expectError(await api(d.nodes[0]!.engine.url).post('/v1/reservations', { sku: skus[0], buyerId: 'at-a-node' }), 404, 'not_found');
       const ledger = new Ledger();
       const loops: LoopOptions[] = skus.flatMap((sku, i) => [0, 1].map((j) => ({
         skus: [{ sku, shard: i < 2 ? 0 : 1 }], tag: `${uniq('kl')}-${i}-${j}`, payShare: 0.3, on503: 'move-on' as const, pauseAfter503Ms: 5,

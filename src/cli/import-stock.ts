@@ -1,5 +1,5 @@
 // Bulk stock import before a drop, from the command line:
-//   node dist/src/cli/import-stock.js --url http://127.0.0.1:8080 --token $FLASH_ADMIN_TOKEN stock.csv
+//   node dist/src/cli/import-stock.js --url http://127.0.0.1:8080 --token $OPERATOR_TOKEN stock.csv
 // It validates the whole file locally first (all or nothing: one bad line and nothing is
 // sent), then applies it with PUT /v1/skus/{sku} calls at a small concurrency and prints a
 // summary. `--dry-run` validates only. Re-running an import is safe: every call is an upsert.
@@ -16,7 +16,7 @@ export interface CliIo {
   readFile(path: string): string;
 }
 
-const usage = 'usage: import-stock [--url http://127.0.0.1:8080] [--token T] [--format csv|json] [--concurrency 4] [--dry-run] <file|->';
+const usage = 'usage: import-stock [--url http://127.0.0.1:8080] [--token T (an admin or operator token; else FLASH_TOKEN, else FLASH_ADMIN_TOKEN)] [--format csv|json] [--concurrency 4] [--dry-run] <file|->';
 const fileBytesMax = 32 * 1024 * 1024;
 const callTimeoutMs = 10_000;
 
@@ -77,7 +77,7 @@ function parseCli(args: string[]): { url: string; token: string | null; format: 
   } catch {
     return `--url ${url} is not a URL`;
   }
-  const token = values.token ?? process.env.FLASH_ADMIN_TOKEN ?? '';
+  const token = values.token ?? process.env.FLASH_TOKEN ?? process.env.FLASH_ADMIN_TOKEN ?? '';
   return { url, token: token === '' ? null : token, format, concurrency, dryRun: values['dry-run'] === true, file: positionals[0] as string };
 }
 
@@ -111,9 +111,9 @@ export async function runImportStock(args: string[], io: CliIo = defaultIo): Pro
     io.log(`${cli.file}: ${parsed.commands.length} SKUs valid; dry run, nothing applied`);
     return 0;
   }
-  const s = await applyUpserts(parsed.commands, parsed.lines, (c) => put(cli.url, cli.token, c), { concurrency: cli.concurrency, fatalCodes: ['unauthorized'] });
+  const s = await applyUpserts(parsed.commands, parsed.lines, (c) => put(cli.url, cli.token, c), { concurrency: cli.concurrency, fatalCodes: ['unauthorized', 'forbidden'] });
   for (const f of s.failures) io.error(`  line ${f.line} (${f.sku}): ${f.code}: ${f.message}`);
-  if (s.stoppedEarly) io.error('stopped early: the engine refused the admin token (use --token or FLASH_ADMIN_TOKEN)');
+  if (s.stoppedEarly) io.error(`stopped early: the engine refused the token (${s.failures[0]?.code ?? 'unauthorized'}); give an admin or operator token with --token, FLASH_TOKEN or FLASH_ADMIN_TOKEN`);
   io.log(`${cli.file}: ${s.skus} SKUs, ${s.created} created, ${s.updated} updated (stock applies on create only; restock with POST /v1/skus/{sku}/stock), ${s.failed} failed${s.stoppedEarly ? `, ${s.skus - s.created - s.updated - s.failed} not sent` : ''}`);
   return s.failed === 0 && !s.stoppedEarly ? 0 : 1;
 }

@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { DeliveryFailure, networkFailureKind, type ErpSink } from './erp-sink.js';
 import type { PaidEvent } from './outbox-source.js';
+import { defaultChannel } from '../domain/index.js';
 import { checkedTableName, createTableSql, insertOrdersSql } from './pg-table-sql.js';
 
 export interface PgSinkOptions {
@@ -53,7 +54,7 @@ export class PgSink implements ErpSink {
     try {
       await this.ensureTable();
       const values: unknown[] = [];
-      for (const e of events) values.push(e.eventId, e.reservationId, e.sku, e.buyerId, e.qty, e.paidAt, e.paymentRef ?? null);
+      for (const e of events) values.push(e.eventId, e.reservationId, e.sku, e.buyerId, e.qty, e.paidAt, e.paymentRef ?? null, e.channel ?? defaultChannel);
       sent?.();
       await this.pool.query(insertOrdersSql(this.table, events.length), values);
     } catch (e) {

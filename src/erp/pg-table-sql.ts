@@ -10,19 +10,25 @@ export function checkedTableName(table: string): string {
   return table;
 }
 
+/** Creates the table, and adds the columns of later versions to a table an older one made. */
 export function createTableSql(table: string): string {
-  return `CREATE TABLE IF NOT EXISTS ${checkedTableName(table)} (
+  const t = checkedTableName(table);
+  return `CREATE TABLE IF NOT EXISTS ${t} (
     event_id text PRIMARY KEY, reservation_id text, sku text, buyer_id text, qty int,
-    paid_at bigint, payment_ref text, delivered_at timestamptz DEFAULT now())`;
+    paid_at bigint, payment_ref text, delivered_at timestamptz DEFAULT now(), channel text);
+  ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS channel text`;
 }
 
-/** One multi-row insert of `rowCount` orders ($1..$7 per row); a known event_id is skipped. */
+/** The columns an order fills, in the order of its parameters. */
+export const orderColumns = ['event_id', 'reservation_id', 'sku', 'buyer_id', 'qty', 'paid_at', 'payment_ref', 'channel'] as const;
+
+/** One multi-row insert of `rowCount` orders (one parameter per column per row); a known event_id is skipped. */
 export function insertOrdersSql(table: string, rowCount: number): string {
+  const n = orderColumns.length;
   const rows: string[] = [];
   for (let r = 0; r < rowCount; r++) {
-    const p = r * 7;
-    rows.push(`($${p + 1}, $${p + 2}, $${p + 3}, $${p + 4}, $${p + 5}, $${p + 6}, $${p + 7})`);
+    rows.push(`(${orderColumns.map((_, c) => `$${r * n + c + 1}`).join(', ')})`);
   }
-  return `INSERT INTO ${checkedTableName(table)} (event_id, reservation_id, sku, buyer_id, qty, paid_at, payment_ref)
+  return `INSERT INTO ${checkedTableName(table)} (${orderColumns.join(', ')})
     VALUES ${rows.join(', ')} ON CONFLICT (event_id) DO NOTHING`;
 }

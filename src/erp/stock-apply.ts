@@ -3,6 +3,7 @@
 // what happened. It does not know how a command travels (HTTP PUT from the CLI, or the
 // shard router inside the gateway), and never applies anything the parser did not return.
 
+import { skuFields } from '../domain/index.js';
 import type { SkuUpsert } from './stock-import.js';
 
 export type UpsertAnswer =
@@ -39,16 +40,11 @@ export interface ApplyOptions {
 const failuresKept = 100;
 
 /** The PUT /v1/skus/{sku} body of a command (API field names: startsAt, not startsAtMs). */
+/** The PUT /v1/skus body of a command: every importable field of the domain's field table, under its wire name. */
 export function upsertBody(c: SkuUpsert): Record<string, unknown> {
   const body: Record<string, unknown> = {};
-  if (c.stock !== undefined) body.stock = c.stock;
-  if (c.mode !== undefined) body.mode = c.mode;
-  if (c.holdSeconds !== undefined) body.holdSeconds = c.holdSeconds;
-  if (c.maxPerBuyer !== undefined) body.maxPerBuyer = c.maxPerBuyer;
-  if (c.dropId !== undefined) body.dropId = c.dropId;
-  if (c.startsAtMs !== undefined) body.startsAt = c.startsAtMs;
-  if (c.endsAtMs !== undefined) body.endsAt = c.endsAtMs;
-  if (c.lowStockThreshold !== undefined) body.lowStockThreshold = c.lowStockThreshold;
+  const fields = c as unknown as Record<string, unknown>;
+  for (const f of skuFields) if (f.csv !== null && fields[f.key] !== undefined) body[f.wire] = fields[f.key];
   return body;
 }
 

@@ -5,6 +5,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { CallOutcome } from '../engine/shard-protocol.js';
+import type { ErrorCode } from '../gateway/errors.js';
 import { applyUpserts, type ApplySummary } from './stock-apply.js';
 import { formatImportError, parseStockImport, type SkuUpsert, type StockImportFormat } from './stock-import.js';
 
@@ -15,10 +16,12 @@ export interface StockImportAnswer {
   status: number;
   /** JSON text to send as is. */
   json: string;
+  /** The error code, when it is an error. */
+  code?: ErrorCode;
 }
 
-const errorJson = (status: number, code: string, message: string, extra: Record<string, unknown> = {}): StockImportAnswer =>
-  ({ status, json: JSON.stringify({ error: { code, message }, ...extra }) });
+const errorJson = (status: number, code: ErrorCode, message: string, extra: Record<string, unknown> = {}): StockImportAnswer =>
+  ({ status, code, json: JSON.stringify({ error: { code, message }, ...extra }) });
 
 /** Reads the body; resolves to the file and its format, or to an error answer. */
 export function readStockImport(req: IncomingMessage): Promise<{ format: StockImportFormat; text: string } | StockImportAnswer> {

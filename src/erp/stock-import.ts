@@ -4,15 +4,17 @@
 // reported (the first 100) with its line and field. It parses and validates only; applying
 // the commands belongs to the caller (the CLI, or the gateway's admin endpoint).
 
-import type { Command } from '../domain/index.js';
+import { skuFields, type Command } from '../domain/index.js';
 import { InvalidRequest, skuName, upsertCommand } from '../gateway/validate.js';
 import { splitCsvLine } from './csv-line.js';
 
 export type SkuUpsert = Extract<Command, { t: 'sku.upsert' }>;
 export type StockImportFormat = 'csv' | 'json';
 
-export const stockImportColumns = ['sku', 'stock', 'mode', 'holdSeconds', 'maxPerBuyer', 'dropId', 'startsAt', 'endsAt', 'lowStockThreshold'] as const;
-const integerColumns = new Set(['stock', 'holdSeconds', 'maxPerBuyer', 'startsAt', 'endsAt', 'lowStockThreshold']);
+/** `sku`, then every importable field of the domain's one field table (src/domain/fields.ts). */
+export const stockImportColumns: readonly string[] = ['sku', ...skuFields.filter((f) => f.csv !== null).map((f) => f.wire)];
+/** Columns whose CSV cells are read as numbers. */
+const integerColumns = new Set(skuFields.filter((f) => f.csv === 'int').map((f) => f.wire));
 const requiredColumns = ['sku', 'stock'] as const;
 
 export const stockImportLimits = { rowsMax: 100_000, errorsMax: 100 } as const;

@@ -4,8 +4,9 @@
 
 import { createHmac } from 'node:crypto';
 import type { PaidEvent } from './outbox-source.js';
+import { defaultChannel } from '../domain/index.js';
 
-/** `{"type":"order.paid","eventId","reservationId","sku","buyerId","qty","paidAt","paymentRef"}` as JSON text. */
+/** `{"type":"order.paid","eventId","reservationId","sku","buyerId","qty","paidAt","paymentRef","channel"}` as JSON text. */
 export function orderPaidBody(e: PaidEvent): string {
   return JSON.stringify({
     type: 'order.paid',
@@ -17,6 +18,8 @@ export function orderPaidBody(e: PaidEvent): string {
     paidAt: e.paidAt,
     // An absent reference is sent as null, never dropped: the body always has every key.
     paymentRef: e.paymentRef ?? null,
+    // v2: the storefront it was sold through; last, so v1 readers see their keys where they were.
+    channel: e.channel ?? defaultChannel,
   });
 }
 

@@ -1,33 +1,59 @@
-// The HTTP status of every outcome code, and the one error body shape of shared/API.md:
-// {"error":{"code","message"}}. Codes are stable; statuses follow the contract.
+// Every error code the HTTP API can answer, in one table: its status, whether retrying the
+// same request can help, and what it means. `sendError` takes only codes from here, the
+// README's table of codes is checked against it by a test, and the error body is the one
+// shape of shared/API.md: {"error":{"code","message"}}. Renaming a code breaks clients.
 
-export const statusOfCode: Record<string, number> = {
-  invalid_request: 400,
-  unauthorized: 401,
-  buyer_blocked: 403,
-  not_found: 404,
-  unknown_sku: 404,
-  unknown_reservation: 404,
-  method_not_allowed: 405,
-  sold_out: 409,
-  quota_exceeded: 409,
-  not_on_sale: 409,
-  insufficient_stock: 409,
-  reservation_cancelled: 409,
-  already_paid: 409,
-  idempotency_conflict: 409,
-  drop_mismatch: 409,
-  import_incomplete: 409,
-  reservation_expired: 410,
-  payload_too_large: 413,
-  rate_limited: 429,
-  overloaded: 503,
-  shard_unavailable: 503,
-  shard_full: 503,
-  shutting_down: 503,
-  internal_error: 500,
-};
+import type { Refusal } from '../domain/index.js';
 
-export function errorBody(code: string, message: string): string {
+export interface ErrorSpec {
+  status: number;
+  /** Whether the same request, sent again later, can succeed (after a wait or a change elsewhere). */
+  retry: boolean;
+  /** One sentence for the README and operators. */
+  meaning: string;
+}
+
+export const errorCodes = {
+  invalid_request: { status: 400, retry: false, meaning: 'Malformed JSON, a missing field, a wrong type or an out-of-range value; the message names the field. Nothing changed.' },
+  unauthorized: { status: 401, retry: false, meaning: 'No token, or one that is unknown, malformed, expired or badly signed; the message says which. Answered with `www-authenticate: Bearer`.' },
+  forbidden: { status: 403, retry: false, meaning: "The token is valid but its role may not make this call (or a buyer token names another buyer)." },
+  buyer_blocked: { status: 403, retry: false, meaning: 'A risk rule of the SKU (minAccountAgeSeconds, minPastOrders) refused the buyer, or its signal is absent.' },
+  channel_not_allowed: { status: 403, retry: false, meaning: "The SKU's channel policy does not list the caller's channel." },
+  not_found: { status: 404, retry: false, meaning: 'No such route (the path matches none of the API).' },
+  unknown_sku: { status: 404, retry: false, meaning: 'No SKU with that name.' },
+  unknown_reservation: { status: 404, retry: false, meaning: 'No reservation with that id that this caller may see.' },
+  method_not_allowed: { status: 405, retry: false, meaning: 'The path exists but not with this method; `allow` lists the methods.' },
+  sold_out: { status: 409, retry: true, meaning: 'Not enough units available now; a cancel, an expiry or a restock can free some.' },
+  channel_sold_out: { status: 409, retry: true, meaning: "The caller's channel has reached its maxUnits for this SKU (held + sold)." },
+  quota_exceeded: { status: 409, retry: false, meaning: 'The buyer would hold or buy more than maxPerBuyer units of the SKU or its drop.' },
+  not_on_sale: { status: 409, retry: true, meaning: "Outside the SKU's sale window (startsAt, endsAt)." },
+  insufficient_stock: { status: 409, retry: false, meaning: 'A write-off would take available units below zero.' },
+  reservation_cancelled: { status: 409, retry: false, meaning: 'The reservation was cancelled; it cannot be paid.' },
+  already_paid: { status: 409, retry: false, meaning: 'The reservation is paid; it cannot be cancelled.' },
+  idempotency_conflict: { status: 409, retry: false, meaning: 'The idempotencyKey was already used by this buyer for another request (another qty or another SKU of the drop).' },
+  drop_mismatch: { status: 409, retry: false, meaning: "A SKU's dropId cannot change once set." },
+  import_incomplete: { status: 409, retry: true, meaning: 'A stock import was valid but some SKUs could not be applied (listed); re-running the same import is safe.' },
+  reservation_expired: { status: 410, retry: false, meaning: 'The hold expired before it was paid; its units went back to stock.' },
+  payload_too_large: { status: 413, retry: false, meaning: 'The body is over 16 KiB (8 MiB for a stock import).' },
+  rate_limited: { status: 429, retry: true, meaning: 'Too many reservation calls for this buyer or client IP; `retry-after` says when.' },
+  internal_error: { status: 500, retry: true, meaning: 'A fault of the engine, never bad input; it is logged.' },
+  overloaded: { status: 503, retry: true, meaning: 'The engine or a shard is at its limit of requests in flight; nothing was done. Retry with the same idempotencyKey.' },
+  shard_unavailable: { status: 503, retry: true, meaning: 'The shard is restarting or changing owner, or did not answer in time. Retry with the same idempotencyKey.' },
+  shard_full: { status: 503, retry: true, meaning: 'The shard holds its maximum number of live reservations; holds must settle first.' },
+  shutting_down: { status: 503, retry: true, meaning: 'This node is shutting down; retry on another.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+/** Core refusals that reach HTTP as themselves (`moved` is internal: the router follows it). */
+type _EveryRefusalIsAnError = Exclude<Refusal, 'moved'> extends ErrorCode ? true : never;
+const _check: _EveryRefusalIsAnError = true;
+void _check;
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(errorCodes, code);
+}
+
+export function errorBody(code: ErrorCode, message: string): string {
   return JSON.stringify({ error: { code, message } });
 }

@@ -1,24 +1,35 @@
-// The HTTP front of shared/API.md: routing, admin auth, rate limits, validation, and the
-// mapping of shard outcomes to statuses. It holds no stock state: every state question
+// The HTTP front of shared/API.md: routing by the route table, authentication and roles
+// (before any body is read), rate limits, validation, and the mapping of shard outcomes to
+// statuses. It holds no stock state: every state question
 // goes to the owning shard. Bad input is answered 4xx before anything is sent to a shard.
 
-import { createHash, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { EngineConfig } from '../config.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
 import type { GatewayMetrics } from './metrics.js';
-import { RateLimiter } from './rate-limiter.js';
-import { BodyError, drainBytesMax, listenOn, readJson, sendError, sendJson } from './request-io.js';
-import { matchRoute, type RouteName } from './routes.js';
+import { RateLimiter } from '../engine/rate-limiter.js';
+import { Authenticator, type Caller } from './callers.js';
+import { BodyError, drainBytesMax, errorCodeOf, listenOn, noteErrorCode, readJson, sendError, sendJson } from './request-io.js';
+import { matchRoute, routeLabel, type RouteName, type RouteSpec } from './routes.js';
 import type { ShardRouter } from './shard-router.js';
 import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
-import { InvalidRequest, adjustCommand, asObject, payCommand, reserveCommand, skuName, upsertCommand } from './validate.js';
+import {
+  InvalidRequest, adjustCommand, asObject, field, payCommand, reserveCommand, skuName, upsertCommand, type ReserveIdentity,
+} from './validate.js';
+
+/** A buyer reads and cancels only its own reservations: the shard answers another's as unknown. */
+function ownerOf(caller: Caller): { buyerId?: string } {
+  return caller.kind === 'buyer' ? { buyerId: caller.claims.buyerId } : {};
+}
 
 export interface GatewayDeps {
   config: EngineConfig;
   /** null on a shard node (FLASH_ROLE=shards): it serves only /healthz and /metrics. */
   router: ShardRouter | null;
+  /** Who may call: caller tokens, buyer tokens, FLASH_DEV. */
+  auth: Authenticator;
   /** Extra fields for /healthz (e.g. which shards a node serves). */
   health?: () => Record<string, unknown>;
   /** The ERP deliverer's own figures, where this process runs one (else null). */
@@ -27,7 +38,18 @@ export interface GatewayDeps {
   log: Logger;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse, param: string, body: unknown) => Promise<number>;
+/** One authenticated, authorized call on its way to a handler. */
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** The route's path parameter (sku or reservation id), already percent-decoded. */
+  param: string;
+  body: Record<string, unknown>;
+  caller: Caller;
+}
+
+type Handler = (call: Call) => Promise<number>;
+type ApiRoute = Exclude<RouteName, 'healthz' | 'metrics' | 'admin.stock-import'>;
 
 /** Random id suffixes, drawn from a pooled buffer: 40 bits as 8 base-36 digits. */
 class NonceSource {
@@ -53,32 +75,24 @@ export class HttpGateway {
   private readonly buyerLimiter: RateLimiter;
   private readonly ipLimiter: RateLimiter;
   private readonly nonces = new NonceSource();
-  private readonly adminDigest: Buffer | null;
   private draining = false;
   private inFlight = 0;
   private drainWaiters: (() => void)[] = [];
-  private readonly handlers: Record<Exclude<RouteName, 'healthz' | 'metrics' | 'admin.stock-import'>, Handler>;
+  private readonly handlers: Record<ApiRoute, Handler>;
 
   constructor(private readonly deps: GatewayDeps) {
     const { config } = deps;
     this.buyerLimiter = new RateLimiter(config.buyerRps);
     this.ipLimiter = new RateLimiter(config.ipRps);
-    this.adminDigest = config.adminToken === null ? null : createHash('sha256').update(config.adminToken).digest();
     this.handlers = {
-      'sku.put': (_q, res, sku, body) => this.answer(res, this.router.upsertSku(upsertCommand(asObject(body), skuName(sku))), 'sku'),
-      'sku.get': (_q, res, sku) => this.answer(res, this.router.callSku(skuName(sku), { t: 'sku.get', sku }), 'sku'),
-      'sku.stock': (_q, res, sku, body) => {
-        const cmd = adjustCommand(asObject(body), skuName(sku));
-        return this.answer(res, this.router.callSku(sku, cmd), 'sku');
-      },
-      'reservation.create': (req, res, _p, body) => this.reserve(req, res, body),
-      'admin.erp': (_q, res) => this.erpReport(res),
-      'reservation.get': (_q, res, id) => this.reservationCall(res, id, { t: 'res.get', id }),
-      'reservation.pay': (_q, res, id, body) => this.reservationCall(res, id, payCommand(asObject(body), id)),
-      'reservation.cancel': (_q, res, id, body) => {
-        asObject(body);
-        return this.reservationCall(res, id, { t: 'res.cancel', id });
-      },
+      'sku.put': (c) => this.answer(c.res, this.router.upsertSku(upsertCommand(c.body, skuName(c.param))), 'sku'),
+      'sku.get': (c) => this.answer(c.res, this.router.callSku(skuName(c.param), { t: 'sku.get', sku: c.param }), 'sku'),
+      'sku.stock': (c) => this.answer(c.res, this.router.callSku(c.param, adjustCommand(c.body, skuName(c.param))), 'sku'),
+      'reservation.create': (c) => this.reserve(c),
+      'admin.erp': (c) => this.erpReport(c.res),
+      'reservation.get': (c) => this.reservationCall(c.res, c.param, { t: 'res.get', id: c.param, ...ownerOf(c.caller) }),
+      'reservation.pay': (c) => this.reservationCall(c.res, c.param, payCommand(c.body, c.param)),
+      'reservation.cancel': (c) => this.reservationCall(c.res, c.param, { t: 'res.cancel', id: c.param, ...ownerOf(c.caller) }),
     };
     this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => this.handle(req, res));
   }
@@ -98,33 +112,29 @@ export class HttpGateway {
     return req.socket.remoteAddress ?? 'unknown';
   }
 
-  private isAdmin(req: IncomingMessage): boolean {
-    if (this.adminDigest === null) return this.deps.config.devMode;
-    const header = req.headers.authorization;
-    if (header === undefined || !header.startsWith('Bearer ')) return false;
-    const given = createHash('sha256').update(header.slice(7)).digest();
-    return timingSafeEqual(given, this.adminDigest);
-  }
-
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     const match = matchRoute(req.method ?? 'GET', req.url ?? '/');
-    let route = 'unknown';
+    let name = 'unknown';
+    let label = 'unknown';
     const finish = (status: number): void => {
-      this.deps.metrics.countRequest(route, status);
-      if (route === 'reservation.create') this.deps.metrics.reserveSeconds.observe((performance.now() - started) / 1000);
+      this.deps.metrics.countRequest(name, status);
+      if (status >= 400 && status < 500) this.deps.metrics.countRefusal(label, errorCodeOf(res) ?? 'unknown');
+      if (name === 'reservation.create') this.deps.metrics.reserveSeconds.observe((performance.now() - started) / 1000);
       if (--this.inFlight === 0 && this.draining) for (const w of this.drainWaiters.splice(0)) w();
     };
     this.inFlight++;
     if (this.draining) res.setHeader('connection', 'close');
-    if (match.kind !== 'route') {
-      if (match.kind === 'method_not_allowed') return finish(sendError(res, 'method_not_allowed', `use ${match.allow} on this path`, { allow: match.allow }));
-      if (match.kind === 'bad_path') return finish(sendError(res, 'invalid_request', 'path has a malformed percent-encoding'));
-      return finish(sendError(res, 'not_found', 'no such route'));
+    if (match.kind === 'method_not_allowed') {
+      label = `${req.method ?? 'GET'} ${match.path}`;
+      return finish(sendError(res, 'method_not_allowed', `use ${match.allow} on this path`, { allow: match.allow }));
     }
-    route = match.name;
-    if (route === 'healthz') return finish(this.healthz(res));
-    if (route === 'metrics') return void this.metrics(res).then(finish);
+    if (match.kind === 'not_found') return finish(sendError(res, 'not_found', 'no such route'));
+    const { route } = match;
+    name = route.name;
+    label = routeLabel(route);
+    if (route.name === 'healthz') return finish(this.healthz(res));
+    if (route.name === 'metrics') return void this.metrics(res).then(finish);
     if (this.deps.router === null) return finish(sendError(res, 'not_found', 'this node serves only /healthz and /metrics (FLASH_ROLE=shards)'));
     if (this.inFlight > this.deps.config.httpInFlightMax) {
       // Shed before reading the body: past this bound every request would only wait longer.
@@ -132,21 +142,23 @@ export class HttpGateway {
       return finish(sendError(res, 'overloaded', 'the engine is at its limit of requests in progress; retry shortly'));
     }
     if (this.draining) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
-    if ((route === 'sku.put' || route === 'sku.stock' || route.startsWith('admin.')) && !this.isAdmin(req)) {
-      return finish(sendError(res, 'unauthorized', 'admin calls need header authorization: Bearer <FLASH_ADMIN_TOKEN>'));
-    }
-    if (route === 'reservation.create' && this.ipLimiter.enabled) {
+    const caller = this.admit(req, res, route);
+    if (typeof caller === 'number') return finish(caller);
+    if (match.malformed) return finish(sendError(res, 'invalid_request', 'path has a malformed percent-encoding'));
+    if (route.rateLimit === 'reserve' && this.ipLimiter.enabled) {
       const waitMs = this.ipLimiter.take(this.clientIp(req), Date.now());
       if (waitMs > 0) return finish(this.rateLimited(res, waitMs, 'client IP'));
     }
-    if (route === 'admin.stock-import') return this.stockImport(req, res, finish);
-    const handler = this.handlers[match.name as keyof typeof this.handlers];
+    if (route.body === 'import') return this.stockImport(req, res, finish);
+    const handler = this.handlers[route.name as ApiRoute];
     // Validation throws synchronously inside handlers; run them so that every throw
     // becomes an answer (400 for bad input), never an uncaught exception.
     const run = (body: unknown): void => {
-      Promise.resolve().then(() => handler(req, res, match.param, body)).then(finish, (e: unknown) => finish(this.failure(res, e)));
+      Promise.resolve()
+        .then(() => handler({ req, res, param: match.param, body: asObject(body), caller }))
+        .then(finish, (e: unknown) => finish(this.failure(res, e)));
     };
-    if (req.method === 'GET') return run({});
+    if (route.body === 'none') return run({});
     readJson(req, (err, body) => {
       if (err !== null) {
         // Node reads and drops the rest of a declared body once we have answered; past
@@ -156,6 +168,23 @@ export class HttpGateway {
       }
       run(body);
     });
+  }
+
+  /**
+   * Authenticates (401) and authorizes (403) before any body is read: the caller, or the
+   * status already answered. A presented token is checked even on a public route.
+   */
+  private admit(req: IncomingMessage, res: ServerResponse, route: RouteSpec): Caller | number {
+    const auth = this.deps.auth.authenticate(req.headers.authorization, Date.now());
+    // RFC 6750: a bare challenge when no bearer token was sent, invalid_token when one was.
+    if (!auth.ok) return sendError(res, 'unauthorized', auth.message, { 'www-authenticate': auth.bearer ? 'Bearer error="invalid_token"' : 'Bearer' });
+    const { caller } = auth;
+    if (route.access === 'public' || route.access === 'open' || Authenticator.allowed(caller, route.access)) return caller;
+    if (caller.kind === 'anonymous') {
+      return sendError(res, 'unauthorized', 'this call needs a token: header authorization: Bearer <token>', { 'www-authenticate': 'Bearer' });
+    }
+    const who = caller.kind === 'buyer' ? 'a buyer token' : `the ${caller.kind} token ${caller.name}`;
+    return sendError(res, 'forbidden', `${who} may not call ${routeLabel(route)}; it is open to ${route.access.join(', ')}`);
   }
 
   /**
@@ -190,6 +219,7 @@ export class HttpGateway {
     void readStockImport(req).then(async (file) => {
       const a = 'status' in file ? file : await runStockImport(file, (c) => this.router.upsertSku(c));
       if (a.status === 413) res.setHeader('connection', 'close');
+      if (a.code !== undefined) noteErrorCode(res, a.code);
       sendJson(res, a.status, a.json);
       return a.status;
     }).then(finish, (e: unknown) => finish(this.failure(res, e)));
@@ -207,8 +237,22 @@ export class HttpGateway {
     return sendError(res, 'rate_limited', `too many reservation calls for this ${by}; retry after ${seconds} s`, { 'retry-after': seconds });
   }
 
-  private async reserve(_req: IncomingMessage, res: ServerResponse, body: unknown): Promise<number> {
-    const cmd = reserveCommand(asObject(body), this.nonces.next());
+  private async reserve({ res, body, caller }: Call): Promise<number> {
+    let who: ReserveIdentity;
+    if (caller.kind === 'buyer') {
+      const { claims } = caller;
+      const named = field(body, 'buyerId');
+      if (named !== undefined && named !== claims.buyerId) {
+        return sendError(res, 'forbidden', 'a buyer token may reserve only for its own buyer (buyerId must equal the token\'s sub, or be omitted)');
+      }
+      const signals: ReserveIdentity['signals'] = {};
+      if (claims.accountCreatedAtMs !== undefined) signals.accountCreatedAtMs = claims.accountCreatedAtMs;
+      if (claims.pastOrders !== undefined) signals.pastOrders = claims.pastOrders;
+      who = { buyerId: claims.buyerId, channel: claims.channel, signals };
+    } else {
+      who = { buyerId: null, channel: caller.kind === 'anonymous' ? null : caller.channel, signals: null };
+    }
+    const cmd = reserveCommand(body, this.nonces.next(), who);
     if (this.buyerLimiter.enabled) {
       const waitMs = this.buyerLimiter.take(cmd.buyerId, Date.now());
       if (waitMs > 0) return this.rateLimited(res, waitMs, 'buyer');
@@ -226,6 +270,7 @@ export class HttpGateway {
     const outcome = await call;
     if (!outcome.ok) {
       if (outcome.code === 'moved') return sendError(res, 'shard_unavailable', 'the SKU moved while routing; retry');
+      if (outcome.code === 'rate_limited') return this.rateLimited(res, outcome.retryAfterMs ?? 1000, 'buyer');
       return sendError(res, outcome.code, outcome.message);
     }
     const status = outcome.status === 'created' ? 201 : 200;

@@ -10,6 +10,8 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'route' | 'status'>;
   private readonly requestChildren = new Map<string, Counter.Internal>();
+  private readonly refusals: Counter<'route' | 'code'>;
+  private readonly refusalChildren = new Map<string, Counter.Internal>();
   readonly reserveSeconds: Histogram;
   private readonly fsyncSeconds: Histogram<'shard'>;
   private readonly stockEvents: Counter<'type' | 'sku'>;
@@ -20,6 +22,7 @@ export class GatewayMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({ name: 'flash_http_requests_total', help: 'HTTP requests by route and status code', labelNames: ['route', 'status'], registers });
+    this.refusals = new Counter({ name: 'flash_refusals_total', help: 'Answers 4xx by route template and error code', labelNames: ['route', 'code'], registers });
     this.reserveSeconds = new Histogram({
       name: 'flash_reserve_duration_seconds', help: 'Latency of POST /v1/reservations, from request to response',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers,
@@ -85,6 +88,17 @@ export class GatewayMetrics {
     if (child === undefined) {
       child = this.requests.labels(route, String(status));
       this.requestChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  /** Counts a 4xx answer; `route` is the route's template (`POST /v1/reservations`), so labels are bounded. */
+  countRefusal(route: string, code: string): void {
+    const key = `${route} ${code}`;
+    let child = this.refusalChildren.get(key);
+    if (child === undefined) {
+      child = this.refusals.labels(route, code);
+      this.refusalChildren.set(key, child);
     }
     child.inc();
   }

@@ -3,7 +3,7 @@
 // empty body reads as {}. Every answer is JSON with an explicit content-length.
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { errorBody, statusOfCode } from './errors.js';
+import { errorBody, errorCodes, type ErrorCode } from './errors.js';
 
 export const bodyBytesMax = 16 * 1024;
 /**
@@ -13,7 +13,7 @@ export const bodyBytesMax = 16 * 1024;
 export const drainBytesMax = 1024 * 1024;
 
 export class BodyError extends Error {
-  constructor(readonly code: 'payload_too_large' | 'invalid_request', message: string) {
+  constructor(readonly code: Extract<ErrorCode, 'payload_too_large' | 'invalid_request'>, message: string) {
     super(message);
   }
 }
@@ -84,8 +84,22 @@ export function sendJson(res: ServerResponse, status: number, json: string, extr
   res.end(json);
 }
 
-export function sendError(res: ServerResponse, code: string, message: string, extra?: Record<string, string>): number {
-  const status = statusOfCode[code] ?? 500;
+/** The code of the error a response answered (read by the gateway's refusal counter). */
+const answeredCode = new WeakMap<ServerResponse, ErrorCode>();
+
+export function errorCodeOf(res: ServerResponse): ErrorCode | undefined {
+  return answeredCode.get(res);
+}
+
+/** Answers `{"error":{"code","message"}}` with the status of the code's registry entry. */
+export function sendError(res: ServerResponse, code: ErrorCode, message: string, extra?: Record<string, string>): number {
+  const { status } = errorCodes[code];
+  answeredCode.set(res, code);
   sendJson(res, status, errorBody(code, message), extra);
   return status;
+}
+
+/** Marks a response written another way (e.g. a stock import's own JSON) as answering `code`. */
+export function noteErrorCode(res: ServerResponse, code: ErrorCode): void {
+  answeredCode.set(res, code);
 }

@@ -1,8 +1,12 @@
 // Turns untrusted request bodies and path segments into typed commands, or into a 400
-// whose message names the field. It reads only the fields it knows, by own-property
-// access, so `__proto__` or `constructor` keys can never reach a prototype.
+// whose message names the field, with the limits of the domain's one field table
+// (src/domain/fields.ts). It reads only the fields it knows, by own-property access, so
+// `__proto__` or `constructor` keys can never reach a prototype.
 
-import { Limits, modes, type Command, type Mode, type SkuPolicyInput } from '../domain/index.js';
+import {
+  nameError, reserveLimits, buyerIdError, skuFields, windowError, intError, Limits,
+  type Command, type SkuPolicyInput,
+} from '../domain/index.js';
 
 export class InvalidRequest extends Error {
   constructor(readonly field: string, message: string) {
@@ -10,12 +14,8 @@ export class InvalidRequest extends Error {
   }
 }
 
-const skuPattern = /^[A-Za-z0-9._:-]{1,64}$/;
-// Control (Cc), format (Cf) and lone surrogates (Cs) are refused in ids.
-const unprintable = /[\p{Cc}\p{Cf}\p{Cs}]/u;
-const timeMsMax = 8_640_000_000_000_000;
-
 type Body = Record<string, unknown>;
+type Reserve = Extract<Command, { t: 'res.reserve' }>;
 
 export function asObject(value: unknown): Body {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -24,102 +24,99 @@ export function asObject(value: unknown): Body {
   return value as Body;
 }
 
-function field(body: Body, name: string): unknown {
+export function field(body: Body, name: string): unknown {
   return Object.prototype.hasOwnProperty.call(body, name) ? body[name] : undefined;
 }
 
-function required(value: unknown, name: string): void {
-  if (value === undefined) throw new InvalidRequest(name, `${name} is required`);
+/** Throws the check's message as a 400 naming `name`. */
+function ensure(error: string | null, name: string): void {
+  if (error !== null) throw new InvalidRequest(name, error);
 }
 
 export function skuName(value: unknown, name = 'sku'): string {
-  required(value, name);
-  if (typeof value !== 'string' || !skuPattern.test(value)) {
-    throw new InvalidRequest(name, `${name} must be 1..64 characters of [A-Za-z0-9._:-]`);
-  }
-  return value;
+  ensure(nameError(value, name), name);
+  return value as string;
 }
 
-function printable(value: unknown, name: string, lengthMax: number): string {
-  required(value, name);
-  if (typeof value !== 'string') throw new InvalidRequest(name, `${name} must be a string`);
-  // Code points, not UTF-16 units; only counted when the cheap bound says it matters.
-  const length = value.length <= lengthMax ? value.length : [...value].length;
-  if (length < 1 || length > lengthMax) throw new InvalidRequest(name, `${name} must be 1..${lengthMax} characters`);
-  if (unprintable.test(value)) throw new InvalidRequest(name, `${name} must not contain control or format characters`);
-  return value;
+/** Who a reserve is for, as the caller's token says (shared/API.md "Callers"). */
+export interface ReserveIdentity {
+  /** A buyer token's `sub`: the reserve is for it (body buyerId optional). null: the body names the buyer. */
+  buyerId: string | null;
+  channel: string | null;
+  /** Signed risk signals of a buyer token; null: the body's fields are the signals (shop, admin). */
+  signals: { accountCreatedAtMs?: number; pastOrders?: number } | null;
 }
 
-function integer(value: unknown, name: string, min: number, max: number): number {
-  required(value, name);
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidRequest(name, `${name} must be an integer in ${min}..${max}`);
-  }
-  return value;
-}
-
-function optionalInteger(body: Body, name: string, min: number, max: number): number | undefined {
-  const v = field(body, name);
-  return v === undefined ? undefined : integer(v, name, min, max);
-}
-
-export function reserveCommand(body: Body, nonce: string): Extract<Command, { t: 'res.reserve' }> {
+export function reserveCommand(body: Body, nonce: string, who: ReserveIdentity): Reserve {
   const sku = skuName(field(body, 'sku'));
-  const buyerId = printable(field(body, 'buyerId'), 'buyerId', 128);
-  const qty = optionalInteger(body, 'qty', 1, Limits.qtyMax) ?? 1;
-  const cmd: Extract<Command, { t: 'res.reserve' }> = { t: 'res.reserve', sku, buyerId, qty, nonce };
+  const buyerId = who.buyerId ?? field(body, 'buyerId');
+  ensure(buyerIdError(buyerId), 'buyerId');
+  const qtyRaw = field(body, 'qty');
+  if (qtyRaw !== undefined) ensure(reserveLimits.qty(qtyRaw), 'qty');
+  const cmd: Reserve = { t: 'res.reserve', sku, buyerId: buyerId as string, qty: (qtyRaw as number | undefined) ?? 1, nonce };
   const key = field(body, 'idempotencyKey');
-  if (key !== undefined) cmd.idemKey = printable(key, 'idempotencyKey', Limits.idempotencyKeyLengthMax);
-  const created = optionalInteger(body, 'accountCreatedAt', 0, timeMsMax);
-  if (created !== undefined) cmd.accountCreatedAtMs = created;
-  const pastOrders = optionalInteger(body, 'pastOrders', 0, 1_000_000_000);
-  if (pastOrders !== undefined) cmd.pastOrders = pastOrders;
+  if (key !== undefined) {
+    ensure(reserveLimits.idempotencyKey(key), 'idempotencyKey');
+    cmd.idemKey = key as string;
+  }
+  if (who.signals === null) {
+    const created = field(body, 'accountCreatedAt');
+    if (created !== undefined) {
+      ensure(reserveLimits.accountCreatedAt(created), 'accountCreatedAt');
+      cmd.accountCreatedAtMs = created as number;
+    }
+    const pastOrders = field(body, 'pastOrders');
+    if (pastOrders !== undefined) {
+      ensure(reserveLimits.pastOrders(pastOrders), 'pastOrders');
+      cmd.pastOrders = pastOrders as number;
+    }
+  } else {
+    // Signed claims only: a buyer cannot vouch for itself by adding body fields.
+    if (who.signals.accountCreatedAtMs !== undefined) cmd.accountCreatedAtMs = who.signals.accountCreatedAtMs;
+    if (who.signals.pastOrders !== undefined) cmd.pastOrders = who.signals.pastOrders;
+  }
+  if (who.channel !== null) cmd.channel = who.channel;
   return cmd;
 }
 
 export function payCommand(body: Body, id: string): Extract<Command, { t: 'res.pay' }> {
   const ref = field(body, 'paymentRef');
   const cmd: Extract<Command, { t: 'res.pay' }> = { t: 'res.pay', id };
-  if (ref !== undefined && ref !== null) cmd.paymentRef = printable(ref, 'paymentRef', Limits.paymentRefLengthMax);
+  if (ref !== undefined && ref !== null) {
+    ensure(reserveLimits.paymentRef(ref), 'paymentRef');
+    cmd.paymentRef = ref as string;
+  }
   return cmd;
 }
 
-function mode(value: unknown): Mode {
-  if (typeof value !== 'string' || !(modes as readonly string[]).includes(value)) {
-    throw new InvalidRequest('mode', `mode must be one of ${modes.join(', ')}`);
-  }
-  return value as Mode;
+/** The optional `reason` of an operator's change (kept for the audit trail). */
+export function reason(body: Body): string | undefined {
+  const r = field(body, 'reason');
+  if (r === undefined || r === null) return undefined;
+  ensure(reserveLimits.reason(r), 'reason');
+  return r as string;
 }
 
 export function upsertCommand(body: Body, sku: string): Extract<Command, { t: 'sku.upsert' }> {
-  const policy: SkuPolicyInput = {};
-  const m = field(body, 'mode');
-  if (m !== undefined) policy.mode = mode(m);
-  const hold = optionalInteger(body, 'holdSeconds', 1, Limits.holdSecondsMax);
-  if (hold !== undefined) policy.holdSeconds = hold;
-  const max = optionalInteger(body, 'maxPerBuyer', 0, Limits.maxPerBuyerMax);
-  if (max !== undefined) policy.maxPerBuyer = max;
-  const starts = optionalInteger(body, 'startsAt', 0, timeMsMax);
-  if (starts !== undefined) policy.startsAtMs = starts;
-  const ends = optionalInteger(body, 'endsAt', 0, timeMsMax);
-  if (ends !== undefined) policy.endsAtMs = ends;
-  if (starts !== undefined && ends !== undefined && starts > 0 && ends > 0 && ends <= starts) {
-    throw new InvalidRequest('endsAt', 'endsAt must be after startsAt');
+  const cmd: Record<string, unknown> = { t: 'sku.upsert', sku };
+  for (const f of skuFields) {
+    const wire = field(body, f.wire);
+    if (wire === undefined) continue;
+    const value = f.fromWire === undefined ? wire : f.fromWire(wire);
+    if (typeof value === 'string' && f.fromWire !== undefined) throw new InvalidRequest(f.wire, value);
+    ensure(f.check(value), f.wire);
+    cmd[f.key] = value;
   }
-  const low = optionalInteger(body, 'lowStockThreshold', 0, Limits.stockMax);
-  if (low !== undefined) policy.lowStockThreshold = low;
-  const age = optionalInteger(body, 'minAccountAgeSeconds', 0, 10 * 365 * 86_400);
-  if (age !== undefined) policy.minAccountAgeSeconds = age;
-  const orders = optionalInteger(body, 'minPastOrders', 0, 1_000_000);
-  if (orders !== undefined) policy.minPastOrders = orders;
-  const drop = field(body, 'dropId');
-  if (drop !== undefined) policy.dropId = drop === null ? null : skuName(drop, 'dropId');
-  const stock = optionalInteger(body, 'stock', 0, Limits.stockMax);
-  return { t: 'sku.upsert', sku, ...(stock === undefined ? {} : { stock }), ...policy };
+  const policy = cmd as SkuPolicyInput;
+  if (policy.startsAtMs !== undefined && policy.endsAtMs !== undefined) ensure(windowError(policy.startsAtMs, policy.endsAtMs), 'endsAt');
+  reason(body);
+  return cmd as unknown as Extract<Command, { t: 'sku.upsert' }>;
 }
 
 export function adjustCommand(body: Body, sku: string): Extract<Command, { t: 'sku.adjust' }> {
-  const delta = integer(field(body, 'delta'), 'delta', -Limits.stockMax, Limits.stockMax);
+  const delta = field(body, 'delta');
+  ensure(intError(delta, 'delta', -Limits.stockMax, Limits.stockMax), 'delta');
   if (delta === 0) throw new InvalidRequest('delta', 'delta must be a non-zero integer');
-  return { t: 'sku.adjust', sku, delta };
+  reason(body);
+  return { t: 'sku.adjust', sku, delta: delta as number };
 }

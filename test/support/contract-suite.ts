@@ -13,7 +13,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../../src/domain/routing.js';
-import { ADMIN_TOKEN, api, sleep, type Api } from './engine-process.js';
+import { ADMIN_TOKEN, NO_TOKEN, api, sleep, type Api } from './engine-process.js';
 import { createSku, expectCounters, expectError, getSku, metricValue, reserve, reserveOk, uniq, uniqWhere } from './http-kit.js';
 
 /** A running deployment the contract is checked against. */
@@ -606,11 +606,12 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
           ['empty bearer', { authorization: 'Bearer ' }],
         ];
         for (const [label, headers] of attempts) {
-          const put = await a.raw('PUT', `/v1/skus/${sku}`, { body: JSON.stringify({ maxPerBuyer: 9 }), headers });
+          const put = await a.raw('PUT', `/v1/skus/${sku}`, { body: JSON.stringify({ maxPerBuyer: 9 }), headers, token: NO_TOKEN });
           expect(put.status, label).toBe(401);
           expectError(put, 401, 'unauthorized');
-          expectError(await a.raw('POST', `/v1/skus/${sku}/stock`, { body: JSON.stringify({ delta: 5 }), headers }), 401, 'unauthorized');
-          expectError(await a.raw('PUT', `/v1/skus/${uniq('auth-new')}`, { body: JSON.stringify({ stock: 5 }), headers }), 401, 'unauthorized');
+          expect(put.headers.get('www-authenticate'), label).toMatch(/^Bearer\b/);
+          expectError(await a.raw('POST', `/v1/skus/${sku}/stock`, { body: JSON.stringify({ delta: 5 }), headers, token: NO_TOKEN }), 401, 'unauthorized');
+          expectError(await a.raw('PUT', `/v1/skus/${uniq('auth-new')}`, { body: JSON.stringify({ stock: 5 }), headers, token: NO_TOKEN }), 401, 'unauthorized');
         }
         expect(await getSku(a, sku)).toEqual(before);
       });
@@ -630,13 +631,16 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         }
       });
 
-      it('allows admin calls without a token only in the explicit development mode FLASH_DEV=1', async () => {
-        const dev = await target.startVariant({ FLASH_ADMIN_TOKEN: '', FLASH_DEV: '1' });
+      it('allows every call without a token only in the explicit development mode FLASH_DEV=1', async () => {
+        const dev = await target.startVariant({ FLASH_ADMIN_TOKEN: '', FLASH_TOKENS_FILE: '', FLASH_BUYER_TOKEN_SECRET: '', FLASH_DEV: '1' });
         try {
           const d = api(dev.url);
           const sku = uniq('dev');
-          expect((await d.put(`/v1/skus/${sku}`, { stock: 5 })).status).toBe(201);
-          expect((await d.post(`/v1/skus/${sku}/stock`, { delta: 1 })).status).toBe(200);
+          expect((await d.put(`/v1/skus/${sku}`, { stock: 5 }, NO_TOKEN)).status).toBe(201);
+          expect((await d.post(`/v1/skus/${sku}/stock`, { delta: 1 }, NO_TOKEN)).status).toBe(200);
+          const held = await d.post('/v1/reservations', { sku, buyerId: 'laptop-user' }, NO_TOKEN);
+          expect(held.status, held.text).toBe(201);
+          expect((await d.post(`/v1/reservations/${held.body.reservationId}/pay`, {}, NO_TOKEN)).status).toBe(200);
         } finally {
           expect(await dev.stop()).toBe(0);
         }

@@ -4,13 +4,56 @@
 // and removes the temporary data directories, so a failing test never leaks a server.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { mintBuyerToken } from '../../src/gateway/buyer-token.js';
+
 export const ADMIN_TOKEN = 'test-admin-token-0123';
+/** One caller token per role (and a shop on channel "web"), written to the engines' FLASH_TOKENS_FILE. */
+export const TOKENS = {
+  operator: 'test-operator-token-0123',
+  viewer: 'test-viewer-token-012345',
+  shop: 'test-shop-token-01234567',
+  payments: 'test-payments-token-0123',
+  shopWeb: 'test-shop-web-token-0123',
+  shopApp: 'test-shop-app-token-0123',
+} as const;
+export const BUYER_TOKEN_SECRET = 'test-buyer-token-secret-0123456789-abcdef';
+/** Sent as the token: no authorization header at all. */
+export const NO_TOKEN = '';
+
+/** A buyer token for `sub`, valid for an hour, with any extra claims (accountCreatedAt, channel, ...). */
+export function buyerToken(sub: string, claims: Record<string, unknown> = {}): string {
+  return mintBuyerToken(BUYER_TOKEN_SECRET, { sub, exp: Math.floor(Date.now() / 1000) + 3600, ...claims });
+}
+
+let tokensFilePath: string | null = null;
+
+/** The FLASH_TOKENS_FILE every test engine gets (written once per test process). */
+export function testTokensFile(): string {
+  if (tokensFilePath !== null && existsSync(tokensFilePath)) return tokensFilePath;
+  const dir = mkdtempSync(join(tmpdir(), 'flash-tokens-'));
+  tempDirs.add(dir);
+  tokensFilePath = join(dir, 'tokens.json');
+  writeFileSync(tokensFilePath, JSON.stringify([
+    { name: 'ops-ann', role: 'operator', token: TOKENS.operator },
+    { name: 'dash', role: 'viewer', token: TOKENS.viewer },
+    { name: 'shop-backend', role: 'shop', token: TOKENS.shop },
+    { name: 'psp', role: 'payments', token: TOKENS.payments },
+    { name: 'shop-web', role: 'shop', token: TOKENS.shopWeb, channel: 'web' },
+    { name: 'shop-app', role: 'shop', token: TOKENS.shopApp, channel: 'app' },
+  ]));
+  return tokensFilePath;
+}
+
+/** The FLASH_* settings that make an engine accept the test callers above. */
+export function testAuthEnv(): Record<string, string> {
+  return { FLASH_ADMIN_TOKEN: ADMIN_TOKEN, FLASH_TOKENS_FILE: testTokensFile(), FLASH_BUYER_TOKEN_SECRET: BUYER_TOKEN_SECRET };
+}
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The engine under test; FLASH_TEST_ENGINE_ENTRY points the suites at another build. */
 export const engineEntry = process.env.FLASH_TEST_ENGINE_ENTRY ?? join(repoRoot, 'dist', 'src', 'main.js');
@@ -70,7 +113,7 @@ function engineEnv(port: number, dataDir: string, extra: Record<string, string> 
     HOST: '127.0.0.1',
     FLASH_DATA_DIR: dataDir,
     FLASH_SHARDS: '2',
-    FLASH_ADMIN_TOKEN: ADMIN_TOKEN,
+    ...testAuthEnv(),
     LOG_LEVEL: 'info',
   });
   Object.assign(env, extra ?? {});
@@ -195,13 +238,30 @@ export interface Reply<T = any> {
 export interface RawOptions {
   body?: string;
   headers?: Record<string, string>;
+  /** The bearer token; NO_TOKEN sends none; absent: the token of the role that may make the call. */
   token?: string;
+}
+
+/**
+ * The token a test call carries when it names none: the caller a shop's system would use
+ * for that route (the shop backend reserves, gets and cancels; the payment side pays; an
+ * admin changes SKUs). Public reads carry none. Tests of who may call what name tokens.
+ */
+export function defaultTokenFor(method: string, path: string): string | undefined {
+  const p = path.split('?')[0]!;
+  if (/^\/v1\/reservations\/[^/]+\/(pay|refund)$/.test(p)) return TOKENS.payments;
+  if (p.startsWith('/v1/reservations')) return TOKENS.shop;
+  if (method === 'GET' && /^\/v1\/skus\/[^/]+$/.test(p)) return undefined;
+  if (p.startsWith('/v1/')) return ADMIN_TOKEN;
+  return undefined;
 }
 
 async function send(base: string, method: string, path: string, opts: RawOptions): Promise<Reply> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   if (opts.body !== undefined && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  const hasAuth = Object.keys(headers).some((k) => k.toLowerCase() === 'authorization');
+  const token = opts.token ?? (hasAuth ? undefined : defaultTokenFor(method, path));
+  if (token !== undefined && token !== NO_TOKEN) headers.authorization = `Bearer ${token}`;
   const res = await fetch(base + path, { method, headers, body: opts.body });
   const text = await res.text();
   let body: unknown;

@@ -1,9 +1,24 @@
 // Low-level HTTP clients for what fetch cannot do: a raw TCP request (exact bytes, chunked
 // bodies, paths that a URL parser would rewrite) and a keep-alive node:http client with a
-// bounded socket pool, for firing thousands of requests at once.
+// bounded socket pool, for firing thousands of requests at once. The engine is closed by
+// default (shared/API.md v2): a raw request names its token in its head (`bearer()`), and
+// the load client sends, like engine-process.ts's `api()`, the token of the caller that
+// would make each call (`defaultTokenFor`) unless the call's headers carry one.
 
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
+import { NO_TOKEN, defaultTokenFor } from './engine-process.js';
+
+/** The header lines of a raw request head that present `token`: one `authorization` line, none for NO_TOKEN. */
+export function bearerLines(token: string): string[] {
+  return token === NO_TOKEN ? [] : [`authorization: Bearer ${token}`];
+}
+
+/** The `authorization` header line of a raw request head for `token`. */
+export function bearer(token: string): string {
+  if (token === NO_TOKEN) throw new Error('bearer(NO_TOKEN): leave the header out instead (bearerLines)');
+  return `authorization: Bearer ${token}`;
+}
 
 export interface RawReply {
   status: number;
@@ -94,7 +109,12 @@ export interface LoadReply {
   body: any;
 }
 
-/** A JSON client over one keep-alive agent with at most `sockets` connections. */
+/**
+ * A JSON client over one keep-alive agent with at most `sockets` connections. A call whose
+ * headers carry no `authorization` sends the token of the caller that would make it
+ * (`defaultTokenFor`: the shop for reserve, get and cancel, payments for pay, none for the
+ * public SKU read, admin for the rest); an `authorization` of NO_TOKEN sends none.
+ */
 export class LoadClient {
   readonly agent: Agent;
 
@@ -104,11 +124,17 @@ export class LoadClient {
 
   call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<LoadReply> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const sent: Record<string, string | number> = { ...headers };
+    const named = Object.keys(sent).find((k) => k.toLowerCase() === 'authorization');
+    if (named === undefined) {
+      const token = defaultTokenFor(method, path);
+      if (token !== undefined) sent.authorization = `Bearer ${token}`;
+    } else if (sent[named] === NO_TOKEN) delete sent[named];
     return new Promise((resolve, reject) => {
       const req = request(
         {
           host: '127.0.0.1', port: this.port, method, path, agent: this.agent, timeout: timeoutMs,
-          headers: { ...headers, ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+          headers: { ...sent, ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
         },
         (res) => {
           const chunks: Buffer[] = [];

@@ -1,15 +1,17 @@
 // A NATS deployment for the integration suites: a nats-server of our own (free port, temp
 // JetStream store; it can be stopped and started again on the same port and store), shard
 // nodes (FLASH_ROLE=shards) sharing one data directory, and gateways (FLASH_ROLE=gateway),
-// all started through engine-process.ts. It never touches a NATS server it did not start
-// (the system one on 4222 included); `stopAllNatsServers()` kills what it started.
+// all started through engine-process.ts. Gateways get the test callers' credentials
+// (startEngine's testAuthEnv); shard nodes, which serve no API, get none. It never touches
+// a NATS server it did not start (the system one on 4222 included); `stopAllNatsServers()`
+// kills what it started.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { freePort, makeDataDir, runEngineToExit, sleep, startEngine, type Engine } from './engine-process.js';
+import { freePort, makeDataDir, runEngineToExit, sleep, startEngine, testAuthEnv, type Engine } from './engine-process.js';
 
 export interface NatsServer {
   /** nats://127.0.0.1:<port> */
@@ -211,6 +213,13 @@ export interface NatsDeploymentOptions {
 
 let deployments = 0;
 
+/**
+ * A shard node serves no API (only /healthz and /metrics), so it is given no caller
+ * credential at all, as in production: startEngine's test credentials are blanked ('' is
+ * unset), and a shard node must start and serve without them. Gateways get them all.
+ */
+const noCallerCredentials = (): Record<string, string> => Object.fromEntries(Object.keys(testAuthEnv()).map((k) => [k, '']));
+
 function uniquePrefix(): string {
   deployments++;
   return `t${process.pid.toString(36)}x${deployments.toString(36)}x${Math.random().toString(36).slice(2, 7)}`;
@@ -236,7 +245,7 @@ export async function startNatsDeployment(opts: NatsDeploymentOptions): Promise<
     const name = `${prefix}-node${nodes.length + 1}`;
     const engine = await startEngine({
       dataDir,
-      env: { ...common, FLASH_ROLE: 'shards', FLASH_SHARD_IDS: shardIds.join(','), FLASH_NODE_NAME: name, ...(o.env ?? {}) },
+      env: { ...common, ...noCallerCredentials(), FLASH_ROLE: 'shards', FLASH_SHARD_IDS: shardIds.join(','), FLASH_NODE_NAME: name, ...(o.env ?? {}) },
     });
     const health = async (): Promise<NodeHealth> => {
       const r = await fetch(`${engine.url}/healthz`);

@@ -2,10 +2,18 @@
 // reserve carries an idempotency key and every attempt is recorded with its start and end
 // (performance.now() of this process), so a test can say when a shard went away, when it
 // came back, and check afterwards that every acknowledged change is still there.
+// Calls carry the token of the caller that makes them in a real shop: the shop's backend
+// reserves and reads reservations, the payment side pays, and SKU views are public.
 
 import { expect } from 'vitest';
-import { sleep } from './engine-process.js';
+import { NO_TOKEN, TOKENS, sleep } from './engine-process.js';
 import { LoadClient } from './http-raw.js';
+
+/** LoadClient headers that present `token` (NO_TOKEN: none). */
+const authAs = (token: string): Record<string, string> => ({ authorization: token === NO_TOKEN ? NO_TOKEN : `Bearer ${token}` });
+const asShop = authAs(TOKENS.shop);
+const asPayments = authAs(TOKENS.payments);
+const asPublic = authAs(NO_TOKEN);
 
 export type Status = 'held' | 'paid' | 'cancelled' | 'expired';
 const laterOrSame: Record<Status, Status[]> = {
@@ -117,10 +125,13 @@ export interface StopSignal {
 
 const now = (): number => performance.now();
 
-async function timed(ledger: Ledger, client: LoadClient, a: Omit<Attempt, 'startMs' | 'endMs' | 'status'>, method: string, path: string, body: unknown, timeoutMs: number): Promise<{ status: number; body: any }> {
+async function timed(
+  ledger: Ledger, client: LoadClient, a: Omit<Attempt, 'startMs' | 'endMs' | 'status'>, method: string, path: string, body: unknown, timeoutMs: number,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: any }> {
   const startMs = now();
   try {
-    const r = await client.call(method, path, body, {}, timeoutMs);
+    const r = await client.call(method, path, body, headers, timeoutMs);
     ledger.attempts.push({ ...a, startMs, endMs: now(), status: r.status, code: r.body?.error?.code, reservationId: r.body?.reservationId });
     return { status: r.status, body: r.body };
   } catch (e) {
@@ -139,7 +150,7 @@ export async function reserveLoop(client: LoadClient, ledger: Ledger, o: LoopOpt
     const key = Ledger.keyOf(ask);
     let r: { status: number; body: any };
     for (;;) {
-      r = await timed(ledger, client, { kind: 'reserve', sku, shard, key }, 'POST', '/v1/reservations', ask, timeoutMs);
+      r = await timed(ledger, client, { kind: 'reserve', sku, shard, key }, 'POST', '/v1/reservations', ask, timeoutMs, asShop);
       if (r.status === 503 || r.status === 0) {
         ledger.inDoubt.set(key, ask);
         ledger.retriedKeys.add(key);
@@ -162,7 +173,7 @@ export async function reserveLoop(client: LoadClient, ledger: Ledger, o: LoopOpt
     if (Math.random() >= (o.payShare ?? 0)) continue;
     const k = ledger.known.get(r.body.reservationId)!;
     k.settleInDoubt = true;
-    const p = await timed(ledger, client, { kind: 'pay', sku, shard, key: k.id }, 'POST', `/v1/reservations/${k.id}/pay`, {}, timeoutMs);
+    const p = await timed(ledger, client, { kind: 'pay', sku, shard, key: k.id }, 'POST', `/v1/reservations/${k.id}/pay`, {}, timeoutMs, asPayments);
     if (p.status === 200) {
       k.status = p.body.status;
       k.settleInDoubt = false;
@@ -182,7 +193,7 @@ export async function probeLoop(client: LoadClient, ledger: Ledger, o: { sku: st
   for (let n = 0; !stop.now; n++) {
     const ask: ReserveAsk = { sku: o.sku, buyerId: `${o.tag}-${n}`, qty: 1, idempotencyKey: `idem-${o.tag}-${n}` };
     const key = Ledger.keyOf(ask);
-    const p = timed(ledger, client, { kind: 'reserve', sku: o.sku, shard: o.shard, key }, 'POST', '/v1/reservations', ask, 10_000).then((r) => {
+    const p = timed(ledger, client, { kind: 'reserve', sku: o.sku, shard: o.shard, key }, 'POST', '/v1/reservations', ask, 10_000, asShop).then((r) => {
       if (r.status === 201) ledger.learn(ask, r.body);
       else if (r.status === 503 || r.status === 0) {
         ledger.inDoubt.set(key, ask);
@@ -237,7 +248,7 @@ export async function verifyLedger(port: number, ledger: Ledger, stock: Record<s
     const deadline = Date.now() + 20_000;
     for (const [key, ask] of [...ledger.inDoubt]) {
       for (;;) {
-        const r = await client.call('POST', '/v1/reservations', ask, {}, 10_000);
+        const r = await client.call('POST', '/v1/reservations', ask, asShop, 10_000);
         if (r.status === 201) ledger.learn(ask, r.body);
         else if (r.status === 409 && r.body?.error?.code === 'sold_out') ledger.inDoubt.delete(key);
         else if (r.status === 503 && Date.now() < deadline) {
@@ -253,7 +264,7 @@ export async function verifyLedger(port: number, ledger: Ledger, stock: Record<s
     const problems: string[] = [];
     for (let i = 0; i < all.length; i += 64) {
       const slice = all.slice(i, i + 64);
-      const views = await Promise.all(slice.map((k) => client.call('GET', `/v1/reservations/${k.id}`)));
+      const views = await Promise.all(slice.map((k) => client.call('GET', `/v1/reservations/${k.id}`, undefined, asShop)));
       slice.forEach((k, j) => {
         const v = views[j]!;
         if (v.status !== 200) return void problems.push(`${k.id} (acknowledged ${k.status}) -> ${v.status} ${JSON.stringify(v.body)}`);
@@ -271,7 +282,7 @@ export async function verifyLedger(port: number, ledger: Ledger, stock: Record<s
     expect(doubled, `${context}: idempotency keys answered with more than one reservation`).toEqual([]);
 
     for (const [sku, onHand] of Object.entries(stock)) {
-      const view = (await client.call('GET', `/v1/skus/${sku}`)).body;
+      const view = (await client.call('GET', `/v1/skus/${sku}`, undefined, asPublic)).body;
       const { reserved, sold } = ledger.units(sku);
       expect({ onHand: view.onHand, reserved: view.reserved, sold: view.sold, available: view.available }, `${context}: counters of ${sku}`)
         .toEqual({ onHand, reserved, sold, available: onHand - reserved - sold });

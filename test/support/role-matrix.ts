@@ -1,0 +1,23 @@
+// Who may call each route, written out by hand from shared/API.md v2 "Callers and what each
+// may do" (not read back from the gateway's table): admin everything; operator SKU and stock
+// changes, imports and all reads (reservations included); viewer reads but not reservations;
+// shop reserves for anyone and gets and cancels any reservation; payments pays, cancels and
+// gets any reservation; a buyer reserves for itself and gets and cancels its own. `public`:
+// anyone, no token needed; `open`: probes, never authenticated.
+
+import type { CallerKind } from '../../src/gateway/routes.js';
+
+export const expectedAccess: Record<string, 'open' | 'public' | CallerKind[]> = {
+  'GET /healthz': 'open',
+  'HEAD /healthz': 'open',
+  'GET /metrics': 'open',
+  'GET /v1/skus/{sku}': 'public',
+  'PUT /v1/skus/{sku}': ['admin', 'operator'],
+  'POST /v1/skus/{sku}/stock': ['admin', 'operator'],
+  'POST /v1/reservations': ['admin', 'shop', 'buyer'],
+  'GET /v1/reservations/{id}': ['admin', 'operator', 'shop', 'payments', 'buyer'],
+  'POST /v1/reservations/{id}/pay': ['admin', 'payments'],
+  'POST /v1/reservations/{id}/cancel': ['admin', 'shop', 'payments', 'buyer'],
+  'POST /v1/admin/stock-import': ['admin', 'operator'],
+  'GET /v1/admin/erp': ['admin', 'operator', 'viewer'],
+};
