@@ -70,9 +70,10 @@ export class BaselineFront {
     }
     const match = matchRoute(req.method ?? 'GET', req.url ?? '/');
     if (match.kind === 'method_not_allowed') return void sendError(res, 'method_not_allowed', `use ${match.allow} on this path`, { allow: match.allow });
-    if (match.kind !== 'route') return void sendError(res, match.kind === 'bad_path' ? 'invalid_request' : 'not_found', 'no such route');
+    if (match.kind !== 'route') return void sendError(res, 'not_found', 'no such route');
+    if (match.malformed) return void sendError(res, 'invalid_request', 'path has a malformed percent-encoding');
     const run = (body: unknown): void => {
-      Promise.resolve().then(() => this.route(match.name, match.param, body, res)).catch((e: unknown) => this.failure(res, e));
+      Promise.resolve().then(() => this.route(match.route.name, match.param, body, res)).catch((e: unknown) => this.failure(res, e));
     };
     if (req.method === 'GET' || req.method === 'HEAD') return run({});
     readJson(req, (err, body) => (err !== null ? void sendError(res, err.code, err.message) : run(body)));
@@ -99,7 +100,8 @@ export class BaselineFront {
   }
 
   private async reserve(res: ServerResponse, body: unknown, now: number): Promise<number> {
-    const cmd = reserveCommand(asObject(body), '');
+    // The baselines trust the body's buyerId, as the engine does for a shop token.
+    const cmd = reserveCommand(asObject(body), '', { buyerId: null, channel: null, signals: null });
     const input = { id: this.ids.next(), sku: cmd.sku, buyerId: cmd.buyerId, qty: cmd.qty, ...(cmd.idemKey === undefined ? {} : { idemKey: cmd.idemKey }) };
     const out = await this.store.reserve(input, now);
     if (!out.ok) return sendError(res, out.code, out.message);

@@ -6,6 +6,7 @@
 import autocannon from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
 import { startRssSampler, type RssFigures } from './rss-sampler.js';
+import { shopToken } from './engine-under-test.js';
 
 export interface LoadPlan {
   title: string;
@@ -131,7 +132,8 @@ export function reserveRequest(skuOf: (n: number) => string, buyerPrefix: string
   return {
     method: 'POST',
     path: '/v1/reservations',
-    headers: { 'content-type': 'application/json' },
+    // The shop backend's token; the baselines ignore it, the engine checks it on every call.
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${shopToken}` },
     setupRequest: (req) => ({ ...req, body: `{"sku":"${skuOf(n++)}","buyerId":"${nextBuyer(buyerPrefix)}","qty":1}` }),
   };
 }

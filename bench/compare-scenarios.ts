@@ -9,6 +9,7 @@ import { createSkus, skuOf, skuSums, unitsCheck, withAudit, type Check, type Sku
 import { reserveRequest, runPlan, type LoadPlan, type LoadResult } from './compare-load.js';
 import { settings, type ScenarioKey } from './compare-settings.js';
 import type { RunningSystem } from './compare-systems.js';
+import { paymentsToken, shopToken } from './engine-under-test.js';
 
 export interface ScenarioFigures {
   load: LoadResult;
@@ -136,7 +137,8 @@ const bump = (m: Record<string, number>, k: number): void => void (m[k] = (m[k] 
 function flowRequests(tally: FlowTally): autocannon.Request[] {
   let n = 0;
   const fateOf = (i: number): Fate => (i % 100 < settings.flow.payPct ? 'pay' : i % 100 < settings.flow.payPct + settings.flow.cancelPct ? 'cancel' : 'abandon');
-  const headers = { 'content-type': 'application/json' };
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${shopToken}` };
+  const payHeaders = { 'content-type': 'application/json', authorization: `Bearer ${paymentsToken}` };
   let buyer = 0;
   return [
     {
@@ -161,6 +163,7 @@ function flowRequests(tally: FlowTally): autocannon.Request[] {
       // No id (refused or abandoned): autocannon skips this step and starts the next flow.
       setupRequest: ((req: autocannon.Request, ctx: Record<string, unknown>) => (ctx.id === undefined ? null : {
         ...req, path: `/v1/reservations/${String(ctx.id)}/${String(ctx.fate)}`, body: ctx.fate === 'pay' ? `{"paymentRef":"pay-${String(ctx.id)}"}` : '{}',
+        headers: ctx.fate === 'pay' ? payHeaders : headers,
       })) as unknown as autocannon.Request['setupRequest'],
       onResponse: (status, _body, ctx) => bump((ctx as FlowContext).fate === 'pay' ? tally.pay : tally.cancel, status),
     },

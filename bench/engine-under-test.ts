@@ -3,7 +3,7 @@
 // SKUs, read their counters, count the records in its logs). It never touches a real data dir.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig } from '../src/config.js';
 import { repoDir } from './bench-report.js';
@@ -27,16 +27,37 @@ export const skuName = (i: number): string => `bench-${i}`;
 
 /** The bearer token of the bench's engines, for callers that start other roles (NATS). */
 export const adminToken = token;
+/** The shop backend's token: reserves carry it, as a shop's checkout calls would. */
+export const shopToken = `bench-shop-${randomBytes(12).toString('hex')}`;
+/** The payment side's token: pays carry it. */
+export const paymentsToken = `bench-payments-${randomBytes(12).toString('hex')}`;
+/** The HS256 secret buyer tokens are minted with (bench:http's buyer-token runs). */
+export const buyerTokenSecret = randomBytes(32).toString('hex');
+
+/** Writes the bench's FLASH_TOKENS_FILE next to a data dir (inside the bench's temp dir). */
+function tokensFileFor(dataDir: string): string {
+  const file = `${dataDir}.tokens.json`;
+  writeFileSync(file, JSON.stringify([
+    { name: 'bench-shop', role: 'shop', token: shopToken },
+    { name: 'bench-payments', role: 'payments', token: paymentsToken },
+  ]));
+  return file;
+}
+
+/** Every caller setting of a bench engine or gateway: the admin, the shop and buyer tokens. */
+export function benchAuthEnv(dataDir: string): Record<string, string> {
+  return { FLASH_ADMIN_TOKEN: token, FLASH_TOKENS_FILE: tokensFileFor(dataDir), FLASH_BUYER_TOKEN_SECRET: buyerTokenSecret };
+}
 
 /** `extra` (e.g. FLASH_MAILBOX_MAX for the overload scenario) is applied last. */
 export function engineEnv(port: number, dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   // Only FLASH_SHARDS is taken from the caller; every other setting is the bench's own.
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && (!k.startsWith('FLASH_') || k === 'FLASH_SHARDS')) env[k] = v;
-  return { ...env, PORT: String(port), HOST: '127.0.0.1', FLASH_DATA_DIR: dataDir, FLASH_ADMIN_TOKEN: token, FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', LOG_LEVEL: 'warn', ...extra };
+  return { ...env, PORT: String(port), HOST: '127.0.0.1', FLASH_DATA_DIR: dataDir, ...benchAuthEnv(dataDir), FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', LOG_LEVEL: 'warn', ...extra };
 }
 
-export const engineEnvDescription = 'FLASH_ADMIN_TOKEN=<random>, FLASH_BUYER_RPS=0, FLASH_IP_RPS=0, LOG_LEVEL=warn, HOST=127.0.0.1, fresh FLASH_DATA_DIR; FLASH_SHARDS default unless set';
+export const engineEnvDescription = 'FLASH_ADMIN_TOKEN=<random>, FLASH_TOKENS_FILE (shop and payments tokens, sent with every reserve and pay), FLASH_BUYER_TOKEN_SECRET=<random>, FLASH_BUYER_RPS=0, FLASH_IP_RPS=0, LOG_LEVEL=warn, HOST=127.0.0.1, fresh FLASH_DATA_DIR; FLASH_SHARDS default unless set';
 
 export async function call(port: number, method: string, urlPath: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, {
@@ -83,8 +104,8 @@ export async function launchEngine(tmp: string, name: string, opts: { nodeArgs?:
   return { ...server, dataDir, shardCount: loadConfig(env).shardCount };
 }
 
-export async function startEngine(tmp: string, name: string, skus: SkuSetup, nodeArgs: string[] = []): Promise<Engine> {
-  const engine = await launchEngine(tmp, name, { nodeArgs });
+export async function startEngine(tmp: string, name: string, skus: SkuSetup, nodeArgs: string[] = [], extraEnv: Record<string, string> = {}): Promise<Engine> {
+  const engine = await launchEngine(tmp, name, { nodeArgs, extraEnv });
   try {
     await createSkus(engine.port, skus);
   } catch (e) {

@@ -63,7 +63,7 @@ export interface ErpStandIn {
 }
 
 const bodyBytesMax = 64 * 1024;
-const bodyKeys = ['type', 'eventId', 'reservationId', 'sku', 'buyerId', 'qty', 'paidAt', 'paymentRef'].join(',');
+const bodyKeys = ['type', 'eventId', 'reservationId', 'sku', 'buyerId', 'qty', 'paidAt', 'paymentRef', 'channel'].join(',');
 
 /** mulberry32: a small seeded generator, uniform in [0, 1). */
 function seededRandom(seed: number): () => number {

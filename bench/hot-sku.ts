@@ -3,7 +3,7 @@
 // 201, every other one 409 sold_out, and the SKU must end with reserved + sold == stock.
 
 import { progress } from './bench-report.js';
-import { call } from './engine-under-test.js';
+import { call, shopToken } from './engine-under-test.js';
 import { runLoad, type LoadFigures, type LoadSettings } from './http-load.js';
 
 export interface HotSettings {
@@ -40,7 +40,7 @@ export async function hotSellOut(port: number, hot: HotSettings, load: LoadSetti
   const put = await call(port, 'PUT', `/v1/skus/${hot.sku}`, { stock: hot.stock, maxPerBuyer: hot.maxPerBuyer });
   if (put.status !== 201) throw new Error(`PUT ${hot.sku} answered ${put.status}: ${JSON.stringify(put.json)}`);
   progress(`hot SKU: ${hot.requests} reserve calls by distinct buyers for ${hot.stock} units (maxPerBuyer ${hot.maxPerBuyer})`);
-  const f = await runLoad('hot-sku sell-out', `http://127.0.0.1:${port}`, { ...load, amount: hot.requests }, { skuOf: () => hot.sku, buyerPrefix: 'h' }, true);
+  const f = await runLoad('hot-sku sell-out', `http://127.0.0.1:${port}`, { ...load, amount: hot.requests }, { skuOf: () => hot.sku, buyerPrefix: 'h', token: shopToken }, true);
   const { json: v } = await call(port, 'GET', `/v1/skus/${hot.sku}`);
   const after = { onHand: v.onHand as number, reserved: v.reserved as number, sold: v.sold as number, available: v.available as number };
   const created201 = f.statuses['201'] ?? 0;

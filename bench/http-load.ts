@@ -33,13 +33,35 @@ export interface ReserveBodySource {
   skuOf(n: number): string;
   /** Distinct from every buyer of every other run against the same server. */
   buyerPrefix: string;
+  /** A caller token sent with every request (the shop backend's); absent: none. */
+  token?: string;
+  /**
+   * Buyer tokens, one per request in turn (their `sub` is the buyer; the body names none).
+   * Minted before the run, so the client's cost of minting is not in the figures.
+   */
+  buyerTokens?: readonly string[];
 }
 
 let requestCounter = 0;
 
-function bodyOf(source: ReserveBodySource): string {
-  const n = requestCounter++;
+function bodyOf(source: ReserveBodySource, n: number): string {
+  if (source.buyerTokens !== undefined) return `{"sku":"${source.skuOf(n)}","qty":1}`;
   return `{"sku":"${source.skuOf(n)}","buyerId":"${source.buyerPrefix}${n}","qty":1}`;
+}
+
+function setupOf(source: ReserveBodySource): autocannon.Request['setupRequest'] {
+  const base = { 'content-type': 'application/json' };
+  const tokens = source.buyerTokens;
+  if (tokens !== undefined) {
+    let i = 0;
+    return (req) => {
+      const n = requestCounter++;
+      const headers = { ...base, authorization: `Bearer ${tokens[i++ % tokens.length]}` };
+      return { ...req, headers, body: bodyOf(source, n) };
+    };
+  }
+  const headers = source.token === undefined ? base : { ...base, authorization: `Bearer ${source.token}` };
+  return (req) => ({ ...req, headers, body: bodyOf(source, requestCounter++) });
 }
 
 function errorCodeOf(body: string): string {
@@ -57,7 +79,7 @@ export async function runLoad(title: string, url: string, settings: LoadSettings
     method: 'POST',
     path: '/v1/reservations',
     headers: { 'content-type': 'application/json' },
-    setupRequest: (req) => ({ ...req, body: bodyOf(source) }),
+    setupRequest: setupOf(source),
   };
   if (collectErrorCodes) {
     request.onResponse = (status, body) => {

@@ -10,10 +10,12 @@ import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, repoDir,
 import { freePort, startServer, type ChildServer } from './child-server.js';
 import { formatSummary, summarizeProfile, type ProfileSummary } from './cpu-profile-summary.js';
 import {
-  commitCounters, commitFigures, engineEnvDescription, skuName, skuTotals, startEngine, type CommitFigures, type Engine,
+  buyerTokenSecret, commitCounters, commitFigures, engineEnvDescription, shopToken, skuName, skuTotals, startEngine, type CommitFigures, type Engine,
 } from './engine-under-test.js';
 import { hotSellOut, type HotSellOut } from './hot-sku.js';
-import { runLoad, type LoadFigures, type LoadSettings } from './http-load.js';
+import { runLoad, type LoadFigures, type LoadSettings, type ReserveBodySource } from './http-load.js';
+import { measureBuyerTokenCosts } from './buyer-token-bench.js';
+import { mintBuyerToken } from '../src/gateway/buyer-token.js';
 
 function envInt(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -33,14 +35,18 @@ const settings = {
   /** auto: profile the engine only when it misses the ratio goal; 1: always; 0: never. */
   profile: (process.env.BENCH_PROFILE ?? 'auto') as 'auto' | '1' | '0',
   ratioGoal: 0.8,
+  /** Buyer tokens on (HS256, a distinct buyer per request) against no token: at least this ratio. */
+  tokensRatioGoal: 0.9,
+  /** Buyer tokens minted before the token runs: more than the engine's verified-token cache, so every request misses it. */
+  buyerTokenPool: envInt('BENCH_BUYER_TOKENS', 300_000, 1000, 5_000_000),
 };
 
-const load = (prefix: string) => ({ skuOf: (n: number) => skuName(n % settings.skus.count), buyerPrefix: prefix });
+const load = (prefix: string): ReserveBodySource => ({ skuOf: (n: number) => skuName(n % settings.skus.count), buyerPrefix: prefix, token: shopToken });
 
-async function warmUp(name: string, url: string, prefix: string): Promise<LoadFigures | null> {
+async function warmUp(name: string, url: string, prefix: string, extra: Partial<ReserveBodySource> = {}): Promise<LoadFigures | null> {
   if (settings.warmUpSeconds === 0) return null;
   progress(`${name}: warm-up ${settings.warmUpSeconds} s`);
-  return runLoad(`${name} warm-up`, url, { ...settings.load, durationSeconds: settings.warmUpSeconds }, load(prefix));
+  return runLoad(`${name} warm-up`, url, { ...settings.load, durationSeconds: settings.warmUpSeconds }, { ...load(prefix), ...extra });
 }
 
 async function measure(name: string, url: string, prefix: string): Promise<LoadFigures> {
@@ -69,6 +75,60 @@ async function round(k: number, bareUrl: string, engine: Engine): Promise<Round>
   const engineWal = commitFigures(before, await commitCounters(engine), measured.statuses['201'] ?? 0);
   progress(`engine: ${engineWal.walRecords} fdatasync'ed WAL records, ${fmt(engineWal.reservesPerRecord, 1)} reserves per record, ${fmt(engineWal.meanTurnMs, 2)} ms per turn`);
   return { machineBusyBeforePct, bare, engine: measured, engineWal, ratio: measured.requestsPerSecMean / bare.requestsPerSecMean };
+}
+
+/** The cost of authentication: one engine (FLASH_DEV, so no token is also allowed), three kinds of caller. */
+interface TokenRound {
+  noToken: LoadFigures;
+  shopToken: LoadFigures;
+  buyerTokens: LoadFigures;
+  ratio: number;
+}
+
+interface TokenFigures {
+  rounds: TokenRound[];
+  /** Mean of buyer-token runs over mean of no-token runs. */
+  ratio: number;
+  met: boolean;
+  /** In-process cost of one verification, µs (bench/buyer-token-bench.ts). */
+  verifyMicros: Record<string, number>;
+}
+
+async function tokenRuns(tmp: string, children: ChildServer[]): Promise<TokenFigures> {
+  const verifyMicros = await measureBuyerTokenCosts();
+  progress(`buyer token verify (in process): ${Object.entries(verifyMicros).map(([k, v]) => `${k} ${fmt(v, 2)} µs`).join(', ')}`);
+  const engine = await startEngine(tmp, 'engine-tokens', settings.skus, [], { FLASH_DEV: '1' });
+  children.push(engine);
+  const url = `http://127.0.0.1:${engine.port}`;
+  const expS = Math.floor(Date.now() / 1000) + 3600;
+  progress(`minting ${fmt(settings.buyerTokenPool)} buyer tokens (HS256, one per buyer)`);
+  const pool = Array.from({ length: settings.buyerTokenPool }, (_, i) => mintBuyerToken(buyerTokenSecret, { sub: `tk-${i.toString(36)}`, exp: expS }));
+  const source = (prefix: string, extra: Partial<ReserveBodySource>): ReserveBodySource => ({ skuOf: (n) => skuName(n % settings.skus.count), buyerPrefix: prefix, ...extra });
+  await warmUp('engine, buyer tokens', url, 'tw', { buyerTokens: pool.slice(0, 50_000) });
+  const rounds: TokenRound[] = [];
+  for (let k = 0; k < settings.rounds; k++) {
+    const noToken = await runLoad('engine, no token (FLASH_DEV)', url, settings.load, source(`t${k}n-`, {}));
+    const buyerTokens = await runLoad('engine, buyer tokens (HS256, distinct)', url, settings.load, source(`t${k}b-`, { buyerTokens: pool }));
+    const shop = await runLoad('engine, shop token', url, settings.load, source(`t${k}s-`, { token: shopToken }));
+    for (const f of [noToken, buyerTokens, shop]) progress(`${f.title}: ${fmt(f.requestsPerSecMean)} req/s, p99 ${f.latencyMs.p99} ms, 201 ${f.statuses['201'] ?? 0}, non-2xx ${f.non2xx}`);
+    rounds.push({ noToken, shopToken: shop, buyerTokens, ratio: buyerTokens.requestsPerSecMean / noToken.requestsPerSecMean });
+  }
+  await engine.stop();
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const ratio = mean(rounds.map((r) => r.buyerTokens.requestsPerSecMean)) / mean(rounds.map((r) => r.noToken.requestsPerSecMean));
+  return { rounds, ratio, met: ratio >= settings.tokensRatioGoal, verifyMicros };
+}
+
+function tokenTable(t: TokenFigures): string {
+  const rows: string[][] = [];
+  for (const [k, r] of t.rounds.entries()) {
+    const tag = t.rounds.length > 1 ? ` (round ${k + 1})` : '';
+    const cell = (f: LoadFigures): string => `${fmt(f.requestsPerSecMean)} (p99 ${fmt(f.latencyMs.p99, 1)} ms, ${f.statuses['201'] ?? 0} x 201)`;
+    rows.push([`reserves/s${tag}`, cell(r.noToken), cell(r.shopToken), cell(r.buyerTokens)]);
+  }
+  rows.push(['**buyer tokens / no token**', '', '', `**${fmt(t.ratio, 2)}** (goal >= ${settings.tokensRatioGoal}: ${t.met ? 'met' : 'NOT met'})`]);
+  const verify = Object.entries(t.verifyMicros).map(([k, v]) => [k, `${fmt(v, 2)} µs`]);
+  return `${markdownTable(['authentication', 'no token (FLASH_DEV)', 'shop token', 'buyer tokens, HS256, every request a new buyer'], rows)}\n\n${markdownTable(['one token check, in process', 'cost'], verify)}`;
 }
 
 interface UnitsCheck {
@@ -168,6 +228,7 @@ async function main(): Promise<void> {
     const hot = await hotSellOut(engine.port, settings.hot, settings.load);
     const bareExit = await bare.stop();
     const engineExit = await engine.stop();
+    const tokens = await tokenRuns(tmp, children);
     progress(`stopped: bare exit code ${bareExit}, engine exit code ${engineExit}`);
 
     const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -182,13 +243,14 @@ async function main(): Promise<void> {
       rounds,
       ratio: { engineOverBare: ratio, goal: settings.ratioGoal, met: ratio >= settings.ratioGoal },
       engine: { warmUp: engineWarmUp, units, hot, exitCode: engineExit },
+      tokens,
       bareExitCode: bareExit,
       profile,
       ok,
     };
     const l = settings.load;
     const header = `bench:http: ${machineLine(run)}\ncommand: ${run.command}\nautocannon: ${l.connections} connections, pipelining ${l.pipelining}, ${l.durationSeconds} s per run, warm-up ${settings.warmUpSeconds} s, ${settings.rounds} round(s); engine shards: ${engine.shardCount}\n`;
-    finish('http', result, `${header}\n${tables(rounds, hot, ratio)}`);
+    finish('http', result, `${header}\n${tables(rounds, hot, ratio)}\n\n${tokenTable(tokens)}`);
     if (!ok) {
       progress(`FAILED: ${[...hot.problems, ...(units.ok ? [] : ['units held on the bench SKUs do not match the acknowledged reserves']), ...units.broken].join('; ')}`);
       process.exitCode = 1;

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { progress, repoDir } from './bench-report.js';
 import { freePort, startServer, type ChildServer } from './child-server.js';
 import type { SkuSetup } from './engine-under-test.js';
-import { skuName } from './engine-under-test.js';
+import { benchAuthEnv, skuName } from './engine-under-test.js';
 
 export const natsToken = randomBytes(12).toString('hex');
 
@@ -126,14 +126,14 @@ export async function startNatsCluster(tmp: string, o: { shardCount: number; nod
       const name = `shard-node-${i + 1}`;
       nodes.push(await startServer({
         name, args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
-        env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'shards', FLASH_SHARD_IDS: ids.join(','), FLASH_DATA_DIR: dataDir, FLASH_NODE_NAME: name }),
+        env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'shards', FLASH_SHARD_IDS: ids.join(','), FLASH_DATA_DIR: dataDir, FLASH_NODE_NAME: name, FLASH_BUYER_RPS: '0' }),
       }));
       await waitServing(name, port, ids);
     }
     const port = await freePort();
     gateway = await startServer({
       name: 'gateway', args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
-      env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'gateway', FLASH_ADMIN_TOKEN: natsToken, FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', FLASH_DATA_DIR: path.join(tmp, 'gateway-unused') }),
+      env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'gateway', ...benchAuthEnv(path.join(tmp, 'gateway-unused')), FLASH_ADMIN_TOKEN: natsToken, FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', FLASH_DATA_DIR: path.join(tmp, 'gateway-unused') }),
     });
   } catch (e) {
     await stopAll();
@@ -141,7 +141,7 @@ export async function startNatsCluster(tmp: string, o: { shardCount: number; nod
   }
   return {
     nats, prefix: o.prefix, shardCount: o.shardCount, nodes, gateway, stopAll,
-    env: `gateway: FLASH_ROLE=gateway FLASH_ADMIN_TOKEN=<random> FLASH_BUYER_RPS=0 FLASH_IP_RPS=0; shard nodes: FLASH_ROLE=shards FLASH_SHARD_IDS=${o.nodes.map((n) => n.join(',')).join(' / ')} on one FLASH_DATA_DIR; all: FLASH_SHARDS=${o.shardCount} FLASH_NATS_PREFIX=${o.prefix} LOG_LEVEL=warn`,
+    env: `gateway: FLASH_ROLE=gateway FLASH_ADMIN_TOKEN=<random> FLASH_TOKENS_FILE (shop, payments) FLASH_BUYER_RPS=0 FLASH_IP_RPS=0; shard nodes: FLASH_ROLE=shards FLASH_SHARD_IDS=${o.nodes.map((n) => n.join(',')).join(' / ')} FLASH_BUYER_RPS=0 on one FLASH_DATA_DIR; all: FLASH_SHARDS=${o.shardCount} FLASH_NATS_PREFIX=${o.prefix} LOG_LEVEL=warn`,
   };
 }
 

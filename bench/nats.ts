@@ -13,7 +13,7 @@ import { shardForSku } from '../src/domain/routing.js';
 import type { Command } from '../src/domain/index.js';
 import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, runInfo } from './bench-report.js';
 import type { ChildServer } from './child-server.js';
-import { engineEnvDescription, skuName, skuTotals, startEngine } from './engine-under-test.js';
+import { engineEnvDescription, shopToken, skuName, skuTotals, startEngine } from './engine-under-test.js';
 import { runLoad, type LoadFigures, type LoadSettings } from './http-load.js';
 import { connectBench, runBatchLoad, sendBatch, type BatchFigures } from './nats-batch-client.js';
 import { createSkusThrough, gatewayCall, startNatsCluster, type NatsCluster } from './nats-cluster.js';
@@ -40,7 +40,7 @@ const settings = {
   batchGoalCommandsPerSec: 200_000,
 };
 
-const load = (prefix: string) => ({ skuOf: (n: number) => skuName(n % settings.skus.count), buyerPrefix: prefix });
+const load = (prefix: string) => ({ skuOf: (n: number) => skuName(n % settings.skus.count), buyerPrefix: prefix, token: shopToken });
 
 async function measureHttp(name: string, url: string, prefix: string): Promise<{ warmUp: LoadFigures | null; measured: LoadFigures; machineBusyBeforePct: number }> {
   let warmUp: LoadFigures | null = null;
@@ -97,7 +97,7 @@ async function sellOutThroughGateway(port: number): Promise<SellOut> {
   const h = settings.hotHttp;
   const put = await gatewayCall(port, 'PUT', `/v1/skus/${h.sku}`, { stock: h.stock, maxPerBuyer: h.maxPerBuyer });
   if (put.status !== 201) throw new Error(`PUT ${h.sku} answered ${put.status}`);
-  const f = await runLoad('sell-out through the NATS gateway', `http://127.0.0.1:${port}`, { ...settings.load, amount: h.requests }, { skuOf: () => h.sku, buyerPrefix: 'hn' }, true);
+  const f = await runLoad('sell-out through the NATS gateway', `http://127.0.0.1:${port}`, { ...settings.load, amount: h.requests }, { skuOf: () => h.sku, buyerPrefix: 'hn', token: shopToken }, true);
   const { json } = await gatewayCall(port, 'GET', `/v1/skus/${h.sku}`);
   const refusals = { ...(f.errorCodes ?? {}) };
   if (f.errors > 0 || f.timeouts > 0) refusals['(client errors or timeouts)'] = f.errors + f.timeouts;
