@@ -9,6 +9,7 @@ import type { Command } from '../src/domain/index.js';
 import { decode, encode } from '../src/engine/codec.js';
 import type { CallOutcome } from '../src/engine/shard-protocol.js';
 import type { NatsReply, NatsRequest } from '../src/nats/nats-wire.js';
+import { shardSubject } from '../src/nats/nats-connect.js';
 
 export interface BatchSettings {
   seconds: number;
@@ -71,7 +72,7 @@ export async function runBatchLoad(nc: NatsConnection, prefix: string, skusBySha
   const started = performance.now();
   const deadline = started + s.seconds * 1000;
   const worker = async (shard: number, skus: string[]): Promise<void> => {
-    const subject = `${prefix}.shard.${shard}`;
+    const subject = shardSubject(prefix, shard);
     while (performance.now() < deadline) {
       const cmds: Command[] = new Array(s.batchSize);
       for (let i = 0; i < s.batchSize; i++) {

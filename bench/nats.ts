@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { shardForSku } from '../src/domain/routing.js';
 import type { Command } from '../src/domain/index.js';
+import { shardSubject } from '../src/nats/nats-connect.js';
 import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, runInfo } from './bench-report.js';
 import type { ChildServer } from './child-server.js';
 import { engineEnvDescription, shopToken, skuName, skuTotals, startEngine } from './engine-under-test.js';
@@ -121,7 +122,7 @@ async function sellOutDirect(cluster: NatsCluster): Promise<SellOut> {
           const n = next++;
           cmds.push({ t: 'res.reserve', sku: h.sku, buyerId: `hd${n}`, qty: 1, nonce: Math.floor(Math.random() * 36 ** 8).toString(36).padStart(8, '0') });
         }
-        const outcomes = await sendBatch(nc, `${cluster.prefix}.shard.${shard}`, cmds);
+        const outcomes = await sendBatch(nc, shardSubject(cluster.prefix, shard), cmds);
         if (outcomes === null) refusals['(batch not answered)'] = (refusals['(batch not answered)'] ?? 0) + cmds.length;
         else for (const o of outcomes) if (o.ok) created++; else refusals[o.code] = (refusals[o.code] ?? 0) + 1;
       }

@@ -31,8 +31,17 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
   });
 }
 
-export function shardSubject(prefix: string, shardId: number): string {
-  return `${prefix}.shard.${shardId}`;
+/**
+ * The version of what gateways and shard nodes say to each other. v2 commands carry who is
+ * asking (a buyer's get and cancel name the buyer, reserves their channel); a v1 shard node
+ * would ignore those fields and so, say, let a buyer cancel another buyer's hold. So each
+ * version has its own subject: a v2 gateway finds no v1 node at all (503 at once, "no
+ * responders"), never a node that ignores what it cannot check.
+ */
+export const wireVersion = 2;
+
+export function shardSubject(prefix: string, shardId: number, version: number = wireVersion): string {
+  return version === 1 ? `${prefix}.shard.${shardId}` : `${prefix}.shard.${shardId}.v${version}`;
 }
 
 export function leaseBucket(prefix: string): string {

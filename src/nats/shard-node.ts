@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { decode, encode } from '../engine/codec.js';
 import { lockDataDir } from '../engine/data-dir.js';
 import type { WorkerTransport } from '../engine/worker-transport.js';
-import { leaseBucket, shardSubject } from './nats-connect.js';
+import { leaseBucket, shardSubject, wireVersion } from './nats-connect.js';
 import type { NatsReply, NatsRequest } from './nats-wire.js';
 import { ShardLease } from './shard-lease.js';
 
@@ -34,7 +34,7 @@ type HostState = 'standby' | 'starting' | 'serving' | 'stopping';
 
 class HostedShard {
   state: HostState = 'standby';
-  private sub: Subscription | null = null;
+  private subs: Subscription[] = [];
   private unlock: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -64,7 +64,11 @@ class HostedShard {
       this.unlock = lockDataDir(join(this.opts.dataDir, `shard-${this.shardId}`));
       await transport.startShard(this.shardId);
       if (this.state !== 'starting' || !this.lease.held) throw new Error('lease lost during recovery');
-      this.sub = this.opts.nc.subscribe(shardSubject(this.opts.prefix, this.shardId), { callback: (err, msg) => { if (err === null) this.onRequest(msg); } });
+      // The v1 subject too, so v1 gateways keep working while a deployment is upgraded
+      // (shard nodes first): what they send carries no buyer or channel, exactly as v1 did.
+      this.subs = [wireVersion, 1].map((v) => this.opts.nc.subscribe(shardSubject(this.opts.prefix, this.shardId, v), {
+        callback: (err, msg) => { if (err === null) this.onRequest(msg); },
+      }));
       this.state = 'serving';
       log.info({ shard: this.shardId }, 'took the shard lease; serving');
     } catch (e) {
@@ -98,8 +102,8 @@ class HostedShard {
     if (this.state === 'stopping' || this.state === 'standby') return;
     const wasServing = this.state === 'serving';
     this.state = 'stopping';
-    this.sub?.unsubscribe();
-    this.sub = null;
+    for (const sub of this.subs) sub.unsubscribe();
+    this.subs = [];
     try {
       await this.opts.transport.stopShard(this.shardId);
     } finally {
