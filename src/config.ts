@@ -89,9 +89,10 @@ export function loadConfig(env: Env = process.env): EngineConfig {
   if (!Object.values(Role).includes(role)) throw new ConfigError(`FLASH_ROLE=${role} must be one of all, gateway, shards`);
   const defaultShards = Math.max(1, Math.min(4, availableParallelism() - 1));
   const shardCount = int(env, 'FLASH_SHARDS', defaultShards, 1, 1024);
-  const token = env.FLASH_ADMIN_TOKEN;
-  if (token !== undefined && token !== '' && token.length < 8) {
-    throw new ConfigError('FLASH_ADMIN_TOKEN must be at least 8 characters');
+  // Surrounding whitespace (a trailing newline from a secret file) is not part of a token.
+  const token = env.FLASH_ADMIN_TOKEN?.trim();
+  if (token !== undefined && token !== '' && (token.length < 8 || /\s/.test(token))) {
+    throw new ConfigError('FLASH_ADMIN_TOKEN must be at least 8 characters with no spaces');
   }
   const natsUrl = env.FLASH_NATS_URL?.trim() || null;
   if (role !== 'all' && natsUrl === null) throw new ConfigError(`FLASH_ROLE=${role} needs FLASH_NATS_URL`);

@@ -33,8 +33,9 @@ function authenticator(config: EngineConfig, env: NodeJS.ProcessEnv, log: pino.L
   let buyerTokens = loadBuyerTokenConfig(env);
   let { tokensFile } = config;
   if (!config.devMode && config.adminToken === null && tokensFile === null && buyerTokens === null) {
-    if (config.role === 'gateway') {
-      throw new ConfigError('FLASH_ROLE=gateway has no credential: set FLASH_ADMIN_TOKEN, FLASH_TOKENS_FILE or FLASH_BUYER_TOKEN_SECRET (or FLASH_DEV=1 on a laptop)');
+    // Every gateway of a deployment must accept the same callers: generating per node would not.
+    if (config.natsUrl !== null) {
+      throw new ConfigError(`FLASH_ROLE=${config.role} over NATS has no credential: set FLASH_ADMIN_TOKEN, FLASH_TOKENS_FILE or FLASH_BUYER_TOKEN_SECRET alike on every gateway (or FLASH_DEV=1 on a laptop)`);
     }
     const generated = firstRunCredentials(config.dataDir);
     tokensFile = generated.tokensFile;
@@ -68,10 +69,12 @@ function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
 type Stopper = () => Promise<void> | void;
 
 async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]> {
-  // First, so that a gateway with no credential refuses to start before it connects anywhere.
+  let unlock: (() => void) | null = null;
+  // The data directory is locked first: first-run credentials are written into it.
+  if (config.natsUrl === null) unlock = lockDataDir(config.dataDir);
+  // Before connecting anywhere, so that a node with no credential refuses to start at once.
   const auth = authenticator(config, process.env, log);
   const metrics = new GatewayMetrics();
-  let unlock: (() => void) | null = null;
   // The ERP hand-off runs where the shards are (their outboxes are shard state).
   const erpConfig = config.role !== 'gateway' ? loadErpConfig(process.env) : null;
   const local = config.role !== 'gateway'
@@ -86,7 +89,6 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   let nc: NatsConnection | null = null;
   const started = Date.now();
   if (config.natsUrl === null) {
-    unlock = lockDataDir(config.dataDir);
     checkMeta(config.dataDir, config.shardCount);
     await local!.start();
     log.info({ shards: config.shardCount, dataDir: config.dataDir, ms: Date.now() - started }, 'shards recovered');

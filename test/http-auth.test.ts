@@ -117,6 +117,13 @@ describe('every role against every route', () => {
     expect(bad.headers.get('www-authenticate')).toBe('Bearer error="invalid_token"');
   });
 
+  it('leaves the probes open, but checks a token sent to them', async () => {
+    expect((await a.get('/healthz', NO_TOKEN)).status).toBe(200);
+    expect((await a.get('/metrics', TOKENS.viewer)).status).toBe(200);
+    expectError(await a.get('/metrics', 'not-a-token-anyone-issued-42'), 401, 'unauthorized');
+    expectError(await a.get('/healthz', 'not-a-token-anyone-issued-42'), 401, 'unauthorized');
+  });
+
   it('counts every refusal by route template and code in flash_refusals_total', async () => {
     const label = { route: 'POST /v1/reservations/{id}/pay', code: 'forbidden' };
     const read = async (): Promise<number> => metricValue(await (await fetch(`${engine.url}/metrics`)).text(), 'flash_refusals_total', label) ?? 0;
@@ -324,10 +331,34 @@ describe('closed by default', () => {
     for (const t of [ADMIN_TOKEN, ...Object.values(TOKENS), BUYER_TOKEN_SECRET]) expect(engine.logs()).not.toContain(t);
   });
 
-  it('refuses to start a gateway with no credential, naming the settings', async () => {
-    const { code, logs } = await runEngineToExit({ env: { ...bare, FLASH_ROLE: 'gateway', FLASH_NATS_URL: 'nats://127.0.0.1:1' } });
-    expect(code).toBe(2);
-    expect(logs).toContain('FLASH_TOKENS_FILE');
+  it('refuses to start a gateway, or any node over NATS, with no credential, naming the settings', async () => {
+    for (const role of ['gateway', 'all']) {
+      const { code, logs } = await runEngineToExit({ env: { ...bare, FLASH_ROLE: role, FLASH_NATS_URL: 'nats://127.0.0.1:1' } });
+      expect(code, role).toBe(2);
+      expect(logs, role).toContain('FLASH_TOKENS_FILE');
+    }
+  });
+
+  it('refuses a damaged set of generated credentials instead of replacing the tokens handed out', async () => {
+    const dataDir = makeDataDir();
+    const first = await startEngine({ dataDir, env: bare });
+    expect(await first.stop()).toBe(0);
+    const { rmSync, writeFileSync, chmodSync } = await import('node:fs');
+    const dir = join(dataDir, 'credentials');
+    chmodSync(join(dir, 'tokens.env'), 0o644);
+    chmodSync(dir, 0o755);
+    const again = await startEngine({ dataDir, env: bare });
+    expect(await again.stop()).toBe(0);
+    expect(statSync(join(dir, 'tokens.env')).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    writeFileSync(join(dir, 'buyer-token-secret'), 'short\n');
+    const short = await runEngineToExit({ dataDir, env: bare });
+    expect(short.code).toBe(2);
+    expect(short.logs).toContain('buyer-token-secret');
+    rmSync(join(dir, 'buyer-token-secret'));
+    const missing = await runEngineToExit({ dataDir, env: bare });
+    expect(missing.code).toBe(2);
+    expect(missing.logs).toContain('incomplete');
   });
 
   it('refuses to start with a malformed tokens file, naming the file and the entry', async () => {
@@ -339,5 +370,10 @@ describe('closed by default', () => {
     expect(code).toBe(2);
     expect(logs).toContain('entry 1');
     expect(logs).toContain('role must be one of');
+    // A misspelt key would silently change what the token may do.
+    writeFileSync(file, JSON.stringify([{ name: 'web', role: 'shop', token: 'a-token-of-enough-length', chanel: 'web' }]));
+    const typo = await runEngineToExit({ env: { FLASH_TOKENS_FILE: file } });
+    expect(typo.code).toBe(2);
+    expect(typo.logs).toContain('unknown key chanel');
   });
 });

@@ -226,6 +226,8 @@ export class BuyerTokenVerifier {
     }
     // EdDSA and ES256 signatures are both 64 bytes (ES256: raw r||s, as JOSE writes them).
     if (signature.length !== 64) return false;
+    // ECDSA's (r, n - s) twin verifies too, and is accepted: WebCrypto and node:crypto sign
+    // with either s, so refusing the high one would refuse half of a shop's honest tokens.
     const signed = Buffer.from(token.substring(0, signatureAt - 1), 'latin1');
     try {
       return verifySignature(alg === 'ES256' ? 'sha256' : null, signed, this.publicVerifyKey as KeyObject, signature);
@@ -329,7 +331,8 @@ function leewaySeconds(env: Record<string, string | undefined>): number {
 
 /** Throws ConfigError naming the variable. Null when neither a secret nor a public key is set. */
 export function loadBuyerTokenConfig(env: Record<string, string | undefined>): BuyerTokenConfig | null {
-  const secret = env.FLASH_BUYER_TOKEN_SECRET ?? '';
+  // Surrounding whitespace (a trailing newline from a secret file) is not part of the secret.
+  const secret = env.FLASH_BUYER_TOKEN_SECRET?.trim() ?? '';
   const publicKeyRaw = env.FLASH_BUYER_TOKEN_PUBLIC_KEY?.trim() ?? '';
   if (secret === '' && publicKeyRaw === '') return null;
   let hs256Secret: Buffer | null = null;

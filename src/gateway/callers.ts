@@ -40,7 +40,7 @@ const sha256 = (text: string): Buffer => createHash('sha256').update(text).diges
 export function parseTokensFile(text: string, source: string): Entry[] {
   let list: unknown;
   try {
-    list = JSON.parse(text);
+    list = JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (e) {
     throw new ConfigError(`${source} is not valid JSON: ${(e as Error).message}`);
   }
@@ -48,8 +48,13 @@ export function parseTokensFile(text: string, source: string): Entry[] {
   return list.map((item: unknown, i) => parseEntry(item, `${source} entry ${i + 1}`));
 }
 
+const entryKeys = ['name', 'role', 'token', 'sha256', 'channel'];
+
 function parseEntry(item: unknown, where: string): Entry {
   if (item === null || typeof item !== 'object' || Array.isArray(item)) throw new ConfigError(`${where} must be an object`);
+  // A misspelt key ("chanel") would silently change what the token may do: refuse it.
+  const unknown = Object.keys(item).filter((k) => !entryKeys.includes(k));
+  if (unknown.length > 0) throw new ConfigError(`${where}: unknown key ${unknown[0]}; an entry has ${entryKeys.join(', ')}`);
   const get = (k: string): unknown => (Object.prototype.hasOwnProperty.call(item, k) ? (item as Record<string, unknown>)[k] : undefined);
   const name = get('name');
   const badName = textError(name, 'name', 64);

@@ -5,6 +5,8 @@
 
 import { randomFillSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { errorBody, errorCodes } from './errors.js';
 import type { Logger } from 'pino';
 import type { EngineConfig } from '../config.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
@@ -95,6 +97,25 @@ export class HttpGateway {
       'reservation.cancel': (c) => this.reservationCall(c.res, c.param, { t: 'res.cancel', id: c.param, ...ownerOf(c.caller) }),
     };
     this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => this.handle(req, res));
+    // Without this listener Node answers "100 Continue" before we have seen who is asking.
+    this.server.on('checkContinue', (req, res) => this.handle(req, res));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
+  }
+
+  /**
+   * A request Node's parser refused (malformed HTTP, headers over the limit) gets the API's
+   * JSON error and is counted like any refusal, instead of Node's empty 400.
+   */
+  private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return void socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n');
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const code = tooLarge ? 'headers_too_large' : 'invalid_request';
+    const body = errorBody(code, tooLarge ? 'the request headers are over the limit' : 'the request is not valid HTTP');
+    const { status } = errorCodes[code];
+    this.deps.metrics.countRequest('unknown', status);
+    this.deps.metrics.countRefusal('unknown', code);
+    socket.end(`HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   }
 
   private get router(): ShardRouter {
@@ -133,6 +154,13 @@ export class HttpGateway {
     const { route } = match;
     name = route.name;
     label = routeLabel(route);
+    if (route.access === 'open') {
+      // Probes need no token; one that is sent is still checked (a scraper may send a viewer's).
+      if (req.headers.authorization !== undefined) {
+        const caller = this.admit(req, res, route);
+        if (typeof caller === 'number') return finish(caller);
+      }
+    }
     if (route.name === 'healthz') return finish(this.healthz(res));
     if (route.name === 'metrics') return void this.metrics(res).then(finish);
     if (this.deps.router === null) return finish(sendError(res, 'not_found', 'this node serves only /healthz and /metrics (FLASH_ROLE=shards)'));
@@ -149,6 +177,8 @@ export class HttpGateway {
       const waitMs = this.ipLimiter.take(this.clientIp(req), Date.now());
       if (waitMs > 0) return finish(this.rateLimited(res, waitMs, 'client IP'));
     }
+    // A client that waits for "100 Continue" gets it only now, after authentication and roles.
+    if (route.body !== 'none' && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
     if (route.body === 'import') return this.stockImport(req, res, finish);
     const handler = this.handlers[route.name as ApiRoute];
     // Validation throws synchronously inside handlers; run them so that every throw
