@@ -134,6 +134,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
 
 async function main(): Promise<void> {
   const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } });
+  if (process.env.FLASH_TEST_FAULT) log.warn({ fault: process.env.FLASH_TEST_FAULT }, 'FLASH_TEST_FAULT is set: a TEST-ONLY fault is injected and acknowledged changes can be lost; never set it outside the test suite');
   let stoppers: Stopper[];
   try {
     stoppers = await start(loadConfig(), log);

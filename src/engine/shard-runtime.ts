@@ -39,6 +39,13 @@ function rateLimited(waitMs: number): Applied {
   return { outcome: { ok: false, code: 'rate_limited', message, retryAfterMs: waitMs }, mutated: false, events: null };
 }
 
+// TEST-ONLY FAULT, never set in production or anywhere but test/history-faults.test.ts:
+// FLASH_TEST_FAULT=ack_before_log makes execute() return (so the shard answers) BEFORE the
+// turn's record is written, and writes it 20-50 ms later. A kill -9 in that window loses
+// acknowledged changes: the planted bug the history checker must catch. Read once, when
+// the module loads (at worker start).
+const testFaultAckBeforeLog = process.env.FLASH_TEST_FAULT === 'ack_before_log';
+
 /** A log record: the batch's clock and its mutating commands, in apply order. */
 type WalRecord = [nowMs: number, commands: Command[]];
 
@@ -117,11 +124,23 @@ export class ShardRuntime {
     if (logged !== null) {
       const record: WalRecord = [nowMs, logged];
       this.wal.append(encode(record));
-      this.wal.commit();
+      if (testFaultAckBeforeLog) this.commitLaterForTestFault();
+      else this.wal.commit();
       this.commandsSinceSnapshot += logged.length;
       if (this.commandsSinceSnapshot >= 4 * this.snapshotEveryCommands) this.snapshot();
     }
     return results;
+  }
+
+  private testFaultTimer: NodeJS.Timeout | null = null;
+
+  /** TEST-ONLY (FLASH_TEST_FAULT=ack_before_log): the pending records are written in order, later. */
+  private commitLaterForTestFault(): void {
+    if (this.testFaultTimer !== null) return;
+    this.testFaultTimer = setTimeout(() => {
+      this.testFaultTimer = null;
+      this.wal.commit();
+    }, 20 + Math.floor(Math.random() * 31));
   }
 
   /** Whether expiry or retention work is due; the caller then executes a res.expire. */
@@ -151,6 +170,7 @@ export class ShardRuntime {
   }
 
   close(): void {
+    if (this.testFaultTimer !== null) clearTimeout(this.testFaultTimer); // TEST-ONLY fault: close() commits what is pending
     this.wal.close();
   }
 }
