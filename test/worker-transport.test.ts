@@ -91,6 +91,24 @@ describe('the worker transport', () => {
     expect(viewOf(view).reserved).toBeGreaterThanOrEqual(acked.length);
   });
 
+  it('never restarts a shard that crashed and was then stopped while it waited to restart', async () => {
+    const { t, dir } = await start({ restartDelayMsMax: 300 });
+    const shard = shardForSku('S5', null, 2);
+    await t.call(shard, { t: 'sku.upsert', sku: 'S5', stock: 10, holdSeconds: 1 });
+    // A hold that falls due after the stop: a worker that came back would expire it, and write.
+    expect((await t.call(shard, reserve('S5', 'due-soon'))).ok).toBe(true);
+    await t.killShard(shard);
+    await t.stopShard(shard); // inside the restart back-off: another node may own it now
+    const { readdirSync, statSync } = await import('node:fs');
+    const shardDir = join(dir, `shard-${shard}`);
+    const sizes = (): string => readdirSync(shardDir).map((f) => `${f}:${statSync(join(shardDir, f)).size}`).sort().join(',');
+    const before = sizes();
+    await new Promise((r) => setTimeout(r, 1800)); // past the back-off and the hold's expiry
+    expect(t.hosts(shard)).toBe(false);
+    expect(sizes()).toBe(before);
+    expect((await t.call(shard, { t: 'sku.get', sku: 'S5' })).ok).toBe(false);
+  });
+
   it('closes with a snapshot and reopens to the same state', async () => {
     const { t, dir } = await start();
     const shard = shardForSku('S4', null, 2);

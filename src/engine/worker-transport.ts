@@ -46,12 +46,16 @@ class WorkerShard {
   private readonly inflight = new Map<number, Resolve[]>();
   private readonly statsWaiters = new Map<number, (s: ShardStats | null) => void>();
   private closeWaiter: (() => void) | null = null;
+  /** The restart after a crash, while it waits out its back-off. */
+  private restartTimer: NodeJS.Timeout | null = null;
   inFlightCount = 0;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(readonly shardId: number, private readonly opts: WorkerTransportOptions) {}
 
   start(): Promise<void> {
+    // A stopped shard never starts again: another node may own it now, and its log with it.
+    if (this.stopping) return Promise.reject(new Error(`shard ${this.shardId} is stopped`));
     const dir = join(this.opts.dataDir, `shard-${this.shardId}`);
     mkdirSync(dir, { recursive: true });
     const data: ShardWorkerData = {
@@ -143,7 +147,11 @@ class WorkerShard {
     if (!wasReady) this.failures++;
     this.opts.observer?.onRestart?.(this.shardId, reason);
     const delayMs = Math.min(this.opts.restartDelayMsMax ?? 5000, 50 * 2 ** Math.min(this.failures, 7));
-    setTimeout(() => void this.start().catch(() => undefined), delayMs).unref();
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      void this.start().catch(() => undefined);
+    }, delayMs);
+    this.restartTimer.unref();
   }
 
   private failInflight(): void {
@@ -174,6 +182,9 @@ class WorkerShard {
 
   async close(): Promise<void> {
     this.stopping = true;
+    // A crashed worker waiting to restart must not come back after its shard was stopped.
+    if (this.restartTimer !== null) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
     this.flush();
     if (this.worker === null) return;
     const worker = this.worker;

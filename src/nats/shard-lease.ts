@@ -5,19 +5,33 @@
 // only for `ttlMs / 2` after the start of the last successful write: the other half is
 // the margin against pauses and clock drift before anyone else can hold it.
 
+import { randomBytes } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
+
+/** The part of KV a lease uses (a test can stand in for it). */
+export type LeaseKv = Pick<KV, 'create' | 'update' | 'get' | 'delete'>;
 
 export class ShardLease {
   private revision = 0;
   private validUntilMs = 0;
+  /** Start of the earliest renewal since the last confirmed one whose answer never came (or null). */
+  private unconfirmedSinceMs: number | null = null;
+  /**
+   * What we write: the node's name and a random incarnation, so that we can tell our own
+   * write from anyone else's when an answer was lost (a renewal that timed out here but
+   * landed on the server), and a restarted node is never mistaken for its former self.
+   */
+  readonly owner: string;
 
   constructor(
-    private readonly kv: KV,
+    private readonly kv: LeaseKv,
     readonly key: string,
-    private readonly owner: string,
+    nodeName: string,
     private readonly ttlMs: number,
     private readonly clock: () => number = () => performance.now(),
-  ) {}
+  ) {
+    this.owner = `${nodeName}#${randomBytes(6).toString('hex')}`;
+  }
 
   /** Whether we may act as the owner right now. */
   get held(): boolean {
@@ -43,13 +57,39 @@ export class ShardLease {
     try {
       this.revision = await this.kv.update(this.key, this.owner, this.revision, Math.max(250, this.ttlMs / 4));
       this.validUntilMs = started + this.ttlMs / 2;
+      this.unconfirmedSinceMs = null;
       return true;
     } catch (e) {
-      // A revision conflict means someone else owns it now; give it up for good. A network
-      // error leaves us owner only until validUntilMs.
-      if (/wrong last sequence|revision|sequence/i.test((e as Error).message)) this.revision = 0;
+      // A network error leaves us owner only until validUntilMs. A revision conflict means
+      // the key changed since our last write we know of: someone else took it, or an
+      // earlier renewal of ours landed after we stopped waiting for its answer.
+      if (/wrong last sequence|revision|sequence/i.test((e as Error).message)) await this.adoptOwnWrite();
+      else this.unconfirmedSinceMs ??= started;
       return this.held;
     }
+  }
+
+  /**
+   * After a revision conflict: if the key still holds our own incarnation, an unanswered
+   * renewal of ours landed, and its revision is adopted, trusted from the start of the
+   * earliest unanswered renewal (that write landed after it); anything else means the lease
+   * is gone for good.
+   */
+  private async adoptOwnWrite(): Promise<void> {
+    const since = this.unconfirmedSinceMs;
+    let entry: Awaited<ReturnType<LeaseKv['get']>> = null;
+    try {
+      entry = await this.kv.get(this.key);
+    } catch {
+      return; // unknown: keep trusting the lease only until validUntilMs
+    }
+    if (since !== null && entry !== null && entry.operation === 'PUT' && entry.string() === this.owner) {
+      this.revision = entry.revision;
+      this.validUntilMs = Math.max(this.validUntilMs, since + this.ttlMs / 2);
+      this.unconfirmedSinceMs = null;
+      return;
+    }
+    this.revision = 0;
   }
 
   /** Gives the lease up early (graceful stop), so a standby need not wait for the TTL. */
