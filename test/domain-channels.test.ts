@@ -493,7 +493,7 @@ describe('the order of the SKU view\'s channels', () => {
 });
 
 /** A state with policies, every channel state and a `__proto__` channel, as the tests below need. */
-function channelled(config: Partial<ShardConfig> = {}): { s: ShardState; commands: { c: Command; atMs: number }[] } {
+function channelled(config: Partial<ShardConfig> = {}, erp = false): { s: ShardState; commands: { c: Command; atMs: number }[] } {
   const s = shard({ settledRetentionMs: 60_000, ...config });
   const commands: { c: Command; atMs: number }[] = [];
   const ids: string[] = [];
@@ -503,6 +503,7 @@ function channelled(config: Partial<ShardConfig> = {}): { s: ShardState; command
     if (a.outcome.ok && a.outcome.status === 'created' && a.outcome.reservation !== undefined) ids.push(a.outcome.reservation.reservationId);
     return a;
   };
+  if (erp) okOf(run({ t: 'erp.mode', enabled: true }, T0));
   okOf(run({ t: 'sku.upsert', sku: 'tee', stock: 20, channels: [['web', 5], ['__proto__', null], ['app', 2]], holdSeconds: 30 }, T0));
   okOf(run({ t: 'sku.upsert', sku: 'cap', stock: 10, mode: 'on_payment', dropId: 'spring' }, T0));
   okOf(run({ t: 'sku.upsert', sku: 'mug', stock: 10, mode: 'on_order', dropId: 'spring', channels: [['default', 3]] }, T0));
@@ -525,12 +526,12 @@ function channelled(config: Partial<ShardConfig> = {}): { s: ShardState; command
 }
 
 describe('snapshots with channels', () => {
-  test('a state with channels survives toSnapshot, msgpack and fromSnapshot exactly, as version 2', () => {
+  test('a state with channels survives toSnapshot, msgpack and fromSnapshot exactly, as version 3', () => {
     const { s } = channelled();
     const snap = toSnapshot(s);
-    expect(snap.v).toBe(2);
+    expect(snap.v).toBe(3);
     const tee = snap.skus.find((row) => row[0] === 'tee')!;
-    expect(tee.slice(16)).toEqual([[['app', 1], ['web', 3]], [['web', 0, 2], ['__proto__', 0, 0], ['app', 0, 0]]]);
+    expect(tee.slice(16, 18)).toEqual([[['app', 1], ['web', 3]], [['web', 0, 2], ['__proto__', 0, 0], ['app', 0, 0]]]);
     expect(snap.reservations.map((row) => [row[2], row[12], row[9]])).toEqual([
       ['tee', 'web', 'paid'], ['tee', '__proto__', 'expired'], ['tee', 'app', 'cancelled'],
       ['cap', 'shop', 'paid'], ['cap', 'default', 'held'], ['mug', 'default', 'paid'],
@@ -601,7 +602,7 @@ describe('snapshots with channels', () => {
     });
     expect(s.skus.get('tee')!.quota).toEqual(new Map([['ann', 3], ['bob', 2]]));
     const again = toSnapshot(s);
-    expect(again.v).toBe(2);
+    expect(again.v).toBe(3);
     expect(again.skus.map((row) => [row[0], row[16], row[17]])).toEqual([
       ['tee', null, [['default', 3, 2]]], ['cap', null, [['default', 0, 0]]], ['mug', null, []],
     ]);
@@ -631,10 +632,10 @@ describe('replaying the log', () => {
   });
 
   test('a runtime reopened from its log alone, and from a snapshot and its log, has the state it had', () => {
-    const { s, commands } = channelled({ outboxEnabled: true });
+    const { s, commands } = channelled({}, true);
     const dir = mkdtempSync(join(tmpdir(), 'flash-channels-'));
     dirs.push(dir);
-    const config = { settledRetentionMs: 60_000, outboxEnabled: true };
+    const config = { settledRetentionMs: 60_000 };
     const open = () => ShardRuntime.open({ dir, shardId: 0, shardCount: 1, config });
     const rt = open();
     const half = Math.floor(commands.length / 2);
@@ -657,7 +658,8 @@ describe('replaying the log', () => {
 
 describe('the ERP outbox', () => {
   test('a paid event carries the channel of its reservation ("default" when the reserve named none)', () => {
-    const s = withSku(10, null, {}, { outboxEnabled: true });
+    const s = withSku(10, null, {});
+    okOf(apply(s, { t: 'erp.mode', enabled: true }, T0));
     const ids = [reserveId(s, { channel: 'web' }), reserveId(s, {}), reserveId(s, { channel: '__proto__' })];
     const paid = ids.map((id) => apply(s, { t: 'res.pay', id }, T0 + 1));
     expect(paid.map((a) => a.events?.find((e) => e.type === 'paid'))).toEqual(paid.map((a) => ({ type: 'paid', reservation: okOf(a).reservation })));

@@ -4,7 +4,8 @@
 // reopen, the recovered state must equal, bit for bit (toSnapshot), an in-memory state that
 // applied the same batches up to the last batch whose record lies wholly before the cut.
 // Reserves name channels (or none) and upserts set, change and clear channel policies, so
-// that channel counts and policies go through the log and the snapshots too.
+// that channel counts and policies go through the log and the snapshots too; most configs
+// keep so few settled reservations that settles drop the oldest ones, replayed with them.
 
 import fc from 'fast-check';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
@@ -100,8 +101,12 @@ function batchesArb(withKeys: boolean, maxBatches: number): fc.Arbitrary<Batch[]
   return fc.array(batch, { minLength: 1, maxLength: maxBatches, size: 'max' });
 }
 
+/** Settled reservations kept: mostly so few that settles drop the earliest ones, with their keys. */
+const settledMaxArb = fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 1, max: 6 }) }, { weight: 1, arbitrary: fc.constant(1_000_000) });
+
 /**
- * Three shapes of config: with idempotency keys, windows and retention longer than any run;
+ * Three shapes of config, each with a bound on settled reservations (settledMaxArb): with
+ * idempotency keys, windows and retention longer than any run;
  * with keys, short windows and retention, and small expiry batches (keys are reviewed,
  * re-queued and forgotten, and retention drops reservations with their keys); without keys,
  * short retention and small expiry batches. Retention may be shorter than the key window,
@@ -109,21 +114,24 @@ function batchesArb(withKeys: boolean, maxBatches: number): fc.Arbitrary<Batch[]
  * not diverge on them (the regression test at the end of this file).
  */
 const configArb: fc.Arbitrary<{ withKeys: boolean; config: Partial<ShardConfig> }> = fc.oneof(
-  fc.record({ liveReservationsMax: fc.constantFrom(4, 10_000) }).map(({ liveReservationsMax }) => ({
+  fc.record({ liveReservationsMax: fc.constantFrom(4, 10_000), settledReservationsMax: settledMaxArb }).map(({ liveReservationsMax, settledReservationsMax }) => ({
     withKeys: true,
-    config: { idempotencyWindowMs: 1e12, settledRetentionMs: 1e12, liveReservationsMax, expireBatchMax: 10_000 },
+    config: { idempotencyWindowMs: 1e12, settledRetentionMs: 1e12, liveReservationsMax, expireBatchMax: 10_000, settledReservationsMax },
   })),
   fc.record({
     idempotencyWindowMs: fc.integer({ min: 500, max: 20_000 }), extraRetentionMs: fc.integer({ min: 0, max: 30_000 }),
-    expireBatchMax: fc.constantFrom(1, 2, 3, 10_000), idempotencyKeysMax: fc.constantFrom(2, 1_000_000),
-  }).map(({ idempotencyWindowMs, extraRetentionMs, expireBatchMax, idempotencyKeysMax }) => ({
+    expireBatchMax: fc.constantFrom(1, 2, 3, 10_000), idempotencyKeysMax: fc.constantFrom(2, 1_000_000), settledReservationsMax: settledMaxArb,
+  }).map(({ idempotencyWindowMs, extraRetentionMs, expireBatchMax, idempotencyKeysMax, settledReservationsMax }) => ({
     withKeys: true,
-    config: { idempotencyWindowMs, settledRetentionMs: idempotencyWindowMs / 2 + extraRetentionMs, liveReservationsMax: 10_000, expireBatchMax, idempotencyKeysMax },
+    config: {
+      idempotencyWindowMs, settledRetentionMs: idempotencyWindowMs / 2 + extraRetentionMs, liveReservationsMax: 10_000, expireBatchMax,
+      idempotencyKeysMax, settledReservationsMax,
+    },
   })),
-  fc.record({ settledRetentionMs: fc.integer({ min: 1000, max: 60_000 }), expireBatchMax: fc.integer({ min: 1, max: 3 }) })
-    .map(({ settledRetentionMs, expireBatchMax }) => ({
+  fc.record({ settledRetentionMs: fc.integer({ min: 1000, max: 60_000 }), expireBatchMax: fc.integer({ min: 1, max: 3 }), settledReservationsMax: settledMaxArb })
+    .map(({ settledRetentionMs, expireBatchMax, settledReservationsMax }) => ({
       withKeys: false,
-      config: { idempotencyWindowMs: 1000, settledRetentionMs, liveReservationsMax: 10_000, expireBatchMax },
+      config: { idempotencyWindowMs: 1000, settledRetentionMs, liveReservationsMax: 10_000, expireBatchMax, settledReservationsMax },
     })),
 );
 

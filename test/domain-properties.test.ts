@@ -246,35 +246,47 @@ const dtArb = fc.oneof(
 );
 
 /**
+ * Settled reservations kept at most, in most plans: a run settles only a few reservations,
+ * so mostly 1..4, for settles to drop the earliest settled ones (with their keys); sometimes
+ * more than any run settles. Churn plans (churnPlan) settle often and keep 3..10.
+ */
+const settledMaxArb = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 1, max: 4 }) },
+  { weight: 1, arbitrary: fc.constant(1_000_000) },
+);
+
+/**
  * Three shapes of config: windows of up to a minute with retention well past them; windows
  * and retention longer than any run, with small expiry batches; and short windows, small
  * batches and retention that may be shorter than the window (holds wait behind the batch
- * bound, keys are re-queued, and retention drops reservations with their keys).
+ * bound, keys are re-queued, and retention drops reservations with their keys). Each also
+ * bounds the settled reservations kept (`settledMax`), so drops by count mix with all three.
  *
  * `snapshotSafe` keeps retention at least two idempotency windows. No property needs it
  * any more: stale key-queue entries (which a snapshot does not carry) are no longer counted
  * as a change; the regression test is at the end of domain-snapshot.test.ts.
  */
-function configArb(snapshotSafe: boolean): fc.Arbitrary<ModelConfig> {
+function configArb(snapshotSafe: boolean, settledMax: fc.Arbitrary<number>): fc.Arbitrary<ModelConfig> {
   const placement = { shardId: SHARD_ID, shardCount: SHARD_COUNT };
   return fc.oneof(
     fc.record({
       idempotencyWindowMs: fc.integer({ min: 1000, max: 60_000 }),
       extraRetentionMs: fc.integer({ min: 30_000, max: 120_000 }),
-      liveReservationsMax: fc.constantFrom(3, 5, 10_000),
-    }).map(({ idempotencyWindowMs, extraRetentionMs, liveReservationsMax }) => ({
-      ...placement, idempotencyWindowMs, liveReservationsMax, expireBatchMax: 10_000,
+      liveReservationsMax: fc.constantFrom(3, 5, 10_000), settledReservationsMax: settledMax,
+    }).map(({ idempotencyWindowMs, extraRetentionMs, liveReservationsMax, settledReservationsMax }) => ({
+      ...placement, idempotencyWindowMs, liveReservationsMax, settledReservationsMax, expireBatchMax: 10_000,
       settledRetentionMs: (snapshotSafe ? 2 * idempotencyWindowMs : idempotencyWindowMs) + extraRetentionMs,
     })),
-    fc.record({ liveReservationsMax: fc.constantFrom(3, 10_000), expireBatchMax: fc.integer({ min: 1, max: 3 }) })
-      .map(({ liveReservationsMax, expireBatchMax }) => ({
-        ...placement, idempotencyWindowMs: 1e12, settledRetentionMs: 1e12, liveReservationsMax, expireBatchMax,
+    fc.record({ liveReservationsMax: fc.constantFrom(3, 10_000), expireBatchMax: fc.integer({ min: 1, max: 3 }), settledReservationsMax: settledMax })
+      .map(({ liveReservationsMax, expireBatchMax, settledReservationsMax }) => ({
+        ...placement, idempotencyWindowMs: 1e12, settledRetentionMs: 1e12, liveReservationsMax, expireBatchMax, settledReservationsMax,
       })),
     fc.record({
       idempotencyWindowMs: fc.integer({ min: 500, max: 10_000 }), retentionMs: fc.integer({ min: 1000, max: 40_000 }),
       liveReservationsMax: fc.constantFrom(3, 10_000), expireBatchMax: fc.constantFrom(1, 2, 3, 10_000),
-    }).map(({ idempotencyWindowMs, retentionMs, liveReservationsMax, expireBatchMax }) => ({
-      ...placement, idempotencyWindowMs, liveReservationsMax, expireBatchMax,
+      settledReservationsMax: settledMax,
+    }).map(({ idempotencyWindowMs, retentionMs, liveReservationsMax, expireBatchMax, settledReservationsMax }) => ({
+      ...placement, idempotencyWindowMs, liveReservationsMax, expireBatchMax, settledReservationsMax,
       settledRetentionMs: snapshotSafe ? 2 * idempotencyWindowMs + retentionMs : retentionMs,
     })),
   );
@@ -308,6 +320,8 @@ interface PlanShape {
   stock: fc.Arbitrary<number>;
   /** No per-buyer quota and no bound on live reservations, so that holds pile up. */
   unbounded?: boolean;
+  /** settledReservationsMax; settledMaxArb when absent. */
+  settledMax?: fc.Arbitrary<number>;
 }
 
 const anyPlan: PlanShape = { modes: ALL_MODES, ops: opArb(ALL_MODES), channels: upsertChannelsArb, stock: fc.nat(6) };
@@ -321,9 +335,42 @@ const contendedPlan: PlanShape = {
   ),
 };
 
+/**
+ * Churn: reserves (some keyed, and re-sent) settled soon after by cancels, pays and expiries,
+ * with restocks, so that many more reservations settle than a shard keeps; reads, pays and
+ * cancels of any reservation then name dropped ones too. Quotas are plenty (maxPerBuyer is
+ * covered with drops by the other plans), so that reserves mostly succeed.
+ */
+const churnOpArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 10,
+    arbitrary: fc.record({
+      k: fc.constant('reserve' as const), sku: fc.constantFrom(...SKU_NAMES), buyer: fc.constantFrom(...BUYERS), qty: fc.integer({ min: 1, max: 2 }),
+      idemKey: fc.oneof({ weight: 2, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom('k1', 'k2', 'same') }),
+      accountAgeSeconds: fc.constant(120), pastOrders: fc.constant(3), nonceLength: fc.integer({ min: 0, max: 8 }), channel: channelArb,
+    }),
+  },
+  { weight: 2, arbitrary: fc.constant({ k: 'repeat' as const }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({ k: fc.constant('cancel' as const), pick: fc.nat(2).map((recent): Pick => ({ recent })), as: fc.constantFrom<As>('anyone', 'owner') }),
+  },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant('pay' as const), pick: fc.nat(2).map((recent): Pick => ({ recent })), paymentRef: maybe(fc.constant('p1')) }) },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant('getRes' as const), pick, as: asArb }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('pay' as const), pick, paymentRef: fc.constant(undefined) }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('cancel' as const), pick, as: asArb }) },
+  { weight: 2, arbitrary: fc.constant({ k: 'expire' as const }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('adjust' as const), sku: fc.constantFrom(...SKU_NAMES), delta: fc.integer({ min: 1, max: 6 }) }) },
+);
+
+const churnPlan: PlanShape = {
+  modes: ALL_MODES, ops: churnOpArb, channels: fc.constant(undefined), stock: fc.integer({ min: 4, max: 10 }),
+  unbounded: true, settledMax: fc.integer({ min: 3, max: 10 }),
+};
+
 function planArb(maxSteps: number, snapshotSafe = false, shape: PlanShape = anyPlan): fc.Arbitrary<Plan> {
   return fc.record({
-    config: configArb(snapshotSafe),
+    config: configArb(snapshotSafe, shape.settledMax ?? settledMaxArb),
     policies: fc.record({ a: policyArb, e: policyArb, drop: policyArb })
       .map(({ a, e, drop }) => ({ a, e, w: drop, x: drop, [LINKED]: a, [NEVER]: e })),
     setup: setupArb(shape),
@@ -531,9 +578,14 @@ function checkEvents(where: string, engine: Applied, model: ModelAnswer, ref: Re
 function checkInvariants(
   where: string, state: ShardState, ref: ReferenceShard, known: Map<string, Known>, plan: Plan, usedBefore: Map<string, number>,
 ): void {
+  // A reservation the engine no longer has may have settled in the very command that dropped
+  // it (a res.expire that expired more than settledReservationsMax holds): its last status is
+  // then the model's (known is in creation order, as the model's reservations are).
+  let index = 0;
   for (const [id, k] of known) {
     const r = state.reservations.get(id);
-    if (r !== undefined) k.status = r.status;
+    k.status = r !== undefined ? r.status : ref.reservations[index]!.status;
+    index++;
   }
   let held = 0;
   for (const r of state.reservations.values()) if (r.status === 'held') held++;
@@ -554,6 +606,12 @@ function checkInvariants(
     const key = `${k.sku}\n${k.channel}`;
     paidBy.set(key, (paidBy.get(key) ?? 0) + k.qty);
   }
+  // What the shard keeps: the model's undropped reservations, and its settled ones in settle order.
+  const kept = ref.reservations.filter((r) => !r.pruned);
+  const settledKept = kept.filter((r) => r.status !== 'held').sort((a, b) => a.settleOrder - b.settleOrder);
+  expect(state.reservations.size, `${where}: reservations kept`).toBe(kept.length);
+  expect(state.settled.length, `${where}: settled reservations kept`).toBeLessThanOrEqual(plan.config.settledReservationsMax);
+  expect([...state.settled].map((r) => r.seq), `${where}: settled queue, oldest settled first`).toEqual(settledKept.map((r) => r.index + 1));
   expect(state.idempotency.size, `${where}: idempotency keys`).toBe(ref.keys.size);
   expect(state.idempotencyQueue.length, `${where}: idempotency review queue`).toBe(ref.queue.length);
   for (const s of state.skus.values()) {
@@ -622,6 +680,13 @@ interface Coverage {
   events: Map<string, number>;
   /** Kinds of channel rows seen in SKU views answered. */
   views: Map<string, number>;
+  /** Reservations dropped by count, and commands that named one so dropped, by their answer. */
+  droppedByCount: number;
+  namedDropped: Map<string, number>;
+}
+
+function newCoverage(): Coverage {
+  return { codes: new Map(), events: new Map(), views: new Map(), droppedByCount: 0, namedDropped: new Map() };
 }
 
 /** Runs a plan against the core and the model, checking everything after every step. */
@@ -639,6 +704,8 @@ function runAgainstModel(plan: Plan, coverage?: Coverage): void {
     if (command.t === 'res.reserve') lastReserve = command;
     const where = `step ${stepIndex} ${JSON.stringify(command)} at T0+${clock - T0}`;
     const usedBefore = channelUse(state);
+    const namesDropped = 'index' in model && ref.reservations[model.index]?.pruned === true;
+    const droppedBefore = ref.droppedByCount;
     const engine = apply(state, command, clock);
     const answer = ref.apply(model, clock);
     const id = createdId(engine);
@@ -655,6 +722,8 @@ function runAgainstModel(plan: Plan, coverage?: Coverage): void {
       const code = `${command.t}${as === undefined ? '' : ` as ${as}`} ${engine.outcome.ok ? engine.outcome.status : engine.outcome.code}${engine.mutated ? ' mutated' : ''}`;
       coverage.codes.set(code, (coverage.codes.get(code) ?? 0) + 1);
       for (const ev of engine.events ?? []) coverage.events.set(ev.type, (coverage.events.get(ev.type) ?? 0) + 1);
+      coverage.droppedByCount += ref.droppedByCount - droppedBefore;
+      if (namesDropped) coverage.namedDropped.set(code, (coverage.namedDropped.get(code) ?? 0) + 1);
     }
   });
 }
@@ -712,7 +781,7 @@ describe('the core against the reference model', () => {
   });
 
   test('random command sequences give the same answers as the model, and every invariant holds after every step', () => {
-    const coverage: Coverage = { codes: new Map(), events: new Map(), views: new Map() };
+    const coverage = newCoverage();
     fc.assert(fc.property(planArb(70), (plan) => runAgainstModel(plan, coverage)), { numRuns: 400 });
     // The generators reach every rule these properties are meant to check.
     const seen = [...coverage.codes.keys()];
@@ -727,6 +796,7 @@ describe('the core against the reference model', () => {
       'res.cancel as other unknown_reservation', 'res.cancel as owner ok', 'res.get invalid_request', 'res.cancel invalid_request',
     ]) expect(seen, `no step answered ${code}`).toContain(code);
     for (const type of ['low_stock', 'sold_out', 'paid']) expect(coverage.events.get(type) ?? 0, `${type} events`).toBeGreaterThan(0);
+    expect(coverage.droppedByCount, 'reservations dropped by count').toBeGreaterThan(20);
     for (const kind of ['a channel with units', 'a channel with a cap', 'a channel with a cap with units', '__proto__ channel with units', '__proto__ channel with a cap']) {
       expect(coverage.views.get(kind) ?? 0, `SKU views showing ${kind}`).toBeGreaterThan(0);
     }
@@ -735,12 +805,24 @@ describe('the core against the reference model', () => {
   test('with every SKU in on_payment, a pay judges the channel cap and then the stock again, as the model does', () => {
     // Holds take no units in on_payment, so several can wait on the same units or the same
     // capped channel; whichever is paid last is refused channel_sold_out or sold_out.
-    const coverage: Coverage = { codes: new Map(), events: new Map(), views: new Map() };
+    const coverage = newCoverage();
     fc.assert(fc.property(planArb(50, false, contendedPlan), (plan) => runAgainstModel(plan, coverage)), { numRuns: 100 });
     const seen = [...coverage.codes.keys()];
     for (const code of ['res.pay channel_sold_out', 'res.pay sold_out', 'res.pay ok mutated', 'res.reserve channel_sold_out']) {
       expect(seen, `no step answered ${code}`).toContain(code);
     }
+  });
+
+  test('with far more settles than the shard keeps, settles drop the earliest settled reservations and their keys, as in the model', () => {
+    const coverage = newCoverage();
+    fc.assert(fc.property(planArb(200, false, churnPlan), (plan) => runAgainstModel(plan, coverage)), { numRuns: 100 });
+    expect(coverage.droppedByCount, 'reservations dropped by count').toBeGreaterThan(1000);
+    const namedDropped = [...coverage.namedDropped.keys()];
+    for (const code of [
+      'res.get as owner unknown_reservation', 'res.get unknown_reservation', 'res.pay unknown_reservation',
+      'res.cancel as owner unknown_reservation', 'res.cancel unknown_reservation',
+    ]) expect(namedDropped, `no step naming a dropped reservation answered ${code}`).toContain(code);
+    expect(coverage.codes.get('res.reserve created mutated') ?? 0, 'reserves').toBeGreaterThan(2000);
   });
 
   test('long sequences with one drop and many buyers keep the invariants', () => {
@@ -753,6 +835,12 @@ describe('snapshots and determinism', () => {
     const arb = planArb(70).chain((plan) =>
       fc.tuple(fc.constant(plan), fc.uniqueArray(fc.nat(plan.steps.length), { maxLength: 4 })));
     fc.assert(fc.property(arb, ([plan, checkpoints]) => runWithRestores(plan, new Set(checkpoints))), { numRuns: 200 });
+  });
+
+  test('with settles dropping reservations by count, a snapshot at any point round-trips and the restored state answers as the live one', () => {
+    const arb = planArb(120, false, churnPlan).chain((plan) =>
+      fc.tuple(fc.constant(plan), fc.uniqueArray(fc.nat(plan.steps.length), { maxLength: 4 })));
+    fc.assert(fc.property(arb, ([plan, checkpoints]) => runWithRestores(plan, new Set(checkpoints))), { numRuns: 100 });
   });
 
   test('applying the same sequence to two fresh states gives equal answers and equal snapshots', () => {

@@ -1,10 +1,12 @@
 // The shard's housekeeping command: expire due holds (releasing their units and quota),
 // forget idempotency keys past their window, and drop settled reservations past their
-// retention. It is logged like any other command, so replay does exactly the same.
+// retention (retention.ts). It is logged like any other command, so replay does exactly the
+// same.
 
 import type { Applied, DomainEvent } from './commands.js';
 import { settle } from './apply-reservation.js';
-import { idempotencyKey, type ShardState } from './shard-state.js';
+import { pruneSettledByAge } from './retention.js';
+import type { ShardState } from './shard-state.js';
 import { answered } from './views.js';
 
 /** The time the next hold falls due, or null when none is held (for the adapter's timer). */
@@ -71,24 +73,8 @@ function pruneIdempotency(state: ShardState, nowMs: number): number {
   return touched;
 }
 
-/** Drops settled reservations past retention, with any idempotency key still naming them. */
-function pruneSettled(state: ShardState, nowMs: number): number {
-  const retentionMs = state.config.settledRetentionMs;
-  let pruned = 0;
-  for (let r = state.settled.peek(); r !== undefined && r.settledAtMs + retentionMs <= nowMs; r = state.settled.peek()) {
-    state.settled.shift();
-    state.reservations.delete(r);
-    if (r.idemKey !== null) {
-      const key = idempotencyKey(r.buyerId, r.sku.quotaScope, r.idemKey);
-      if (state.idempotency.get(key)?.reservation === r) state.idempotency.delete(key);
-    }
-    pruned++;
-  }
-  return pruned;
-}
-
 export function applyExpire(state: ShardState, nowMs: number): Applied {
   const { count, events } = expireHolds(state, nowMs);
-  const pruned = pruneIdempotency(state, nowMs) + pruneSettled(state, nowMs);
+  const pruned = pruneIdempotency(state, nowMs) + pruneSettledByAge(state, nowMs);
   return answered({ ok: true, status: 'ok', expired: count }, count + pruned > 0, events);
 }

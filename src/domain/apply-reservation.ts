@@ -8,6 +8,7 @@ import { assertSkuInvariants } from './invariants.js';
 import { nonceLength } from './routing.js';
 import { findSku } from './apply-sku.js';
 import { recordPaid } from './apply-outbox.js';
+import { boundSettled } from './retention.js';
 import { Limits, defaultChannel } from './fields.js';
 import {
   Reservation, SkuState, channelUnitsOf, idempotencyKey, type IdempotencyEntry, type ShardState,
@@ -120,7 +121,10 @@ function rememberIdempotencyKey(state: ShardState, r: Reservation, key: string, 
   }
 }
 
-/** Ends a held reservation: gives back what it held, and its quota unless it was paid. */
+/**
+ * Ends a held reservation: gives back what it held, and its quota unless it was paid. Past
+ * settledReservationsMax it drops the oldest settled reservation (never this one).
+ */
 export function settle(state: ShardState, r: Reservation, status: 'paid' | 'cancelled' | 'expired', nowMs: number): DomainEvent[] | null {
   assert(r.status === 'held', `reservation ${r.id} settles twice`);
   const s = r.sku;
@@ -142,6 +146,7 @@ export function settle(state: ShardState, r: Reservation, status: 'paid' | 'canc
   r.settledAtMs = nowMs;
   state.liveCount--;
   state.settled.push(r);
+  boundSettled(state);
   assertSkuInvariants(s);
   return stockEvents(s, before, null);
 }

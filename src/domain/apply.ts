@@ -6,7 +6,7 @@ import type { Applied, Command } from './commands.js';
 import { applyAdjust, applyGetSku, applyLink, applyUpsert } from './apply-sku.js';
 import { applyCancel, applyGetReservation, applyPay, applyReserve } from './apply-reservation.js';
 import { applyExpire } from './apply-expire.js';
-import { applyAck, applyPending, applyReconcile } from './apply-outbox.js';
+import { applyAck, applyErpMode, applyPending, applyReconcile } from './apply-outbox.js';
 import type { ShardState } from './shard-state.js';
 import { commandError } from './command-guard.js';
 import { refused } from './views.js';
@@ -34,6 +34,7 @@ function dispatch(state: ShardState, c: Command, nowMs: number): Applied {
     case 'sku.link': return applyLink(state, c);
     case 'erp.pending': return applyPending(state, c.afterSeq, c.max);
     case 'erp.ack': return applyAck(state, c.upToSeq);
+    case 'erp.mode': return applyErpMode(state, c.enabled);
     case 'erp.reconcile': return applyReconcile(state);
   }
 }

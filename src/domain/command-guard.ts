@@ -57,6 +57,8 @@ export function commandError(c: Command): string | null {
       return first(intError(c.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER), intError(c.max, 'max', 1, 10_000));
     case 'erp.ack':
       return intError(c.upToSeq, 'upToSeq', 0, Number.MAX_SAFE_INTEGER);
+    case 'erp.mode':
+      return typeof c.enabled === 'boolean' ? null : 'enabled must be a boolean';
     default:
       return `unknown command ${(c as { t: unknown }).t as string}`;
   }

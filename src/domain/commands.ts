@@ -32,19 +32,41 @@ export type Command =
   | { t: 'res.get'; id: string; buyerId?: string }
   /** Paid events not yet delivered to the ERP, after `afterSeq`, at most `max` (a read). */
   | { t: 'erp.pending'; afterSeq: number; max: number }
-  /** Marks every paid event up to `upToSeq` as delivered (cumulative). */
+  /**
+   * Marks every paid event up to `upToSeq` as delivered (cumulative), and counts their units
+   * as delivered per SKU. Allowed while the outbox is off (what was queued is still owed).
+   */
   | { t: 'erp.ack'; upToSeq: number }
-  /** Per SKU: units sold, and units and orders still waiting for the ERP (a read). */
+  /**
+   * Turns queueing of paid orders for the ERP on or off. Logged, so replay (on any node,
+   * whatever its settings) reproduces exactly which pays entered the outbox. Off keeps what
+   * is queued; pays while off are counted as not queued and are never delivered.
+   */
+  | { t: 'erp.mode'; enabled: boolean }
+  /** Per SKU: units sold, delivered, waiting for the ERP and never queued (a read). */
   | { t: 'erp.reconcile' };
 
 export type CommandType = Command['t'];
 
-/** One SKU's line of the ERP reconciliation: sold = delivered + undelivered units. */
-export interface ReconcileRow {
-  sku: string;
+/**
+ * One SKU's line of the ERP reconciliation (or a shard's totals, without `sku`):
+ * sold = deliveredUnits + undeliveredUnits + notQueuedUnits + uncountedUnits.
+ */
+export interface ReconcileUnits {
   sold: number;
+  /** Acknowledged by the deliverer after the ERP accepted them (counted at erp.ack). */
+  deliveredUnits: number;
+  /** In the outbox: owed to the ERP. */
   undeliveredUnits: number;
   undeliveredOrders: number;
+  /** Paid while the outbox was off: never queued, never delivered. */
+  notQueuedUnits: number;
+  /** Sold before delivery was counted (state from a v1/v2 snapshot): unknown. */
+  uncountedUnits: number;
+}
+
+export interface ReconcileRow extends ReconcileUnits {
+  sku: string;
 }
 
 /** One paid order waiting in the shard's outbox for the ERP. */
@@ -128,8 +150,13 @@ export type Outcome =
       /** erp.pending: the events; and the last event seq the shard has assigned. */
       paid?: PaidEvent[];
       outboxLastSeq?: number;
-      /** erp.reconcile: per-SKU rows (at most reconcileRowsMax), outbox length, truncation. */
-      reconcile?: { rows: ReconcileRow[]; outboxLength: number; truncated: boolean };
+      /**
+       * erp.reconcile: per-SKU rows (at most reconcileRowsMax), the shard's totals over every
+       * SKU, the outbox length, truncation, and whether pays enter the outbox now.
+       */
+      reconcile?: { rows: ReconcileRow[]; totals: ReconcileUnits; outboxLength: number; truncated: boolean; outboxEnabled: boolean | null };
+      /** erp.mode: the mode now, and the mode before (null: none logged yet). */
+      erpMode?: { enabled: boolean; previous: boolean | null };
     }
   | {
       ok: false;

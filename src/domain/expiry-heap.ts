@@ -1,7 +1,8 @@
 // A binary min-heap of reservations ordered by (expiresAtMs, seq). The total order makes
 // expiry deterministic: replaying the log, or rebuilding the heap from a snapshot, expires
 // the same holds in the same order. Settled holds are not removed eagerly; the expiry
-// sweep skips them when they reach the top (lazy deletion), so pay and cancel stay O(1).
+// sweep skips them when they reach the top (lazy deletion), so pay and cancel stay O(1);
+// when they pile up, retain() sheds them in one pass (see retention.ts).
 
 export interface Expirable {
   readonly expiresAtMs: number;
@@ -42,19 +43,37 @@ export class ExpiryHeap<T extends Expirable> {
     const top = items[0];
     const last = items.pop();
     if (items.length === 0 || last === undefined) return top;
+    this.siftDown(0, last);
+    return top;
+  }
+
+  /**
+   * Keeps only the items `keep` accepts and restores the heap in O(n) (Floyd). As the order
+   * is total, what pops next depends only on the items, never on how they are laid out.
+   */
+  retain(keep: (item: T) => boolean): void {
+    const items = this.items;
+    let n = 0;
+    for (const item of items) if (keep(item)) items[n++] = item;
+    items.length = n;
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(i, items[i] as T);
+  }
+
+  /** Places `item` at slot `start` or below it, moving smaller children up. */
+  private siftDown(start: number, item: T): void {
+    const items = this.items;
     const n = items.length;
-    let i = 0;
+    let i = start;
     for (;;) {
       const left = 2 * i + 1;
       if (left >= n) break;
       const right = left + 1;
       let child = left;
       if (right < n && before(items[right] as T, items[left] as T)) child = right;
-      if (!before(items[child] as T, last)) break;
+      if (!before(items[child] as T, item)) break;
       items[i] = items[child] as T;
       i = child;
     }
-    items[i] = last;
-    return top;
+    items[i] = item;
   }
 }

@@ -30,6 +30,14 @@ export class FifoQueue<T> {
     return item;
   }
 
+  /** Keeps, in order, only the items `keep` accepts: one O(n) pass to shed index garbage. */
+  retain(keep: (item: T) => boolean): void {
+    const kept: T[] = [];
+    for (let i = this.head; i < this.items.length; i++) if (keep(this.items[i] as T)) kept.push(this.items[i] as T);
+    this.items = kept;
+    this.head = 0;
+  }
+
   *[Symbol.iterator](): IterableIterator<T> {
     for (let i = this.head; i < this.items.length; i++) yield this.items[i] as T;
   }

@@ -5,6 +5,7 @@
 
 import type { Mode, Status } from './codes.js';
 import type { PaidEvent } from './commands.js';
+import { assert } from './assert.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { FifoQueue } from './fifo-queue.js';
 import { ReservationTable } from './reservation-table.js';
@@ -19,24 +20,41 @@ export interface ShardConfig {
   idempotencyKeysMax: number;
   /** Settled (paid, cancelled, expired) reservations stay readable this long. */
   settledRetentionMs: number;
+  /**
+   * Cap on settled reservations a shard keeps, whatever their age (at least 1). Retention
+   * by time alone let a reserve+cancel loop grow a shard until its snapshot passed the
+   * 1 GiB frame limit (about 291 snapshot bytes per reservation), after which every snapshot
+   * threw and the worker restarted forever. A settle that makes one too many drops the
+   * oldest settled reservation (by settle order) exactly as retention does: it leaves the
+   * table with any idempotency key still naming it, and its id answers unknown_reservation.
+   * Quota use and `sold` are not touched: a dropped paid reservation stays counted. The
+   * drop happens inside the settle, so it is logged with (and replayed by) the command that
+   * settled; the reservation just settled is the newest, so that command still answers it.
+   * At the default, settled reservations take at most about 300 MB of a snapshot.
+   */
+  settledReservationsMax: number;
   /** Cap on live (held) reservations; past it reserve answers `shard_full`. */
   liveReservationsMax: number;
   /** Cap on holds expired by one res.expire command, to keep a turn short. */
   expireBatchMax: number;
   /**
-   * Whether paid orders are queued for the ERP. Off when no ERP sink is configured, so an
-   * engine without an ERP keeps no outbox; orders paid while it is off are never delivered.
+   * Only for log records written before `erp.mode` existed: whether their pays were queued
+   * for the ERP, which the process's FLASH_ERP_* settings decided then. It is read only
+   * while the state has no logged mode (ShardState.outboxEnabled === null); the adapter logs
+   * an erp.mode at every start where that is so, so no record this version writes depends
+   * on it. Whether paid orders enter the outbox is otherwise shard state, never configuration.
    */
-  outboxEnabled: boolean;
+  legacyOutboxEnabled: boolean;
 }
 
 export const defaultShardConfig: Omit<ShardConfig, 'shardId' | 'shardCount'> = {
   idempotencyWindowMs: 60 * 60 * 1000,
   idempotencyKeysMax: 2_000_000,
   settledRetentionMs: 7 * 24 * 60 * 60 * 1000,
+  settledReservationsMax: 1_000_000,
   liveReservationsMax: 5_000_000,
   expireBatchMax: 20_000,
-  outboxEnabled: false,
+  legacyOutboxEnabled: false,
 };
 
 export class SkuState {
@@ -57,6 +75,15 @@ export class SkuState {
   readonly channelUnits = new Map<string, ChannelUnits>();
   /** True once a low_stock event fired; re-armed when available rises above the threshold. */
   lowStockSignaled = false;
+  /**
+   * The ERP's share of `sold` (apply-outbox.ts): units acknowledged as delivered, units paid
+   * while the outbox was off (never queued), and units sold before this was counted (from a
+   * v1/v2 snapshot; neither known delivered nor known not queued). With the units still in
+   * the outbox they add up to `sold`.
+   */
+  erpDeliveredUnits = 0;
+  erpNotQueuedUnits = 0;
+  erpUncountedUnits = 0;
   updatedAtMs: number;
 
   /** Name of the quota scope: the drop's when there is one, else the SKU's. */
@@ -170,8 +197,16 @@ export class ShardState {
   readonly outbox = new FifoQueue<PaidEvent>();
   /** The last event seq assigned; the outbox holds (outboxLastSeq - outbox.length, outboxLastSeq]. */
   outboxLastSeq = 0;
+  /**
+   * Whether pays enter the outbox, changed only by a logged erp.mode, so replay reproduces
+   * exactly when orders started or stopped entering it. null: no erp.mode logged yet (a log
+   * from before erp.mode; config.legacyOutboxEnabled decides for its records).
+   */
+  outboxEnabled: boolean | null = null;
 
   constructor(readonly config: ShardConfig) {
+    const settledMax = config.settledReservationsMax;
+    assert(Number.isSafeInteger(settledMax) && settledMax >= 1, `settledReservationsMax must be an integer >= 1, not ${settledMax}`);
     this.idPrefix = reservationIdPrefix(config.shardId);
   }
 }

@@ -16,6 +16,8 @@ type SkuRow = [
   minAccountAgeSeconds: number, minPastOrders: number, lowStockSignaled: boolean,
   // Since v2: the channel policy, and every channel's counted units in first-use order.
   channelCaps?: ChannelCaps | null, channelUnits?: [name: string, reserved: number, sold: number][],
+  // Since v3: the ERP's share of sold (delivered, never queued, sold before it was counted).
+  erpUnits?: [delivered: number, notQueued: number, uncounted: number],
 ];
 type ReservationRow = [
   id: string, seq: number, sku: string, buyerId: string, qty: number, mode: Mode,
@@ -26,8 +28,11 @@ type ReservationRow = [
 ];
 
 export interface ShardSnapshot {
-  /** 1: before channels (still read); 2: channels in SKU and reservation rows. */
-  v: 1 | 2;
+  /**
+   * 1: before channels (still read); 2: channels in SKU and reservation rows (still read);
+   * 3: the outbox's logged mode and the ERP's per-SKU units.
+   */
+  v: 1 | 2 | 3;
   shardId: number;
   shardCount: number;
   seq: number;
@@ -45,12 +50,15 @@ export interface ShardSnapshot {
   /** Paid events not yet acknowledged by the ERP, and the last event seq assigned. */
   outbox: PaidEvent[];
   outboxLastSeq: number;
+  /** Since v3: whether pays enter the outbox (null: no erp.mode logged yet). */
+  outboxEnabled?: boolean | null;
 }
 
 function skuRow(s: SkuState): SkuRow {
   return [s.sku, s.dropId, s.createdAtMs, s.updatedAtMs, s.onHand, s.reserved, s.sold, s.mode, s.holdSeconds,
     s.maxPerBuyer, s.startsAtMs, s.endsAtMs, s.lowStockThreshold, s.minAccountAgeSeconds, s.minPastOrders, s.lowStockSignaled,
-    s.channelCaps === null ? null : [...s.channelCaps], [...s.channelUnits.values()].map((u) => [u.name, u.reserved, u.sold])];
+    s.channelCaps === null ? null : [...s.channelCaps], [...s.channelUnits.values()].map((u) => [u.name, u.reserved, u.sold]),
+    [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits]];
 }
 
 function quotaRows(state: ShardState): [string, string, number][] {
@@ -91,15 +99,16 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
     if (state.idempotency.get(e.key) === e && i !== undefined) idempotency.push([e.key, i, e.reviewAtMs]);
   }
   return {
-    v: 2, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
+    v: 3, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
     quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
+    outboxEnabled: state.outboxEnabled,
   };
 }
 
 function restoreSku(state: ShardState, row: SkuRow): SkuState {
   const [sku, dropId, createdAtMs, updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer,
-    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled, channelCaps, channelUnits] = row;
+    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled, channelCaps, channelUnits, erpUnits] = row;
   const s = new SkuState(sku, dropId, createdAtMs, quotaFor(state, dropId));
   Object.assign(s, { updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer, startsAtMs, endsAtMs,
     lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled });
@@ -110,11 +119,30 @@ function restoreSku(state: ShardState, row: SkuRow): SkuState {
     // A v1 snapshot: everything was sold through the default channel.
     Object.assign(channelUnitsOf(s, defaultChannel), { reserved, sold });
   }
+  if (erpUnits !== undefined) [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits] = erpUnits;
   return s;
 }
 
+/**
+ * A v1/v2 snapshot did not count what the ERP got. Its sold units that are not in the
+ * outbox were either delivered or never queued, which it cannot tell apart (its process's
+ * settings decided), unless no event was ever queued: then none was delivered. They are
+ * reported as such, never as delivered.
+ */
+function restoreLegacyErpUnits(state: ShardState, snap: ShardSnapshot): void {
+  const queued = new Map<string, number>();
+  for (const e of snap.outbox) queued.set(e.sku, (queued.get(e.sku) ?? 0) + e.qty);
+  const everQueued = snap.outboxLastSeq > 0;
+  for (const s of state.skus.values()) {
+    const rest = s.sold - (queued.get(s.sku) ?? 0);
+    assert(rest >= 0, `snapshot sku ${s.sku}: the outbox holds more units than were sold`);
+    if (everQueued) s.erpUncountedUnits = rest;
+    else s.erpNotQueuedUnits = rest;
+  }
+}
+
 export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardState {
-  assert(snap.v === 1 || snap.v === 2, `unknown snapshot version ${String(snap.v)}`);
+  assert(snap.v === 1 || snap.v === 2 || snap.v === 3, `unknown snapshot version ${String(snap.v)}`);
   if (snap.shardId !== config.shardId || snap.shardCount !== config.shardCount) {
     throw new Error(`snapshot is of shard ${snap.shardId}/${snap.shardCount}, not ${config.shardId}/${config.shardCount}; FLASH_SHARDS must not change for a data directory`);
   }
@@ -145,6 +173,8 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   restoreQuotas(state, snap.quotas);
   for (const e of snap.outbox) state.outbox.push(e);
   state.outboxLastSeq = snap.outboxLastSeq;
+  state.outboxEnabled = snap.outboxEnabled ?? null;
+  if (snap.v < 3) restoreLegacyErpUnits(state, snap);
   for (const [key, i, reviewAtMs] of snap.idempotency) {
     const entry: IdempotencyEntry = { key, reservation: rows[i] as Reservation, reviewAtMs };
     state.idempotency.set(key, entry);

@@ -48,6 +48,17 @@
 //   by retention takes its key with it (its queue entry stays until it is reviewed, and
 //   dropping that stale entry is not a change). A res.expire that expires, drops or
 //   reviews a live key is mutating.
+// - Settled reservations (paid, cancelled, expired) are kept settledRetentionMs after they
+//   settle (dropped by the res.expire that finds them that old), and never more than
+//   settledReservationsMax of them (at least 1): a settle that makes one too many drops the
+//   one settled earliest (by settle order, whatever its creation order or status) in the
+//   same command, so the command that settled a reservation always answers it. A dropped
+//   reservation answers unknown_reservation to every command, takes its key with it (as
+//   above), and stays counted in sold and quotas: dropping it changes no counter or view.
+//   Which index entries an engine keeps for dropped or settled reservations (key-queue
+//   entries skipped at review, lazily deleted holds) is never observable; the engine sheds
+//   them in bulk only past 1024 of them, which no property run here reaches, so the review
+//   queue below is compared entry for entry.
 // The per-shard cap on stored keys (idempotencyKeysMax) is not modelled: the property tests
 // run with a cap no run reaches.
 
@@ -77,6 +88,8 @@ export interface ModelConfig {
   shardCount: number;
   idempotencyWindowMs: number;
   settledRetentionMs: number;
+  /** Settled reservations kept at most (>= 1); past it the earliest settled is dropped. */
+  settledReservationsMax: number;
   liveReservationsMax: number;
   expireBatchMax: number;
 }
@@ -114,8 +127,10 @@ export interface ModelReservation {
   expiresAtMs: number;
   status: Status;
   settledAtMs: number;
+  /** The how-manieth settle of the shard settled it (0 while held): the order drops by count follow. */
+  settleOrder: number;
   paymentRef: string | null;
-  /** Dropped from the shard after its retention; still counted in sold and quotas. */
+  /** Dropped from the shard (by age or by count); still counted in sold and quotas. */
   pruned: boolean;
 }
 
@@ -234,6 +249,7 @@ export function malformed(c: ModelCommand): boolean {
     case 'res.pay': return !(isId(c.id) && optional(c.paymentRef, (v) => isText(v, TEXT_LENGTH_MAX)));
     case 'erp.pending': return !(isCount(c.afterSeq, 0, Number.MAX_SAFE_INTEGER) && isCount(c.max, 1, 10_000));
     case 'erp.ack': return !isCount(c.upToSeq, 0, Number.MAX_SAFE_INTEGER);
+    case 'erp.mode': return typeof c.enabled !== 'boolean';
     case 'res.cancel':
     case 'res.get':
       return !(isId(c.id) && optional(c.buyerId, (v) => isText(v, TEXT_LENGTH_MAX)));
@@ -253,6 +269,10 @@ export class ReferenceShard {
   readonly keys = new Map<string, ModelKey>();
   /** Entries waiting for review, including those whose key retention has since dropped. */
   queue: ModelKey[] = [];
+  /** Settles so far: the last settle order handed out. */
+  settles = 0;
+  /** Reservations dropped because more than settledReservationsMax were settled. */
+  droppedByCount = 0;
 
   constructor(readonly config: ModelConfig) {}
 
@@ -433,6 +453,8 @@ export class ReferenceShard {
       case 'erp.pending': return { ok: true, status: 'ok', mutated: false, replayed: false };
       case 'erp.reconcile': return { ok: true, status: 'ok', mutated: false, replayed: false };
       case 'erp.ack': return c.upToSeq === 0 ? { ok: true, status: 'ok', mutated: false, replayed: false } : refuse('invalid_request');
+      // Not modelled: turning the outbox on would make pays queue (test/domain-erp-mode.test.ts covers it).
+      case 'erp.mode': throw new Error('the reference model runs with the ERP outbox off; it does not model erp.mode');
     }
   }
 
@@ -561,7 +583,7 @@ export class ReferenceShard {
     const index = this.reservations.length;
     this.reservations.push({
       index, sku: c.sku, buyerId: c.buyerId, qty: c.qty, channel, mode: s.mode, nonce: c.nonce, createdAtMs: now,
-      expiresAtMs: now + s.holdSeconds * 1000, status: 'held', settledAtMs: 0, paymentRef: null, pruned: false,
+      expiresAtMs: now + s.holdSeconds * 1000, status: 'held', settledAtMs: 0, settleOrder: 0, paymentRef: null, pruned: false,
     });
     if (key !== undefined) {
       const entry: ModelKey = { key, index, reviewAtMs: now };
@@ -582,6 +604,19 @@ export class ReferenceShard {
   private settle(r: ModelReservation, status: Status, now: number): void {
     r.status = status;
     r.settledAtMs = now;
+    r.settleOrder = ++this.settles;
+    for (;;) {
+      const kept = this.reservations.filter((x) => x.status !== 'held' && !x.pruned);
+      if (kept.length <= this.config.settledReservationsMax) return;
+      this.drop(kept.reduce((a, b) => (b.settleOrder < a.settleOrder ? b : a)));
+      this.droppedByCount++;
+    }
+  }
+
+  /** Drops a settled reservation from the shard, with any key naming it; counters keep it. */
+  private drop(r: ModelReservation): void {
+    r.pruned = true;
+    for (const [key, entry] of this.keys) if (entry.index === r.index) this.keys.delete(key);
   }
 
   private pay(index: number, paymentRef: string | undefined, now: number): Answer {
@@ -647,9 +682,8 @@ export class ReferenceShard {
     let pruned = 0;
     for (const r of this.reservations) {
       if (!r.pruned && r.status !== 'held' && r.settledAtMs + this.config.settledRetentionMs <= now) {
-        r.pruned = true;
+        this.drop(r);
         pruned++;
-        for (const [key, entry] of this.keys) if (entry.index === r.index) this.keys.delete(key);
       }
     }
     return { ok: true, status: 'ok', mutated: due.length + reviewed + pruned > 0, replayed: false, expired: due.length };
