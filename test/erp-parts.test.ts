@@ -13,6 +13,7 @@ import { DeliveryWindow, EntryState } from '../src/erp/delivery-window.js';
 import { loadErpConfig, describeErpConfig } from '../src/erp/erp-config.js';
 import { startErpHandOff } from '../src/erp/erp-hand-off.js';
 import { erpMetricNames } from '../src/erp/erp-metrics.js';
+import { erpReport } from '../src/erp/erp-report.js';
 import { DeliveryFailure } from '../src/erp/erp-sink.js';
 import type { PaidEvent } from '../src/erp/outbox-source.js';
 import { backoffDelayMs } from '../src/erp/retry-backoff.js';
@@ -211,6 +212,93 @@ describe('deliverer and a failing outbox', () => {
     expect(outbox.violations).toEqual([]);
     expect(new Set(delivered).size).toBe(20);
     expect(d.stats().failuresByKind).toEqual({ outbox_ack: 3 });
+  });
+});
+
+describe('deliverer figures at the sender', () => {
+  /** A sink answering after `latencyMs`, recording when each call started. */
+  function slowSink(latencyMs: number) {
+    const startedAtMs: number[] = [];
+    return {
+      startedAtMs,
+      sink: {
+        name: 'slow', batchEventsMax: 1, close: async () => undefined,
+        deliver: async () => {
+          startedAtMs.push(performance.now());
+          await new Promise((r) => setTimeout(r, latencyMs));
+        },
+      },
+    };
+  }
+
+  it('counts the most calls started in any 1 s and the most in flight, both within the caps', async () => {
+    const outbox = new FakeOutbox({ shardIds: [0, 1] });
+    outbox.appendMany(60);
+    const { sink } = slowSink(30);
+    const d = new Deliverer({ source: outbox, sink, maxRps: 25, concurrency: 3, windowEventsPerShard: 16, backoff: { baseMs: 5, capMs: 20 }, pollMs: 20 });
+    d.start();
+    const deadline = Date.now() + 10_000;
+    while (outbox.ackedSeq(0) + outbox.ackedSeq(1) < 40 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    d.halt();
+    const s = d.stats();
+    expect(s).toMatchObject({ maxRps: 25, concurrency: 3 });
+    expect(s.maxStartsPerSecond).toBeGreaterThan(0);
+    expect(s.maxStartsPerSecond).toBeLessThanOrEqual(25);
+    expect(s.maxCallsInFlight).toBeGreaterThan(0);
+    expect(s.maxCallsInFlight).toBeLessThanOrEqual(3);
+    expect(s.firstCallAtMs).not.toBeNull();
+    expect(s.lastCallAtMs!).toBeGreaterThanOrEqual(s.firstCallAtMs!);
+  });
+
+  it('with quietFirstWindow, starts no call during the first rate window, so a successor never shares a second with its predecessor', async () => {
+    const outbox = new FakeOutbox({ shardIds: [0] });
+    outbox.appendMany(5);
+    const { sink, startedAtMs } = slowSink(1);
+    const d = new Deliverer({ source: outbox, sink, maxRps: 100, concurrency: 2, windowEventsPerShard: 8, backoff: { baseMs: 5, capMs: 20 }, pollMs: 20, quietFirstWindow: true });
+    const startMs = performance.now();
+    d.start();
+    const deadline = Date.now() + 5000;
+    while (outbox.ackedSeq(0) < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await d.stop(1000);
+    expect(outbox.ackedSeq(0)).toBe(5);
+    expect(startedAtMs[0]! - startMs).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('the start limiter, spent entirely, refuses for one whole window', () => {
+    const limiter = new StartLimiter(3, 1020);
+    limiter.spendAll(500);
+    expect(limiter.waitMs(500)).toBe(1020);
+    expect(limiter.tryTake(1519)).toBe(false);
+    for (let i = 0; i < 3; i++) expect(limiter.tryTake(1520)).toBe(true);
+    expect(limiter.tryTake(1520)).toBe(false);
+  });
+});
+
+describe('the GET /v1/admin/erp report', () => {
+  const units = { sold: 5, deliveredUnits: 2, undeliveredUnits: 1, undeliveredOrders: 1, notQueuedUnits: 2, uncountedUnits: 0 };
+  const shard = (rows: unknown[], totals?: unknown) => ({
+    ok: true as const, status: 'ok' as const, outboxLastSeq: 3,
+    reconcile: { rows, ...(totals === undefined ? {} : { totals }), outboxLength: 1, truncated: false, outboxEnabled: true },
+  }) as never;
+
+  it('adds the shards up, and is complete only when every shard answered and everything sold was delivered', () => {
+    const r = erpReport([shard([{ sku: 'a', ...units }], units), shard([], { ...units, sold: 0, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0 })], null);
+    expect(r.totals).toEqual(units);
+    expect(r.complete).toBe(false);
+    expect(r.shardsAnswered).toBe(true);
+    expect(r.shards[0]).toEqual({ shardId: 0, backlogOrders: 1, lastEventSeq: 3, truncated: false, outboxEnabled: true });
+    const delivered = { ...units, deliveredUnits: 5, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0 };
+    expect(erpReport([shard([{ sku: 'a', ...delivered }], delivered)], null).complete).toBe(true);
+    const down = erpReport([shard([{ sku: 'a', ...delivered }], delivered), { ok: false, code: 'shard_unavailable', message: 'gone' }], null);
+    expect(down).toMatchObject({ complete: false, shardsAnswered: false });
+    expect(down.shards[1]).toEqual({ shardId: 1, error: 'shard_unavailable: gone' });
+  });
+
+  it('reads a shard node of the previous version (a rolling upgrade): what it sold outside its outbox is uncounted, never delivered', () => {
+    const r = erpReport([shard([{ sku: 'a', sold: 7, undeliveredUnits: 2, undeliveredOrders: 1 }])], null);
+    expect(r.skus).toEqual([{ sku: 'a', sold: 7, deliveredUnits: 0, undeliveredUnits: 2, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 5 }]);
+    expect(r.totals).toEqual({ sold: 7, deliveredUnits: 0, undeliveredUnits: 2, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 5 });
+    expect(r.complete).toBe(false);
   });
 });
 

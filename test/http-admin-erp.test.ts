@@ -1,11 +1,13 @@
 // GET /v1/admin/erp: the ERP hand-off at a glance, through a real engine delivering to a
-// flaky ERP stand-in. Per SKU, sold must equal delivered + undelivered units; the backlog
-// drains to zero; the deliverer's last error is visible. Who may read it (shared/API.md
-// v2): admin, operator and viewer ("ERP status" is a read); shop, payments and buyers get
-// 403; a call without a valid token gets 401.
+// flaky ERP stand-in. Per SKU, sold must equal delivered + undelivered + not queued units,
+// where delivered counts only what the ERP accepted (never an order paid with no ERP set,
+// or before it was set); the backlog drains to zero; the deliverer's last error and its
+// sender-side figures are visible. Who may read it (shared/API.md v2): admin, operator and
+// viewer ("ERP status" is a read); shop, payments and buyers get 403; a call without a
+// valid token gets 401.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
+import { ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, makeDataDir, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
 import { expectError } from './support/http-kit.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
 
@@ -75,16 +77,56 @@ describe('GET /v1/admin/erp', () => {
       body = await report();
     }
     expect(body.complete).toBe(true);
-    expect(body.totals).toEqual({ sold: 48, deliveredUnits: 48, undeliveredUnits: 0, undeliveredOrders: 0 });
+    expect(body.shardsAnswered).toBe(true);
+    expect(body.totals).toEqual({ sold: 48, deliveredUnits: 48, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0 });
     const rows = Object.fromEntries(body.skus.map((r: any) => [r.sku, r]));
     for (const sku of ['erp-a', 'erp-b']) {
-      expect(rows[sku]).toEqual({ sku, sold: paid[sku], deliveredUnits: paid[sku], undeliveredUnits: 0, undeliveredOrders: 0 });
+      expect(rows[sku]).toEqual({ sku, sold: paid[sku], deliveredUnits: paid[sku], undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0 });
     }
-    expect(body.shards.every((s: any) => s.backlogOrders === 0)).toBe(true);
+    expect(body.shards.every((s: any) => s.backlogOrders === 0 && s.outboxEnabled === true)).toBe(true);
     expect(body.deliverer.deliveredTotal).toBe(24);
+    // The caps as promised, at the sender (what the ERP saw is not asserted: arrivals bunch).
+    expect(body.deliverer.maxStartsPerSecond).toBeLessThanOrEqual(body.deliverer.maxRps);
+    expect(body.deliverer.maxCallsInFlight).toBeLessThanOrEqual(body.deliverer.concurrency);
     // With 30% injected failures some calls failed and were retried; the last one is shown.
     const seen = await erp.stats();
     if (seen.received > seen.accepted) expect(body.deliverer.lastError).not.toBeNull();
     expect(seen.uniqueEvents).toBe(24);
+  });
+
+  it('never reports as delivered what the ERP did not get: orders paid with no ERP set, or before it was set', async () => {
+    const dataDir = makeDataDir();
+    const env = { FLASH_BUYER_RPS: '0' };
+    const plain = await startEngine({ dataDir, env });
+    const p = api(plain.url);
+    expect((await p.put('/v1/skus/erp-none', { stock: 10 }, ADMIN_TOKEN)).status).toBe(201);
+    const r = await p.post('/v1/reservations', { sku: 'erp-none', buyerId: 'early', qty: 1 });
+    expect((await p.post(`/v1/reservations/${r.body.reservationId}/pay`, {})).status).toBe(200);
+    const none = (await p.get('/v1/admin/erp', TOKENS.viewer)).body;
+    // It used to say deliveredUnits: 1, complete: true.
+    expect(none.totals).toEqual({ sold: 1, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 1, uncountedUnits: 0 });
+    expect(none.complete).toBe(false);
+    expect(none.shardsAnswered).toBe(true);
+    expect(none.deliverer).toBeNull();
+    expect(await plain.stop()).toBe(0);
+
+    // The same data with an ERP set: the early order is still not delivered, and not claimed.
+    const withErp = await startEngine({
+      dataDir, env: { ...env, FLASH_ERP_WEBHOOK_URL: erp.url, FLASH_ERP_SECRET: secret, FLASH_ERP_POLL_MS: '20', FLASH_ERP_RETRY_BASE_MS: '10', FLASH_ERP_RETRY_MAX_MS: '200' },
+    });
+    const w = api(withErp.url);
+    const r2 = await w.post('/v1/reservations', { sku: 'erp-none', buyerId: 'later', qty: 2 });
+    expect((await w.post(`/v1/reservations/${r2.body.reservationId}/pay`, {})).status).toBe(200);
+    let body = (await w.get('/v1/admin/erp', TOKENS.viewer)).body;
+    for (let i = 0; i < 200 && body.totals.undeliveredOrders > 0; i++) {
+      await sleep(50);
+      body = (await w.get('/v1/admin/erp', TOKENS.viewer)).body;
+    }
+    const row = body.skus.find((x: any) => x.sku === 'erp-none');
+    expect(row).toEqual({ sku: 'erp-none', sold: 3, deliveredUnits: 2, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 1, uncountedUnits: 0 });
+    expect(body.complete).toBe(false);
+    const delivered = await erp.deliveries();
+    expect(delivered.has(`order.paid:${r2.body.reservationId}`)).toBe(true);
+    expect(delivered.has(`order.paid:${r.body.reservationId}`)).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 // The shards' ERP outboxes as the deliverer sees them (OutboxSource), read and acknowledged
-// through the same transport as every other command. A shard this process does not host
-// right now (a standby in NATS mode) simply has nothing pending here; its owner delivers.
+// through the same transport as every other command: the worker threads of this process
+// (embedded), or NATS requests to each shard's owner (the deployment's one deliverer). A
+// transport that hosts only some shards simply has nothing pending for the others.
 
 import type { OutboxSource, PaidEvent } from '../erp/outbox-source.js';
 import type { ShardTransport } from './shard-protocol.js';

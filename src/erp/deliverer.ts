@@ -1,9 +1,10 @@
 // Drains every shard of an OutboxSource into an ERP sink at the pace the ERP can take: at
-// most `maxRps` calls started in any second and `concurrency` calls in flight across the
-// process, each failure retried forever with capped, fully jittered backoff. It holds at
-// most `windowEventsPerShard` events per shard and acknowledges only each shard's contiguous
-// delivered prefix, so after a crash only events started but not yet acknowledged repeat,
-// always with their own eventId. It never delivers anything the outbox did not hand it.
+// most `maxRps` calls started in any second and `concurrency` calls in flight (one deliverer
+// runs per deployment, so they hold for the deployment), each failure retried forever with
+// capped, fully jittered backoff. It holds at most `windowEventsPerShard` events per shard
+// and acknowledges only each shard's contiguous delivered prefix, so after a crash only
+// events started but not yet acknowledged repeat, always with their own eventId. It never
+// delivers anything the outbox did not hand it.
 
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,9 +17,9 @@ import { StartLimiter } from './start-limiter.js';
 export interface DelivererOptions {
   source: OutboxSource;
   sink: ErpSink;
-  /** Calls started in any 1 s window, across the process (every retry counts). */
+  /** Calls started in any 1 s window by this deliverer, the only one of its deployment (retries count). */
   maxRps: number;
-  /** Calls in flight across the process. */
+  /** Calls in flight, by this deliverer. */
   concurrency: number;
   /** Events fetched but not yet acknowledged, per shard. */
   windowEventsPerShard: number;
@@ -27,6 +28,17 @@ export interface DelivererOptions {
   pollMs: number;
   /** Added to the 1 s rate window so network jitter never shows the ERP one call too many. */
   rateGuardMs?: number;
+  /**
+   * Start no call during the first rate window after start(). A deliverer that follows
+   * another (a restart, a lease hand-over) cannot know when the other's last calls started;
+   * waiting one window keeps `maxRps` across the two. Outbox reads go on meanwhile.
+   */
+  quietFirstWindow?: boolean;
+  /**
+   * Checked before every call start: false starts nothing (the deployment's deliverer lease
+   * has lapsed, say, after this process stood still). Calls already started go on.
+   */
+  mayStart?: () => boolean;
   observer?: DelivererObserver;
   /** Uniform in [0, 1); Math.random by default. */
   random?: () => number;
@@ -60,6 +72,19 @@ export interface DelivererStats {
   failuresByKind: Record<string, number>;
   lastError: LastError | null;
   shards: { shardId: number; fetchedSeq: number; ackedSeq: number; windowEvents: number }[];
+  /** The caps this deliverer holds. */
+  maxRps: number;
+  concurrency: number;
+  /**
+   * Measured here, at the sender, where the promise is made: the most calls this deliverer
+   * started within any 1 s (more than maxRps would be a broken cap; it saturates at
+   * maxRps + 1), and the most it had in flight at once.
+   */
+  maxStartsPerSecond: number;
+  maxCallsInFlight: number;
+  /** Wall-clock ms of its first and last call start (null: none yet), to compare with another process's. */
+  firstCallAtMs: number | null;
+  lastCallAtMs: number | null;
 }
 
 /** Distinct failure kinds counted by name; past this, they count as `other` (bounded labels). */
@@ -87,6 +112,14 @@ export class Deliverer {
   private failuresTotal = 0;
   private readonly failuresByKind = new Map<string, number>();
   private lastError: LastError | null = null;
+  /** Start times (monotonic ms) of the calls of the last second, oldest first, at most maxRps + 1. */
+  private readonly recentStarts: Float64Array;
+  private recentHead = 0;
+  private recentCount = 0;
+  private maxStartsPerSecond = 0;
+  private maxCallsInFlight = 0;
+  private firstCallAtMs: number | null = null;
+  private lastCallAtMs: number | null = null;
 
   constructor(private readonly opts: DelivererOptions) {
     for (const [name, v] of [['maxRps', opts.maxRps], ['concurrency', opts.concurrency], ['windowEventsPerShard', opts.windowEventsPerShard]] as const) {
@@ -96,6 +129,7 @@ export class Deliverer {
     this.windowByShard = new Map(this.windows.map((w) => [w.shardId, w]));
     this.limiter = new StartLimiter(opts.maxRps, 1000 + (opts.rateGuardMs ?? 20));
     this.random = opts.random ?? Math.random;
+    this.recentStarts = new Float64Array(opts.maxRps + 1);
     // A sink may listen for the abort once per call in flight.
     setMaxListeners(opts.concurrency + 10, this.calls.signal);
   }
@@ -103,6 +137,7 @@ export class Deliverer {
   start(): void {
     if (this.state !== 'new') throw new Error('a Deliverer starts once; make a new one to start again');
     this.state = 'running';
+    if (this.opts.quietFirstWindow === true) this.limiter.spendAll(performance.now());
     for (const w of this.windows) this.refill(w);
     void this.wakeLoop();
   }
@@ -114,6 +149,7 @@ export class Deliverer {
     while (this.state === 'running' && this.inFlight < this.opts.concurrency) {
       const first = this.nextReadyWindow();
       if (first === null) return;
+      if (this.opts.mayStart !== undefined && !this.opts.mayStart()) return;
       const now = performance.now();
       const waitMs = this.limiter.waitMs(now);
       if (waitMs > 0) return this.armLimiterTimer(waitMs);
@@ -168,10 +204,18 @@ export class Deliverer {
   private startCall(batch: WindowEntry[], ticket: number): void {
     this.inFlight++;
     this.callsStarted++;
+    this.maxCallsInFlight = Math.max(this.maxCallsInFlight, this.inFlight);
     const events = batch.map((e) => e.event);
     const sent = (): void => this.limiter.markSent(ticket, performance.now());
-    // Through a then(): a sink that throws synchronously still ends as a failed call.
-    Promise.resolve().then(() => this.opts.sink.deliver(events, this.calls.signal, sent)).then(
+    // Through a then(): a sink that throws synchronously still ends as a failed call. The
+    // call starts when the sink is handed it: its token counts from then (not from take()),
+    // and that is the start the sender-side figures record.
+    Promise.resolve().then(() => {
+      const startedMs = performance.now();
+      this.limiter.markSent(ticket, startedMs);
+      this.noteStart(startedMs);
+      return this.opts.sink.deliver(events, this.calls.signal, sent);
+    }).then(
       () => this.onDelivered(batch, events),
       (e: unknown) => this.onCallFailed(batch, events, e),
     );
@@ -206,6 +250,25 @@ export class Deliverer {
     }
     this.pump();
     this.notify();
+  }
+
+  /** Counts a call start in the sliding second; the most ever counted is maxStartsPerSecond. */
+  private noteStart(atMs: number): void {
+    const ring = this.recentStarts;
+    while (this.recentCount > 0 && (ring[this.recentHead] as number) <= atMs - 1000) {
+      this.recentHead = (this.recentHead + 1) % ring.length;
+      this.recentCount--;
+    }
+    if (this.recentCount === ring.length) {
+      // More than maxRps in one second: a broken cap; the count saturates at maxRps + 1.
+      this.recentHead = (this.recentHead + 1) % ring.length;
+      this.recentCount--;
+    }
+    ring[(this.recentHead + this.recentCount) % ring.length] = atMs;
+    this.recentCount++;
+    this.maxStartsPerSecond = Math.max(this.maxStartsPerSecond, this.recentCount);
+    this.lastCallAtMs = Date.now();
+    this.firstCallAtMs ??= this.lastCallAtMs;
   }
 
   /** Observers are for metrics and logs: one that throws must never stall delivery. */
@@ -390,6 +453,12 @@ export class Deliverer {
       failuresByKind: Object.fromEntries(this.failuresByKind),
       lastError: this.lastError,
       shards: this.windows.map((w) => ({ shardId: w.shardId, fetchedSeq: w.fetchedSeq, ackedSeq: w.ackedSeq, windowEvents: w.size })),
+      maxRps: this.opts.maxRps,
+      concurrency: this.opts.concurrency,
+      maxStartsPerSecond: this.maxStartsPerSecond,
+      maxCallsInFlight: this.maxCallsInFlight,
+      firstCallAtMs: this.firstCallAtMs,
+      lastCallAtMs: this.lastCallAtMs,
     };
   }
 }

@@ -12,9 +12,9 @@ export type ErpSinkConfig =
 
 export interface ErpConfig {
   sink: ErpSinkConfig;
-  /** FLASH_ERP_MAX_RPS: calls started in any 1 s window, across the process. */
+  /** FLASH_ERP_MAX_RPS: calls started in any 1 s window, across the deployment (one deliverer runs). */
   maxRps: number;
-  /** FLASH_ERP_CONCURRENCY: calls in flight across the process. */
+  /** FLASH_ERP_CONCURRENCY: calls in flight, across the deployment. */
   concurrency: number;
   /** FLASH_ERP_TIMEOUT_MS: one call, start to full answer. */
   timeoutMs: number;

@@ -17,6 +17,12 @@ export interface ErpHandOff {
   readonly sink: ErpSink;
   /** Finishes calls in flight (up to graceMs), acknowledges what was delivered, closes the sink. */
   stop(graceMs: number): Promise<void>;
+  /**
+   * Stops dead (a lost deliverer lease): aborts calls in flight, acknowledges nothing more,
+   * closes the sink. Whatever was in flight may reach the ERP again from the next deliverer,
+   * with the same eventId.
+   */
+  halt(): Promise<void>;
 }
 
 type Log = Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -47,13 +53,21 @@ function loggingObserver(log: Log): DelivererObserver {
   };
 }
 
-export async function startErpHandOff(opts: { config: ErpConfig; source: OutboxSource; registry?: Registry; log?: Log }): Promise<ErpHandOff> {
+export async function startErpHandOff(opts: {
+  config: ErpConfig; source: OutboxSource; registry?: Registry; log?: Log;
+  /** Checked before every call: false starts none (see DelivererOptions.mayStart). */
+  mayStart?: () => boolean;
+}): Promise<ErpHandOff> {
   const { config, source, log } = opts;
   const sink = await createErpSink(config);
   const deliverer = new Deliverer({
     source, sink,
     maxRps: config.maxRps, concurrency: config.concurrency, windowEventsPerShard: config.windowEventsPerShard,
     backoff: { baseMs: config.retryBaseMs, capMs: config.retryMaxMs }, pollMs: config.pollMs,
+    // Another deliverer may have run until a moment ago (this process before a restart, or
+    // the last holder of the deployment's deliverer lease): keep the cap across the two.
+    quietFirstWindow: true,
+    ...(opts.mayStart === undefined ? {} : { mayStart: opts.mayStart }),
     ...(log === undefined ? {} : { observer: loggingObserver(log) }),
   });
   if (opts.registry !== undefined) registerErpMetrics(opts.registry, () => deliverer);
@@ -66,6 +80,11 @@ export async function startErpHandOff(opts: { config: ErpConfig; source: OutboxS
       await sink.close();
       const s = deliverer.stats();
       log?.info({ delivered: s.deliveredTotal, backlog: s.backlogEvents, failures: s.failuresTotal }, 'ERP hand-off stopped');
+    },
+    async halt() {
+      deliverer.halt();
+      await sink.close().catch(() => undefined);
+      log?.warn({ delivered: deliverer.stats().deliveredTotal }, 'ERP hand-off halted; calls in flight were aborted');
     },
   };
 }

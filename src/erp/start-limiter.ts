@@ -39,6 +39,12 @@ export class StartLimiter {
     return ticket;
   }
 
+  /** Spends every token at `nowMs`, as if another sender had just used the whole window: nothing starts for one window. */
+  spendAll(nowMs: number): void {
+    this.spentAtMs.fill(nowMs);
+    this.ticketOf.fill(-1);
+  }
+
   tryTake(nowMs: number): boolean {
     return this.take(nowMs) !== null;
   }

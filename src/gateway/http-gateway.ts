@@ -17,6 +17,7 @@ import { BodyError, drainBytesMax, errorCodeOf, listenOn, noteErrorCode, readJso
 import { matchRoute, routeLabel, type RouteName, type RouteSpec } from './routes.js';
 import type { ShardRouter } from './shard-router.js';
 import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
+import { erpReport } from '../erp/erp-report.js';
 import {
   InvalidRequest, adjustCommand, asObject, field, payCommand, reserveCommand, skuName, upsertCommand, type ReserveIdentity,
 } from './validate.js';
@@ -218,29 +219,15 @@ export class HttpGateway {
   }
 
   /**
-   * The ERP hand-off at a glance: every shard's outbox (backlog), the deliverer's figures
-   * where this process runs it (last error, failures), and per SKU sold = delivered +
-   * undelivered units. A shard that does not answer is listed with its error.
+   * The ERP hand-off at a glance (src/erp/erp-report.ts): every shard's outbox (backlog),
+   * the deliverer's figures where this process runs it, and per SKU sold = delivered +
+   * undelivered + not queued (+ uncounted) units. A shard that does not answer is listed
+   * with its error, and the report is then not complete.
    */
   private async erpReport(res: ServerResponse): Promise<number> {
     const { transport } = this.router;
     const answers = await Promise.all(Array.from({ length: transport.shardCount }, (_, k) => transport.call(k, { t: 'erp.reconcile' })));
-    const totals = { sold: 0, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0 };
-    const skus: Record<string, unknown>[] = [];
-    const shards = answers.map((o, shardId) => {
-      if (!o.ok || o.reconcile === undefined) return { shardId, error: o.ok ? 'no answer' : `${o.code}: ${o.message}` };
-      for (const r of o.reconcile.rows) {
-        const deliveredUnits = r.sold - r.undeliveredUnits;
-        totals.sold += r.sold;
-        totals.deliveredUnits += deliveredUnits;
-        totals.undeliveredUnits += r.undeliveredUnits;
-        totals.undeliveredOrders += r.undeliveredOrders;
-        skus.push({ ...r, deliveredUnits });
-      }
-      return { shardId, backlogOrders: o.reconcile.outboxLength, lastEventSeq: o.outboxLastSeq ?? 0, truncated: o.reconcile.truncated };
-    });
-    const complete = shards.every((s) => !('error' in s));
-    sendJson(res, 200, JSON.stringify({ complete, totals, deliverer: this.deps.erpStatus?.() ?? null, shards, skus }));
+    sendJson(res, 200, JSON.stringify(erpReport(answers, this.deps.erpStatus?.() ?? null)));
     return 200;
   }
 

@@ -1,0 +1,108 @@
+// The log decides whether paid orders enter the ERP outbox, not the settings of whoever
+// replays it (issue #10, item 4). The built engine, as its own process, on one data
+// directory: started with an ERP, it sells and delivers some orders and is killed; started
+// again WITHOUT any FLASH_ERP_* setting it starts (it used to refuse: "replay of record 4
+// diverged"), keeps every order still owed, and does not queue what it sells; started with
+// the ERP once more, it delivers exactly the orders that were owed: none lost, none of those
+// paid while it was off, and repeats only with the same eventId and bytes.
+
+import { afterAll, describe, expect, it } from 'vitest';
+import { shardForSku } from '../src/domain/routing.js';
+import { TOKENS, api, makeDataDir, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
+import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
+import { createSku, uniqWhere } from './support/http-kit.js';
+
+const SECRET = 'erp-mode-secret-0123456789';
+let erp: StandInProcess | null = null;
+
+afterAll(async () => {
+  await stopAllEngines();
+  await erp?.close();
+});
+
+async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (done(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}; last: ${JSON.stringify(v)}`);
+    await sleep(25);
+  }
+}
+
+/** Pays `count` orders over `skus` (qty 1..3); returns reservation id -> qty. */
+async function payOrders(a: Api, skus: string[], count: number, tag: string): Promise<Map<string, number>> {
+  const paid = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    const qty = 1 + (i % 3);
+    const r = await a.post('/v1/reservations', { sku: skus[i % skus.length], buyerId: `${tag}-${i}`, qty }, TOKENS.shop);
+    expect(r.status, r.text).toBe(201);
+    const p = await a.post(`/v1/reservations/${r.body.reservationId}/pay`, { paymentRef: `${tag}-${i}` }, TOKENS.payments);
+    expect(p.status, p.text).toBe(200);
+    paid.set(r.body.reservationId as string, qty);
+  }
+  return paid;
+}
+
+const units = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+
+async function report(a: Api): Promise<any> {
+  const r = await a.get('/v1/admin/erp', TOKENS.viewer);
+  expect(r.status, r.text).toBe(200);
+  return r.body;
+}
+
+describe('the ERP outbox across restarts with different settings', () => {
+  it('is decided by the log: a restart without ERP settings keeps what is owed, and the ERP later gets exactly that', async () => {
+    erp = await startStandInProcess({ secret: SECRET, latencyMs: 60, jitterMs: 10, errorRate: 0, seed: 3 });
+    const withErp = {
+      FLASH_ERP_WEBHOOK_URL: erp.url, FLASH_ERP_SECRET: SECRET, FLASH_ERP_MAX_RPS: '20', FLASH_ERP_CONCURRENCY: '2',
+      FLASH_ERP_POLL_MS: '50', FLASH_BUYER_RPS: '0',
+    };
+    const dataDir = makeDataDir();
+    const skus = [0, 1].map((shard) => uniqWhere('erp-mode', (name) => shardForSku(name, null, 2) === shard));
+
+    // 1. With the ERP: sell, let some be delivered and acknowledged, then kill -9.
+    const first = await startEngine({ dataDir, env: withErp });
+    const a = api(first.url);
+    for (const sku of skus) await createSku(a, sku, { stock: 10_000, maxPerBuyer: 5 });
+    const owed = await payOrders(a, skus, 60, 'on');
+    await waitFor('some orders are delivered and acknowledged', () => report(a), (b) => b.totals.deliveredUnits >= 10, 15_000);
+    await first.kill9();
+
+    // 2. Without any ERP setting: it starts, keeps the outbox, and does not queue new pays.
+    const second = await startEngine({ dataDir, env: { FLASH_BUYER_RPS: '0' } });
+    const b = api(second.url);
+    const off = await report(b);
+    expect(off.shards.map((s: any) => s.outboxEnabled)).toEqual([false, false]);
+    expect(off.deliverer).toBeNull();
+    expect(off.totals.deliveredUnits).toBeGreaterThanOrEqual(10);
+    expect(off.totals.deliveredUnits + off.totals.undeliveredUnits).toBe(units(owed));
+    expect(off.totals.undeliveredOrders).toBeGreaterThan(0);
+    const paidWhileOff = await payOrders(b, skus, 10, 'off');
+    const afterOff = await report(b);
+    expect(afterOff.totals).toMatchObject({ sold: units(owed) + units(paidWhileOff), notQueuedUnits: units(paidWhileOff), undeliveredOrders: off.totals.undeliveredOrders });
+    expect(await second.stop()).toBe(0);
+    const receivedWhileOff = (await erp.stats()).received;
+
+    // 3. With the ERP again: exactly what was owed arrives; nothing paid while off.
+    const third = await startEngine({ dataDir, env: withErp });
+    const c = api(third.url);
+    const done = await waitFor('everything owed is delivered', () => report(c), (r) => r.totals.undeliveredOrders === 0, 20_000);
+    expect(done.shards.map((s: any) => s.outboxEnabled)).toEqual([true, true]);
+    expect(done.totals).toEqual({
+      sold: units(owed) + units(paidWhileOff), deliveredUnits: units(owed), undeliveredUnits: 0, undeliveredOrders: 0,
+      notQueuedUnits: units(paidWhileOff), uncountedUnits: 0,
+    });
+    expect(done.complete).toBe(false); // what was sold while off never reaches the ERP
+    const deliveries = await erp.deliveries();
+    expect([...deliveries.keys()].sort()).toEqual([...owed.keys()].map((id) => `order.paid:${id}`).sort());
+    const stats = await erp.stats();
+    expect(stats.received).toBeGreaterThan(receivedWhileOff);
+    expect(stats.bodyMismatches).toBe(0);
+    expect(stats.badRequests).toBe(0);
+    expect(await third.stop()).toBe(0);
+    console.log(`[erp-mode] ${owed.size} orders owed: ${off.totals.undeliveredOrders} still owed after the kill, kept by the engine without ERP settings; `
+      + `${paidWhileOff.size} paid while off, never queued; all ${owed.size} owed delivered after the ERP came back (${stats.duplicates} repeat(s), same eventId and body)`);
+  });
+});
