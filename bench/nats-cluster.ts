@@ -4,16 +4,13 @@
 // always stopped. No FLASH_* setting of the caller's environment reaches them.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import * as path from 'node:path';
 import { progress, repoDir } from './bench-report.js';
 import { freePort, startServer, type ChildServer } from './child-server.js';
 import type { SkuSetup } from './engine-under-test.js';
-import { benchAuthEnv, skuName } from './engine-under-test.js';
-
-export const natsToken = randomBytes(12).toString('hex');
+import { adminToken, benchAuthEnv, skuName } from './engine-under-test.js';
 
 export interface NatsServerProcess extends ChildServer {
   url: string;
@@ -133,7 +130,7 @@ export async function startNatsCluster(tmp: string, o: { shardCount: number; nod
     const port = await freePort();
     gateway = await startServer({
       name: 'gateway', args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
-      env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'gateway', ...benchAuthEnv(path.join(tmp, 'gateway-unused')), FLASH_ADMIN_TOKEN: natsToken, FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', FLASH_DATA_DIR: path.join(tmp, 'gateway-unused') }),
+      env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'gateway', ...benchAuthEnv(path.join(tmp, 'gateway-unused')), FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', FLASH_DATA_DIR: path.join(tmp, 'gateway-unused') }),
     });
   } catch (e) {
     await stopAll();
@@ -149,7 +146,7 @@ export async function startNatsCluster(tmp: string, o: { shardCount: number; nod
 export async function gatewayCall(port: number, method: string, urlPath: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, {
     method,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${natsToken}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };

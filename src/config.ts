@@ -31,6 +31,8 @@ export interface EngineConfig {
   leaseTtlMs: number;
   /** Replicas of the lease bucket when created (set 3 on a 3-node NATS cluster). */
   leaseReplicas: number;
+  /** Replicas of each shard's log stream and of the snapshot store when created (3 on a 3-node cluster). */
+  logReplicas: number;
   /** This process's name in leases and logs. */
   nodeName: string;
   role: Role;
@@ -113,6 +115,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     natsPrefix: prefix(env),
     leaseTtlMs: int(env, 'FLASH_LEASE_TTL_MS', 3000, 500, 600_000),
     leaseReplicas: int(env, 'FLASH_LEASE_REPLICAS', 1, 1, 5),
+    logReplicas: int(env, 'FLASH_LOG_REPLICAS', 1, 1, 5),
     nodeName: env.FLASH_NODE_NAME?.trim() || `${hostname()}-${process.pid}`,
     role,
     shardIds: shardIds(env, shardCount),

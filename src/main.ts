@@ -9,15 +9,16 @@ import pino from 'pino';
 import { ConfigError, loadConfig, type EngineConfig } from './config.js';
 import { checkMeta, DataDirError, lockDataDir } from './engine/data-dir.js';
 import type { ShardObserver, ShardTransport } from './engine/shard-protocol.js';
-import { WorkerTransport } from './engine/worker-transport.js';
+import { ErpModeTransport } from './engine/erp-mode-transport.js';
 import { HttpGateway } from './gateway/http-gateway.js';
 import { GatewayMetrics } from './gateway/metrics.js';
 import { ShardRouter } from './gateway/shard-router.js';
 import { connectNats } from './nats/nats-connect.js';
 import { NatsTransport } from './nats/nats-transport.js';
 import { ShardNode } from './nats/shard-node.js';
-import { loadErpConfig } from './erp/erp-config.js';
-import { startErpHandOff, type ErpHandOff } from './erp/erp-hand-off.js';
+import { describeErpConfig, loadErpConfig, type ErpConfig } from './erp/erp-config.js';
+import { startErpHandOff } from './erp/erp-hand-off.js';
+import { ErpLeader, erpLeaseKey } from './nats/erp-leader.js';
 import { TransportOutbox } from './engine/transport-outbox.js';
 import { loadBuyerTokenConfig } from './gateway/buyer-token.js';
 import { Authenticator } from './gateway/callers.js';
@@ -65,6 +66,48 @@ function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
   };
 }
 
+/** The ERP hand-off of this process, in whichever form it runs here. */
+interface ErpRunner {
+  /** For GET /v1/admin/erp: the deliverer's figures (and, over NATS, this node's role). */
+  status(): Record<string, unknown>;
+  /** For /healthz of a shard node. */
+  health(): Record<string, unknown>;
+  stop(graceMs: number): Promise<void>;
+}
+
+/**
+ * Embedded: one deliverer over this process's shards. Over NATS: this node competes for the
+ * deployment's deliverer lease, and its holder drains every shard through NATS, so the
+ * ERP's caps hold for the deployment however many shard nodes run.
+ */
+async function startErp(
+  config: EngineConfig, erpConfig: ErpConfig,
+  deps: { local: ErpModeTransport; nc: NatsConnection | null; metrics: GatewayMetrics; log: pino.Logger },
+): Promise<ErpRunner> {
+  const { local, nc, metrics, log } = deps;
+  if (nc === null) {
+    const shardIds = Array.from({ length: config.shardCount }, (_, i) => i);
+    const handOff = await startErpHandOff({ config: erpConfig, source: new TransportOutbox(local, shardIds), registry: metrics.registry, log });
+    const status = (): Record<string, unknown> => ({ ...handOff.deliverer.stats() });
+    return { status, health: status, stop: (graceMs) => handOff.stop(graceMs) };
+  }
+  const leader = new ErpLeader({
+    nc, prefix: config.natsPrefix, shardCount: config.shardCount, nodeName: config.nodeName, leaseTtlMs: config.leaseTtlMs,
+    leaseReplicas: config.leaseReplicas, erp: erpConfig, mailboxMax: config.mailboxMax, log, registry: metrics.registry,
+  });
+  await leader.start();
+  log.info({ ...describeErpConfig(erpConfig), lease: erpLeaseKey }, 'ERP configured: competing for the deployment\'s deliverer lease');
+  const health = (): Record<string, unknown> => ({ ...leader.status() });
+  return {
+    status: () => {
+      const { deliverer, ...role } = leader.status();
+      return { ...role, ...(deliverer ?? {}) };
+    },
+    health,
+    stop: (graceMs) => leader.close(graceMs),
+  };
+}
+
 /** Everything a running engine must stop, in order, on SIGTERM. */
 type Stopper = () => Promise<void> | void;
 
@@ -75,14 +118,22 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   // Before connecting anywhere, so that a node with no credential refuses to start at once.
   const auth = authenticator(config, process.env, log);
   const metrics = new GatewayMetrics();
-  // The ERP hand-off runs where the shards are (their outboxes are shard state).
+  // The ERP hand-off runs where shards are hosted (embedded: this process; over NATS: the
+  // shard node holding the deliverer lease); gateways neither load nor need FLASH_ERP_*.
   const erpConfig = config.role !== 'gateway' ? loadErpConfig(process.env) : null;
+  // Each shard this process starts gets its outbox mode from this process's ERP settings,
+  // as a logged erp.mode (records from before erp.mode replay with the same setting).
   const local = config.role !== 'gateway'
-    ? new WorkerTransport({
+    ? new ErpModeTransport({
       dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
       snapshotEveryCommands: config.snapshotEveryCommands, observer: observerFor(metrics, log), buyerRps: config.buyerRps,
-      config: { outboxEnabled: erpConfig !== null },
-    })
+      config: { legacyOutboxEnabled: erpConfig !== null },
+      // Over NATS every shard's log is replicated (JetStream), and the shard node decides what
+      // a lost or fenced shard does next.
+      replicated: config.natsUrl !== null,
+      onShardLost: (shardId, reason) => node?.shardLost(shardId, reason),
+      onSnapshot: (shardId, lsn, file) => node?.shardSnapshot(shardId, lsn, file),
+    }, erpConfig !== null, log)
     : null;
   let remote: NatsTransport | null = null;
   let node: ShardNode | null = null;
@@ -98,24 +149,23 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
     if (local !== null) {
       checkMeta(config.dataDir, config.shardCount);
       const shardIds = config.shardIds ?? Array.from({ length: config.shardCount }, (_, i) => i);
-      node = new ShardNode({ nc, prefix: config.natsPrefix, shardIds, dataDir: config.dataDir, transport: local, log, leaseTtlMs: config.leaseTtlMs, leaseReplicas: config.leaseReplicas, nodeName: config.nodeName });
+      node = new ShardNode({
+        nc, prefix: config.natsPrefix, shardIds, dataDir: config.dataDir, transport: local, log, leaseTtlMs: config.leaseTtlMs,
+        leaseReplicas: config.leaseReplicas, logReplicas: config.logReplicas, nodeName: config.nodeName,
+      });
       await node.start();
       log.info({ shardIds, node: config.nodeName }, 'hosting shards behind leases');
     }
     if (config.role !== 'shards') remote = new NatsTransport(nc, { shardCount: config.shardCount, prefix: config.natsPrefix, mailboxMax: config.mailboxMax });
   }
-  let erp: ErpHandOff | null = null;
-  if (erpConfig !== null && local !== null) {
-    const shardIds = config.shardIds ?? Array.from({ length: config.shardCount }, (_, i) => i);
-    erp = await startErpHandOff({ config: erpConfig, source: new TransportOutbox(local, shardIds), registry: metrics.registry, log });
-  }
+  const erp = erpConfig === null || local === null ? null : await startErp(config, erpConfig, { local, nc, metrics, log });
   const transport: ShardTransport | null = remote ?? (node === null ? local : null);
   metrics.attach(local ?? remote!);
   const serveApi = transport !== null;
   const gateway = new HttpGateway({
     config, router: serveApi ? new ShardRouter(transport) : null, metrics, log, auth,
-    health: node === null ? undefined : () => node!.status(),
-    erpStatus: erp === null ? undefined : () => erp!.deliverer.stats() as unknown as Record<string, unknown>,
+    health: node === null ? undefined : () => ({ ...node!.status(), ...(erp === null ? {} : { erp: erp.health() }) }),
+    erpStatus: erp === null ? undefined : () => erp!.status(),
   });
   const port = await gateway.listen(config.port, config.host);
   log.info({ port, host: config.host, role: config.role }, `listening on http://${config.host}:${port}`);

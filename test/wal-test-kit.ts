@@ -31,7 +31,8 @@ export function payloadFor(lsn: number, bytes: number): Uint8Array {
 
 export interface Recovered {
   wal: FileWal;
-  snapshot: WalSnapshot | null;
+  /** The snapshot recovery loaded (its payload copied; chunked snapshots are tested on their own). */
+  snapshot: Pick<WalSnapshot, 'lsn' | 'payload'> | null;
   records: { lsn: number; payload: Uint8Array }[];
   events: WalEvent[];
   result: ReturnType<FileWal['recover']>;
@@ -41,7 +42,7 @@ export interface Recovered {
 export function openWal(opts: Omit<FileWalOptions, 'onEvent'>): Recovered {
   const events: WalEvent[] = [];
   const wal = new FileWal({ ...opts, onEvent: (e) => events.push(e) });
-  let snapshot: WalSnapshot | null | undefined;
+  let snapshot: Recovered['snapshot'] | undefined;
   const records: Recovered['records'] = [];
   const result = wal.recover(
     (s) => {

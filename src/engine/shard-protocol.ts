@@ -28,19 +28,47 @@ export interface ShardStats {
   walRecords: number;
   walFsyncMsTotal: number;
   heapUsedBytes: number;
+  /** Snapshots that failed since the worker started (an alarm: the shard goes on serving). */
+  snapshotFailures: number;
+}
+
+/** One record of a shard's log as it travels to or from the replicated log. */
+export interface LogRecord {
+  lsn: number;
+  payload: Uint8Array;
 }
 
 export type ToShard =
   | { k: 'batch'; id: number; cmds: Command[] }
   | { k: 'stats'; id: number }
-  | { k: 'shutdown'; id: number };
+  | { k: 'shutdown'; id: number }
+  /** Replicated log, follower: apply these records (each the next lsn) and make them durable. */
+  | { k: 'records'; id: number; records: LogRecord[] }
+  /** Replicated log: start serving (turns run while Date.now() < leaseUntilMs). */
+  | { k: 'serve'; id: number; leaseUntilMs: number }
+  | { k: 'lease'; untilMs: number }
+  /** Replicated log: records up to lsn are acknowledged by it (snapshots may cover them). */
+  | { k: 'acked'; lsn: number }
+  /** A snapshot now, of what is acknowledged (a node seeding an empty replicated log). */
+  | { k: 'checkpoint'; id: number };
 
 export type FromShard =
-  | { k: 'ready'; shardId: number; recovery: { snapshotLsn: number; recordsReplayed: number; commandsReplayed: number; lastLsn: number; ms: number } }
-  | { k: 'reply'; id: number; outcomes: Outcome[]; events: DomainEvent[] | null; commitMs: number }
+  | {
+      k: 'ready'; shardId: number;
+      recovery: { snapshotLsn: number; recordsReplayed: number; commandsReplayed: number; lastLsn: number; ms: number };
+      /** The last lsn on disk and its record's crc32c (null when the log ends at a snapshot). */
+      tail: { lsn: number; crc: number | null };
+    }
+  /** `record`: the turn's log record when the log is replicated (first reply of the turn only). */
+  | { k: 'reply'; id: number; outcomes: CallOutcome[]; events: DomainEvent[] | null; commitMs: number; record?: LogRecord | null }
   | { k: 'stats'; id: number; stats: ShardStats }
   | { k: 'closed'; id: number }
-  | { k: 'log'; level: 'info' | 'warn' | 'error'; msg: string; data: Record<string, unknown> };
+  | { k: 'log'; level: 'info' | 'warn' | 'error'; msg: string; data: Record<string, unknown> }
+  | { k: 'applied'; id: number; lsn: number }
+  | { k: 'serving'; id: number; lsn: number }
+  | { k: 'checkpointed'; id: number; snapshot: { lsn: number; file: string } | null }
+  /** A new local snapshot (replicated mode: of acknowledged records only). */
+  | { k: 'snapshot'; lsn: number; file: string };
 
 /** How a gateway reaches shards. The in-process and NATS transports both implement it. */
 export interface ShardTransport {

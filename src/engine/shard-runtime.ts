@@ -10,6 +10,7 @@ import {
 } from '../domain/index.js';
 import { assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
+import { crc32c } from '../wal/crc32c.js';
 import { decode, encode } from './codec.js';
 import { RateLimiter } from './rate-limiter.js';
 
@@ -31,6 +32,18 @@ export interface ShardRuntimeOptions {
    * holds for any number of gateways. A limited reserve is answered without touching the core.
    */
   buyerRps?: number;
+  /**
+   * The log is also replicated (NATS shard nodes): a snapshot may only cover records another
+   * node has acknowledged (see `ackedLsn`), so that what is on this disk never runs ahead of
+   * the shard's replicated history in a way recovery could not detect.
+   */
+  replicated?: boolean;
+}
+
+/** The record the last execute() made durable here, for the replicated log. */
+export interface LoggedRecord {
+  lsn: number;
+  payload: Uint8Array;
 }
 
 /** A reserve refused by the shard's per-buyer limit: an adapter's answer, never the core's. */
@@ -49,6 +62,49 @@ const testFaultAckBeforeLog = process.env.FLASH_TEST_FAULT === 'ack_before_log';
 /** A log record: the batch's clock and its mutating commands, in apply order. */
 type WalRecord = [nowMs: number, commands: Command[]];
 
+/** Rows per chunk of a snapshot: a chunk of reservation rows is a few MB, far from any ceiling. */
+const snapshotRowsPerChunk = 50_000;
+
+/**
+ * A snapshot as chunks, so that no single buffer (and no 1 GiB frame) bounds a shard's size:
+ * the first chunk is the snapshot with its long lists emptied, each further one
+ * `[list name, rows]`, a slice of one list in order.
+ */
+export function encodeSnapshotChunks(snap: ShardSnapshot): Uint8Array[] {
+  const head: Record<string, unknown> = { ...snap };
+  const rest: Uint8Array[] = [];
+  for (const [name, value] of Object.entries(snap)) {
+    if (!Array.isArray(value) || value.length <= snapshotRowsPerChunk) continue;
+    head[name] = [];
+    for (let i = 0; i < value.length; i += snapshotRowsPerChunk) rest.push(encode([name, value.slice(i, i + snapshotRowsPerChunk)]));
+  }
+  return [encode(head), ...rest];
+}
+
+export function decodeSnapshotChunks(chunks: readonly Uint8Array[]): ShardSnapshot {
+  const snap = decode<Record<string, unknown[]>>(chunks[0]!);
+  for (let i = 1; i < chunks.length; i++) {
+    const [name, rows] = decode<[string, unknown[]]>(chunks[i]!);
+    const list = snap[name];
+    assert(Array.isArray(list), `snapshot chunk ${i} names ${name}, not a list of the snapshot`);
+    for (const row of rows) list.push(row);
+  }
+  return snap as unknown as ShardSnapshot;
+}
+
+/** Replays one record into `state`; returns its command count. Every command must change state. */
+function applyRecord(state: ShardState, lsn: number, payload: Uint8Array): number {
+  const [nowMs, commands] = decode<WalRecord>(payload);
+  for (const c of commands) {
+    const applied = apply(state, c, nowMs);
+    // Housekeeping may find its work already done: how long settled reservations are kept is
+    // configuration, and a version that keeps fewer drops them earlier in the replay. Every
+    // other command changes on replay exactly what it changed the first time.
+    assert(applied.mutated || c.t === 'res.expire', `replay of record ${lsn} diverged: ${c.t} changed nothing`);
+  }
+  return commands.length;
+}
+
 export interface RecoveryReport {
   snapshotLsn: number;
   recordsReplayed: number;
@@ -61,6 +117,12 @@ export class ShardRuntime {
   private commandsSinceSnapshot = 0;
   private readonly snapshotEveryCommands: number;
   private readonly buyerLimiter: RateLimiter;
+  private lastRecord: LoggedRecord | null = null;
+  /** crc32c of the newest record's payload (null when the log ends at a snapshot). */
+  private tailCrc: number | null = null;
+  /** Replicated mode: the newest lsn the replicated log has acknowledged. */
+  private acked = 0;
+  private replicated = false;
 
   private constructor(
     readonly state: ShardState,
@@ -78,17 +140,14 @@ export class ShardRuntime {
     const wal = new FileWal({ dir: opts.dir, onEvent: opts.onWalEvent });
     let state = createShardState(opts.shardId, opts.shardCount, opts.config);
     let commandsReplayed = 0;
+    let tailCrc: number | null = null;
     const result = wal.recover(
       (snap) => {
-        if (snap !== null) state = fromSnapshot(decode<ShardSnapshot>(snap.payload), state.config);
+        if (snap !== null) state = fromSnapshot(decodeSnapshotChunks(snap.chunks), state.config);
       },
       (lsn, payload) => {
-        const [nowMs, commands] = decode<WalRecord>(payload);
-        for (const c of commands) {
-          const applied = apply(state, c, nowMs);
-          assert(applied.mutated, `replay of record ${lsn} diverged: ${c.t} changed nothing`);
-        }
-        commandsReplayed += commands.length;
+        commandsReplayed += applyRecord(state, lsn, payload);
+        tailCrc = crc32c(payload);
       },
     );
     const recovery: RecoveryReport = {
@@ -97,7 +156,46 @@ export class ShardRuntime {
     };
     const runtime = new ShardRuntime(state, wal, recovery, opts.snapshotEveryCommands ?? 1_000_000, opts.buyerRps ?? 0);
     runtime.commandsSinceSnapshot = commandsReplayed;
+    runtime.tailCrc = result.lastLsn > result.snapshotLsn ? tailCrc : null;
+    runtime.replicated = opts.replicated ?? false;
+    // What a replicated shard holds on disk at start was acknowledged, or is checked against the
+    // replicated log before it is used (the node verifies its tail first).
+    runtime.acked = result.lastLsn;
     return runtime;
+  }
+
+  /** The last lsn on this disk and its record's crc32c (null when it ends at a snapshot). */
+  get tail(): { lsn: number; crc: number | null } {
+    return { lsn: this.wal.durableLsn, crc: this.tailCrc };
+  }
+
+  /** The record the last execute() wrote, once (null when it changed nothing). */
+  takeLastRecord(): LoggedRecord | null {
+    const r = this.lastRecord;
+    this.lastRecord = null;
+    return r;
+  }
+
+  /** Replicated mode: records up to `lsn` are in the replicated log; snapshots may cover them. */
+  ackedUpTo(lsn: number): void {
+    if (lsn > this.acked) this.acked = lsn;
+  }
+
+  /**
+   * A follower's step: applies records another node wrote (in lsn order, each exactly the next
+   * one), appends them to this disk with the same lsns, and makes them durable. Throws if a
+   * record does not follow or does not change what it changed there (the histories differ).
+   */
+  applyRecords(records: readonly LoggedRecord[]): number {
+    for (const r of records) {
+      assert(r.lsn === this.wal.lastLsn + 1, `record ${r.lsn} does not follow the local log at ${this.wal.lastLsn}`);
+      this.commandsSinceSnapshot += applyRecord(this.state, r.lsn, r.payload);
+      this.wal.append(r.payload);
+      this.tailCrc = crc32c(r.payload);
+    }
+    this.wal.commit();
+    this.acked = this.wal.durableLsn;
+    return this.wal.durableLsn;
   }
 
   /**
@@ -123,11 +221,14 @@ export class ShardRuntime {
     }
     if (logged !== null) {
       const record: WalRecord = [nowMs, logged];
-      this.wal.append(encode(record));
+      const payload = encode(record);
+      const lsn = this.wal.append(payload);
       if (testFaultAckBeforeLog) this.commitLaterForTestFault();
       else this.wal.commit();
+      this.tailCrc = crc32c(payload);
+      this.lastRecord = { lsn, payload };
       this.commandsSinceSnapshot += logged.length;
-      if (this.commandsSinceSnapshot >= 4 * this.snapshotEveryCommands) this.snapshot();
+      if (this.commandsSinceSnapshot >= 4 * this.snapshotEveryCommands && this.snapshotAllowed()) this.trySnapshot();
     }
     return results;
   }
@@ -153,16 +254,51 @@ export class ShardRuntime {
    * (about 1.5 s for a million reservations), so owners call this when no command waits.
    */
   snapshotIfDue(): boolean {
-    if (this.commandsSinceSnapshot < this.snapshotEveryCommands) return false;
-    this.snapshot();
-    return true;
+    if (this.commandsSinceSnapshot < this.snapshotEveryCommands || !this.snapshotAllowed()) return false;
+    return this.trySnapshot();
+  }
+
+  /** Snapshots that failed (a full disk, an encoding limit) since start: an alarm, never a crash. */
+  snapshotFailures = 0;
+  lastSnapshotError: string | null = null;
+
+  /**
+   * A snapshot, or an alarm: a failed snapshot leaves the log as it was (the shard goes on
+   * serving, its log longer), and the next try waits for another interval's worth of commands.
+   */
+  private trySnapshot(): boolean {
+    try {
+      this.snapshot();
+      return true;
+    } catch (e) {
+      this.snapshotFailures++;
+      this.lastSnapshotError = e instanceof Error ? e.message : String(e);
+      this.commandsSinceSnapshot = Math.max(0, this.commandsSinceSnapshot - this.snapshotEveryCommands);
+      return false;
+    }
   }
 
   /** Writes a durable snapshot of the current (fully committed) state. */
   snapshot(): void {
     this.wal.commit();
-    this.wal.writeSnapshot(this.wal.durableLsn, encode(toSnapshot(this.state)));
+    this.wal.writeSnapshot(this.wal.durableLsn, encodeSnapshotChunks(toSnapshot(this.state)));
     this.commandsSinceSnapshot = 0;
+  }
+
+  /** Replicated mode: a snapshot now if every record is acknowledged (a clean hand-over). */
+  snapshotIfAcked(): boolean {
+    if (this.commandsSinceSnapshot === 0 || !this.snapshotAllowed()) return false;
+    return this.trySnapshot();
+  }
+
+  /** Replicated mode: only a state every record of which the replicated log acknowledged. */
+  private snapshotAllowed(): boolean {
+    return !this.replicated || this.acked >= this.wal.lastLsn;
+  }
+
+  /** The newest valid snapshot on this disk, for a node that ships it elsewhere. */
+  get newestSnapshot(): { lsn: number; file: string } | null {
+    return this.wal.newestSnapshot;
   }
 
   get walStats(): FileWal['stats'] {

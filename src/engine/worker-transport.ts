@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command, ShardConfig } from '../domain/index.js';
-import type { CallOutcome, FromShard, ShardObserver, ShardStats, ShardTransport, ToShard } from './shard-protocol.js';
+import type { CallOutcome, FromShard, LogRecord, ShardObserver, ShardStats, ShardTransport, ToShard } from './shard-protocol.js';
 import type { ShardWorkerData } from './shard-worker.js';
 
 export interface WorkerTransportOptions {
@@ -23,6 +23,32 @@ export interface WorkerTransportOptions {
   restartDelayMsMax?: number;
   /** FLASH_BUYER_RPS, held in each shard for every gateway (0 = off). */
   buyerRps?: number;
+  /**
+   * The shards' logs are replicated (NATS shard nodes): a shard starts as a follower, serves
+   * only after serveShard(), answers a turn only once the replicated log holds its record,
+   * and a shard that crashes or is fenced off is not restarted here (`onShardLost` says so:
+   * its owner decides, after checking this disk against the replicated log).
+   */
+  replicated?: boolean;
+  onShardLost?: (shardId: number, reason: string) => void;
+  /** Replicated: a new local snapshot of acknowledged records, which the node may ship. */
+  onSnapshot?: (shardId: number, lsn: number, file: string) => void;
+}
+
+/** Where a serving shard's records go before its turns are answered (the replicated log). */
+export interface Replicator {
+  /**
+   * Appends one record; calls resolve in the order they were made. Rejects when this node may
+   * no longer write the shard's log (fenced off by a newer owner) or cannot reach it in time.
+   */
+  append(record: LogRecord): Promise<void>;
+}
+
+/** Replies held until the replicated log holds the record of their turn (and all before it). */
+interface Held {
+  resolves: Resolve[];
+  outcomes: CallOutcome[];
+  needLsn: number;
 }
 
 type Resolve = (o: CallOutcome) => void;
@@ -48,10 +74,21 @@ class WorkerShard {
   private closeWaiter: (() => void) | null = null;
   /** The restart after a crash, while it waits out its back-off. */
   private restartTimer: NodeJS.Timeout | null = null;
+  /** Replicated log: where records go while serving (null: a follower, or not replicated). */
+  private replicator: Replicator | null = null;
+  private serving: boolean;
+  private held: Held[] = [];
+  private lastRecordLsn = 0;
+  private ackedLsn = 0;
+  /** The disk's tail when the worker became ready. */
+  tail: { lsn: number; crc: number | null } = { lsn: 0, crc: null };
+  private readonly waiters = new Map<number, { resolve: (m: FromShard) => void; reject: (e: Error) => void }>();
   inFlightCount = 0;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
-  constructor(readonly shardId: number, private readonly opts: WorkerTransportOptions) {}
+  constructor(readonly shardId: number, private readonly opts: WorkerTransportOptions) {
+    this.serving = opts.replicated !== true;
+  }
 
   start(): Promise<void> {
     // A stopped shard never starts again: another node may own it now, and its log with it.
@@ -61,6 +98,7 @@ class WorkerShard {
     const data: ShardWorkerData = {
       dir, shardId: this.shardId, shardCount: this.opts.shardCount, config: this.opts.config,
       snapshotEveryCommands: this.opts.snapshotEveryCommands, buyerRps: this.opts.buyerRps,
+      replicated: this.opts.replicated === true,
     };
     // A larger young generation: a shard allocates a few short-lived objects per command, and
     // fewer scavenges over its large live set measurably raise its throughput.
@@ -75,7 +113,7 @@ class WorkerShard {
   }
 
   call(cmd: Command, resolve: Resolve): void {
-    if (!this.ready) return resolve(unavailable(this.shardId));
+    if (!this.ready || !this.serving) return resolve(unavailable(this.shardId));
     if (this.inFlightCount >= (this.opts.mailboxMax ?? 20_000)) {
       return resolve({ ok: false, code: 'overloaded', message: `shard ${this.shardId} mailbox is full; retry shortly` });
     }
@@ -109,18 +147,35 @@ class WorkerShard {
         this.ready = true;
         this.everReady = true;
         this.failures = 0;
+        this.tail = m.tail;
+        this.ackedLsn = m.tail.lsn;
+        this.lastRecordLsn = m.tail.lsn;
         for (const w of this.readyWaiters.splice(0)) w.resolve();
         break;
       case 'reply': {
         if (m.events !== null) this.opts.observer?.onEvents?.(this.shardId, m.events);
         if (m.commitMs > 0) this.opts.observer?.onCommit?.(this.shardId, m.commitMs);
+        if (m.record !== undefined && m.record !== null) this.replicate(m.record);
         const resolves = this.inflight.get(m.id);
         if (resolves === undefined) break;
         this.inflight.delete(m.id);
-        this.inFlightCount -= resolves.length;
-        for (let i = 0; i < resolves.length; i++) resolves[i]!(m.outcomes[i]!);
+        if (this.lastRecordLsn > this.ackedLsn) {
+          // What this turn answers may rest on records the replicated log does not hold yet.
+          this.held.push({ resolves, outcomes: m.outcomes, needLsn: this.lastRecordLsn });
+          break;
+        }
+        this.answer(resolves, m.outcomes);
         break;
       }
+      case 'applied':
+      case 'serving':
+      case 'checkpointed':
+        this.waiters.get(m.id)?.resolve(m);
+        this.waiters.delete(m.id);
+        break;
+      case 'snapshot':
+        this.opts.onSnapshot?.(this.shardId, m.lsn, m.file);
+        break;
       case 'stats':
         this.statsWaiters.get(m.id)?.(m.stats);
         this.statsWaiters.delete(m.id);
@@ -134,12 +189,86 @@ class WorkerShard {
     }
   }
 
+  private answer(resolves: Resolve[], outcomes: CallOutcome[]): void {
+    this.inFlightCount -= resolves.length;
+    for (let i = 0; i < resolves.length; i++) resolves[i]!(outcomes[i]!);
+  }
+
+  /** Sends a turn's record to the replicated log; its turn (and later ones) wait for it. */
+  private replicate(record: LogRecord): void {
+    this.lastRecordLsn = record.lsn;
+    const replicator = this.replicator;
+    if (replicator === null) return void this.fence(`record ${record.lsn} made while not serving`);
+    replicator.append(record).then(() => {
+      if (this.replicator !== replicator) return;
+      this.ackedLsn = record.lsn;
+      this.post({ k: 'acked', lsn: record.lsn });
+      while (this.held.length > 0 && this.held[0]!.needLsn <= this.ackedLsn) {
+        const h = this.held.shift()!;
+        this.answer(h.resolves, h.outcomes);
+      }
+    }, (e: unknown) => this.fence(e instanceof Error ? e.message : String(e)));
+  }
+
+  /**
+   * This node may no longer write the shard (a newer owner appended, or the log could not be
+   * reached in time): nothing held is answered as done, and the worker stops at once; what is
+   * on this disk past the replicated log is discarded when the shard is next followed.
+   */
+  fence(reason: string): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.replicator = null;
+    this.serving = false;
+    this.failInflight();
+    void this.worker?.terminate();
+    this.opts.onShardLost?.(this.shardId, `fenced: ${reason}`);
+  }
+
+  /** Replicated: applies records another node wrote (a follower); resolves with the new last lsn. */
+  feed(records: LogRecord[]): Promise<number> {
+    return this.request({ k: 'records', id: this.nextId++, records }).then((m) => (m.k === 'applied' ? m.lsn : -1));
+  }
+
+  /** Replicated: starts serving, with records going to `replicator`; resolves with the last lsn. */
+  serve(replicator: Replicator, leaseUntilMs: number): Promise<number> {
+    this.replicator = replicator;
+    this.serving = true;
+    return this.request({ k: 'serve', id: this.nextId++, leaseUntilMs }).then((m) => (m.k === 'serving' ? m.lsn : -1));
+  }
+
+  lease(untilMs: number): void {
+    this.post({ k: 'lease', untilMs });
+  }
+
+  /** A snapshot of what is acknowledged, now (or the newest one when nothing changed since). */
+  checkpoint(): Promise<{ lsn: number; file: string } | null> {
+    return this.request({ k: 'checkpoint', id: this.nextId++ }).then((m) => (m.k === 'checkpointed' ? m.snapshot : null));
+  }
+
+  private request(m: Extract<ToShard, { id: number }>): Promise<FromShard> {
+    if (this.worker === null) return Promise.reject(new Error(`shard ${this.shardId} has no worker`));
+    return new Promise((resolve, reject) => {
+      this.waiters.set(m.id, { resolve, reject });
+      this.post(m);
+    });
+  }
+
   private onExit(reason: string, err?: Error): void {
     if (this.worker === null) return;
     this.worker = null;
     const wasReady = this.ready;
     this.ready = false;
     this.failInflight();
+    if (this.opts.replicated === true) {
+      // Not restarted here: the node checks this disk against the replicated log first.
+      const ended = err ?? new Error(`shard ${this.shardId} worker ended: ${reason}`);
+      for (const w of this.readyWaiters.splice(0)) w.reject(ended);
+      for (const w of this.waiters.values()) w.reject(ended);
+      this.waiters.clear();
+      if (!this.stopping) this.opts.onShardLost?.(this.shardId, `worker ended: ${reason}`);
+      return void this.closeWaiter?.();
+    }
     const startError = err ?? new Error(`shard ${this.shardId} failed to start: ${reason}`);
     for (const w of this.readyWaiters.splice(0)) w.reject(startError);
     // A shard that never started (e.g. a corrupt WAL) is not retried: the engine refuses to run.
@@ -158,6 +287,8 @@ class WorkerShard {
     const answer = unavailable(this.shardId);
     for (const resolves of this.inflight.values()) for (const r of resolves) r(answer);
     this.inflight.clear();
+    for (const h of this.held) for (const r of h.resolves) r(answer);
+    this.held = [];
     for (const r of this.pendingResolves) r(answer);
     this.pendingCmds = [];
     this.pendingResolves = [];
@@ -206,6 +337,11 @@ export class WorkerTransport implements ShardTransport {
     return this.opts.shardCount;
   }
 
+  /** Whether the shards' logs are replicated (NATS shard nodes). */
+  get replicatedLog(): boolean {
+    return this.opts.replicated === true;
+  }
+
   /** Starts every shard of the deployment (the embedded role). */
   async start(): Promise<void> {
     await Promise.all(Array.from({ length: this.opts.shardCount }, (_, i) => this.startShard(i)));
@@ -249,6 +385,45 @@ export class WorkerTransport implements ShardTransport {
   async stats(): Promise<ShardStats[]> {
     const all = await Promise.all([...this.shards.values()].map((s) => s.stats()));
     return all.filter((s): s is ShardStats => s !== null);
+  }
+
+  private hosted(shardId: number): WorkerShard {
+    const shard = this.shards.get(shardId);
+    if (shard === undefined) throw new Error(`shard ${shardId} is not hosted here`);
+    return shard;
+  }
+
+  /** Replicated: the last lsn on this node's disk for the shard, and its record's crc32c. */
+  tailOf(shardId: number): { lsn: number; crc: number | null } {
+    return this.hosted(shardId).tail;
+  }
+
+  /** Replicated, follower: applies records another node wrote; resolves with the new last lsn. */
+  feedShard(shardId: number, records: LogRecord[]): Promise<number> {
+    return this.hosted(shardId).feed(records);
+  }
+
+  /** Replicated: the shard serves from now on, its records going to `replicator`. */
+  serveShard(shardId: number, replicator: Replicator, leaseUntilMs: number): Promise<number> {
+    return this.hosted(shardId).serve(replicator, leaseUntilMs);
+  }
+
+  /** A snapshot of the shard's acknowledged state now (null when it has none and nothing to take). */
+  checkpointShard(shardId: number): Promise<{ lsn: number; file: string } | null> {
+    return this.hosted(shardId).checkpoint();
+  }
+
+  /** Replicated: the lease's new end (wall clock); no turn runs past it. */
+  leaseShard(shardId: number, untilMs: number): void {
+    this.shards.get(shardId)?.lease(untilMs);
+  }
+
+  /** Replicated: stops the shard at once, answering nothing held (see WorkerShard.fence). */
+  fenceShard(shardId: number, reason: string): void {
+    const shard = this.shards.get(shardId);
+    if (shard === undefined) return;
+    this.shards.delete(shardId);
+    shard.fence(reason);
   }
 
   /** Fault injection for tests and drills: terminates one shard's worker like a crash. */

@@ -64,6 +64,13 @@ export class GatewayMetrics {
         for (const s of await self.shardStats()) this.set({ shard: String(s.shardId) }, s.liveReservations);
       },
     });
+    new Gauge({
+      name: 'flash_shard_snapshot_failures', help: 'Snapshots that failed since the shard worker started (alert on > 0: its log grows)', labelNames: ['shard'], registers,
+      async collect() {
+        this.reset();
+        for (const s of await self.shardStats()) this.set({ shard: String(s.shardId) }, s.snapshotFailures);
+      },
+    });
   }
 
   private statsCache: { atMs: number; value: ReturnType<ShardTransport['stats']> } | null = null;

@@ -33,6 +33,11 @@ export class ShardLease {
     this.owner = `${nodeName}#${randomBytes(6).toString('hex')}`;
   }
 
+  /** How much longer we may act as the owner (0 when not at all). */
+  get validForMs(): number {
+    return this.revision > 0 ? Math.max(0, this.validUntilMs - this.clock()) : 0;
+  }
+
   /** Whether we may act as the owner right now. */
   get held(): boolean {
     return this.revision > 0 && this.clock() < this.validUntilMs;

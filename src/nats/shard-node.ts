@@ -1,9 +1,12 @@
-// Hosts shards for NATS gateways: for each shard id it may own, it holds a lease, runs
-// the shard's worker thread, and answers `<prefix>.shard.<k>` requests. Until it takes
-// the lease it stands by and does not subscribe (so gateways get "no responders" at once,
-// never a second owner). Losing the lease stops serving at once: unsubscribe first, then
-// drain and snapshot the worker, then release the shard directory's lock.
+// Hosts shards for NATS gateways. For each shard id it may own, it follows the shard's
+// replicated log (a JetStream stream, see shard-log.ts) into a local worker and disk, so
+// that when it takes the shard's lease it is a catch-up, not a replay, from serving. Only
+// while it holds the lease does it subscribe to `<prefix>.shard.<k>.v2`, and every record
+// it writes is fenced by the stream's expected last sequence: a node that lost the shard
+// (lease gone, or another node appended) stops at once, answers nothing it did not make
+// durable in the replicated log, and follows again after checking its disk against the log.
 
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -11,70 +14,197 @@ import type { Logger } from 'pino';
 import { decode, encode } from '../engine/codec.js';
 import { lockDataDir } from '../engine/data-dir.js';
 import type { WorkerTransport } from '../engine/worker-transport.js';
+import { installSnapshotFile } from '../wal/file-wal.js';
 import { leaseBucket, shardSubject, wireVersion } from './nats-connect.js';
 import type { NatsReply, NatsRequest } from './nats-wire.js';
 import { ShardLease } from './shard-lease.js';
+import { ShardLog, type FollowedRecord, type LogEnd } from './shard-log.js';
 
 export interface ShardNodeOptions {
   nc: NatsConnection;
   prefix: string;
   shardIds: number[];
   dataDir: string;
+  /** Must be created with `replicated: true`, and its onShardLost / onSnapshot routed to this node. */
   transport: WorkerTransport;
   log: Logger;
   /** Lease time to live; a dead owner's shards are taken over after about this long. */
   leaseTtlMs?: number;
   /** Who we are, written into the lease (for operators reading the KV bucket). */
   nodeName: string;
-  /** Replicas of the lease bucket when this node creates it (3 on a 3-node NATS cluster). */
+  /** Replicas of the lease bucket, the log streams and the snapshot store when this node creates them. */
   leaseReplicas?: number;
+  logReplicas?: number;
+  /** Longest wait for a follower to catch up with the log before serving (then the lease is given back). */
+  catchUpMsMax?: number;
 }
 
-type HostState = 'standby' | 'starting' | 'serving' | 'stopping';
+type HostState = 'following' | 'promoting' | 'serving' | 'stopping' | 'stopped';
 
 class HostedShard {
-  state: HostState = 'standby';
+  state: HostState = 'following';
   private subs: Subscription[] = [];
   private unlock: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private log: ShardLog | null = null;
+  private follower: { stop: () => Promise<void>; done: Promise<void> } | null = null;
+  /** The newest stream sequence and lsn this node applied. */
+  private appliedSeq = 0;
+  private appliedLsn = 0;
+  private uploading = false;
+  private uploadedLsn = 0;
+  /** Set when following must start over (a failure, a fence, a demotion). */
+  private restartFollowing = true;
 
   constructor(readonly shardId: number, private readonly lease: ShardLease, private readonly opts: ShardNodeOptions, private readonly tickMs: number) {}
 
+  private get dir(): string {
+    return join(this.opts.dataDir, `shard-${this.shardId}`);
+  }
+
   run(): void {
     const loop = async (): Promise<void> => {
-      await this.tick().catch((e: unknown) => this.opts.log.error({ err: e, shard: this.shardId }, 'lease tick failed'));
+      await this.tick().catch((e: unknown) => this.opts.log.error({ err: e, shard: this.shardId }, 'shard tick failed'));
       if (!this.stopped) this.timer = setTimeout(() => void loop(), this.tickMs);
     };
     void loop();
   }
 
   private async tick(): Promise<void> {
-    if (this.state === 'starting' || this.state === 'serving') {
-      if (!(await this.lease.renew())) await this.demote('lease lost');
-    } else if (this.state === 'standby' && (await this.lease.acquire())) {
-      void this.promote();
+    if (this.state === 'serving') {
+      if (await this.lease.renew()) this.opts.transport.leaseShard(this.shardId, Date.now() + this.lease.validForMs);
+      else await this.demote('lease lost');
+      return;
     }
+    if (this.state !== 'following') return;
+    if (this.restartFollowing) {
+      this.restartFollowing = false;
+      await this.startFollowing().catch(async (e: unknown) => {
+        this.opts.log.error({ shard: this.shardId, err: e }, 'cannot follow the shard log; retrying');
+        await this.stopLocal();
+        this.restartFollowing = true;
+      });
+      return;
+    }
+    if (this.follower !== null && (await this.lease.acquire())) await this.promote();
   }
 
+  // ---- following ------------------------------------------------------------------------
+
+  /** Starts the local worker on this disk, checked against the log (rebuilt if it differs). */
+  private async startFollowing(): Promise<void> {
+    const { transport } = this.opts;
+    this.log ??= await ShardLog.open({ nc: this.opts.nc, prefix: this.opts.prefix, shardId: this.shardId, replicas: this.opts.logReplicas ?? 1, owner: this.lease.owner });
+    this.unlock ??= lockDataDir(this.dir);
+    await transport.startShard(this.shardId);
+    const end = await this.log.end();
+    const snapshotLsn = await this.log.snapshotLsn();
+    const why = await this.localDiffers(end, snapshotLsn);
+    if (why !== null) {
+      this.opts.log.warn({ shard: this.shardId, why }, 'local copy of the shard differs from its replicated log; rebuilding it from the log');
+      await this.rebuild(end, snapshotLsn);
+    }
+    const tail = transport.tailOf(this.shardId);
+    this.appliedLsn = tail.lsn;
+    // An empty stream after a seeding snapshot: its first record will be the snapshot's lsn + 1.
+    const offset = end.lastSeq > 0 ? end.offset : (snapshotLsn ?? 0);
+    this.appliedSeq = tail.lsn - offset;
+    this.follower = this.log.follow(this.appliedSeq + 1, (records) => this.apply(records));
+    this.follower.done.catch((e: unknown) => {
+      if (this.state !== 'following') return;
+      this.opts.log.error({ shard: this.shardId, err: e }, 'following the shard log failed; starting over');
+      void this.stopLocal().then(() => { this.restartFollowing = true; });
+    });
+    this.opts.log.info({ shard: this.shardId, lsn: tail.lsn, logLsn: end.lastLsn }, 'following the shard log');
+  }
+
+  /** Why this disk cannot continue the log (null when it can). */
+  private async localDiffers(end: LogEnd, snapshotLsn: number | null): Promise<string | null> {
+    const tail = this.opts.transport.tailOf(this.shardId);
+    // Nothing was ever written to the replicated log (an append always leaves a record, a
+    // seed a snapshot): this disk is from before it, and its owner will seed the log with it.
+    if (end.lastSeq === 0 && snapshotLsn === null) return null;
+    const logLsn = end.lastSeq > 0 ? end.lastLsn : (snapshotLsn ?? 0);
+    if (tail.lsn > logLsn) return `local log reaches lsn ${tail.lsn}, the replicated log only ${logLsn}`;
+    if (end.lastSeq === 0) return tail.lsn === logLsn ? null : `local log at lsn ${tail.lsn}, the stored snapshot at ${logLsn}`;
+    const firstLsn = end.firstSeq + end.offset;
+    if (tail.lsn < firstLsn - 1) return `local log at lsn ${tail.lsn}, the replicated log starts at ${firstLsn}`;
+    if (tail.crc !== null && tail.lsn >= firstLsn) {
+      const crc = await this.log!.crcOf(tail.lsn, end);
+      if (crc !== tail.crc) return `record ${tail.lsn} differs from the replicated log's`;
+    }
+    return null;
+  }
+
+  /** Replaces this disk by the stored snapshot (or nothing) and lets the log fill the rest. */
+  private async rebuild(end: LogEnd, snapshotLsn: number | null): Promise<void> {
+    await this.opts.transport.stopShard(this.shardId);
+    await rm(this.dir, { recursive: true, force: true });
+    this.unlock = null; // the lock file went with the directory
+    const firstLsn = end.lastSeq > 0 ? end.firstSeq + end.offset : 1;
+    if (snapshotLsn !== null) {
+      const download = `${this.dir}.snapshot-download`;
+      try {
+        if (!(await this.log!.getSnapshot(download))) throw new Error('the stored snapshot disappeared while rebuilding');
+        installSnapshotFile(this.dir, download);
+      } finally {
+        await rm(download, { force: true });
+      }
+    } else if (firstLsn > 1) {
+      throw new Error(`the replicated log starts at lsn ${firstLsn} and no snapshot is stored: cannot rebuild`);
+    }
+    this.unlock = lockDataDir(this.dir);
+    await this.opts.transport.startShard(this.shardId);
+  }
+
+  private async apply(records: FollowedRecord[]): Promise<void> {
+    const fresh = records.filter((r) => r.lsn > this.appliedLsn);
+    if (fresh.length === 0) return;
+    if (fresh[0]!.lsn !== this.appliedLsn + 1) throw new Error(`the log jumps from lsn ${this.appliedLsn} to ${fresh[0]!.lsn}`);
+    this.appliedLsn = await this.opts.transport.feedShard(this.shardId, fresh);
+    this.appliedSeq = fresh[fresh.length - 1]!.seq;
+  }
+
+  // ---- serving --------------------------------------------------------------------------
+
+  /** We hold the lease: catch up with the whole log, then serve, fenced at its end. */
   private async promote(): Promise<void> {
-    this.state = 'starting';
+    this.state = 'promoting';
     const { transport, log } = this.opts;
     try {
-      this.unlock = lockDataDir(join(this.opts.dataDir, `shard-${this.shardId}`));
-      await transport.startShard(this.shardId);
-      if (this.state !== 'starting' || !this.lease.held) throw new Error('lease lost during recovery');
-      // The v1 subject too, so v1 gateways keep working while a deployment is upgraded
-      // (shard nodes first): what they send carries no buyer or channel, exactly as v1 did.
+      const end = await this.log!.end();
+      const deadline = Date.now() + (this.opts.catchUpMsMax ?? 10_000);
+      while (this.appliedSeq < end.lastSeq) {
+        if (Date.now() > deadline || !this.lease.held) throw new Error(`caught up to sequence ${this.appliedSeq} of ${end.lastSeq} only`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await this.follower?.stop();
+      this.follower = null;
+      if (end.lastSeq === 0 && this.appliedLsn > 0) await this.seed();
+      await transport.serveShard(this.shardId, this.log!.appender(end.lastSeq, () => this.lease.held), Date.now() + this.lease.validForMs);
+      if (!this.lease.held) throw new Error('lease lost while catching up');
       this.subs = [wireVersion, 1].map((v) => this.opts.nc.subscribe(shardSubject(this.opts.prefix, this.shardId, v), {
         callback: (err, msg) => { if (err === null) this.onRequest(msg); },
       }));
       this.state = 'serving';
-      log.info({ shard: this.shardId }, 'took the shard lease; serving');
+      log.info({ shard: this.shardId, lsn: this.appliedLsn, seq: end.lastSeq }, 'took the shard lease; serving');
     } catch (e) {
-      log.warn({ shard: this.shardId, err: e }, 'could not start serving the shard; standing by');
+      log.warn({ shard: this.shardId, err: e }, 'could not start serving the shard; following again');
       await this.demote('start failed');
     }
+  }
+
+  /**
+   * The log is empty but this disk is not (a deployment moving to the replicated log): its
+   * state becomes the log's starting point, as a stored snapshot that other nodes install.
+   */
+  private async seed(): Promise<void> {
+    const snap = await this.opts.transport.checkpointShard(this.shardId);
+    if (snap === null || snap.lsn !== this.appliedLsn) throw new Error(`cannot seed the log: snapshot at ${snap?.lsn ?? 'none'}, disk at ${this.appliedLsn}`);
+    await this.log!.putSnapshot(snap.lsn, snap.file);
+    this.uploadedLsn = snap.lsn;
+    this.opts.log.info({ shard: this.shardId, lsn: snap.lsn }, 'seeded the replicated log with this node\'s snapshot');
   }
 
   private onRequest(msg: Msg): void {
@@ -97,37 +227,63 @@ class HostedShard {
     });
   }
 
-  /** Stops serving: no new requests first, then drain and snapshot, then free the lease. */
+  /** A new local snapshot of acknowledged records: the owner ships it, and the log is trimmed behind it. */
+  onSnapshot(lsn: number, file: string): void {
+    if (this.state !== 'serving' || this.uploading || lsn <= this.uploadedLsn || this.log === null) return;
+    this.uploading = true;
+    void this.log.putSnapshot(lsn, file)
+      .then(() => {
+        this.uploadedLsn = lsn;
+        this.opts.log.info({ shard: this.shardId, lsn }, 'stored the shard snapshot with the replicated log, and trimmed the log behind it');
+      }, (e: unknown) => this.opts.log.warn({ shard: this.shardId, lsn, err: e }, 'could not store the shard snapshot; the log keeps its records'))
+      .finally(() => { this.uploading = false; });
+  }
+
+  /** The worker stopped or was fenced off: serve no more, and follow again from a checked disk. */
+  onLost(reason: string): void {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.opts.log.warn({ shard: this.shardId, reason }, 'lost the shard');
+    void this.demote(reason);
+  }
+
+  /** Stops serving (no new requests first), stops the worker, frees the lease, follows again. */
   async demote(reason: string): Promise<void> {
-    if (this.state === 'stopping' || this.state === 'standby') return;
+    if (this.state === 'stopping' || this.state === 'stopped') return;
     const wasServing = this.state === 'serving';
     this.state = 'stopping';
     for (const sub of this.subs) sub.unsubscribe();
     this.subs = [];
     try {
-      await this.opts.transport.stopShard(this.shardId);
+      await this.stopLocal();
     } finally {
-      this.unlock?.();
-      this.unlock = null;
       await this.lease.release();
-      this.state = 'standby';
+      this.state = this.stopped ? 'stopped' : 'following';
+      this.restartFollowing = true;
       if (wasServing) this.opts.log.warn({ shard: this.shardId, reason }, 'stopped serving the shard');
     }
+  }
+
+  /** Stops following and the local worker (what it applied stays on disk, checked when it starts again). */
+  private async stopLocal(): Promise<void> {
+    await this.follower?.stop();
+    this.follower = null;
+    await this.opts.transport.stopShard(this.shardId);
+    this.unlock?.();
+    this.unlock = null;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
-    if (this.state === 'starting' || this.state === 'serving') {
-      // Let a start in progress finish first, so its worker is stopped cleanly.
-      while (this.state === 'starting') await new Promise((r) => setTimeout(r, 20));
-      await this.demote('shutdown');
-    }
+    while (this.state === 'promoting') await new Promise((r) => setTimeout(r, 20));
+    if (this.state === 'serving') await this.demote('shutdown');
+    else await this.stopLocal();
+    this.state = 'stopped';
   }
 }
 
 export class ShardNode {
-  private readonly hosts: HostedShard[] = [];
+  private readonly hosts = new Map<number, HostedShard>();
 
   constructor(private readonly opts: ShardNodeOptions) {}
 
@@ -144,19 +300,30 @@ export class ShardNode {
     for (const id of this.opts.shardIds) {
       const lease = new ShardLease(kv, `shard-${id}`, this.opts.nodeName, ttlMs);
       const host = new HostedShard(id, lease, this.opts, Math.max(50, Math.floor(ttlMs / 6)));
-      this.hosts.push(host);
+      this.hosts.set(id, host);
       host.run();
     }
   }
 
+  /** Routed from the transport: a shard's worker ended or was fenced off. */
+  shardLost(shardId: number, reason: string): void {
+    this.hosts.get(shardId)?.onLost(reason);
+  }
+
+  /** Routed from the transport: a shard wrote a snapshot of acknowledged records. */
+  shardSnapshot(shardId: number, lsn: number, file: string): void {
+    this.hosts.get(shardId)?.onSnapshot(lsn, file);
+  }
+
   status(): { serving: number[]; standby: number[] } {
+    const hosts = [...this.hosts.values()];
     return {
-      serving: this.hosts.filter((h) => h.state === 'serving').map((h) => h.shardId),
-      standby: this.hosts.filter((h) => h.state !== 'serving').map((h) => h.shardId),
+      serving: hosts.filter((h) => h.state === 'serving').map((h) => h.shardId),
+      standby: hosts.filter((h) => h.state !== 'serving').map((h) => h.shardId),
     };
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.hosts.map((h) => h.stop()));
+    await Promise.all([...this.hosts.values()].map((h) => h.stop()));
   }
 }

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fsyncDir, writeAllSync, writeFileDurable } from './durable-fs.js';
 import { segmentFileName, snapshotFileName } from './segment-name.js';
-import { SNAPSHOT_PAYLOAD_BYTES_MAX, encodeSnapshotHeader } from './snapshot-codec.js';
+import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_PAYLOAD_BYTES_MAX, encodeChunkedSnapshot, encodeSnapshotHeader, readSnapshotFile } from './snapshot-codec.js';
 import { FRAME_HEADER_BYTES, PAYLOAD_BYTES_MAX, encodeFrame } from './wal-frame.js';
 import { walAssert } from './wal-errors.js';
 import { recoverWalDir, type RecoveredTail } from './wal-recovery.js';
@@ -97,6 +97,12 @@ export class FileWal {
     return this.lsnDurable;
   }
 
+  /** The newest snapshot known to be valid (read back at recovery or written here), or null. */
+  get newestSnapshot(): { lsn: number; file: string } | null {
+    const lsn = this.snapshotLsnsValid[this.snapshotLsnsValid.length - 1];
+    return lsn === undefined ? null : { lsn, file: path.join(this.dir, snapshotFileName(lsn)) };
+  }
+
   /**
    * Loads the newest valid snapshot, then replays every record after it, in order. Must be
    * called exactly once, before append(). Payloads handed to `onRecord` are views into the
@@ -174,9 +180,11 @@ export class FileWal {
   /**
    * Durably stores the state as of `lsn` (which must be durable already), then deletes what
    * is no longer needed. Segments are kept back to the older of the two newest valid
-   * snapshots, so that a newest snapshot found damaged at recovery can still fall back.
+   * snapshots, so that a newest snapshot found damaged at recovery can still fall back. One
+   * payload is written as a version 1 file; a list of chunks as version 2 (no size ceiling).
+   * A failed snapshot write (a full disk) throws but leaves the log itself usable.
    */
-  writeSnapshot(lsn: number, payload: Uint8Array): void {
+  writeSnapshot(lsn: number, payload: Uint8Array | readonly Uint8Array[]): void {
     this.assertWritable('writeSnapshot');
     walAssert(
       Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= this.lsnDurable,
@@ -184,17 +192,21 @@ export class FileWal {
     );
     const lsnNewest = this.snapshotLsnsValid[this.snapshotLsnsValid.length - 1] ?? 0;
     walAssert(lsn >= lsnNewest, `snapshot lsn ${lsn} is older than the newest snapshot ${lsnNewest}`);
-    if (payload.length > SNAPSHOT_PAYLOAD_BYTES_MAX) {
+    const single = payload instanceof Uint8Array;
+    if (single && payload.length > SNAPSHOT_PAYLOAD_BYTES_MAX) {
       throw new RangeError(`snapshot of ${payload.length} bytes is over the maximum of ${SNAPSHOT_PAYLOAD_BYTES_MAX}`);
     }
+    const parts = single ? [encodeSnapshotHeader(lsn, payload), payload] : encodeChunkedSnapshot(lsn, payload);
     const startMs = performance.now();
     const name = snapshotFileName(lsn);
-    const bytes = this.failOnThrow(() => {
-      // A fresh segment first, so that every older segment holds only lsns <= durableLsn and
-      // can be deleted as a whole once a snapshot covers it.
+    // A fresh segment first, so that every older segment holds only lsns <= durableLsn and
+    // can be deleted as a whole once a snapshot covers it.
+    this.failOnThrow(() => {
       if (this.segmentBytes > 0) this.rollSegment(this.lsnDurable + 1);
-      return writeFileDurable(this.dir, name, [encodeSnapshotHeader(lsn, payload), payload]);
     });
+    // The snapshot is a file of its own (temp, fsync, rename): failing to write it leaves the
+    // log as it was, so it is an alarm for the caller, never a reason to stop the log.
+    const bytes = writeFileDurable(this.dir, name, parts);
     if (lsn !== lsnNewest) this.snapshotLsnsValid.push(lsn);
     if (this.snapshotLsnsValid.length > 2) this.snapshotLsnsValid.shift();
     if (!this.snapshotFileLsns.includes(lsn)) this.snapshotFileLsns.push(lsn);
@@ -298,6 +310,39 @@ export class FileWal {
     if (deleted.length + snapshotsDeleted > 0) fsyncDir(this.dir);
     return deleted;
   }
+}
+
+/**
+ * Places a snapshot file (of either version, as another node wrote it) into an empty WAL
+ * directory, durably, after checking every byte of it: a FileWal opened there then starts at
+ * its lsn. Returns that lsn. Throws on a damaged file or a directory that holds a log already.
+ */
+export function installSnapshotFile(dir: string, sourceFile: string): number {
+  fs.mkdirSync(dir, { recursive: true });
+  const present = fs.readdirSync(dir).filter((name) => /^(wal|snap)-/.test(name));
+  walAssert(present.length === 0, `installing a snapshot into ${dir}, which holds a log already (${present[0]})`);
+  const fd = fs.openSync(sourceFile, 'r');
+  let lsn: number;
+  try {
+    const header = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
+    walAssert(fs.readSync(fd, header, 0, header.length, 0) === header.length, `snapshot ${sourceFile} is shorter than its header`);
+    lsn = Number(header.readBigUInt64LE(8));
+    const checked = readSnapshotFile(fd, lsn);
+    if (!checked.ok) throw new Error(`snapshot ${sourceFile} is damaged: ${checked.reason}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const target = path.join(dir, snapshotFileName(lsn));
+  fs.copyFileSync(sourceFile, `${target}.tmp`);
+  const tmpFd = fs.openSync(`${target}.tmp`, 'r+');
+  try {
+    fs.fsyncSync(tmpFd);
+  } finally {
+    fs.closeSync(tmpFd);
+  }
+  fs.renameSync(`${target}.tmp`, target);
+  fsyncDir(dir);
+  return lsn;
 }
 
 function checkBytesOption(name: string, value: number): number {

@@ -1,13 +1,20 @@
-// The snapshot file format `[magic "FSNP"][version u32 LE][lsn u64 LE][payload length u32 LE]
-// [crc32c u32 LE over lsn bytes + payload][payload]`. It encodes the header and validates a
-// whole file's bytes; it never touches the disk and never throws on bad input (it explains).
+// The snapshot file formats. Version 1: `[magic "FSNP"][version u32 LE][lsn u64 LE][payload
+// length u32 LE][crc32c u32 LE over lsn bytes + payload][payload]`, one payload of at most
+// 1 GiB. Version 2 has no ceiling: `[magic][version 2][lsn u64][chunk count u32][crc32c over
+// lsn + count]` then each chunk `[length u32][crc32c u32][bytes]`, read one chunk at a time.
+// It validates, never throws on bad input (it explains), and reads files only through an fd.
 
+import * as fs from 'node:fs';
 import { crc32c } from './crc32c.js';
 import { readLsn, writeLsn } from './wal-frame.js';
 import type { WalSnapshot } from './wal-types.js';
 
 export const SNAPSHOT_HEADER_BYTES = 24;
 export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION_CHUNKED = 2;
+/** One chunk of a version 2 snapshot; a shard's snapshot is cut into many. */
+export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024 * 1024;
+const CHUNK_HEADER_BYTES = 8;
 /** Snapshots hold a whole shard's state, so they may exceed the record maximum; 1 GiB keeps
  * them well inside what one Buffer and one readFileSync can hold. */
 export const SNAPSHOT_PAYLOAD_BYTES_MAX = 1024 * 1024 * 1024;
@@ -29,6 +36,74 @@ export function encodeSnapshotHeader(lsn: number, payload: Uint8Array): Buffer {
   return header;
 }
 
+/** The bytes of a version 2 snapshot file, in order: its header, then each chunk's header and bytes. */
+export function encodeChunkedSnapshot(lsn: number, chunks: readonly Uint8Array[]): Uint8Array[] {
+  const header = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
+  MAGIC.copy(header, 0);
+  header.writeUInt32LE(SNAPSHOT_VERSION_CHUNKED, OFFSET_VERSION);
+  writeLsn(header, OFFSET_LSN, lsn);
+  header.writeUInt32LE(chunks.length, OFFSET_LENGTH);
+  header.writeUInt32LE(crc32c(header, OFFSET_LSN, OFFSET_CRC), OFFSET_CRC);
+  const out: Uint8Array[] = [header];
+  for (const chunk of chunks) {
+    if (chunk.length > SNAPSHOT_CHUNK_BYTES_MAX) throw new RangeError(`snapshot chunk of ${chunk.length} bytes is over the maximum of ${SNAPSHOT_CHUNK_BYTES_MAX}`);
+    const h = Buffer.alloc(CHUNK_HEADER_BYTES);
+    h.writeUInt32LE(chunk.length, 0);
+    h.writeUInt32LE(crc32c(chunk), 4);
+    out.push(h, chunk);
+  }
+  return out;
+}
+
+/**
+ * Reads and validates a snapshot file of either version through `fd`, chunk by chunk (no
+ * single buffer holds the whole file). Version 1 gives one chunk: its payload.
+ */
+export function readSnapshotFile(fd: number, lsnFromName: number): SnapshotDecode {
+  const size = fs.fstatSync(fd).size;
+  const read = (position: number, length: number): Buffer | null => {
+    if (position + length > size) return null;
+    const b = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const n = fs.readSync(fd, b, got, length - got, position + got);
+      if (n === 0) return null;
+      got += n;
+    }
+    return b;
+  };
+  const header = read(0, SNAPSHOT_HEADER_BYTES);
+  if (header === null) return bad(`file has ${size} bytes, shorter than the header`);
+  if (!MAGIC.equals(header.subarray(0, MAGIC.length))) return bad('bad magic');
+  const version = header.readUInt32LE(OFFSET_VERSION);
+  if (version === SNAPSHOT_VERSION) {
+    if (size > SNAPSHOT_HEADER_BYTES + SNAPSHOT_PAYLOAD_BYTES_MAX) return bad(`file size ${size} over the maximum`);
+    const whole = read(0, size);
+    return whole === null ? bad('file shrank while being read') : decodeSnapshot(whole, lsnFromName);
+  }
+  if (version !== SNAPSHOT_VERSION_CHUNKED) return bad(`unknown version ${version}`);
+  const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
+  const lsn = readLsn(view, OFFSET_LSN);
+  if (lsn !== lsnFromName) return bad(`header lsn ${lsn} differs from the lsn ${lsnFromName} in the file name`);
+  if (crc32c(header, OFFSET_LSN, OFFSET_CRC) !== header.readUInt32LE(OFFSET_CRC)) return bad('header checksum mismatch');
+  const count = header.readUInt32LE(OFFSET_LENGTH);
+  const chunks: Uint8Array[] = [];
+  let position = SNAPSHOT_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    const h = read(position, CHUNK_HEADER_BYTES);
+    if (h === null) return bad(`chunk ${i + 1} of ${count} is missing`);
+    const length = h.readUInt32LE(0);
+    if (length > SNAPSHOT_CHUNK_BYTES_MAX) return bad(`chunk ${i + 1} length ${length} over the maximum`);
+    const chunk = read(position + CHUNK_HEADER_BYTES, length);
+    if (chunk === null) return bad(`chunk ${i + 1} of ${count} is cut short`);
+    if (crc32c(chunk) !== h.readUInt32LE(4)) return bad(`chunk ${i + 1} checksum mismatch`);
+    chunks.push(chunk);
+    position += CHUNK_HEADER_BYTES + length;
+  }
+  if (position !== size) return bad(`${size - position} bytes after the last chunk`);
+  return { ok: true, snapshot: { lsn, payload: chunks[0] ?? new Uint8Array(0), chunks } };
+}
+
 export type SnapshotDecode = { ok: true; snapshot: WalSnapshot } | { ok: false; reason: string };
 
 /** Validates a snapshot file's bytes against the lsn its name claims. The payload is a view. */
@@ -48,7 +123,7 @@ export function decodeSnapshot(bytes: Uint8Array, lsnFromName: number): Snapshot
   const payload = bytes.subarray(SNAPSHOT_HEADER_BYTES);
   const crc = crc32c(payload, 0, payload.length, crc32c(bytes, OFFSET_LSN, OFFSET_LSN + 8));
   if (crc !== view.getUint32(OFFSET_CRC, true)) return bad('checksum mismatch');
-  return { ok: true, snapshot: { lsn, payload } };
+  return { ok: true, snapshot: { lsn, payload, chunks: [payload] } };
 }
 
 function bad(reason: string): SnapshotDecode {

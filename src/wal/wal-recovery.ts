@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensureDirDurable, fsyncDir, readAllSync } from './durable-fs.js';
-import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_PAYLOAD_BYTES_MAX, decodeSnapshot } from './snapshot-codec.js';
+import { readSnapshotFile } from './snapshot-codec.js';
 import { parseWalFileName, segmentFileName, snapshotFileName } from './segment-name.js';
 import { scanFrames } from './wal-frame.js';
 import { WalCorruptionError } from './wal-errors.js';
@@ -76,11 +76,13 @@ function loadNewestValidSnapshot(dir: string, snapshotLsns: readonly number[], e
   for (let i = snapshotLsns.length - 1; i >= 0; i--) {
     const lsn = snapshotLsns[i]!;
     const file = path.join(dir, snapshotFileName(lsn));
-    const size = fs.statSync(file).size;
-    const decoded =
-      size > SNAPSHOT_HEADER_BYTES + SNAPSHOT_PAYLOAD_BYTES_MAX
-        ? ({ ok: false, reason: `file size ${size} over the maximum` } as const)
-        : decodeSnapshot(fs.readFileSync(file), lsn);
+    const fd = fs.openSync(file, 'r');
+    let decoded: ReturnType<typeof readSnapshotFile>;
+    try {
+      decoded = readSnapshotFile(fd, lsn);
+    } finally {
+      fs.closeSync(fd);
+    }
     if (decoded.ok) return decoded.snapshot;
     emit({ type: 'snapshot_invalid', file, reason: decoded.reason });
   }

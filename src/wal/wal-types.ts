@@ -11,7 +11,10 @@ export type WalEvent =
 /** A snapshot of the state machine after applying every record up to and including `lsn`. */
 export interface WalSnapshot {
   lsn: number;
+  /** The payload of a single-chunk snapshot; the first chunk of a chunked one. */
   payload: Uint8Array;
+  /** Every chunk, in order (one for a version 1 snapshot). */
+  chunks: Uint8Array[];
 }
 
 export type WalEventSink = (event: WalEvent) => void;

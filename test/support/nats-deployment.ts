@@ -165,6 +165,8 @@ export interface ShardNode {
   name: string;
   shardIds: number[];
   engine: Engine;
+  /** The node's own data directory: shard nodes share nothing (each follows the replicated log). */
+  dataDir: string;
   /** The node's /healthz (`serving` and `standby` shard ids). */
   health(): Promise<NodeHealth>;
   /** Resolves once the node serves every one of `ids` (its own shard ids by default). */
@@ -183,8 +185,11 @@ export interface NatsDeployment {
   /** Every shard node started, in start order (killed ones included). */
   nodes: ShardNode[];
   gateways: Engine[];
-  /** Starts another shard node on the shared data dir (a restart, a standby, ...). */
-  startNode(shardIds: number[], opts?: { waitServing?: boolean; env?: Record<string, string> }): Promise<ShardNode>;
+  /**
+   * Starts another shard node, on a data dir of its own (a standby on another host), or on
+   * `dataDir` (a node restarted on its disk).
+   */
+  startNode(shardIds: number[], opts?: { waitServing?: boolean; env?: Record<string, string>; dataDir?: string }): Promise<ShardNode>;
   /** Starts another gateway on the same NATS server and prefix. */
   startGateway(env?: Record<string, string>): Promise<Engine>;
   /** Runs a gateway that is expected to refuse to start. */
@@ -241,10 +246,11 @@ export async function startNatsDeployment(opts: NatsDeploymentOptions): Promise<
   const nodes: ShardNode[] = [];
   const gateways: Engine[] = [];
 
-  const startNode = async (shardIds: number[], o: { waitServing?: boolean; env?: Record<string, string> } = {}): Promise<ShardNode> => {
+  const startNode = async (shardIds: number[], o: { waitServing?: boolean; env?: Record<string, string>; dataDir?: string } = {}): Promise<ShardNode> => {
     const name = `${prefix}-node${nodes.length + 1}`;
+    const nodeDir = o.dataDir ?? makeDataDir();
     const engine = await startEngine({
-      dataDir,
+      dataDir: nodeDir,
       env: { ...common, ...noCallerCredentials(), FLASH_ROLE: 'shards', FLASH_SHARD_IDS: shardIds.join(','), FLASH_NODE_NAME: name, ...(o.env ?? {}) },
     });
     const health = async (): Promise<NodeHealth> => {
@@ -266,7 +272,7 @@ export async function startNatsDeployment(opts: NatsDeploymentOptions): Promise<
         await sleep(25);
       }
     };
-    const node: ShardNode = { name, shardIds, engine, health, waitServing };
+    const node: ShardNode = { name, shardIds, engine, dataDir: nodeDir, health, waitServing };
     nodes.push(node);
     if (o.waitServing !== false) await waitServing();
     return node;

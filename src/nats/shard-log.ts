@@ -1,0 +1,230 @@
+// One shard's replicated log on JetStream: a stream per shard (`<prefix>_log_<k>`, subject
+// `<prefix>.log.<k>`, FLASH_LOG_REPLICAS replicas) holding every turn record of the shard, and
+// its newest snapshot in an object store (`<prefix>_snapshots`), so a node that never saw the
+// owner's disk can take the shard over. Only the lease holder appends, each append carrying
+// the stream's expected last sequence as the fencing token: once anyone else has appended, a
+// stale owner's append is refused and it must stop. It never appends without that check.
+
+import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { headers, nanos, type NatsConnection } from '@nats-io/transport-node';
+import type { LogRecord } from '../engine/shard-protocol.js';
+import type { Replicator } from '../engine/worker-transport.js';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { crc32c } from '../wal/crc32c.js';
+
+/** This node may no longer write the shard's log: someone else appended after our last record. */
+export class FencedError extends Error {
+  override readonly name = 'FencedError';
+}
+
+export interface ShardLogOptions {
+  nc: NatsConnection;
+  prefix: string;
+  shardId: number;
+  /** Replicas of the stream and of the snapshot store when this node creates them. */
+  replicas: number;
+  /** This node's incarnation (written into every record's headers, for operators). */
+  owner: string;
+  /** How long one append may wait for JetStream before it is retried (same msgID, same fence). */
+  publishTimeoutMs?: number;
+}
+
+/** Where the log stands: stream sequences and the lsns they hold (0 when empty). */
+export interface LogEnd {
+  firstSeq: number;
+  lastSeq: number;
+  /** lsn - seq, the same for every record of the stream (0 for an empty stream). */
+  offset: number;
+  lastLsn: number;
+  lastCrc: number | null;
+}
+
+export interface FollowedRecord extends LogRecord {
+  seq: number;
+}
+
+const header = { lsn: 'Flash-Lsn', crc: 'Flash-Crc', owner: 'Flash-Owner' } as const;
+
+export function logStreamName(prefix: string, shardId: number): string {
+  return `${prefix}_log_${shardId}`;
+}
+
+export function logSubject(prefix: string, shardId: number): string {
+  return `${prefix}.log.${shardId}`;
+}
+
+export function snapshotBucket(prefix: string): string {
+  return `${prefix}_snapshots`;
+}
+
+const isFence = (e: unknown): boolean => /wrong last sequence/i.test(e instanceof Error ? e.message : String(e));
+
+export class ShardLog {
+  readonly stream: string;
+  readonly subject: string;
+  private readonly publishTimeoutMs: number;
+
+  private constructor(
+    private readonly o: ShardLogOptions,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly snapshots: ObjectStore,
+  ) {
+    this.stream = logStreamName(o.prefix, o.shardId);
+    this.subject = logSubject(o.prefix, o.shardId);
+    this.publishTimeoutMs = o.publishTimeoutMs ?? 2000;
+  }
+
+  /** Opens the shard's stream and the snapshot store, creating them if absent. */
+  static async open(o: ShardLogOptions): Promise<ShardLog> {
+    const jsm = await jetstreamManager(o.nc);
+    const stream = logStreamName(o.prefix, o.shardId);
+    try {
+      await jsm.streams.info(stream);
+    } catch {
+      try {
+        await jsm.streams.add({
+          name: stream, subjects: [logSubject(o.prefix, o.shardId)], storage: StorageType.File,
+          num_replicas: o.replicas, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old,
+          // The window within which a retried append (same msgID) is recognised as a repeat.
+          duplicate_window: nanos(120_000),
+        });
+      } catch (e) {
+        if (!/already in use|exists/i.test((e as Error).message)) throw e; // another node made it first
+      }
+    }
+    const snapshots = await new Objm(o.nc).create(snapshotBucket(o.prefix), { replicas: o.replicas, storage: StorageType.File });
+    return new ShardLog(o, jetstream(o.nc), jsm, snapshots);
+  }
+
+  /** Where the log ends now. */
+  async end(): Promise<LogEnd> {
+    const info = await this.jsm.streams.info(this.stream);
+    const { first_seq: firstSeq, last_seq: lastSeq, messages } = info.state;
+    if (messages === 0) {
+      // Trimming always keeps the newest record, so an empty stream was never written to.
+      if (lastSeq > 0) throw new Error(`stream ${this.stream} is empty after sequence ${lastSeq}: its records were removed by hand; restore it or start the deployment afresh`);
+      return { firstSeq: 1, lastSeq: 0, offset: 0, lastLsn: 0, lastCrc: null };
+    }
+    const last = await this.jsm.streams.getMessage(this.stream, { seq: lastSeq });
+    if (last === null) throw new Error(`stream ${this.stream} lost its last message ${lastSeq}`);
+    const lastLsn = Number(last.header.get(header.lsn));
+    return { firstSeq, lastSeq, offset: lastLsn - lastSeq, lastLsn, lastCrc: Number(last.header.get(header.crc)) };
+  }
+
+  /** The crc32c of the record with `lsn`, or null when the stream no longer (or not yet) holds it. */
+  async crcOf(lsn: number, end: LogEnd): Promise<number | null> {
+    const seq = lsn - end.offset;
+    if (seq < end.firstSeq || seq > end.lastSeq) return null;
+    const m = await this.jsm.streams.getMessage(this.stream, { seq });
+    return m === null ? null : Number(m.header.get(header.crc));
+  }
+
+  /**
+   * The owner's side: appends in order after stream sequence `lastSeq` (which this node has
+   * applied), each with that sequence as the expected last one. Appends go out at once
+   * (several in flight) and resolve in order; one refused append refuses every later one.
+   */
+  appender(lastSeq: number, stillOwner: () => boolean): Replicator {
+    let expected = lastSeq;
+    let chain: Promise<void> = Promise.resolve();
+    return {
+      append: (record) => {
+        const seq = ++expected;
+        const sent = this.appendOne(record, seq - 1, stillOwner);
+        chain = chain.then(() => sent);
+        return chain;
+      },
+    };
+  }
+
+  private async appendOne(record: LogRecord, expectLastSeq: number, stillOwner: () => boolean): Promise<void> {
+    const h = headers();
+    h.set(header.lsn, String(record.lsn));
+    h.set(header.crc, String(crc32c(record.payload)));
+    h.set(header.owner, this.o.owner);
+    // The same msgID on a retry: if the first attempt landed, JetStream answers it as a duplicate.
+    const msgID = `${this.o.shardId}:${record.lsn}:${this.o.owner}`;
+    for (;;) {
+      try {
+        const ack = await this.js.publish(this.subject, record.payload, { msgID, headers: h, expect: { lastSequence: expectLastSeq }, timeout: this.publishTimeoutMs });
+        if (ack.seq !== expectLastSeq + 1) throw new FencedError(`record ${record.lsn} landed at sequence ${ack.seq}, not ${expectLastSeq + 1}`);
+        return;
+      } catch (e) {
+        if (e instanceof FencedError) throw e;
+        if (isFence(e)) throw new FencedError(`another node appended to ${this.stream}: ${(e as Error).message}`);
+        // No answer (a NATS restart, a slow cluster): retry while the lease is ours, else give up.
+        if (!stillOwner()) throw new Error(`append of record ${record.lsn} unanswered and the lease ran out: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /**
+   * The follower's side: reads records from stream sequence `fromSeq` on, in order, and hands
+   * each batch (as many as are available, up to `batchMax`) to `onBatch` before reading more.
+   * Runs until stopped or until `onBatch` throws.
+   */
+  follow(fromSeq: number, onBatch: (records: FollowedRecord[]) => Promise<void>, batchMax = 512): { stop: () => Promise<void>; done: Promise<void> } {
+    let stopped = false;
+    let messages: { stop(): void } | null = null;
+    const done = (async () => {
+      const consumer = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, fromSeq) });
+      if (stopped) return;
+      const iter = await consumer.consume({ max_messages: batchMax });
+      messages = iter;
+      let batch: FollowedRecord[] = [];
+      for await (const m of iter) {
+        batch.push({ seq: m.seq, lsn: Number(m.headers?.get(header.lsn)), payload: m.data });
+        // Hand over what has arrived as one batch: one local fdatasync for all of it.
+        if (iter.getPending() > 0 && batch.length < batchMax) continue;
+        if (stopped) break;
+        await onBatch(batch);
+        batch = [];
+      }
+    })();
+    return {
+      stop: async () => {
+        stopped = true;
+        messages?.stop();
+        await done.catch(() => undefined);
+      },
+      done,
+    };
+  }
+
+  /**
+   * Stores a snapshot file (streamed: no single buffer holds it) as the shard's newest, then
+   * trims the log behind it.
+   */
+  async putSnapshot(lsn: number, file: string): Promise<void> {
+    const stream = Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>;
+    await this.snapshots.put({ name: `shard-${this.o.shardId}`, description: JSON.stringify({ lsn }) }, stream);
+    const end = await this.end();
+    // Keep every record after the snapshot, and always the newest one (it tells where the log
+    // ends: its lsn and crc), so the stream is never empty once written.
+    const keepFrom = Math.min(lsn + 1 - end.offset, end.lastSeq);
+    if (end.lastSeq > 0 && keepFrom > end.firstSeq) await this.jsm.streams.purge(this.stream, { seq: keepFrom });
+  }
+
+  /** The lsn of the shard's newest snapshot in the store, without fetching it (null: none). */
+  async snapshotLsn(): Promise<number | null> {
+    const info = await this.snapshots.info(`shard-${this.o.shardId}`);
+    if (info === null || info.deleted) return null;
+    const lsn = Number((JSON.parse(info.description ?? '{}') as { lsn?: unknown }).lsn);
+    return Number.isSafeInteger(lsn) && lsn > 0 ? lsn : null;
+  }
+
+  /** Writes the shard's newest stored snapshot to `file` (streamed, digest checked); false when there is none. */
+  async getSnapshot(file: string): Promise<boolean> {
+    const result = await this.snapshots.get(`shard-${this.o.shardId}`);
+    if (result === null) return false;
+    await pipeline(Readable.fromWeb(result.data as Parameters<typeof Readable.fromWeb>[0]), createWriteStream(file));
+    const failed = await result.error;
+    if (failed !== null && failed !== undefined) throw new Error(`the stored snapshot of shard ${this.o.shardId} did not download whole: ${failed.message}`);
+    return true;
+  }
+}

@@ -1,0 +1,129 @@
+// Snapshots with no single-buffer ceiling, and a failing snapshot that is an alarm, never a
+// crash loop (issue #10, bounded state): version 2 snapshot files are chunks, each checked on
+// its own, read one at a time; a shard's snapshot is cut into chunks of rows; a damaged chunk
+// makes recovery fall back to the older snapshot; a snapshot that cannot be written leaves the
+// log usable and the shard serving.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { toSnapshot, type Command } from '../src/domain/index.js';
+import { ShardRuntime, decodeSnapshotChunks, encodeSnapshotChunks } from '../src/engine/shard-runtime.js';
+import { readSnapshotFile } from '../src/wal/snapshot-codec.js';
+import { snapshotFileName } from '../src/wal/segment-name.js';
+import { appendRange, makeTempDir, openWal, removeTempDirs, snapshotFiles } from './wal-test-kit.js';
+
+afterEach(() => removeTempDirs());
+
+const T0 = 1_760_000_000_000;
+
+function readSnapshot(file: string, lsn: number): ReturnType<typeof readSnapshotFile> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    return readSnapshotFile(fd, lsn);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+describe('chunked snapshot files', () => {
+  it('write and read back every chunk exactly, in order', () => {
+    const dir = makeTempDir();
+    const { wal } = openWal({ dir });
+    appendRange(wal, 1, 10, 20, 5);
+    const chunks = [Uint8Array.from([1, 2, 3]), new Uint8Array(0), Uint8Array.from({ length: 70_000 }, (_, i) => i & 0xff)];
+    wal.writeSnapshot(10, chunks);
+    wal.close();
+    const read = readSnapshot(path.join(dir, snapshotFiles(dir)[0]!), 10);
+    expect(read.ok).toBe(true);
+    if (read.ok) expect(read.snapshot.chunks.map((c) => Buffer.from(c).toString('hex'))).toEqual(chunks.map((c) => Buffer.from(c).toString('hex')));
+    const again = openWal({ dir });
+    expect(again.result.snapshotLsn).toBe(10);
+    again.wal.close();
+  });
+
+  it('are refused when any chunk is damaged, cut short or followed by junk, and recovery falls back to the older snapshot', () => {
+    const dir = makeTempDir();
+    const { wal } = openWal({ dir });
+    appendRange(wal, 1, 10, 20, 5);
+    wal.writeSnapshot(5, [Uint8Array.from([5, 5])]);
+    wal.writeSnapshot(10, [Uint8Array.from([1, 2, 3]), Uint8Array.from([4, 5, 6, 7])]);
+    wal.close();
+    const newest = path.join(dir, snapshotFiles(dir)[1]!);
+    const good = fs.readFileSync(newest);
+    const variants: [string, Buffer][] = [
+      ['a flipped byte in the second chunk', Buffer.from(good).fill(good.at(-1)! ^ 1, good.length - 1)],
+      ['the last chunk cut short', good.subarray(0, good.length - 2)],
+      ['bytes after the last chunk', Buffer.concat([good, Buffer.from([0])])],
+      ['a chunk count one too many', (() => { const b = Buffer.from(good); b.writeUInt32LE(3, 16); return b; })()],
+    ];
+    for (const [label, bytes] of variants) {
+      fs.writeFileSync(newest, bytes);
+      expect(readSnapshot(newest, 10).ok, label).toBe(false);
+      const r = openWal({ dir });
+      expect(r.result.snapshotLsn, label).toBe(5);
+      expect(r.events.some((e) => e.type === 'snapshot_invalid'), label).toBe(true);
+      r.wal.close();
+    }
+  });
+
+  it('still reads version 1 snapshots (one payload) as one chunk', () => {
+    const dir = makeTempDir();
+    const { wal } = openWal({ dir });
+    appendRange(wal, 1, 3, 20, 3);
+    wal.writeSnapshot(3, Uint8Array.from([9, 8, 7]));
+    wal.close();
+    const read = readSnapshot(path.join(dir, snapshotFiles(dir)[0]!), 3);
+    expect(read.ok && read.snapshot.chunks.map((c) => [...c])).toEqual([[9, 8, 7]]);
+  });
+});
+
+describe('a shard snapshot in chunks', () => {
+  it('cuts long lists into chunks of rows and restores the very same state', () => {
+    const dir = makeTempDir();
+    const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+    rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 1_000_000, holdSeconds: 3600 }], T0);
+    for (let b = 0; b < 6; b++) {
+      const cmds: Command[] = Array.from({ length: 10_000 }, (_, i) => ({ t: 'res.reserve', sku: 'tee', buyerId: `b${b}-${i}`, qty: 1, nonce: 'n', idemKey: `k${i}` }));
+      rt.execute(cmds, T0 + b);
+    }
+    const snap = toSnapshot(rt.state);
+    const chunks = encodeSnapshotChunks(snap);
+    expect(chunks.length).toBeGreaterThan(4); // 60,000 reservations, quota rows and keys, 50,000 rows a chunk
+    expect(Math.max(...chunks.map((c) => c.length))).toBeLessThan(16 * 1024 * 1024);
+    expect(decodeSnapshotChunks(chunks)).toEqual(snap);
+    rt.snapshot();
+    rt.close();
+    const reopened = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+    expect(reopened.recovery.recordsReplayed).toBe(0);
+    expect(toSnapshot(reopened.state)).toEqual(snap);
+    reopened.close();
+  });
+
+  it('turns a snapshot that cannot be written into an alarm: the shard keeps serving and its log stays usable', () => {
+    const dir = makeTempDir();
+    const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1, snapshotEveryCommands: 10 });
+    rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 100, holdSeconds: 3600 }], T0);
+    // Every snapshot file name the shard could use is taken by a directory, so writing its
+    // temp file fails, as on a full disk.
+    const blocked = Array.from({ length: 80 }, (_, lsn) => path.join(dir, `${snapshotFileName(lsn + 1)}.tmp`));
+    for (const p of blocked) fs.mkdirSync(p);
+    for (let i = 0; i < 50; i++) {
+      const [a] = rt.execute([{ t: 'res.reserve', sku: 'tee', buyerId: `x${i}`, qty: 1, nonce: 'n' }], T0 + i);
+      expect(a!.outcome.ok).toBe(true);
+      rt.snapshotIfDue();
+    }
+    for (const p of blocked) fs.rmSync(p, { recursive: true });
+    expect(rt.snapshotFailures).toBeGreaterThan(0);
+    expect(rt.lastSnapshotError).toMatch(/EISDIR|directory/);
+    const [after] = rt.execute([{ t: 'res.reserve', sku: 'tee', buyerId: 'after', qty: 1, nonce: 'n' }], T0 + 100);
+    expect(after!.outcome.ok).toBe(true);
+    for (let i = 0; i < 10; i++) rt.execute([{ t: 'res.reserve', sku: 'tee', buyerId: `y${i}`, qty: 1, nonce: 'n' }], T0 + 200 + i);
+    expect(rt.snapshotIfDue()).toBe(true); // the disk has room again: the next due snapshot is taken
+    const state = toSnapshot(rt.state);
+    rt.close();
+    const reopened = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+    expect(toSnapshot(reopened.state)).toEqual(state);
+    reopened.close();
+  });
+});
