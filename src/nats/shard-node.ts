@@ -6,7 +6,7 @@
 // (lease gone, or another node appended) stops at once, answers nothing it did not make
 // durable in the replicated log, and follows again after checking its disk against the log.
 
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -140,8 +140,14 @@ class HostedShard {
   /** Replaces this disk by the stored snapshot (or nothing) and lets the log fill the rest. */
   private async rebuild(end: LogEnd, snapshotLsn: number | null): Promise<void> {
     await this.opts.transport.stopShard(this.shardId);
-    await rm(this.dir, { recursive: true, force: true });
-    this.unlock = null; // the lock file went with the directory
+    // The old copy is kept aside (one per shard, the newest), never deleted outright: an
+    // operator who started nodes in the wrong order can still get it back.
+    const aside = `${this.dir}.replaced`;
+    await rm(aside, { recursive: true, force: true });
+    await rename(this.dir, aside).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+    this.unlock?.();
+    this.unlock = null;
+    this.opts.log.warn({ shard: this.shardId, keptAt: aside }, 'the replaced copy of the shard is kept until the next rebuild');
     const firstLsn = end.lastSeq > 0 ? end.firstSeq + end.offset : 1;
     if (snapshotLsn !== null) {
       const download = `${this.dir}.snapshot-download`;
