@@ -15,6 +15,8 @@ export interface SkuStats {
   available: number;
   reserved: number;
   sold: number;
+  /** Units of refunded reservations (absent from a node of an earlier version). */
+  refunded?: number;
 }
 
 export interface ShardStats {
@@ -50,7 +52,9 @@ export type ToShard =
   /** Replicated log: records up to lsn are acknowledged by it (snapshots may cover them). */
   | { k: 'acked'; lsn: number }
   /** A snapshot now, of what is acknowledged (a node seeding an empty replicated log). */
-  | { k: 'checkpoint'; id: number };
+  | { k: 'checkpoint'; id: number }
+  /** A new owner's first record, with no command (see ShardRuntime.appendMarker). */
+  | { k: 'mark'; id: number };
 
 export type FromShard =
   | {
@@ -67,6 +71,7 @@ export type FromShard =
   | { k: 'applied'; id: number; lsn: number }
   | { k: 'serving'; id: number; lsn: number }
   | { k: 'checkpointed'; id: number; snapshot: { lsn: number; file: string } | null }
+  | { k: 'marked'; id: number; record: LogRecord }
   /** A new local snapshot (replicated mode: of acknowledged records only). */
   | { k: 'snapshot'; lsn: number; file: string };
 

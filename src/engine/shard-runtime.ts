@@ -176,6 +176,19 @@ export class ShardRuntime {
     return r;
   }
 
+  /**
+   * A record with no command, made durable here: a new owner appends it to the replicated log
+   * before it serves, so that any append an older owner still has in flight is refused.
+   */
+  appendMarker(nowMs: number): LoggedRecord {
+    const record: WalRecord = [nowMs, []];
+    const payload = encode(record);
+    const lsn = this.wal.append(payload);
+    this.wal.commit();
+    this.tailCrc = crc32c(payload);
+    return { lsn, payload };
+  }
+
   /** Replicated mode: records up to `lsn` are in the replicated log; snapshots may cover them. */
   ackedUpTo(lsn: number): void {
     if (lsn > this.acked) this.acked = lsn;

@@ -170,6 +170,7 @@ class WorkerShard {
       case 'applied':
       case 'serving':
       case 'checkpointed':
+      case 'marked':
         this.waiters.get(m.id)?.resolve(m);
         this.waiters.delete(m.id);
         break;
@@ -194,20 +195,31 @@ class WorkerShard {
     for (let i = 0; i < resolves.length; i++) resolves[i]!(outcomes[i]!);
   }
 
-  /** Sends a turn's record to the replicated log; its turn (and later ones) wait for it. */
-  private replicate(record: LogRecord): void {
+  /**
+   * Sends a turn's record to the replicated log; its turn (and later ones) wait for it.
+   * Resolves once the log holds it; on failure the shard is fenced off (and it rejects).
+   */
+  private replicate(record: LogRecord): Promise<void> {
     this.lastRecordLsn = record.lsn;
     const replicator = this.replicator;
-    if (replicator === null) return void this.fence(`record ${record.lsn} made while not serving`);
-    replicator.append(record).then(() => {
-      if (this.replicator !== replicator) return;
+    if (replicator === null) {
+      this.fence(`record ${record.lsn} made while not serving`);
+      return Promise.reject(new Error('not serving'));
+    }
+    const appended = replicator.append(record).then(() => {
+      if (this.replicator !== replicator) throw new Error('fenced off meanwhile');
       this.ackedLsn = record.lsn;
       this.post({ k: 'acked', lsn: record.lsn });
       while (this.held.length > 0 && this.held[0]!.needLsn <= this.ackedLsn) {
         const h = this.held.shift()!;
         this.answer(h.resolves, h.outcomes);
       }
-    }, (e: unknown) => this.fence(e instanceof Error ? e.message : String(e)));
+    }, (e: unknown) => {
+      this.fence(e instanceof Error ? e.message : String(e));
+      throw e;
+    });
+    appended.catch(() => undefined); // a turn's caller learns of it through fence()
+    return appended;
   }
 
   /**
@@ -230,11 +242,19 @@ class WorkerShard {
     return this.request({ k: 'records', id: this.nextId++, records }).then((m) => (m.k === 'applied' ? m.lsn : -1));
   }
 
-  /** Replicated: starts serving, with records going to `replicator`; resolves with the last lsn. */
-  serve(replicator: Replicator, leaseUntilMs: number): Promise<number> {
+  /**
+   * Replicated: starts serving, with records going to `replicator`; resolves with the last lsn
+   * once a first record with no command is in the replicated log: its append fences off any
+   * older owner that still has appends in flight, before this node answers anything.
+   */
+  async serve(replicator: Replicator, leaseUntilMs: number): Promise<number> {
     this.replicator = replicator;
+    const served = await this.request({ k: 'serve', id: this.nextId++, leaseUntilMs });
+    const marked = await this.request({ k: 'mark', id: this.nextId++ });
+    if (served.k !== 'serving' || marked.k !== 'marked') throw new Error(`shard ${this.shardId} did not start serving`);
+    await this.replicate(marked.record);
     this.serving = true;
-    return this.request({ k: 'serve', id: this.nextId++, leaseUntilMs }).then((m) => (m.k === 'serving' ? m.lsn : -1));
+    return marked.record.lsn;
   }
 
   lease(untilMs: number): void {

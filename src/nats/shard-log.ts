@@ -135,12 +135,20 @@ export class ShardLog {
       append: (record) => {
         const seq = ++expected;
         const sent = this.appendOne(record, seq - 1, stillOwner);
+        // Handled here: a failure surfaces through the chain, in order, never as an unhandled
+        // rejection while an earlier append is still being waited for.
+        sent.catch(() => undefined);
         chain = chain.then(() => sent);
         return chain;
       },
     };
   }
 
+  /**
+   * One append at stream sequence `expectLastSeq + 1`, retried (same msgID) until it lands,
+   * is refused by another node's record there, or our lease runs out. Nothing is published
+   * once the lease has run out, so a node resumed after a long pause writes nothing more.
+   */
   private async appendOne(record: LogRecord, expectLastSeq: number, stillOwner: () => boolean): Promise<void> {
     const h = headers();
     h.set(header.lsn, String(record.lsn));
@@ -149,18 +157,41 @@ export class ShardLog {
     // The same msgID on a retry: if the first attempt landed, JetStream answers it as a duplicate.
     const msgID = `${this.o.shardId}:${record.lsn}:${this.o.owner}`;
     for (;;) {
+      if (!stillOwner()) throw new Error(`record ${record.lsn} not appended: this node's lease of shard ${this.o.shardId} has run out`);
       try {
         const ack = await this.js.publish(this.subject, record.payload, { msgID, headers: h, expect: { lastSequence: expectLastSeq }, timeout: this.publishTimeoutMs });
         if (ack.seq !== expectLastSeq + 1) throw new FencedError(`record ${record.lsn} landed at sequence ${ack.seq}, not ${expectLastSeq + 1}`);
         return;
       } catch (e) {
         if (e instanceof FencedError) throw e;
-        if (isFence(e)) throw new FencedError(`another node appended to ${this.stream}: ${(e as Error).message}`);
-        // No answer (a NATS restart, a slow cluster): retry while the lease is ours, else give up.
-        if (!stillOwner()) throw new Error(`append of record ${record.lsn} unanswered and the lease ran out: ${(e as Error).message}`);
-        await new Promise((r) => setTimeout(r, 100));
+        if (isFence(e)) {
+          const verdict = await this.afterWrongSequence(record, expectLastSeq);
+          if (verdict === 'landed') return;
+          if (verdict === 'fenced') throw new FencedError(`another node appended to ${this.stream}: ${(e as Error).message}`);
+        }
+        // No answer (a NATS restart, a leader change, an earlier record of ours still in
+        // flight): retry while the lease is ours.
+        await new Promise((r) => setTimeout(r, 50));
       }
     }
+  }
+
+  /**
+   * "Wrong last sequence" is a fence only when another node's record holds our place. The
+   * stream may instead be behind (an earlier append of ours is still being retried after a
+   * leader change), or our own record may already be there (an attempt whose answer was lost).
+   */
+  private async afterWrongSequence(record: LogRecord, expectLastSeq: number): Promise<'landed' | 'behind' | 'fenced'> {
+    let lastSeq: number;
+    try {
+      lastSeq = (await this.jsm.streams.info(this.stream)).state.last_seq;
+    } catch {
+      return 'behind'; // unknown: retry (the lease bounds how long)
+    }
+    if (lastSeq <= expectLastSeq) return 'behind';
+    const ours = await this.jsm.streams.getMessage(this.stream, { seq: expectLastSeq + 1 }).catch(() => null);
+    if (ours !== null && ours.header.get(header.owner) === this.o.owner && Number(ours.header.get(header.lsn)) === record.lsn) return 'landed';
+    return 'fenced';
   }
 
   /**

@@ -178,6 +178,7 @@ class HostedShard {
   private async promote(): Promise<void> {
     this.state = 'promoting';
     const { transport, log } = this.opts;
+    log.info({ shard: this.shardId, lsn: this.appliedLsn }, 'took the shard lease; catching up with its log');
     try {
       const end = await this.log!.end();
       const deadline = Date.now() + (this.opts.catchUpMsMax ?? 10_000);
@@ -187,8 +188,13 @@ class HostedShard {
       }
       await this.follower?.stop();
       this.follower = null;
-      if (end.lastSeq === 0 && this.appliedLsn > 0) await this.seed();
-      await transport.serveShard(this.shardId, this.log!.appender(end.lastSeq, () => this.lease.held), Date.now() + this.lease.validForMs);
+      if (end.lastSeq === 0) {
+        // An empty log: this disk (if it holds anything) becomes its starting point, and the
+        // first record lands at sequence 1.
+        if (this.appliedLsn > 0 && (await this.log!.snapshotLsn()) !== this.appliedLsn) await this.seed();
+        this.appliedSeq = 0;
+      }
+      await transport.serveShard(this.shardId, this.log!.appender(this.appliedSeq, () => this.lease.held), Date.now() + this.lease.validForMs);
       if (!this.lease.held) throw new Error('lease lost while catching up');
       this.subs = [wireVersion, 1].map((v) => this.opts.nc.subscribe(shardSubject(this.opts.prefix, this.shardId, v), {
         callback: (err, msg) => { if (err === null) this.onRequest(msg); },
