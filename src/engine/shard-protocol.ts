@@ -15,8 +15,6 @@ export interface SkuStats {
   available: number;
   reserved: number;
   sold: number;
-  /** Units of refunded reservations (absent from a node of an earlier version). */
-  refunded?: number;
 }
 
 export interface ShardStats {
