@@ -54,7 +54,7 @@ describe('sku.upsert', () => {
     expect(a.mutated).toBe(true);
     expect(okOf(a)).toMatchObject({ status: 'created' });
     expect(okOf(a).sku).toEqual({
-      sku: 'tee', onHand: 0, available: 0, reserved: 0, sold: 0, mode: 'pre_deduct', holdSeconds: 600,
+      sku: 'tee', onHand: 0, available: 0, reserved: 0, sold: 0, refunded: 0, mode: 'pre_deduct', holdSeconds: 600,
       maxPerBuyer: 0, startsAt: 0, endsAt: 0, dropId: null, lowStockThreshold: 0, minAccountAgeSeconds: 0,
       minPastOrders: 0, channels: {}, createdAt: T0, updatedAt: T0,
     });

@@ -3,8 +3,9 @@
 // newest WAL segment is then cut at a random byte, as a crash mid-write would leave it. On
 // reopen, the recovered state must equal, bit for bit (toSnapshot), an in-memory state that
 // applied the same batches up to the last batch whose record lies wholly before the cut.
-// Reserves name channels (or none) and upserts set, change and clear channel policies, so
-// that channel counts and policies go through the log and the snapshots too; most configs
+// Reserves name channels (or none) and upserts set, change and clear channel policies, and
+// paid reservations are refunded with and without restock, so that channel counts,
+// policies and refunds go through the log and the snapshots too; most configs
 // keep so few settled reservations that settles drop the oldest ones, replayed with them.
 
 import fc from 'fast-check';
@@ -45,6 +46,7 @@ type Op =
   | { k: 'reserve'; sku: string; buyer: string; qty: number; idemKey: string | undefined; channel: string | undefined }
   | { k: 'pay'; pick: Pick }
   | { k: 'cancel'; pick: Pick }
+  | { k: 'refund'; pick: Pick; restock: boolean }
   | { k: 'expire' }
   | { k: 'get'; sku: string };
 
@@ -88,6 +90,7 @@ function opArb(withKeys: boolean): fc.Arbitrary<Op> {
     },
     { weight: 4, arbitrary: fc.record({ k: fc.constant('pay' as const), pick: pickArb }) },
     { weight: 2, arbitrary: fc.record({ k: fc.constant('cancel' as const), pick: pickArb }) },
+    { weight: 2, arbitrary: fc.record({ k: fc.constant('refund' as const), pick: pickArb, restock: fc.boolean() }) },
     { weight: 2, arbitrary: fc.constant({ k: 'expire' as const }) },
     { weight: 1, arbitrary: fc.record({ k: fc.constant('get' as const), sku: fc.constantFrom(...SKUS) }) },
   );
@@ -161,6 +164,7 @@ function commandsOf(ops: Op[], model: ShardState): Command[] {
       }
       case 'pay': return { t: 'res.pay', id: idOf(op.pick), paymentRef: 'p' };
       case 'cancel': return { t: 'res.cancel', id: idOf(op.pick) };
+      case 'refund': return { t: 'res.refund', id: idOf(op.pick), restock: op.restock, reason: 'r' };
       case 'expire': return { t: 'res.expire' };
       case 'get': return { t: 'sku.get', sku: op.sku };
     }

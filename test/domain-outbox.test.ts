@@ -37,6 +37,8 @@ function withPaid(paid: number, mode: boolean | null = true, config: Partial<Sha
 const pending = (s: ShardState, afterSeq = 0, max = 100) => okOf(apply(s, { t: 'erp.pending', afterSeq, max }, T0 + 2)).paid!;
 const reconcile = (s: ShardState) => okOf(apply(s, { t: 'erp.reconcile' }, T0 + 2)).reconcile!;
 const rowOf = (s: ShardState, sku = 'tee') => reconcile(s).rows.find((r) => r.sku === sku);
+/** The refund columns of a reconciliation row of a SKU that never had a refund. */
+const noRefunds = { refundedUnits: 0, refundsDeliveredUnits: 0, refundsUndeliveredUnits: 0, refundsUndeliveredOrders: 0, refundsNotQueuedUnits: 0 };
 
 describe('the ERP outbox', () => {
   test('a pay appends one paid event with a stable eventId and consecutive eventSeq', () => {
@@ -90,18 +92,18 @@ describe('the ERP outbox', () => {
     const before = toSnapshot(s);
     const a = apply(s, { t: 'erp.reconcile' }, T0 + 6);
     expect(a.mutated).toBe(false);
-    const units = { sold: 6, deliveredUnits: 1, undeliveredUnits: 3, undeliveredOrders: 3, notQueuedUnits: 2, uncountedUnits: 0 };
+    const units = { sold: 6, deliveredUnits: 1, undeliveredUnits: 3, undeliveredOrders: 3, notQueuedUnits: 2, uncountedUnits: 0, ...noRefunds };
     expect(okOf(a).reconcile).toEqual({ rows: [{ sku: 'tee', ...units }], totals: units, outboxLength: 3, truncated: false, outboxEnabled: false });
     expect(toSnapshot(s)).toEqual(before);
   });
 
-  test('the outbox, its mode and the ERP units survive a snapshot round trip (version 3)', () => {
+  test('the outbox, its mode and the ERP units survive a snapshot round trip (version 4)', () => {
     const { s } = withPaid(3);
     okOf(apply(s, { t: 'erp.ack', upToSeq: 1 }, T0 + 3));
     okOf(apply(s, off, T0 + 3));
     pay(s, 'off-1');
     const snap = toSnapshot(s);
-    expect(snap.v).toBe(3);
+    expect(snap.v).toBe(4);
     expect(snap.outboxEnabled).toBe(false);
     const restored = fromSnapshot(structuredClone(snap), s.config);
     expect(toSnapshot(restored)).toEqual(snap);
@@ -135,7 +137,7 @@ describe('erp.mode: the outbox on and off, decided by the log', () => {
     const after = pay(s, 'on-again');
     expect(pending(s).map((e) => [e.eventSeq, e.reservationId])).toEqual([[2, ids[1]], [3, after]]);
     expect(pending(s).some((e) => e.reservationId === whileOff)).toBe(false);
-    expect(rowOf(s)).toEqual({ sku: 'tee', sold: 6, deliveredUnits: 1, undeliveredUnits: 2, undeliveredOrders: 2, notQueuedUnits: 3, uncountedUnits: 0 });
+    expect(rowOf(s)).toEqual({ sku: 'tee', sold: 6, deliveredUnits: 1, undeliveredUnits: 2, undeliveredOrders: 2, notQueuedUnits: 3, uncountedUnits: 0, ...noRefunds });
   });
 
   test('with no erp.mode logged (a log from before it), legacyOutboxEnabled decides, as the settings did then', () => {
@@ -172,12 +174,12 @@ describe('snapshots from before the ERP units were counted', () => {
     okOf(apply(s, { t: 'erp.ack', upToSeq: 2 }, T0 + 3));
     const restored = fromSnapshot(asV2(s), s.config);
     expect(restored.outboxEnabled).toBeNull();
-    expect(rowOf(restored)).toEqual({ sku: 'tee', sold: 3, deliveredUnits: 0, undeliveredUnits: 1, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 2 });
+    expect(rowOf(restored)).toEqual({ sku: 'tee', sold: 3, deliveredUnits: 0, undeliveredUnits: 1, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 2, ...noRefunds });
     const never = withPaid(2, null, { legacyOutboxEnabled: false }).s;
     expect(rowOf(fromSnapshot(asV2(never), never.config))).toMatchObject({ sold: 2, deliveredUnits: 0, notQueuedUnits: 2, uncountedUnits: 0 });
-    // It goes on as a v3 state, and round-trips as one.
+    // It goes on as a state of this version, and round-trips as one.
     const again = toSnapshot(restored);
-    expect(again.v).toBe(3);
+    expect(again.v).toBe(4);
     expect(toSnapshot(fromSnapshot(again, s.config))).toEqual(again);
   });
 });
@@ -249,7 +251,7 @@ describe('the ERP outbox across a crash and across differently configured proces
     expect(owed.map((e) => e.reservationId)).toEqual(queued.slice(2));
     expect(owed.some((e) => whileOff.includes(e.reservationId))).toBe(false);
     c.execute([{ t: 'erp.ack', upToSeq: owed[owed.length - 1]!.eventSeq }], T0 + 9);
-    expect(rowOf(c.state)).toEqual({ sku: 'tee', sold: 6, deliveredUnits: 4, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 2, uncountedUnits: 0 });
+    expect(rowOf(c.state)).toEqual({ sku: 'tee', sold: 6, deliveredUnits: 4, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 2, uncountedUnits: 0, ...noRefunds });
     c.close();
   });
 });

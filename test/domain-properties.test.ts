@@ -1,5 +1,6 @@
 // Property tests of the shard core: random command sequences (SKUs with and without a drop,
 // links, several buyers, every mode, restocks and write-offs, pays, cancels, expiries,
+// refunds with and without restock,
 // malformed commands, a clock that mostly advances and sometimes jumps back, reserves on
 // several channels or none, channel policies with small caps set, changed and cleared, and
 // reads and cancels scoped to the owner or to another buyer) are applied to the core and to
@@ -75,6 +76,7 @@ type Op =
   /** Sends the latest reserve again, as a client retrying would. */
   | { k: 'repeat' }
   | { k: 'pay'; pick: Pick; paymentRef: string | undefined }
+  | { k: 'refund'; pick: Pick; restock: boolean; reason: string | undefined }
   | { k: 'cancel'; pick: Pick; as: As }
   | { k: 'expire' }
   | { k: 'getSku'; sku: string }
@@ -177,7 +179,18 @@ const MALFORMED: ((latestId: string) => Command)[] = [
   (latestId) => ({ t: 'res.cancel', id: latestId, buyerId: 'u1\u200b' }),
   () => ({ t: 'res.cancel', id: `${UNKNOWN_ID}${'0'.repeat(60)}` }),
   (latestId) => ({ t: 'res.pay', id: latestId, paymentRef: 'p'.repeat(129) }),
+  (latestId) => ({ t: 'res.refund', id: latestId, restock: 'yes' as unknown as boolean }),
+  (latestId) => ({ t: 'res.refund', id: latestId, restock: true, reason: '' }),
+  (latestId) => ({ t: 'res.refund', id: latestId, restock: false, reason: 'r'.repeat(201) }),
+  (latestId) => ({ t: 'res.refund', id: latestId, restock: true, reason: 'broken\u0000' }),
+  () => ({ t: 'res.refund', id: 42 as unknown as string, restock: true }),
 ];
+
+/** A refund: mostly with restock (the default), with or without a reason (200 code points is the most). */
+const refundArb = (picks: fc.Arbitrary<Pick>): fc.Arbitrary<Op> => fc.record({
+  k: fc.constant('refund' as const), pick: picks, restock: fc.boolean(),
+  reason: maybe(fc.constantFrom('damaged', 'changed mind', '\u{1F45F}'.repeat(200))),
+});
 
 const opArb = (modes: readonly Mode[]): fc.Arbitrary<Op> => fc.oneof(
   {
@@ -210,6 +223,7 @@ const opArb = (modes: readonly Mode[]): fc.Arbitrary<Op> => fc.oneof(
   { weight: 2, arbitrary: fc.constant({ k: 'repeat' as const }) },
   { weight: 5, arbitrary: fc.record({ k: fc.constant('pay' as const), pick, paymentRef: maybe(fc.constantFrom('p1', 'p2')) }) },
   { weight: 3, arbitrary: fc.record({ k: fc.constant('cancel' as const), pick, as: asArb }) },
+  { weight: 3, arbitrary: refundArb(pick) },
   { weight: 3, arbitrary: fc.constant({ k: 'expire' as const }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('getSku' as const), sku: ANY_SKU }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('getRes' as const), pick, as: asArb }) },
@@ -235,6 +249,7 @@ const contendedOpArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ k: fc.constant('policy' as const), sku: fc.constantFrom(...SKU_NAMES), channels: policyChannelsArb }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('adjust' as const), sku: fc.constantFrom(...SKU_NAMES), delta: fc.integer({ min: -2, max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('cancel' as const), pick, as: asArb }) },
+  { weight: 3, arbitrary: refundArb(fc.nat(3).map((recent): Pick => ({ recent }))) },
   { weight: 1, arbitrary: fc.constant({ k: 'expire' as const }) },
 );
 
@@ -359,6 +374,7 @@ const churnOpArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ k: fc.constant('getRes' as const), pick, as: asArb }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('pay' as const), pick, paymentRef: fc.constant(undefined) }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('cancel' as const), pick, as: asArb }) },
+  { weight: 2, arbitrary: refundArb(pick) },
   { weight: 2, arbitrary: fc.constant({ k: 'expire' as const }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('adjust' as const), sku: fc.constantFrom(...SKU_NAMES), delta: fc.integer({ min: 1, max: 6 }) }) },
 );
@@ -457,7 +473,7 @@ function translate(op: Op, ctx: Context): Translated {
       const latest = n - 1;
       const command = MALFORMED[op.which]!(idOf(latest));
       // The model names reservations by index, and judges the id exactly as it was sent.
-      if (command.t === 'res.pay' || command.t === 'res.cancel' || command.t === 'res.get') {
+      if (command.t === 'res.pay' || command.t === 'res.cancel' || command.t === 'res.get' || command.t === 'res.refund') {
         const { id, ...rest } = command;
         return { command, model: { ...rest, index: latest, id } as ModelCommand };
       }
@@ -468,6 +484,13 @@ function translate(op: Op, ctx: Context): Translated {
       const command: Command = { t: 'res.pay', id: idOf(i) };
       const model: ModelCommand = { t: 'res.pay', index: i };
       if (op.paymentRef !== undefined) command.paymentRef = model.paymentRef = op.paymentRef;
+      return { command, model };
+    }
+    case 'refund': {
+      const i = pickIndex(op.pick);
+      const command: Extract<Command, { t: 'res.refund' }> = { t: 'res.refund', id: idOf(i), restock: op.restock };
+      const model: ModelCommand = { t: 'res.refund', index: i, restock: op.restock };
+      if (op.reason !== undefined) command.reason = model.reason = op.reason;
       return { command, model };
     }
     case 'cancel':
@@ -625,8 +648,13 @@ function checkInvariants(
     }
     expect(s.reserved, `${at}: reserved equals the units of held reservations in holding modes`).toBe(reservedHeld);
     let soldPaid = 0;
-    for (const k of known.values()) if (k.sku === s.sku && k.status === 'paid') soldPaid += k.qty;
-    expect(s.sold, `${at}: sold equals the units of paid reservations`).toBe(soldPaid);
+    let refunded = 0;
+    for (const k of known.values()) {
+      if (k.sku === s.sku && k.status === 'paid') soldPaid += k.qty;
+      if (k.sku === s.sku && k.status === 'refunded') refunded += k.qty;
+    }
+    expect(s.sold, `${at}: sold equals the units of paid reservations (refunded ones excluded)`).toBe(soldPaid);
+    expect(s.refunded, `${at}: refunded equals the units of refunded reservations`).toBe(refunded);
     expect(s.lowStockSignaled, `${at}: lowStockSignaled`).toBe(ref.skus.get(s.sku)!.lowStockSignaled);
     expectSkuView(`${at}: view`, engineSkuView(state, s.sku), ref.skuView(s.sku));
     // One pool: the channels' shares add up to the SKU's counters, and each is what its reservations say.
@@ -794,6 +822,7 @@ describe('the core against the reference model', () => {
       'res.reserve channel_not_allowed', 'res.reserve channel_sold_out',
       'res.get as owner ok', 'res.get as other unknown_reservation', 'res.cancel as owner ok mutated',
       'res.cancel as other unknown_reservation', 'res.cancel as owner ok', 'res.get invalid_request', 'res.cancel invalid_request',
+      'res.refund ok mutated', 'res.refund ok', 'res.refund not_paid', 'res.refund unknown_reservation', 'res.refund invalid_request',
     ]) expect(seen, `no step answered ${code}`).toContain(code);
     for (const type of ['low_stock', 'sold_out', 'paid']) expect(coverage.events.get(type) ?? 0, `${type} events`).toBeGreaterThan(0);
     expect(coverage.droppedByCount, 'reservations dropped by count').toBeGreaterThan(20);
@@ -808,7 +837,7 @@ describe('the core against the reference model', () => {
     const coverage = newCoverage();
     fc.assert(fc.property(planArb(50, false, contendedPlan), (plan) => runAgainstModel(plan, coverage)), { numRuns: 100 });
     const seen = [...coverage.codes.keys()];
-    for (const code of ['res.pay channel_sold_out', 'res.pay sold_out', 'res.pay ok mutated', 'res.reserve channel_sold_out']) {
+    for (const code of ['res.pay channel_sold_out', 'res.pay sold_out', 'res.pay ok mutated', 'res.reserve channel_sold_out', 'res.refund ok mutated']) {
       expect(seen, `no step answered ${code}`).toContain(code);
     }
   });
@@ -820,7 +849,7 @@ describe('the core against the reference model', () => {
     const namedDropped = [...coverage.namedDropped.keys()];
     for (const code of [
       'res.get as owner unknown_reservation', 'res.get unknown_reservation', 'res.pay unknown_reservation',
-      'res.cancel as owner unknown_reservation', 'res.cancel unknown_reservation',
+      'res.cancel as owner unknown_reservation', 'res.cancel unknown_reservation', 'res.refund unknown_reservation',
     ]) expect(namedDropped, `no step naming a dropped reservation answered ${code}`).toContain(code);
     expect(coverage.codes.get('res.reserve created mutated') ?? 0, 'reserves').toBeGreaterThan(2000);
   });

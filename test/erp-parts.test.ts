@@ -275,7 +275,8 @@ describe('deliverer figures at the sender', () => {
 });
 
 describe('the GET /v1/admin/erp report', () => {
-  const units = { sold: 5, deliveredUnits: 2, undeliveredUnits: 1, undeliveredOrders: 1, notQueuedUnits: 2, uncountedUnits: 0 };
+  const noRefunds = { refundedUnits: 0, refundsDeliveredUnits: 0, refundsUndeliveredUnits: 0, refundsUndeliveredOrders: 0, refundsNotQueuedUnits: 0 };
+  const units = { sold: 5, deliveredUnits: 2, undeliveredUnits: 1, undeliveredOrders: 1, notQueuedUnits: 2, uncountedUnits: 0, ...noRefunds };
   const shard = (rows: unknown[], totals?: unknown) => ({
     ok: true as const, status: 'ok' as const, outboxLastSeq: 3,
     reconcile: { rows, ...(totals === undefined ? {} : { totals }), outboxLength: 1, truncated: false, outboxEnabled: true },
@@ -296,9 +297,36 @@ describe('the GET /v1/admin/erp report', () => {
 
   it('reads a shard node of the previous version (a rolling upgrade): what it sold outside its outbox is uncounted, never delivered', () => {
     const r = erpReport([shard([{ sku: 'a', sold: 7, undeliveredUnits: 2, undeliveredOrders: 1 }])], null);
-    expect(r.skus).toEqual([{ sku: 'a', sold: 7, deliveredUnits: 0, undeliveredUnits: 2, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 5 }]);
-    expect(r.totals).toEqual({ sold: 7, deliveredUnits: 0, undeliveredUnits: 2, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 5 });
+    expect(r.skus).toEqual([{ sku: 'a', sold: 7, deliveredUnits: 0, undeliveredUnits: 2, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 5, ...noRefunds }]);
+    expect(r.totals).toEqual({ sold: 7, deliveredUnits: 0, undeliveredUnits: 2, undeliveredOrders: 1, notQueuedUnits: 0, uncountedUnits: 5, ...noRefunds });
     expect(r.complete).toBe(false);
+  });
+
+  it('reads a shard node from before refunds (with delivered units counted): it refunded nothing', () => {
+    const counted = { sold: 4, deliveredUnits: 4, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0 };
+    const r = erpReport([shard([{ sku: 'a', ...counted }], counted)], null);
+    expect(r.skus).toEqual([{ sku: 'a', ...counted, ...noRefunds }]);
+    expect(r.totals).toEqual({ ...counted, ...noRefunds });
+    expect(r.complete).toBe(true);
+  });
+
+  it('counts refunds apart, and is complete only when every order.paid and every order.refunded was delivered', () => {
+    // 6 units paid, 2 refunded: sold 4; every order.paid delivered, one refund of 1 unit still in the outbox.
+    const refunds = {
+      sold: 4, deliveredUnits: 6, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0,
+      refundedUnits: 2, refundsDeliveredUnits: 1, refundsUndeliveredUnits: 1, refundsUndeliveredOrders: 1, refundsNotQueuedUnits: 0,
+    };
+    const r = erpReport([shard([{ sku: 'a', ...refunds }], refunds), shard([{ sku: 'b', ...refunds }], refunds)], null);
+    expect(r.totals).toEqual({
+      sold: 8, deliveredUnits: 12, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0,
+      refundedUnits: 4, refundsDeliveredUnits: 2, refundsUndeliveredUnits: 2, refundsUndeliveredOrders: 2, refundsNotQueuedUnits: 0,
+    });
+    expect(r.complete).toBe(false);
+    const done = { ...refunds, refundsDeliveredUnits: 2, refundsUndeliveredUnits: 0, refundsUndeliveredOrders: 0 };
+    expect(erpReport([shard([{ sku: 'a', ...done }], done)], null).complete).toBe(true);
+    // A refund never queued (its order was paid while the outbox was off) keeps it incomplete.
+    const notQueued = { ...done, deliveredUnits: 5, notQueuedUnits: 1, refundsDeliveredUnits: 1, refundsNotQueuedUnits: 1 };
+    expect(erpReport([shard([{ sku: 'a', ...notQueued }], notQueued)], null).complete).toBe(false);
   });
 });
 

@@ -1,11 +1,12 @@
-// The shard's outbox of paid orders for the ERP: a pay appends an event, the deliverer
-// reads pending events and acknowledges delivered ones cumulatively with a logged command.
-// Because the outbox, its on/off mode (erp.mode) and the per-SKU delivered counts are shard
-// state (logged and snapshotted), replay reproduces them exactly whatever the replaying
-// process is configured with; only calls in flight at a crash can repeat.
+// The shard's outbox of orders for the ERP: a pay appends an order.paid event, a refund an
+// order.refunded after it, and the deliverer reads pending events and acknowledges delivered
+// ones cumulatively with a logged command. Because the outbox, its on/off mode (erp.mode) and
+// the per-SKU delivered counts are shard state (logged and snapshotted), replay reproduces
+// them exactly whatever the replaying process is configured with; only calls in flight at a
+// crash can repeat.
 
 import { assert } from './assert.js';
-import type { Applied, PaidEvent, ReconcileRow, ReconcileUnits } from './commands.js';
+import type { Applied, OutboxEvent, ReconcileRow, ReconcileUnits } from './commands.js';
 import type { Reservation, ShardState } from './shard-state.js';
 import { answered, refused } from './views.js';
 
@@ -15,7 +16,8 @@ export function outboxOn(state: ShardState): boolean {
 }
 
 export function recordPaid(state: ShardState, r: Reservation): void {
-  if (!outboxOn(state)) {
+  r.erpQueued = outboxOn(state);
+  if (!r.erpQueued) {
     r.sku.erpNotQueuedUnits += r.qty;
     return;
   }
@@ -23,6 +25,26 @@ export function recordPaid(state: ShardState, r: Reservation): void {
   state.outbox.push({
     eventId: `order.paid:${r.id}`, shardId: state.config.shardId, eventSeq, reservationId: r.id,
     sku: r.sku.sku, buyerId: r.buyerId, qty: r.qty, paidAt: r.settledAtMs, paymentRef: r.paymentRef, channel: r.channel.name,
+  });
+}
+
+/**
+ * Queues the order.refunded of a refunded reservation, after its order.paid: only when its
+ * pay was queued (the ERP never hears of a refund of an order it was never sent) and the
+ * outbox is on now (like pays, refunds made while it is off are not queued).
+ */
+export function recordRefunded(state: ShardState, r: Reservation): void {
+  const refund = r.refund;
+  assert(r.status === 'refunded' && refund !== null, `reservation ${r.id} is not refunded`);
+  if (r.erpQueued === false || !outboxOn(state)) {
+    r.sku.erpRefundsNotQueuedUnits += r.qty;
+    return;
+  }
+  const eventSeq = ++state.outboxLastSeq;
+  state.outbox.push({
+    type: 'order.refunded', eventId: `order.refunded:${r.id}`, shardId: state.config.shardId, eventSeq, reservationId: r.id,
+    sku: r.sku.sku, buyerId: r.buyerId, qty: r.qty, paidAt: r.settledAtMs, paymentRef: r.paymentRef, channel: r.channel.name,
+    refundedAt: refund.atMs, restock: refund.restock, reason: refund.reason,
   });
 }
 
@@ -37,8 +59,9 @@ export function applyErpMode(state: ShardState, enabled: boolean): Applied {
   return answered({ ok: true, status: 'ok', erpMode: { enabled, previous }, outboxLastSeq: state.outboxLastSeq }, previous !== enabled);
 }
 
-export function applyPending(state: ShardState, afterSeq: number, max: number): Applied {
-  const paid: PaidEvent[] = [];
+/** Events after `afterSeq`, at most `max`; without `refunds`, only those before the first refund. */
+export function applyPending(state: ShardState, afterSeq: number, max: number, refunds: boolean): Applied {
+  const paid: OutboxEvent[] = [];
   const firstSeq = state.outboxLastSeq - state.outbox.length + 1;
   let skip = Math.max(0, afterSeq - firstSeq + 1);
   for (const e of state.outbox) {
@@ -46,7 +69,7 @@ export function applyPending(state: ShardState, afterSeq: number, max: number): 
       skip--;
       continue;
     }
-    if (paid.length >= max) break;
+    if (paid.length >= max || (e.type === 'order.refunded' && !refunds)) break;
     paid.push(e);
   }
   return answered({ ok: true, status: 'ok', paid, outboxLastSeq: state.outboxLastSeq }, false);
@@ -66,7 +89,8 @@ export function applyAck(state: ShardState, upToSeq: number): Applied {
     state.outbox.shift();
     const s = state.skus.get(e.sku);
     assert(s !== undefined, `outbox event ${e.eventId} names unknown sku ${e.sku}`);
-    s.erpDeliveredUnits += e.qty;
+    if (e.type === 'order.refunded') s.erpRefundsDeliveredUnits += e.qty;
+    else s.erpDeliveredUnits += e.qty;
     removed++;
   }
   return answered({ ok: true, status: 'ok', outboxLastSeq: state.outboxLastSeq }, removed > 0);
@@ -75,21 +99,44 @@ export function applyAck(state: ShardState, upToSeq: number): Applied {
 /** Most SKU rows one shard answers in a reconciliation (the rest is flagged truncated; totals cover all). */
 export const reconcileRowsMax = 10_000;
 
-export function applyReconcile(state: ShardState): Applied {
-  const waiting = new Map<string, { units: number; orders: number }>();
+interface Waiting {
+  units: number;
+  orders: number;
+  refundUnits: number;
+  refunds: number;
+}
+
+/** The outbox's undelivered units and orders per SKU, paid and refunded apart. */
+function waitingBySku(state: ShardState): Map<string, Waiting> {
+  const waiting = new Map<string, Waiting>();
   for (const e of state.outbox) {
-    const w = waiting.get(e.sku) ?? { units: 0, orders: 0 };
-    w.units += e.qty;
-    w.orders++;
-    waiting.set(e.sku, w);
+    let w = waiting.get(e.sku);
+    if (w === undefined) waiting.set(e.sku, (w = { units: 0, orders: 0, refundUnits: 0, refunds: 0 }));
+    if (e.type === 'order.refunded') {
+      w.refundUnits += e.qty;
+      w.refunds++;
+    } else {
+      w.units += e.qty;
+      w.orders++;
+    }
   }
-  const totals: ReconcileUnits = { sold: 0, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0 };
+  return waiting;
+}
+
+export function applyReconcile(state: ShardState): Applied {
+  const waiting = waitingBySku(state);
+  const totals: ReconcileUnits = {
+    sold: 0, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0,
+    refundedUnits: 0, refundsDeliveredUnits: 0, refundsUndeliveredUnits: 0, refundsUndeliveredOrders: 0, refundsNotQueuedUnits: 0,
+  };
   const rows: ReconcileRow[] = [];
   for (const s of state.skus.values()) {
     const w = waiting.get(s.sku);
     const row: ReconcileRow = {
       sku: s.sku, sold: s.sold, deliveredUnits: s.erpDeliveredUnits, undeliveredUnits: w?.units ?? 0, undeliveredOrders: w?.orders ?? 0,
       notQueuedUnits: s.erpNotQueuedUnits, uncountedUnits: s.erpUncountedUnits,
+      refundedUnits: s.refunded, refundsDeliveredUnits: s.erpRefundsDeliveredUnits, refundsUndeliveredUnits: w?.refundUnits ?? 0,
+      refundsUndeliveredOrders: w?.refunds ?? 0, refundsNotQueuedUnits: s.erpRefundsNotQueuedUnits,
     };
     for (const k of Object.keys(totals) as (keyof ReconcileUnits)[]) totals[k] += row[k];
     if (rows.length < reconcileRowsMax) rows.push(row);

@@ -173,7 +173,10 @@ export function applyPay(state: ShardState, c: Pay, nowMs: number): Applied {
   if (!(found instanceof Reservation)) return found;
   const r = found;
   switch (r.status) {
-    case 'paid': return answered({ ok: true, status: 'ok', reservation: reservationView(r), replayed: true }, false);
+    // Paying again answers the pay as it stands now; after a refund that is the refunded view.
+    case 'paid':
+    case 'refunded':
+      return answered({ ok: true, status: 'ok', reservation: reservationView(r), replayed: true }, false);
     case 'cancelled': return refused('reservation_cancelled', `reservation ${r.id} was cancelled`);
     case 'expired': return refused('reservation_expired', `reservation ${r.id} expired at ${r.expiresAtMs}`);
     case 'held': break;
@@ -204,7 +207,8 @@ export function applyCancel(state: ShardState, id: string, buyerId: string | und
   }
   const r = found;
   switch (r.status) {
-    case 'paid': return refused('already_paid', `reservation ${r.id} is paid; it cannot be cancelled`);
+    case 'paid': return refused('already_paid', `reservation ${r.id} is paid; it cannot be cancelled (refund it instead)`);
+    case 'refunded': return refused('already_paid', `reservation ${r.id} was paid and is refunded; it cannot be cancelled`);
     case 'cancelled':
     case 'expired':
       return answered({ ok: true, status: 'ok', reservation: reservationView(r), replayed: true }, false);

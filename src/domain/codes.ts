@@ -15,6 +15,8 @@ export const Status = {
   paid: 'paid',
   cancelled: 'cancelled',
   expired: 'expired',
+  /** Was paid, then refunded (apply-refund.ts): no longer sold, its quota given back. */
+  refunded: 'refunded',
 } as const;
 export type Status = (typeof Status)[keyof typeof Status];
 
@@ -30,6 +32,8 @@ export const Refusal = {
   reservationExpired: 'reservation_expired',
   reservationCancelled: 'reservation_cancelled',
   alreadyPaid: 'already_paid',
+  /** A refund of a reservation that is not paid (held, cancelled or expired). */
+  notPaid: 'not_paid',
   idempotencyConflict: 'idempotency_conflict',
   dropMismatch: 'drop_mismatch',
   /** The SKU's channel policy does not list the reservation's channel. */

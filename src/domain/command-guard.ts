@@ -45,6 +45,8 @@ export function commandError(c: Command): string | null {
       return first(nameError(c.sku, 'sku'), nameError(c.dropId, 'dropId'));
     case 'res.pay':
       return first(idError(c.id), c.paymentRef === null ? null : optional(c.paymentRef, reserveLimits.paymentRef));
+    case 'res.refund':
+      return first(idError(c.id), typeof c.restock === 'boolean' ? null : 'restock must be a boolean', optional(c.reason, reserveLimits.reason));
     case 'res.cancel':
     case 'res.get':
       return first(idError(c.id), optional(c.buyerId, buyerIdError));
@@ -54,7 +56,10 @@ export function commandError(c: Command): string | null {
     case 'erp.reconcile':
       return null;
     case 'erp.pending':
-      return first(intError(c.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER), intError(c.max, 'max', 1, 10_000));
+      return first(
+        intError(c.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER), intError(c.max, 'max', 1, 10_000),
+        c.refunds === undefined || typeof c.refunds === 'boolean' ? null : 'refunds must be a boolean',
+      );
     case 'erp.ack':
       return intError(c.upToSeq, 'upToSeq', 0, Number.MAX_SAFE_INTEGER);
     case 'erp.mode':

@@ -24,17 +24,27 @@ export type Command =
       channel?: string;
     }
   | { t: 'res.pay'; id: string; paymentRef?: string }
+  /**
+   * A paid reservation becomes refunded: its units go back to available (`restock`) or leave
+   * stock (onHand down: a damaged return); sold goes down and the buyer's quota is given back.
+   */
+  | { t: 'res.refund'; id: string; restock: boolean; reason?: string }
   /** `buyerId` set: only that buyer's reservation (another's answers unknown_reservation). */
   | { t: 'res.cancel'; id: string; buyerId?: string }
   /** Expires due holds and prunes retention queues; appended by the shard's own timer. */
   | { t: 'res.expire' }
   | { t: 'sku.get'; sku: string }
   | { t: 'res.get'; id: string; buyerId?: string }
-  /** Paid events not yet delivered to the ERP, after `afterSeq`, at most `max` (a read). */
-  | { t: 'erp.pending'; afterSeq: number; max: number }
   /**
-   * Marks every paid event up to `upToSeq` as delivered (cumulative), and counts their units
-   * as delivered per SKU. Allowed while the outbox is off (what was queued is still owed).
+   * Events not yet delivered to the ERP, after `afterSeq`, at most `max` (a read). Refund
+   * events are handed only to a deliverer that says it knows them (`refunds`); for an older
+   * one the answer stops before the first refund, so it never sends one as an order.paid.
+   */
+  | { t: 'erp.pending'; afterSeq: number; max: number; refunds?: boolean }
+  /**
+   * Marks every event up to `upToSeq` as delivered (cumulative), and counts their units as
+   * delivered per SKU (paid and refunded apart). Allowed while the outbox is off (what was
+   * queued is still owed).
    */
   | { t: 'erp.ack'; upToSeq: number }
   /**
@@ -49,10 +59,14 @@ export type Command =
 export type CommandType = Command['t'];
 
 /**
- * One SKU's line of the ERP reconciliation (or a shard's totals, without `sku`):
- * sold = deliveredUnits + undeliveredUnits + notQueuedUnits + uncountedUnits.
+ * One SKU's line of the ERP reconciliation (or a shard's totals, without `sku`). The units
+ * ever paid are counted by where their order.paid is,
+ *   sold + refundedUnits = deliveredUnits + undeliveredUnits + notQueuedUnits + uncountedUnits,
+ * and the units refunded by where their order.refunded is,
+ *   refundedUnits = refundsDeliveredUnits + refundsUndeliveredUnits + refundsNotQueuedUnits.
  */
 export interface ReconcileUnits {
+  /** Units in paid reservations now (refunded ones excluded), as the SKU view's `sold`. */
   sold: number;
   /** Acknowledged by the deliverer after the ERP accepted them (counted at erp.ack). */
   deliveredUnits: number;
@@ -63,6 +77,15 @@ export interface ReconcileUnits {
   notQueuedUnits: number;
   /** Sold before delivery was counted (state from a v1/v2 snapshot): unknown. */
   uncountedUnits: number;
+  /** Units of refunded reservations, as the SKU view's `refunded`. */
+  refundedUnits: number;
+  /** order.refunded events the deliverer acknowledged after the ERP accepted them. */
+  refundsDeliveredUnits: number;
+  /** order.refunded events in the outbox. */
+  refundsUndeliveredUnits: number;
+  refundsUndeliveredOrders: number;
+  /** Refunds never queued: the outbox was off at the refund, or the order's order.paid was never queued. */
+  refundsNotQueuedUnits: number;
 }
 
 export interface ReconcileRow extends ReconcileUnits {
@@ -71,7 +94,9 @@ export interface ReconcileRow extends ReconcileUnits {
 
 /** One paid order waiting in the shard's outbox for the ERP. */
 export interface PaidEvent {
-  /** Stable across retries and restarts: the ERP's idempotency key. */
+  /** Never set: an event without a type is an order.paid (as every event before refunds was). */
+  type?: undefined;
+  /** Stable across retries and restarts: the ERP's idempotency key (`order.paid:<reservationId>`). */
   eventId: string;
   shardId: number;
   /** Consecutive per shard from 1. */
@@ -86,12 +111,33 @@ export interface PaidEvent {
   channel?: string;
 }
 
+/**
+ * A refund of a paid order, queued after the order's order.paid in the same outbox (so it
+ * has a later eventSeq); the deliverer hands it to the ERP only once that order.paid is
+ * delivered. It repeats the order's fields, so the ERP can apply it on its own.
+ */
+export interface RefundedEvent extends Omit<PaidEvent, 'type' | 'channel'> {
+  type: 'order.refunded';
+  /** `order.refunded:<reservationId>`: a reservation is refunded at most once. */
+  eventId: string;
+  channel: string;
+  refundedAt: number;
+  /** true: the units went back to available; false: they left stock (onHand went down). */
+  restock: boolean;
+  reason: string | null;
+}
+
+/** What the shard's outbox holds, in eventSeq order. */
+export type OutboxEvent = PaidEvent | RefundedEvent;
+
 export interface SkuView {
   sku: string;
   onHand: number;
   available: number;
   reserved: number;
   sold: number;
+  /** Units of refunded reservations (restocked or not); they are no longer in `sold`. */
+  refunded: number;
   mode: Mode;
   holdSeconds: number;
   maxPerBuyer: number;
@@ -121,6 +167,10 @@ export interface ReservationView {
   cancelledAt?: number;
   expiredAt?: number;
   paymentRef?: string;
+  /** Refunded reservations: when, whether the units went back to available, and the reason given. */
+  refundedAt?: number;
+  restock?: boolean;
+  refundReason?: string;
 }
 
 export type DomainEvent =
@@ -147,8 +197,8 @@ export type Outcome =
        */
       json?: string;
       dropId?: string | null;
-      /** erp.pending: the events; and the last event seq the shard has assigned. */
-      paid?: PaidEvent[];
+      /** erp.pending: the events (paid and refunded: the name is the wire's); and the last event seq the shard has assigned. */
+      paid?: OutboxEvent[];
       outboxLastSeq?: number;
       /**
        * erp.reconcile: per-SKU rows (at most reconcileRowsMax), the shard's totals over every

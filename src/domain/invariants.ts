@@ -13,6 +13,7 @@ export function assertSkuInvariants(s: SkuState): void {
   assert(isCount(s.onHand) && s.onHand <= Limits.stockMax, `sku ${s.sku}: onHand ${s.onHand} out of range`);
   assert(isCount(s.reserved), `sku ${s.sku}: reserved ${s.reserved} is not a count`);
   assert(isCount(s.sold), `sku ${s.sku}: sold ${s.sold} is not a count`);
+  assert(isCount(s.refunded), `sku ${s.sku}: refunded ${s.refunded} is not a count`);
   assert(s.reserved + s.sold <= s.onHand, `sku ${s.sku}: reserved ${s.reserved} + sold ${s.sold} > onHand ${s.onHand}`);
   // One pool: the channels' shares add up to the SKU's counters exactly.
   let reserved = 0;

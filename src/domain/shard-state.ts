@@ -4,7 +4,7 @@
 // reads a clock.
 
 import type { Mode, Status } from './codes.js';
-import type { PaidEvent } from './commands.js';
+import type { OutboxEvent } from './commands.js';
 import { assert } from './assert.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import { FifoQueue } from './fifo-queue.js';
@@ -61,6 +61,8 @@ export class SkuState {
   onHand = 0;
   reserved = 0;
   sold = 0;
+  /** Units of refunded reservations: they left `sold` (and went back to available or out of onHand). */
+  refunded = 0;
   mode: Mode = 'pre_deduct';
   holdSeconds = 600;
   maxPerBuyer = 0;
@@ -84,6 +86,12 @@ export class SkuState {
   erpDeliveredUnits = 0;
   erpNotQueuedUnits = 0;
   erpUncountedUnits = 0;
+  /**
+   * The ERP's share of `refunded`: order.refunded units acknowledged as delivered, and units
+   * whose refund was never queued. With the refunds still in the outbox they add up to it.
+   */
+  erpRefundsDeliveredUnits = 0;
+  erpRefundsNotQueuedUnits = 0;
   updatedAtMs: number;
 
   /** Name of the quota scope: the drop's when there is one, else the SKU's. */
@@ -123,10 +131,25 @@ export function channelUnitsOf(s: SkuState, channel: string): ChannelUnits {
   return units;
 }
 
+/** What a refund recorded (only refunded reservations carry one). */
+export interface Refund {
+  readonly atMs: number;
+  readonly restock: boolean;
+  readonly reason: string | null;
+}
+
 export class Reservation {
   status: Status = 'held';
+  /** When it left `held`; a refund keeps it (it is the pay time), so the settled queue stays in this order. */
   settledAtMs = 0;
   paymentRef: string | null = null;
+  /**
+   * Whether its pay entered the ERP outbox, so its refund follows it there (and only then).
+   * null: unknown, paid before this was recorded (a v3 snapshot): its refund is queued if
+   * the outbox is on at the refund.
+   */
+  erpQueued: boolean | null = false;
+  refund: Refund | null = null;
 
   /**
    * The id is not stored: it is spelled from the shard's prefix (shared by all reservations
@@ -193,8 +216,8 @@ export class ShardState {
   readonly expiry = new ExpiryHeap<Reservation>();
   /** Settled reservations in the order they settled (so in settledAtMs order). */
   readonly settled = new FifoQueue<Reservation>();
-  /** Paid orders not yet acknowledged by the ERP, in eventSeq order (consecutive). */
-  readonly outbox = new FifoQueue<PaidEvent>();
+  /** Paid and refunded orders not yet acknowledged by the ERP, in eventSeq order (consecutive). */
+  readonly outbox = new FifoQueue<OutboxEvent>();
   /** The last event seq assigned; the outbox holds (outboxLastSeq - outbox.length, outboxLastSeq]. */
   outboxLastSeq = 0;
   /**

@@ -4,7 +4,7 @@
 
 import { assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
-import type { PaidEvent } from './commands.js';
+import type { OutboxEvent } from './commands.js';
 import { nonceLength } from './routing.js';
 import { defaultChannel, type ChannelCaps } from './fields.js';
 import { Reservation, ShardState, SkuState, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
@@ -18,6 +18,8 @@ type SkuRow = [
   channelCaps?: ChannelCaps | null, channelUnits?: [name: string, reserved: number, sold: number][],
   // Since v3: the ERP's share of sold (delivered, never queued, sold before it was counted).
   erpUnits?: [delivered: number, notQueued: number, uncounted: number],
+  // Since v4: units refunded, and the ERP's share of them (delivered, never queued).
+  refunds?: [refunded: number, delivered: number, notQueued: number],
 ];
 type ReservationRow = [
   id: string, seq: number, sku: string, buyerId: string, qty: number, mode: Mode,
@@ -25,14 +27,19 @@ type ReservationRow = [
   settledAtMs: number, paymentRef: string | null,
   /** Since v2; absent in v1 (every reservation then was on the default channel). */
   channel?: string,
+  /** Since v4: whether its pay entered the outbox (absent: unknown for a paid one), and its refund. */
+  erpQueued?: boolean | null,
+  refund?: [atMs: number, restock: boolean, reason: string | null] | null,
 ];
 
 export interface ShardSnapshot {
   /**
    * 1: before channels (still read); 2: channels in SKU and reservation rows (still read);
-   * 3: the outbox's logged mode and the ERP's per-SKU units.
+   * 3: the outbox's logged mode and the ERP's per-SKU units (still read); 4: refunds (the
+   * SKU's refunded units, a reservation's refund and whether its pay was queued, and
+   * order.refunded events in the outbox).
    */
-  v: 1 | 2 | 3;
+  v: 1 | 2 | 3 | 4;
   shardId: number;
   shardCount: number;
   seq: number;
@@ -47,8 +54,8 @@ export interface ShardSnapshot {
   quotas: [string, string, number][];
   /** [key, reservation index, reviewAtMs] in queue order. */
   idempotency: [string, number, number][];
-  /** Paid events not yet acknowledged by the ERP, and the last event seq assigned. */
-  outbox: PaidEvent[];
+  /** Events not yet acknowledged by the ERP, and the last event seq assigned. */
+  outbox: OutboxEvent[];
   outboxLastSeq: number;
   /** Since v3: whether pays enter the outbox (null: no erp.mode logged yet). */
   outboxEnabled?: boolean | null;
@@ -58,7 +65,7 @@ function skuRow(s: SkuState): SkuRow {
   return [s.sku, s.dropId, s.createdAtMs, s.updatedAtMs, s.onHand, s.reserved, s.sold, s.mode, s.holdSeconds,
     s.maxPerBuyer, s.startsAtMs, s.endsAtMs, s.lowStockThreshold, s.minAccountAgeSeconds, s.minPastOrders, s.lowStockSignaled,
     s.channelCaps === null ? null : [...s.channelCaps], [...s.channelUnits.values()].map((u) => [u.name, u.reserved, u.sold]),
-    [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits]];
+    [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits], [s.refunded, s.erpRefundsDeliveredUnits, s.erpRefundsNotQueuedUnits]];
 }
 
 function quotaRows(state: ShardState): [string, string, number][] {
@@ -86,7 +93,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
   for (const r of state.reservations.values()) {
     index.set(r, reservations.length);
     reservations.push([r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
-      r.status, r.settledAtMs, r.paymentRef, r.channel.name]);
+      r.status, r.settledAtMs, r.paymentRef, r.channel.name, r.erpQueued, r.refund === null ? null : [r.refund.atMs, r.refund.restock, r.refund.reason]]);
   }
   const settledOrder: number[] = [];
   for (const r of state.settled) {
@@ -99,7 +106,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
     if (state.idempotency.get(e.key) === e && i !== undefined) idempotency.push([e.key, i, e.reviewAtMs]);
   }
   return {
-    v: 3, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
+    v: 4, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
     quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
     outboxEnabled: state.outboxEnabled,
@@ -108,7 +115,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
 
 function restoreSku(state: ShardState, row: SkuRow): SkuState {
   const [sku, dropId, createdAtMs, updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer,
-    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled, channelCaps, channelUnits, erpUnits] = row;
+    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled, channelCaps, channelUnits, erpUnits, refunds] = row;
   const s = new SkuState(sku, dropId, createdAtMs, quotaFor(state, dropId));
   Object.assign(s, { updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer, startsAtMs, endsAtMs,
     lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled });
@@ -120,6 +127,7 @@ function restoreSku(state: ShardState, row: SkuRow): SkuState {
     Object.assign(channelUnitsOf(s, defaultChannel), { reserved, sold });
   }
   if (erpUnits !== undefined) [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits] = erpUnits;
+  if (refunds !== undefined) [s.refunded, s.erpRefundsDeliveredUnits, s.erpRefundsNotQueuedUnits] = refunds;
   return s;
 }
 
@@ -142,7 +150,7 @@ function restoreLegacyErpUnits(state: ShardState, snap: ShardSnapshot): void {
 }
 
 export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardState {
-  assert(snap.v === 1 || snap.v === 2 || snap.v === 3, `unknown snapshot version ${String(snap.v)}`);
+  assert(snap.v === 1 || snap.v === 2 || snap.v === 3 || snap.v === 4, `unknown snapshot version ${String(snap.v)}`);
   if (snap.shardId !== config.shardId || snap.shardCount !== config.shardCount) {
     throw new Error(`snapshot is of shard ${snap.shardId}/${snap.shardCount}, not ${config.shardId}/${config.shardCount}; FLASH_SHARDS must not change for a data directory`);
   }
@@ -153,7 +161,7 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   for (const [sku, dropId] of snap.links) state.links.set(sku, dropId);
   const rows: Reservation[] = [];
   for (const row of snap.reservations) {
-    const [id, seq, skuName, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey, status, settledAtMs, paymentRef, channel] = row;
+    const [id, seq, skuName, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey, status, settledAtMs, paymentRef, channel, erpQueued, refund] = row;
     const sku = state.skus.get(skuName);
     assert(sku !== undefined, `snapshot reservation ${id} names unknown sku ${skuName}`);
     const units = channelUnitsOf(sku, channel ?? defaultChannel);
@@ -162,6 +170,9 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
     r.status = status;
     r.settledAtMs = settledAtMs;
     r.paymentRef = paymentRef;
+    // Before v4 nobody recorded whether a pay was queued: unknown for a paid reservation.
+    r.erpQueued = erpQueued !== undefined ? erpQueued : status === 'paid' ? null : false;
+    if (refund !== undefined && refund !== null) r.refund = { atMs: refund[0], restock: refund[1], reason: refund[2] };
     state.reservations.add(r);
     rows.push(r);
     if (status === 'held') {

@@ -12,6 +12,7 @@ export function skuView(s: SkuState): SkuView {
     available: s.available,
     reserved: s.reserved,
     sold: s.sold,
+    refunded: s.refunded,
     mode: s.mode,
     holdSeconds: s.holdSeconds,
     maxPerBuyer: s.maxPerBuyer,
@@ -56,10 +57,16 @@ export function reservationView(r: Reservation): ReservationView {
     createdAt: r.createdAtMs,
     expiresAt: r.expiresAtMs,
   };
-  if (r.status === 'paid') view.paidAt = r.settledAtMs;
+  // A refund keeps settledAtMs: a refunded reservation was paid then.
+  if (r.status === 'paid' || r.status === 'refunded') view.paidAt = r.settledAtMs;
   if (r.status === 'cancelled') view.cancelledAt = r.settledAtMs;
   if (r.status === 'expired') view.expiredAt = r.settledAtMs;
   if (r.paymentRef !== null) view.paymentRef = r.paymentRef;
+  if (r.refund !== null) {
+    view.refundedAt = r.refund.atMs;
+    view.restock = r.refund.restock;
+    if (r.refund.reason !== null) view.refundReason = r.refund.reason;
+  }
   return view;
 }
 

@@ -15,6 +15,8 @@ export interface SkuStats {
   available: number;
   reserved: number;
   sold: number;
+  /** Units of refunded reservations (absent from a node of an earlier version). */
+  refunded?: number;
 }
 
 export interface ShardStats {

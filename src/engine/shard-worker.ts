@@ -182,7 +182,7 @@ function stats(): ShardStats {
   const skus: ShardStats['skus'] = [];
   for (const s of runtime.state.skus.values()) {
     if (skus.length >= max) break;
-    skus.push({ sku: s.sku, onHand: s.onHand, available: s.available, reserved: s.reserved, sold: s.sold });
+    skus.push({ sku: s.sku, onHand: s.onHand, available: s.available, reserved: s.reserved, sold: s.sold, refunded: s.refunded });
   }
   const wal = runtime.walStats;
   return {

@@ -3,7 +3,7 @@
 // (embedded), or NATS requests to each shard's owner (the deployment's one deliverer). A
 // transport that hosts only some shards simply has nothing pending for the others.
 
-import type { OutboxSource, PaidEvent } from '../erp/outbox-source.js';
+import type { OutboxSource, OutboxEvent } from '../erp/outbox-source.js';
 import type { ShardTransport } from './shard-protocol.js';
 
 interface HostingTransport extends ShardTransport {
@@ -13,9 +13,9 @@ interface HostingTransport extends ShardTransport {
 export class TransportOutbox implements OutboxSource {
   constructor(private readonly transport: HostingTransport, readonly shardIds: readonly number[]) {}
 
-  async pending(shardId: number, afterSeq: number, max: number): Promise<PaidEvent[]> {
+  async pending(shardId: number, afterSeq: number, max: number): Promise<OutboxEvent[]> {
     if (this.transport.hosts !== undefined && !this.transport.hosts(shardId)) return [];
-    const o = await this.transport.call(shardId, { t: 'erp.pending', afterSeq, max });
+    const o = await this.transport.call(shardId, { t: 'erp.pending', afterSeq, max, refunds: true });
     if (!o.ok) throw new Error(`shard ${shardId} outbox read failed: ${o.code}: ${o.message}`);
     return o.paid ?? [];
   }

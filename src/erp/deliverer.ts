@@ -10,7 +10,7 @@ import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeliveryWindow, EntryState, type WindowEntry } from './delivery-window.js';
 import { failureKind, type ErpSink } from './erp-sink.js';
-import type { OutboxSource, PaidEvent } from './outbox-source.js';
+import type { OutboxSource, OutboxEvent } from './outbox-source.js';
 import { backoffDelayMs, type BackoffPolicy } from './retry-backoff.js';
 import { StartLimiter } from './start-limiter.js';
 
@@ -45,9 +45,9 @@ export interface DelivererOptions {
 }
 
 export interface DelivererObserver {
-  onDelivered?(events: readonly PaidEvent[]): void;
+  onDelivered?(events: readonly OutboxEvent[]): void;
   /** A failed call (kind `outbox_read` / `outbox_ack` for the outbox itself); `events` is empty for those. */
-  onFailure?(kind: string, error: unknown, events: readonly PaidEvent[]): void;
+  onFailure?(kind: string, error: unknown, events: readonly OutboxEvent[]): void;
   onAcknowledged?(shardId: number, upToSeq: number): void;
 }
 
@@ -221,18 +221,18 @@ export class Deliverer {
     );
   }
 
-  private onDelivered(batch: WindowEntry[], events: PaidEvent[]): void {
+  private onDelivered(batch: WindowEntry[], events: OutboxEvent[]): void {
     if (this.state === 'halted') return;
     this.inFlight--;
     this.deliveredTotal += batch.length;
-    for (const entry of batch) entry.state = EntryState.delivered;
+    for (const entry of batch) this.windowOf(entry.event.shardId).markDelivered(entry);
     this.observe((o) => o.onDelivered?.(events));
     for (const w of this.windowsOf(batch)) this.acknowledge(w);
     this.pump();
     this.notify();
   }
 
-  private onCallFailed(batch: WindowEntry[], events: PaidEvent[], e: unknown): void {
+  private onCallFailed(batch: WindowEntry[], events: OutboxEvent[], e: unknown): void {
     if (this.state === 'halted') return;
     this.inFlight--;
     this.countFailure(failureKind(e), e, events[0]?.eventId ?? null);

@@ -1,15 +1,21 @@
-// One shard's window of paid events between the outbox and the ERP: at most `eventsMax`
-// events that are fetched but not yet acknowledged, in eventSeq order. Events in it may be
-// delivered in any order, but only the contiguous delivered prefix may be acknowledged, so
-// an acknowledgement never covers an undelivered event. It does no I/O and keeps no timers.
+// One shard's window of events between the outbox and the ERP: at most `eventsMax` events
+// that are fetched but not yet acknowledged, in eventSeq order. Events in it may be delivered
+// in any order but one: an order.refunded waits until its order's order.paid (an earlier
+// event, when still in the window) is delivered. Only the contiguous delivered prefix may be
+// acknowledged, so an acknowledgement never covers an undelivered event. It does no I/O and
+// keeps no timers.
 
-import type { PaidEvent } from './outbox-source.js';
+import type { OutboxEvent } from './outbox-source.js';
 
-export const EntryState = { ready: 'ready', inFlight: 'in_flight', backoff: 'backoff', delivered: 'delivered' } as const;
+export const EntryState = {
+  ready: 'ready', inFlight: 'in_flight', backoff: 'backoff', delivered: 'delivered',
+  /** An order.refunded whose order's order.paid is not delivered yet. */
+  waiting: 'waiting',
+} as const;
 export type EntryState = (typeof EntryState)[keyof typeof EntryState];
 
 export interface WindowEntry {
-  readonly event: PaidEvent;
+  readonly event: OutboxEvent;
   state: EntryState;
   /** Failed attempts so far; drives the backoff. */
   failures: number;
@@ -22,6 +28,10 @@ export class DeliveryWindow {
   private readonly entries: WindowEntry[] = [];
   /** Entries waiting for a call; ascending eventSeq so the oldest go first. */
   private readonly ready: WindowEntry[] = [];
+  /** Undelivered order.paid entries by reservation id, so that a refund can wait for its order's. */
+  private readonly paidUndelivered = new Map<string, WindowEntry>();
+  /** Refund entries waiting, by the order.paid entry they wait for. */
+  private readonly refundAfter = new Map<WindowEntry, WindowEntry>();
   /** Highest eventSeq fetched into the window (the next fetch asks for events after it). */
   fetchedSeq = 0;
   /** Highest eventSeq whose acknowledgement has resolved in this process (0: none yet). */
@@ -49,7 +59,7 @@ export class DeliveryWindow {
   }
 
   /** Appends freshly fetched events; throws if the outbox broke its contract (order, shard, count). */
-  add(events: readonly PaidEvent[]): void {
+  add(events: readonly OutboxEvent[]): void {
     if (events.length > this.room()) throw new Error(`outbox of shard ${this.shardId} returned ${events.length} events for ${this.room()} asked`);
     let last = this.fetchedSeq;
     for (const e of events) {
@@ -61,9 +71,26 @@ export class DeliveryWindow {
     for (const event of events) {
       const entry: WindowEntry = { event, state: EntryState.ready, failures: 0, solo: false };
       this.entries.push(entry);
+      const paid = event.type === 'order.refunded' ? this.paidUndelivered.get(event.reservationId) : undefined;
+      if (paid !== undefined) {
+        entry.state = EntryState.waiting;
+        this.refundAfter.set(paid, entry);
+        continue;
+      }
+      if (event.type !== 'order.refunded') this.paidUndelivered.set(event.reservationId, entry);
       this.ready.push(entry);
     }
     this.fetchedSeq = last;
+  }
+
+  /** Marks an entry delivered; a refund that waited for it (its order's order.paid) becomes ready. */
+  markDelivered(entry: WindowEntry): void {
+    entry.state = EntryState.delivered;
+    if (this.paidUndelivered.get(entry.event.reservationId) === entry) this.paidUndelivered.delete(entry.event.reservationId);
+    const refund = this.refundAfter.get(entry);
+    if (refund === undefined) return;
+    this.refundAfter.delete(entry);
+    this.markReady(refund);
   }
 
   /**
@@ -119,9 +146,11 @@ export class DeliveryWindow {
     return n;
   }
 
-  /** paidAt of the oldest undelivered event in the window, or null. */
+  /** When the oldest undelivered event of the window entered the outbox (paid or refunded), or null. */
   oldestUndeliveredPaidAt(): number | null {
-    for (const e of this.entries) if (e.state !== EntryState.delivered) return e.event.paidAt;
+    for (const e of this.entries) {
+      if (e.state !== EntryState.delivered) return e.event.type === 'order.refunded' ? e.event.refundedAt : e.event.paidAt;
+    }
     return null;
   }
 

@@ -1,34 +1,46 @@
-// The body of GET /v1/admin/erp, built from every shard's erp.reconcile answer: per SKU and
-// in total, sold = deliveredUnits + undeliveredUnits + notQueuedUnits + uncountedUnits, where
-// deliveredUnits counts only what a deliverer acknowledged after the ERP accepted it (shard
+// The body of GET /v1/admin/erp, built from every shard's erp.reconcile answer. Per SKU and
+// in total, the units ever paid are accounted for by where their order.paid is,
+//   sold + refundedUnits = deliveredUnits + undeliveredUnits + notQueuedUnits + uncountedUnits,
+// and the units refunded by where their order.refunded is,
+//   refundedUnits = refundsDeliveredUnits + refundsUndeliveredUnits + refundsNotQueuedUnits,
+// where delivered counts only what a deliverer acknowledged after the ERP accepted it (shard
 // state, logged at erp.ack). It never infers delivery: `complete` is true only when every
-// shard answered and every unit sold was delivered.
+// shard answered and every order.paid and order.refunded was delivered.
 
 import type { ReconcileRow, ReconcileUnits } from '../domain/index.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
 
-const unitKeys = ['sold', 'deliveredUnits', 'undeliveredUnits', 'undeliveredOrders', 'notQueuedUnits', 'uncountedUnits'] as const;
+const unitKeys = [
+  'sold', 'deliveredUnits', 'undeliveredUnits', 'undeliveredOrders', 'notQueuedUnits', 'uncountedUnits',
+  'refundedUnits', 'refundsDeliveredUnits', 'refundsUndeliveredUnits', 'refundsUndeliveredOrders', 'refundsNotQueuedUnits',
+] as const;
+
+type OlderRow = Partial<ReconcileRow> & Pick<ReconcileRow, 'sku' | 'sold' | 'undeliveredUnits' | 'undeliveredOrders'>;
 
 /**
  * A row as this version's shards answer it. A shard node of an earlier version (a rolling
- * upgrade) sends only sold and undelivered: what it sold outside its outbox is uncounted,
- * never delivered.
+ * upgrade) may send only sold and undelivered: what it sold outside its outbox is uncounted,
+ * never delivered; and one from before refunds refunded nothing.
  */
-function fullRow(r: Partial<ReconcileRow> & Pick<ReconcileRow, 'sku' | 'sold' | 'undeliveredUnits' | 'undeliveredOrders'>): ReconcileRow {
-  if (r.deliveredUnits !== undefined && r.notQueuedUnits !== undefined && r.uncountedUnits !== undefined) return r as ReconcileRow;
-  return { ...r, deliveredUnits: 0, notQueuedUnits: 0, uncountedUnits: r.sold - r.undeliveredUnits };
+function fullRow(r: OlderRow): ReconcileRow {
+  const counted = r.deliveredUnits !== undefined && r.notQueuedUnits !== undefined && r.uncountedUnits !== undefined
+    ? {} : { deliveredUnits: 0, notQueuedUnits: 0, uncountedUnits: r.sold - r.undeliveredUnits };
+  const refunds = r.refundedUnits !== undefined ? {} : {
+    refundedUnits: 0, refundsDeliveredUnits: 0, refundsUndeliveredUnits: 0, refundsUndeliveredOrders: 0, refundsNotQueuedUnits: 0,
+  };
+  return { ...r, ...counted, ...refunds } as ReconcileRow;
 }
 
 function zero(): ReconcileUnits {
-  return { sold: 0, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0 };
+  return Object.fromEntries(unitKeys.map((k) => [k, 0])) as unknown as ReconcileUnits;
 }
 
 function add(into: ReconcileUnits, units: ReconcileUnits): void {
-  for (const k of unitKeys) into[k] += units[k];
+  for (const k of unitKeys) into[k] += units[k] ?? 0;
 }
 
 export interface ErpReport {
-  /** Every shard answered, and everything sold was delivered. */
+  /** Every shard answered, and every order.paid and order.refunded was delivered. */
   complete: boolean;
   shardsAnswered: boolean;
   totals: ReconcileUnits;
@@ -45,7 +57,7 @@ export function erpReport(answers: readonly CallOutcome[], deliverer: Record<str
     const rows = o.reconcile.rows.map(fullRow);
     skus.push(...rows);
     // Totals over every SKU of the shard (rows may be truncated); summed rows from an older node.
-    const shardTotals = o.reconcile.totals ?? rows.reduce((t, r) => (add(t, r), t), zero());
+    const shardTotals = o.reconcile.totals === undefined ? rows.reduce((t, r) => (add(t, r), t), zero()) : fullRow({ sku: '', ...o.reconcile.totals });
     add(totals, shardTotals);
     return {
       shardId, backlogOrders: o.reconcile.outboxLength, lastEventSeq: o.outboxLastSeq ?? 0, truncated: o.reconcile.truncated,
@@ -53,6 +65,7 @@ export function erpReport(answers: readonly CallOutcome[], deliverer: Record<str
     };
   });
   const shardsAnswered = shards.every((s) => !('error' in s));
-  const complete = shardsAnswered && totals.deliveredUnits === totals.sold;
+  const complete = shardsAnswered && totals.deliveredUnits === totals.sold + totals.refundedUnits
+    && totals.refundsDeliveredUnits === totals.refundedUnits;
   return { complete, shardsAnswered, totals, deliverer, shards, skus };
 }

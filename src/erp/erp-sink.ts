@@ -3,7 +3,7 @@
 // or throws a DeliveryFailure naming the kind of failure; it never retries by itself
 // (retries, pacing and acks belong to the deliverer) and never keeps events after a call.
 
-import type { PaidEvent } from './outbox-source.js';
+import type { OutboxEvent } from './outbox-source.js';
 
 export interface ErpSink {
   /** For logs and metrics: `webhook` or `postgres`. */
@@ -15,7 +15,7 @@ export interface ErpSink {
    * Abort = give up at once. Calls `sent` when the request has really left this process
    * (the rate cap counts from then).
    */
-  deliver(events: readonly PaidEvent[], signal: AbortSignal, sent?: () => void): Promise<void>;
+  deliver(events: readonly OutboxEvent[], signal: AbortSignal, sent?: () => void): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,16 +1,19 @@
-// The contract between a shard's durable outbox of paid orders and the ERP deliverer.
+// The contract between a shard's durable outbox of orders and the ERP deliverer.
 // This file owns only types: the shards implement OutboxSource, the deliverer consumes it.
-// It must never grow behaviour; PaidEvent is the shard's own type.
+// It must never grow behaviour; the events are the shard's own types.
 
-import type { PaidEvent } from '../domain/index.js';
+import type { OutboxEvent, PaidEvent, RefundedEvent } from '../domain/index.js';
 
-/** One paid order waiting in a shard's outbox: the shard's own type, so the two never drift. */
-export type { PaidEvent };
+/** One paid or refunded order waiting in a shard's outbox: the shard's own types, so the two never drift. */
+export type { OutboxEvent, PaidEvent, RefundedEvent };
 
 export interface OutboxSource {
   readonly shardIds: readonly number[];
-  /** Undelivered events of a shard with eventSeq > afterSeq, oldest first, at most max. */
-  pending(shardId: number, afterSeq: number, max: number): Promise<PaidEvent[]>;
+  /**
+   * Undelivered events of a shard with eventSeq > afterSeq, oldest first, at most max
+   * (order.refunded events included: this deliverer knows them).
+   */
+  pending(shardId: number, afterSeq: number, max: number): Promise<OutboxEvent[]>;
   /** Durably marks every event of the shard with eventSeq <= upToSeq as delivered (acks are cumulative; they survive kill -9 once this resolves). */
   ack(shardId: number, upToSeq: number): Promise<void>;
   /**

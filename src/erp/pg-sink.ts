@@ -1,11 +1,12 @@
-// Delivers paid orders into a PostgreSQL table, one multi-row INSERT per batch with
+// Delivers paid and refunded orders into a PostgreSQL table, one row per event (a refund is
+// its own row, `event_type` order.refunded), one multi-row INSERT per batch with
 // `ON CONFLICT (event_id) DO NOTHING`, so a repeated event (a call in flight at a crash)
 // leaves exactly one row. It creates the table if absent, lazily and again after a failed
 // attempt; it never updates or deletes a row, and it owns only the table it is given.
 
 import pg from 'pg';
 import { DeliveryFailure, networkFailureKind, type ErpSink } from './erp-sink.js';
-import type { PaidEvent } from './outbox-source.js';
+import type { OutboxEvent } from './outbox-source.js';
 import { defaultChannel } from '../domain/index.js';
 import { checkedTableName, createTableSql, insertOrdersSql } from './pg-table-sql.js';
 
@@ -48,13 +49,13 @@ export class PgSink implements ErpSink {
     return this.tableReady;
   }
 
-  async deliver(events: readonly PaidEvent[], signal: AbortSignal, sent?: () => void): Promise<void> {
+  async deliver(events: readonly OutboxEvent[], signal: AbortSignal, sent?: () => void): Promise<void> {
     if (events.length === 0) return;
     if (signal.aborted) throw new DeliveryFailure('aborted', 'the deliverer stopped before the call');
     try {
       await this.ensureTable();
       const values: unknown[] = [];
-      for (const e of events) values.push(e.eventId, e.reservationId, e.sku, e.buyerId, e.qty, e.paidAt, e.paymentRef ?? null, e.channel ?? defaultChannel);
+      for (const e of events) values.push(...rowOf(e));
       sent?.();
       await this.pool.query(insertOrdersSql(this.table, events.length), values);
     } catch (e) {
@@ -67,6 +68,13 @@ export class PgSink implements ErpSink {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** An event's row, in the order of orderColumns: a refund fills the last three, an order.paid leaves them null. */
+function rowOf(e: OutboxEvent): unknown[] {
+  const order = [e.eventId, e.reservationId, e.sku, e.buyerId, e.qty, e.paidAt, e.paymentRef ?? null, e.channel ?? defaultChannel];
+  if (e.type === 'order.refunded') return [...order, e.type, e.refundedAt, e.restock, e.reason];
+  return [...order, 'order.paid', null, null, null];
 }
 
 function pgFailure(e: unknown): DeliveryFailure {

@@ -1,9 +1,10 @@
-// The exact bytes the ERP receives for a paid order, and their signature (shared/API.md,
-// "ERP hand-off"). Key order is fixed here and nowhere else; the signature is an HMAC of
-// these very bytes, so the body must never be re-serialised after signing.
+// The exact bytes the ERP receives for a paid or refunded order, and their signature
+// (shared/API.md, "ERP hand-off" and "After the sale"). Key order is fixed here and nowhere
+// else; the signature is an HMAC of these very bytes, so a body must never be re-serialised
+// after signing.
 
 import { createHmac } from 'node:crypto';
-import type { PaidEvent } from './outbox-source.js';
+import type { OutboxEvent, PaidEvent, RefundedEvent } from './outbox-source.js';
 import { defaultChannel } from '../domain/index.js';
 
 /** `{"type":"order.paid","eventId","reservationId","sku","buyerId","qty","paidAt","paymentRef","channel"}` as JSON text. */
@@ -21,6 +22,33 @@ export function orderPaidBody(e: PaidEvent): string {
     // v2: the storefront it was sold through; last, so v1 readers see their keys where they were.
     channel: e.channel ?? defaultChannel,
   });
+}
+
+/**
+ * `{"type":"order.refunded","eventId","reservationId","sku","buyerId","qty","paidAt","paymentRef","channel","refundedAt","restock","reason"}`:
+ * the order's own keys in order.paid's order (so one reader parses both), then the refund's.
+ * `restock` false means the units left stock (a damaged return); `reason` is null when none was given.
+ */
+export function orderRefundedBody(e: RefundedEvent): string {
+  return JSON.stringify({
+    type: 'order.refunded',
+    eventId: e.eventId,
+    reservationId: e.reservationId,
+    sku: e.sku,
+    buyerId: e.buyerId,
+    qty: e.qty,
+    paidAt: e.paidAt,
+    paymentRef: e.paymentRef ?? null,
+    channel: e.channel,
+    refundedAt: e.refundedAt,
+    restock: e.restock,
+    reason: e.reason ?? null,
+  });
+}
+
+/** The body of any outbox event. */
+export function eventBody(e: OutboxEvent): string {
+  return e.type === 'order.refunded' ? orderRefundedBody(e) : orderPaidBody(e);
 }
 
 /** The value of header `x-flash-signature`: `sha256=<hex HMAC-SHA256 of the raw body>`. */

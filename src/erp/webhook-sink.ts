@@ -1,4 +1,4 @@
-// Delivers each paid order as one signed `POST` to the ERP's webhook over keep-alive
+// Delivers each paid or refunded order as one signed `POST` to the ERP's webhook over keep-alive
 // connections (an agent with exactly `concurrency` sockets). A 2xx answer is delivered;
 // any other status, a network error or no full answer within `timeoutMs` is a
 // DeliveryFailure. It never reads more than a small, bounded part of an answer.
@@ -6,8 +6,8 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { DeliveryFailure, networkFailureKind, type ErpSink } from './erp-sink.js';
-import type { PaidEvent } from './outbox-source.js';
-import { orderPaidBody, signatureHeader } from './webhook-body.js';
+import type { OutboxEvent } from './outbox-source.js';
+import { eventBody, signatureHeader } from './webhook-body.js';
 
 export interface WebhookSinkOptions {
   url: string;
@@ -36,12 +36,12 @@ export class WebhookSink implements ErpSink {
     this.send = https ? httpsRequest : httpRequest;
   }
 
-  async deliver(events: readonly PaidEvent[], signal: AbortSignal, sent?: () => void): Promise<void> {
+  async deliver(events: readonly OutboxEvent[], signal: AbortSignal, sent?: () => void): Promise<void> {
     for (const e of events) await this.post(e, signal, sent);
   }
 
-  private post(e: PaidEvent, signal: AbortSignal, sent: (() => void) | undefined): Promise<void> {
-    const body = Buffer.from(orderPaidBody(e), 'utf8');
+  private post(e: OutboxEvent, signal: AbortSignal, sent: (() => void) | undefined): Promise<void> {
+    const body = Buffer.from(eventBody(e), 'utf8');
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const settle = (err: DeliveryFailure | null): void => {

@@ -38,7 +38,7 @@ export class GatewayMetrics {
 
   private defineShardGauges(registers: Registry[]): void {
     const self = this;
-    const skuGauge = (name: string, help: string, pick: (s: { onHand: number; available: number; reserved: number; sold: number }) => number) =>
+    const skuGauge = (name: string, help: string, pick: (s: { onHand: number; available: number; reserved: number; sold: number; refunded?: number }) => number) =>
       new Gauge({
         name, help, labelNames: ['sku'], registers,
         async collect() {
@@ -49,7 +49,8 @@ export class GatewayMetrics {
     skuGauge('flash_sku_on_hand', 'Units on hand per SKU', (s) => s.onHand);
     skuGauge('flash_sku_available', 'Units available per SKU', (s) => s.available);
     skuGauge('flash_sku_reserved', 'Units held by live reservations per SKU', (s) => s.reserved);
-    skuGauge('flash_sku_sold', 'Units sold per SKU', (s) => s.sold);
+    skuGauge('flash_sku_sold', 'Units sold per SKU (refunded units excluded)', (s) => s.sold);
+    skuGauge('flash_sku_refunded', 'Units refunded per SKU (restocked or not)', (s) => s.refunded ?? 0);
     new Gauge({
       name: 'flash_shard_mailbox_depth', help: 'Commands in flight to each shard', labelNames: ['shard'], registers,
       collect() {

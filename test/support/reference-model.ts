@@ -59,6 +59,18 @@
 //   entries skipped at review, lazily deleted holds) is never observable; the engine sheds
 //   them in bulk only past 1024 of them, which no property run here reaches, so the review
 //   queue below is compared entry for entry.
+// - Refunds (shared/API.md "After the sale"): res.refund of a paid reservation makes it
+//   refunded, at the command's time, with its restock and reason: it no longer counts in
+//   sold (the SKU's or its channel's) nor in its buyer's quota; its units count in the SKU's
+//   `refunded`; without restock onHand goes down by its qty (available is unchanged), with
+//   it available goes up. Again: the same answer (replayed), no change. A held, cancelled
+//   or expired one: not_paid, no change (a held one past its expiry is not expired by it).
+//   A refund keeps the reservation's settle time and settle order (its pay's): retention
+//   counts from the pay. A refund of a dropped reservation is unknown_reservation. The view
+//   of a refunded reservation keeps paidAt and adds refundedAt, restock and refundReason
+//   (when a reason was given). Paying a refunded reservation answers its view, replayed,
+//   with no change (as paying again does); cancelling one is already_paid. A malformed refund: an id as above, restock not a boolean,
+//   or a reason that is not 1..200 printable code points.
 // The per-shard cap on stored keys (idempotencyKeysMax) is not modelled: the property tests
 // run with a cap no run reaches.
 
@@ -77,6 +89,7 @@ const PAST_ORDERS_MAX = 1_000_000_000;
 const NONCE_LENGTH = 8;
 const TIME_MAX = 8_640_000_000_000_000;
 const TEXT_LENGTH_MAX = 128;
+const REASON_LENGTH_MAX = 200;
 const ID_LENGTH_MAX = 64;
 const POLICY_CHANNELS_MAX = 64;
 /** Channels a SKU without a policy counts; a reserve naming one more is refused. */
@@ -130,7 +143,9 @@ export interface ModelReservation {
   /** The how-manieth settle of the shard settled it (0 while held): the order drops by count follow. */
   settleOrder: number;
   paymentRef: string | null;
-  /** Dropped from the shard (by age or by count); still counted in sold and quotas. */
+  /** Set when refunded: when, whether its units went back to available, and why. */
+  refund: { atMs: number; restock: boolean; reason: string | null } | null;
+  /** Dropped from the shard (by age or by count); still counted in sold, refunded and quotas. */
   pruned: boolean;
 }
 
@@ -247,7 +262,9 @@ export function malformed(c: ModelCommand): boolean {
     case 'sku.link': return !(isName(c.sku) && isName(c.dropId));
     case 'sku.get': return typeof c.sku !== 'string';
     case 'res.pay': return !(isId(c.id) && optional(c.paymentRef, (v) => isText(v, TEXT_LENGTH_MAX)));
-    case 'erp.pending': return !(isCount(c.afterSeq, 0, Number.MAX_SAFE_INTEGER) && isCount(c.max, 1, 10_000));
+    case 'res.refund': return !(isId(c.id) && typeof c.restock === 'boolean' && optional(c.reason, (v) => isText(v, REASON_LENGTH_MAX)));
+    case 'erp.pending':
+      return !(isCount(c.afterSeq, 0, Number.MAX_SAFE_INTEGER) && isCount(c.max, 1, 10_000) && optional(c.refunds, (v) => typeof v === 'boolean'));
     case 'erp.ack': return !isCount(c.upToSeq, 0, Number.MAX_SAFE_INTEGER);
     case 'erp.mode': return typeof c.enabled !== 'boolean';
     case 'res.cancel':
@@ -287,6 +304,13 @@ export class ReferenceShard {
   soldOf(sku: string): number {
     let n = 0;
     for (const r of this.reservations) if (r.sku === sku && r.status === 'paid') n += r.qty;
+    return n;
+  }
+
+  /** Units of refunded reservations of a SKU (dropped ones too). */
+  refundedOf(sku: string): number {
+    let n = 0;
+    for (const r of this.reservations) if (r.sku === sku && r.status === 'refunded') n += r.qty;
     return n;
   }
 
@@ -355,7 +379,8 @@ export class ReferenceShard {
     const reserved = this.reservedOf(sku);
     const sold = this.soldOf(sku);
     return {
-      sku: s.sku, onHand: s.onHand, available: s.onHand - reserved - sold, reserved, sold, mode: s.mode, holdSeconds: s.holdSeconds, maxPerBuyer: s.maxPerBuyer,
+      sku: s.sku, onHand: s.onHand, available: s.onHand - reserved - sold, reserved, sold, refunded: this.refundedOf(sku),
+      mode: s.mode, holdSeconds: s.holdSeconds, maxPerBuyer: s.maxPerBuyer,
       startsAt: s.startsAtMs, endsAt: s.endsAtMs, dropId: s.dropId, lowStockThreshold: s.lowStockThreshold,
       minAccountAgeSeconds: s.minAccountAgeSeconds, minPastOrders: s.minPastOrders,
       channels: this.channelsOf(sku), createdAt: s.createdAtMs, updatedAt: s.updatedAtMs,
@@ -394,10 +419,15 @@ export class ReferenceShard {
       reservationId: this.reservationId(index), sku: r.sku, buyerId: r.buyerId, qty: r.qty, channel: r.channel, status: r.status,
       mode: r.mode, createdAt: r.createdAtMs, expiresAt: r.expiresAtMs,
     };
-    if (r.status === 'paid') view.paidAt = r.settledAtMs;
+    if (r.status === 'paid' || r.status === 'refunded') view.paidAt = r.settledAtMs;
     if (r.status === 'cancelled') view.cancelledAt = r.settledAtMs;
     if (r.status === 'expired') view.expiredAt = r.settledAtMs;
     if (r.paymentRef !== null) view.paymentRef = r.paymentRef;
+    if (r.refund !== null) {
+      view.refundedAt = r.refund.atMs;
+      view.restock = r.refund.restock;
+      if (r.refund.reason !== null) view.refundReason = r.refund.reason;
+    }
     return view;
   }
 
@@ -444,6 +474,7 @@ export class ReferenceShard {
       case 'res.reserve': return this.reserve(c, now);
       case 'res.pay': return this.pay(c.index, c.paymentRef, now);
       case 'res.cancel': return this.cancel(c.index, c.buyerId, now);
+      case 'res.refund': return this.refund(c.index, c.restock, c.reason, now);
       case 'res.get': {
         const r = this.visible(c.index, c.buyerId);
         return r === undefined ? refuse('unknown_reservation') : { ok: true, status: 'ok', mutated: false, replayed: false, reservation: r.index };
@@ -583,7 +614,7 @@ export class ReferenceShard {
     const index = this.reservations.length;
     this.reservations.push({
       index, sku: c.sku, buyerId: c.buyerId, qty: c.qty, channel, mode: s.mode, nonce: c.nonce, createdAtMs: now,
-      expiresAtMs: now + s.holdSeconds * 1000, status: 'held', settledAtMs: 0, settleOrder: 0, paymentRef: null, pruned: false,
+      expiresAtMs: now + s.holdSeconds * 1000, status: 'held', settledAtMs: 0, settleOrder: 0, paymentRef: null, refund: null, pruned: false,
     });
     if (key !== undefined) {
       const entry: ModelKey = { key, index, reviewAtMs: now };
@@ -627,7 +658,7 @@ export class ReferenceShard {
       this.settle(r, 'expired', now);
       return refuse('reservation_expired', true);
     }
-    if (r.status === 'paid') return { ok: true, status: 'ok', mutated: false, replayed: true, reservation: index };
+    if (r.status === 'paid' || r.status === 'refunded') return { ok: true, status: 'ok', mutated: false, replayed: true, reservation: index };
     if (r.status === 'cancelled') return refuse('reservation_cancelled');
     if (r.status === 'expired') return refuse('reservation_expired');
     if (r.mode === 'on_payment') {
@@ -647,9 +678,21 @@ export class ReferenceShard {
       this.settle(r, 'expired', now);
       return { ok: true, status: 'ok', mutated: true, replayed: false, reservation: index };
     }
-    if (r.status === 'paid') return refuse('already_paid');
+    if (r.status === 'paid' || r.status === 'refunded') return refuse('already_paid');
     if (r.status !== 'held') return { ok: true, status: 'ok', mutated: false, replayed: true, reservation: index };
     this.settle(r, 'cancelled', now);
+    return { ok: true, status: 'ok', mutated: true, replayed: false, reservation: index };
+  }
+
+  private refund(index: number, restock: boolean, reason: string | undefined, now: number): Answer {
+    const r = this.live(index);
+    if (r === undefined) return refuse('unknown_reservation');
+    if (r.status === 'refunded') return { ok: true, status: 'ok', mutated: false, replayed: true, reservation: index };
+    if (r.status !== 'paid') return refuse('not_paid');
+    // Sold, refunded, quotas and channels are derived from the status; only onHand is kept.
+    r.status = 'refunded';
+    r.refund = { atMs: now, restock, reason: reason ?? null };
+    if (!restock) this.skus.get(r.sku)!.onHand -= r.qty;
     return { ok: true, status: 'ok', mutated: true, replayed: false, reservation: index };
   }
 
@@ -698,7 +741,8 @@ type ReserveCommand = Extract<Command, { t: 'res.reserve' }>;
  * sends a malformed one); absent, the id is the well-formed one of reservation `index`.
  */
 export type ModelCommand =
-  | Exclude<Command, { t: 'res.pay' } | { t: 'res.cancel' } | { t: 'res.get' }>
+  | Exclude<Command, { t: 'res.pay' } | { t: 'res.cancel' } | { t: 'res.get' } | { t: 'res.refund' }>
   | { t: 'res.pay'; index: number; id?: unknown; paymentRef?: string }
+  | { t: 'res.refund'; index: number; id?: unknown; restock: boolean; reason?: string }
   | { t: 'res.cancel'; index: number; id?: unknown; buyerId?: string }
   | { t: 'res.get'; index: number; id?: unknown; buyerId?: string };
