@@ -25,7 +25,6 @@ const pending = new Map<string, string>([
   ['POST /v1/drops/{dropId}/queue', 'issue 12, fair admission'],
   ['GET /v1/drops/{dropId}/queue/{buyerId}', 'issue 12, fair admission'],
   ['GET /v1/drops/{dropId}/order', 'issue 12, fair admission'],
-  ['POST /v1/reservations/{id}/refund', 'issue 16, refunds'],
   ['GET /v1/skus', 'issue 13, operators'],
   ['GET /v1/skus/{sku}/audit', 'issue 13, operators'],
 ]);

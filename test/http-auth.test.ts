@@ -55,6 +55,12 @@ describe('every role against every route', () => {
 
   /** A fresh held reservation of the matrix buyer, made by the shop. */
   const held = async (): Promise<string> => (await reserveOk(a, { sku, buyerId: matrixBuyer })).reservationId;
+  /** A fresh paid reservation of the matrix buyer (reserved by the shop, paid by the payment side). */
+  const paid = async (): Promise<string> => {
+    const id = await held();
+    expect((await a.post(`/v1/reservations/${id}/pay`, {}, TOKENS.payments)).status).toBe(200);
+    return id;
+  };
 
   /** Each route, called by `token` with fresh fixtures, and the status a permitted caller gets. */
   const calls: Record<string, { call: (token: string) => Promise<Reply>; okStatus: number[] }> = {
@@ -65,6 +71,7 @@ describe('every role against every route', () => {
     'GET /v1/reservations/{id}': { call: async (t) => a.get(`/v1/reservations/${await held()}`, t), okStatus: [200] },
     'POST /v1/reservations/{id}/pay': { call: async (t) => a.post(`/v1/reservations/${await held()}/pay`, {}, t), okStatus: [200] },
     'POST /v1/reservations/{id}/cancel': { call: async (t) => a.post(`/v1/reservations/${await held()}/cancel`, {}, t), okStatus: [200] },
+    'POST /v1/reservations/{id}/refund': { call: async (t) => a.post(`/v1/reservations/${await paid()}/refund`, {}, t), okStatus: [200] },
     'POST /v1/admin/stock-import': {
       call: (t) => a.raw('POST', '/v1/admin/stock-import', { body: `sku,stock\n${uniq('m-imp')},5\n`, headers: { 'content-type': 'text/csv' }, token: t }),
       okStatus: [200],

@@ -19,7 +19,7 @@ import type { ShardRouter } from './shard-router.js';
 import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
 import { erpReport } from '../erp/erp-report.js';
 import {
-  InvalidRequest, adjustCommand, asObject, field, payCommand, reserveCommand, skuName, upsertCommand, type ReserveIdentity,
+  InvalidRequest, adjustCommand, asObject, field, payCommand, refundCommand, reserveCommand, skuName, upsertCommand, type ReserveIdentity,
 } from './validate.js';
 
 /** A buyer reads and cancels only its own reservations: the shard answers another's as unknown. */
@@ -96,6 +96,7 @@ export class HttpGateway {
       'reservation.get': (c) => this.reservationCall(c.res, c.param, { t: 'res.get', id: c.param, ...ownerOf(c.caller) }),
       'reservation.pay': (c) => this.reservationCall(c.res, c.param, payCommand(c.body, c.param)),
       'reservation.cancel': (c) => this.reservationCall(c.res, c.param, { t: 'res.cancel', id: c.param, ...ownerOf(c.caller) }),
+      'reservation.refund': (c) => this.reservationCall(c.res, c.param, refundCommand(c.body, c.param)),
     };
     this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => this.handle(req, res));
     // Without this listener Node answers "100 Continue" before we have seen who is asking.

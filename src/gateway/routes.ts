@@ -10,7 +10,7 @@ export type CallerKind = Role | 'buyer';
 
 export type RouteName =
   | 'healthz' | 'metrics' | 'sku.put' | 'sku.get' | 'sku.stock'
-  | 'reservation.create' | 'reservation.get' | 'reservation.pay' | 'reservation.cancel'
+  | 'reservation.create' | 'reservation.get' | 'reservation.pay' | 'reservation.cancel' | 'reservation.refund'
   | 'admin.stock-import' | 'admin.erp';
 
 export interface RouteSpec {
@@ -42,6 +42,7 @@ export const routeTable: readonly RouteSpec[] = [
   { name: 'reservation.get', method: 'GET', path: '/v1/reservations/{id}', access: ['admin', 'operator', 'shop', 'payments', 'buyer'], rateLimit: null, body: 'none' },
   { name: 'reservation.pay', method: 'POST', path: '/v1/reservations/{id}/pay', access: ['admin', 'payments'], rateLimit: null, body: 'json' },
   { name: 'reservation.cancel', method: 'POST', path: '/v1/reservations/{id}/cancel', access: ['admin', 'shop', 'payments', 'buyer'], rateLimit: null, body: 'json' },
+  { name: 'reservation.refund', method: 'POST', path: '/v1/reservations/{id}/refund', access: ['admin', 'payments'], rateLimit: null, body: 'json' },
   { name: 'admin.stock-import', method: 'POST', path: '/v1/admin/stock-import', access: ['admin', 'operator'], rateLimit: null, body: 'import' },
   { name: 'admin.erp', method: 'GET', path: '/v1/admin/erp', access: reads, rateLimit: null, body: 'none' },
 ];

@@ -89,7 +89,17 @@ export function payCommand(body: Body, id: string): Extract<Command, { t: 'res.p
   return cmd;
 }
 
-/** The optional `reason` of an operator's change (kept for the audit trail). */
+/** `{"restock": true, "reason": "optional"}`: restock is true when absent; reason is kept on the reservation and in the ERP event. */
+export function refundCommand(body: Body, id: string): Extract<Command, { t: 'res.refund' }> {
+  const restock = field(body, 'restock');
+  if (restock !== undefined && typeof restock !== 'boolean') throw new InvalidRequest('restock', 'restock must be true or false');
+  const cmd: Extract<Command, { t: 'res.refund' }> = { t: 'res.refund', id, restock: restock ?? true };
+  const why = reason(body);
+  if (why !== undefined) cmd.reason = why;
+  return cmd;
+}
+
+/** The optional `reason` of an operator's change (kept for the audit trail) or of a refund. */
 export function reason(body: Body): string | undefined {
   const r = field(body, 'reason');
   if (r === undefined || r === null) return undefined;

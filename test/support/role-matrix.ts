@@ -1,8 +1,8 @@
 // Who may call each route, written out by hand from shared/API.md v2 "Callers and what each
 // may do" (not read back from the gateway's table): admin everything; operator SKU and stock
 // changes, imports and all reads (reservations included); viewer reads but not reservations;
-// shop reserves for anyone and gets and cancels any reservation; payments pays, cancels and
-// gets any reservation; a buyer reserves for itself and gets and cancels its own. `public`:
+// shop reserves for anyone and gets and cancels any reservation; payments pays, cancels,
+// refunds and gets any reservation; a buyer reserves for itself and gets and cancels its own. `public`:
 // anyone, no token needed; `open`: probes, never authenticated.
 
 import type { CallerKind } from '../../src/gateway/routes.js';
@@ -18,6 +18,7 @@ export const expectedAccess: Record<string, 'open' | 'public' | CallerKind[]> = 
   'GET /v1/reservations/{id}': ['admin', 'operator', 'shop', 'payments', 'buyer'],
   'POST /v1/reservations/{id}/pay': ['admin', 'payments'],
   'POST /v1/reservations/{id}/cancel': ['admin', 'shop', 'payments', 'buyer'],
+  'POST /v1/reservations/{id}/refund': ['admin', 'payments'],
   'POST /v1/admin/stock-import': ['admin', 'operator'],
   'GET /v1/admin/erp': ['admin', 'operator', 'viewer'],
 };
