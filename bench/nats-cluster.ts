@@ -1,77 +1,20 @@
-// The NATS deployment bench:nats loads: a nats-server of its own (free port, JetStream store
-// in the bench's temp dir; never the system one on 4222), shard nodes (FLASH_ROLE=shards)
-// sharing one data dir, and a gateway (FLASH_ROLE=gateway), each a child process that is
-// always stopped. No FLASH_* setting of the caller's environment reaches them.
+// The NATS deployment bench:nats (and the comparison kit) loads: a nats-server of its own, or
+// a 3-node nats-server cluster on loopback (nats-servers.ts: free ports, JetStream stores in
+// the bench's temp dir; never the system server on 4222), shard nodes (FLASH_ROLE=shards),
+// each with a data dir of its own, and a gateway (FLASH_ROLE=gateway) with the bench's
+// credentials, each a child process that is always stopped. Shard nodes get
+// FLASH_BUYER_RPS=0 (they hold the per-buyer rate) and the log and lease replicas asked for.
+// No FLASH_* setting of the caller's environment reaches them.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { progress, repoDir } from './bench-report.js';
+import { repoDir } from './bench-report.js';
 import { freePort, startServer, type ChildServer } from './child-server.js';
 import type { SkuSetup } from './engine-under-test.js';
 import { adminToken, benchAuthEnv, skuName } from './engine-under-test.js';
+import { startNatsServerCluster, startSingleNatsServer, type NatsServerProcess, type NatsServers } from './nats-servers.js';
 
-export interface NatsServerProcess extends ChildServer {
-  url: string;
-}
-
-function natsBinary(): string {
-  const candidates = [process.env.NATS_SERVER_BIN, '/usr/sbin/nats-server', ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'nats-server'))];
-  for (const c of candidates) {
-    if (c === undefined || c === '') continue;
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      // not here
-    }
-  }
-  throw new Error('no nats-server binary found (NATS_SERVER_BIN, /usr/sbin/nats-server, PATH); bench:nats needs nats-server 2.9+ with JetStream');
-}
-
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-export async function startNatsServer(tmp: string): Promise<NatsServerProcess> {
-  const bin = natsBinary();
-  let port: number;
-  do port = await freePort(); while (port === 4222);
-  const store = path.join(tmp, 'nats-store');
-  mkdirSync(store, { recursive: true });
-  const child: ChildProcess = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let exited: number | null | undefined;
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve((exited = code))));
-  let err = '';
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString('utf8')));
-  const deadline = Date.now() + 10_000;
-  while (!(await tcpOpen(port))) {
-    if (exited !== undefined) throw new Error(`nats-server exited with ${exited}: ${err.slice(-1000)}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error('nats-server did not accept connections within 10 s');
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  progress(`nats-server ${bin} serving on port ${port} (pid ${child.pid}), JetStream store ${store}`);
-  return {
-    name: 'nats-server', child, port, url: `nats://127.0.0.1:${port}`,
-    async stop() {
-      if (exited !== undefined) return exited;
-      // nats-server exits 1 on SIGTERM and 0 on SIGINT, after the same clean shutdown.
-      child.kill('SIGINT');
-      return exit;
-    },
-  };
-}
+export { startNatsServer, type NatsServerProcess } from './nats-servers.js';
 
 /** Every FLASH_* of our own environment blanked (each one's default), then `env`. */
 function cleanEnv(env: Record<string, string>): Record<string, string> {
@@ -95,50 +38,96 @@ async function waitServing(name: string, port: number, ids: number[], timeoutMs 
 }
 
 export interface NatsCluster {
+  /** The first (or only) nats-server; `natsServers` has them all. */
   nats: NatsServerProcess;
+  natsServers: NatsServers;
+  /** FLASH_NATS_URL of every process: every server's client URL, comma separated. */
+  natsUrl: string;
   prefix: string;
   shardCount: number;
+  logReplicas: number;
+  leaseReplicas: number;
   nodes: ChildServer[];
+  /** Each shard node's own FLASH_DATA_DIR, in the order of `nodes`. */
+  nodeDataDirs: string[];
   gateway: ChildServer;
   env: string;
+  /** Every process of the deployment (gateway, shard nodes, nats-servers). */
+  pids(): number[];
+  /** Exit codes: gateway, shard nodes, then every nats-server. */
   stopAll(): Promise<(number | null)[]>;
 }
 
-export async function startNatsCluster(tmp: string, o: { shardCount: number; nodes: number[][]; prefix: string }): Promise<NatsCluster> {
-  const nats = await startNatsServer(tmp);
-  const dataDir = path.join(tmp, 'nats-shards-data');
-  const common = { FLASH_NATS_URL: nats.url, FLASH_NATS_PREFIX: o.prefix, FLASH_SHARDS: String(o.shardCount) };
+export interface NatsClusterOptions {
+  shardCount: number;
+  /** The shard ids of each shard node (FLASH_SHARD_IDS). */
+  nodes: number[][];
+  prefix: string;
+  /** 1 (default): one nats-server; 3: a 3-node cluster on loopback. */
+  natsServers?: 1 | 3;
+  /** FLASH_LOG_REPLICAS of the shard nodes (default 1). */
+  logReplicas?: number;
+  /** FLASH_LEASE_REPLICAS of the shard nodes (default 1). */
+  leaseReplicas?: number;
+  /** Prefixed to the children's names in the bench's output, e.g. "(b)". */
+  label?: string;
+}
+
+/**
+ * Starts the deployment under `dir` (created if absent; give each deployment its own). Each
+ * shard node has a data dir of its own: nodes hosting different shards could share one, but
+ * a node that also follows another node's shard as its standby must not.
+ */
+export async function startNatsCluster(dir: string, o: NatsClusterOptions): Promise<NatsCluster> {
+  mkdirSync(dir, { recursive: true });
+  const logReplicas = o.logReplicas ?? 1;
+  const leaseReplicas = o.leaseReplicas ?? 1;
+  const label = o.label === undefined ? '' : `${o.label} `;
+  const natsServers = o.natsServers === 3 ? await startNatsServerCluster(dir, 3) : await startSingleNatsServer(dir);
+  const common = {
+    FLASH_NATS_URL: natsServers.url, FLASH_NATS_PREFIX: o.prefix, FLASH_SHARDS: String(o.shardCount),
+  };
   const nodes: ChildServer[] = [];
+  const nodeDataDirs: string[] = [];
   let gateway: ChildServer | null = null;
   const stopAll = async (): Promise<(number | null)[]> => {
     const codes: (number | null)[] = [];
     if (gateway !== null) codes.push(await gateway.stop());
     for (const n of nodes) codes.push(await n.stop());
-    codes.push(await nats.stop());
+    codes.push(...(await natsServers.stop()));
     return codes;
   };
   try {
     for (const [i, ids] of o.nodes.entries()) {
       const port = await freePort();
       const name = `shard-node-${i + 1}`;
+      const dataDir = path.join(dir, `${name}-data`);
+      nodeDataDirs.push(dataDir);
       nodes.push(await startServer({
-        name, args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
-        env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'shards', FLASH_SHARD_IDS: ids.join(','), FLASH_DATA_DIR: dataDir, FLASH_NODE_NAME: name, FLASH_BUYER_RPS: '0' }),
+        name: `${label}${name}`, args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
+        env: cleanEnv({
+          ...common, PORT: String(port), FLASH_ROLE: 'shards', FLASH_SHARD_IDS: ids.join(','), FLASH_DATA_DIR: dataDir, FLASH_NODE_NAME: name,
+          FLASH_BUYER_RPS: '0', FLASH_LOG_REPLICAS: String(logReplicas), FLASH_LEASE_REPLICAS: String(leaseReplicas),
+        }),
       }));
-      await waitServing(name, port, ids);
+      await waitServing(`${label}${name}`, port, ids);
     }
     const port = await freePort();
+    const gatewayDir = path.join(dir, 'gateway-unused');
     gateway = await startServer({
-      name: 'gateway', args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
-      env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'gateway', ...benchAuthEnv(path.join(tmp, 'gateway-unused')), FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', FLASH_DATA_DIR: path.join(tmp, 'gateway-unused') }),
+      name: `${label}gateway`, args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
+      env: cleanEnv({ ...common, PORT: String(port), FLASH_ROLE: 'gateway', ...benchAuthEnv(gatewayDir), FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', FLASH_DATA_DIR: gatewayDir }),
     });
   } catch (e) {
     await stopAll();
     throw e;
   }
+  const gw = gateway;
   return {
-    nats, prefix: o.prefix, shardCount: o.shardCount, nodes, gateway, stopAll,
-    env: `gateway: FLASH_ROLE=gateway FLASH_ADMIN_TOKEN=<random> FLASH_TOKENS_FILE (shop, payments) FLASH_BUYER_RPS=0 FLASH_IP_RPS=0; shard nodes: FLASH_ROLE=shards FLASH_SHARD_IDS=${o.nodes.map((n) => n.join(',')).join(' / ')} FLASH_BUYER_RPS=0 on one FLASH_DATA_DIR; all: FLASH_SHARDS=${o.shardCount} FLASH_NATS_PREFIX=${o.prefix} LOG_LEVEL=warn`,
+    nats: natsServers.servers[0]!, natsServers, natsUrl: natsServers.url, prefix: o.prefix, shardCount: o.shardCount, logReplicas, leaseReplicas,
+    nodes, nodeDataDirs, gateway: gw, stopAll,
+    pids: () => [gw, ...nodes, ...natsServers.servers].map((c) => c.child.pid).filter((p): p is number => p !== undefined),
+    env: `${natsServers.description}; gateway: FLASH_ROLE=gateway FLASH_ADMIN_TOKEN=<random> FLASH_TOKENS_FILE (shop, payments) FLASH_BUYER_TOKEN_SECRET=<random> FLASH_BUYER_RPS=0 FLASH_IP_RPS=0; shard nodes: FLASH_ROLE=shards FLASH_SHARD_IDS=${o.nodes.map((n) => n.join(',')).join(' / ')} FLASH_BUYER_RPS=0 FLASH_LOG_REPLICAS=${logReplicas} FLASH_LEASE_REPLICAS=${leaseReplicas}, a FLASH_DATA_DIR each; all: FLASH_SHARDS=${o.shardCount} FLASH_NATS_PREFIX=${o.prefix} LOG_LEVEL=warn`,
   };
 }
 
