@@ -1,8 +1,10 @@
-// A slow, flaky ERP for tests and demos: it takes the engine's `order.paid` webhooks with
-// a configurable latency (plus jitter) and failure rate (500, 503 or a dropped connection),
-// refuses a bad signature with 401, and records every accepted delivery by eventId
-// (counting duplicates), the most calls it ever had in flight, and the most calls that
-// started within any one second. It keeps everything in memory and never calls anyone.
+// A slow, flaky ERP for tests and demos: it takes the engine's `order.paid` and
+// `order.refunded` webhooks with a configurable latency (plus jitter) and failure rate (500,
+// 503 or a dropped connection), refuses a bad signature with 401 and an order.refunded whose
+// order.paid it has not accepted with 409 (counted: the engine must never send one first),
+// and records every accepted delivery by eventId (counting duplicates), the most calls it
+// ever had in flight, and the most calls that started within any one second. It keeps
+// everything in memory and never calls anyone.
 // GET /stats, GET /deliveries[?bodies=1] and POST /deliveries/missing report; POST /faults
 // changes latency and errors while it runs.
 
@@ -43,6 +45,8 @@ export interface ErpStandInStats {
   duplicates: number;
   /** Same eventId accepted again with a different body: must stay 0. */
   bodyMismatches: number;
+  /** order.refunded calls that came before their order's order.paid was accepted (answered 409): must stay 0. */
+  refundsBeforePaid: number;
   failuresInjected: Record<FailureMode, number>;
   badSignatures: number;
   badRequests: number;
@@ -63,7 +67,12 @@ export interface ErpStandIn {
 }
 
 const bodyBytesMax = 64 * 1024;
-const bodyKeys = ['type', 'eventId', 'reservationId', 'sku', 'buyerId', 'qty', 'paidAt', 'paymentRef', 'channel'].join(',');
+/** The exact keys, in order, of each event type's body. */
+const paidKeys = ['type', 'eventId', 'reservationId', 'sku', 'buyerId', 'qty', 'paidAt', 'paymentRef', 'channel'];
+const bodyKeys: Record<string, string> = {
+  'order.paid': paidKeys.join(','),
+  'order.refunded': [...paidKeys, 'refundedAt', 'restock', 'reason'].join(','),
+};
 
 /** mulberry32: a small seeded generator, uniform in [0, 1). */
 function seededRandom(seed: number): () => number {
@@ -100,7 +109,7 @@ class StandIn implements ErpStandIn {
   private readonly random: () => number;
   private readonly starts = new StartsWindow();
   private readonly counts = {
-    received: 0, accepted: 0, duplicates: 0, bodyMismatches: 0, badSignatures: 0, badRequests: 0, inFlight: 0, maxConcurrency: 0,
+    received: 0, accepted: 0, duplicates: 0, bodyMismatches: 0, refundsBeforePaid: 0, badSignatures: 0, badRequests: 0, inFlight: 0, maxConcurrency: 0,
   };
   private readonly failuresInjected: Record<FailureMode, number> = { '500': 0, '503': 0, drop: 0 };
   private lastBadRequest: string | null = null;
@@ -122,9 +131,9 @@ class StandIn implements ErpStandIn {
   }
 
   stats(): ErpStandInStats {
-    const { received, accepted, duplicates, bodyMismatches, badSignatures, badRequests, inFlight, maxConcurrency } = this.counts;
+    const { received, accepted, duplicates, bodyMismatches, refundsBeforePaid, badSignatures, badRequests, inFlight, maxConcurrency } = this.counts;
     return {
-      received, accepted, uniqueEvents: this.deliveries.size, duplicates, bodyMismatches,
+      received, accepted, uniqueEvents: this.deliveries.size, duplicates, bodyMismatches, refundsBeforePaid,
       failuresInjected: { ...this.failuresInjected }, badSignatures, badRequests, lastBadRequest: this.lastBadRequest,
       inFlight, maxConcurrency, maxStartsPerSecond: this.starts.max,
     };
@@ -136,7 +145,7 @@ class StandIn implements ErpStandIn {
     if (req.method === 'GET' && path === '/deliveries') {
       // ?bodies=1 adds each accepted body (for tests that run the stand-in as a process).
       const bodies = /[?&]bodies=1\b/.test(req.url ?? '');
-      return this.json(res, 200, [...this.deliveries].slice(0, 100_000).map(([eventId, d]) => ({ eventId, count: d.count, ...(bodies ? { body: d.body } : {}) })));
+      return this.json(res, 200, [...this.deliveries].slice(0, 100_000).map(([eventId, d]) => ({ eventId, count: d.count, firstAtMs: d.firstAtMs, ...(bodies ? { body: d.body } : {}) })));
     }
     if (req.method === 'POST' && path === '/faults') return this.readBody(req, res, (text) => this.changeFaults(res, text));
     if (req.method === 'POST' && path === '/deliveries/missing') return this.readBody(req, res, (text) => this.missing(res, text));
@@ -183,7 +192,7 @@ class StandIn implements ErpStandIn {
     }
   }
 
-  /** Why this call is not a well-formed, correctly signed order.paid, or null. */
+  /** Why this call is not a well-formed, correctly signed order.paid or order.refunded, or null. */
   private problem(req: IncomingMessage, text: string): { status: number; why: string } | null {
     const signature = String(req.headers['x-flash-signature'] ?? '');
     const expected = `sha256=${createHmac('sha256', this.opts.secret).update(text).digest('hex')}`;
@@ -197,10 +206,17 @@ class StandIn implements ErpStandIn {
     } catch {
       return { status: 400, why: 'body is not JSON' };
     }
-    if (Object.keys(body).join(',') !== bodyKeys) return { status: 400, why: `body keys are ${Object.keys(body).join(',')}` };
-    if (body.type !== 'order.paid') return { status: 400, why: 'type is not order.paid' };
+    const keys = typeof body.type === 'string' && Object.prototype.hasOwnProperty.call(bodyKeys, body.type) ? bodyKeys[body.type] : undefined;
+    if (keys === undefined) return { status: 400, why: 'type is not order.paid or order.refunded' };
+    if (Object.keys(body).join(',') !== keys) return { status: 400, why: `${String(body.type)} body keys are ${Object.keys(body).join(',')}` };
     if (req.headers['idempotency-key'] !== body.eventId) return { status: 400, why: 'idempotency-key differs from eventId' };
     return null;
+  }
+
+  /** A refund the ERP cannot apply yet: it has not accepted the order's order.paid. */
+  private refundTooEarly(text: string): boolean {
+    const body = JSON.parse(text) as Record<string, unknown>;
+    return body.type === 'order.refunded' && !this.deliveries.has(`order.paid:${String(body.reservationId)}`);
   }
 
   private webhook(req: IncomingMessage, res: ServerResponse, text: string): void {
@@ -221,6 +237,10 @@ class StandIn implements ErpStandIn {
       this.failuresInjected[mode]++;
       if (mode === FailureMode.drop) return void res.socket?.destroy();
       return this.json(res, Number(mode), { error: { code: 'erp_unavailable', message: 'injected failure' } });
+    }
+    if (this.refundTooEarly(text)) {
+      this.counts.refundsBeforePaid++;
+      return this.json(res, 409, { error: { code: 'unknown_order', message: 'order.refunded before its order.paid' } });
     }
     // The ERP commits before it answers: an order whose caller has already gone is still taken.
     const known = this.deliveries.get(eventId);

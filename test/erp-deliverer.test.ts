@@ -11,7 +11,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Deliverer, type DelivererOptions } from '../src/erp/deliverer.js';
 import type { PaidEvent } from '../src/erp/outbox-source.js';
-import { orderPaidBody } from '../src/erp/webhook-body.js';
+import { eventBody } from '../src/erp/webhook-body.js';
 import { WebhookSink } from '../src/erp/webhook-sink.js';
 import { FakeOutbox } from './support/erp-fake-outbox.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
@@ -88,11 +88,12 @@ async function expectExactlyTheOutbox(erp: StandInProcess, outbox: FakeOutbox): 
   const deliveries = await erp.deliveries();
   expect(outbox.violations).toEqual([]);
   expect(new Set(deliveries.keys())).toEqual(new Set(byId.keys()));
-  for (const [eventId, d] of deliveries) expect(d.body).toBe(orderPaidBody(byId.get(eventId) as PaidEvent));
+  for (const [eventId, d] of deliveries) expect(d.body).toBe(eventBody(byId.get(eventId)!));
   const s = await erp.stats();
   expect(s.badSignatures).toBe(0);
   expect(s.badRequests).toBe(0);
   expect(s.bodyMismatches).toBe(0);
+  expect(s.refundsBeforePaid).toBe(0);
   for (const id of outbox.shardIds) expect(outbox.ackedSeq(id)).toBe(events.filter((e) => e.shardId === id).length);
 }
 
@@ -144,6 +145,34 @@ describe('ERP deliverer against a slow, flaky ERP', () => {
     expect(Object.keys(stats.failuresByKind).sort()).toEqual(['connection_reset', 'http_500', 'http_503']);
     expect(stats.failuresTotal).toBe(s.failuresInjected['500'] + s.failuresInjected['503'] + s.failuresInjected.drop);
     expect(stats.lastError?.kind).toMatch(/^(connection_reset|http_500|http_503)$/);
+  }, 50_000);
+
+  it('delivers each order.refunded only after its order.paid was accepted, though the paid one may fail many times first', async () => {
+    const erp = await standIn();
+    const outbox = outboxFor(erp, [0, 1]);
+    // Each refund right behind its order (the closest a shard can queue it), others further on.
+    const paid: PaidEvent[] = [];
+    for (let i = 0; i < 150; i++) {
+      const p = outbox.append(i % 2);
+      paid.push(p);
+      if (i % 3 === 0) outbox.appendRefund(p);
+      if (i % 5 === 1 && i > 10 && (i - 10) % 3 !== 0) outbox.appendRefund(paid[i - 10]!);
+    }
+    const sink = webhook(erp);
+    deliverer(outbox, sink).start();
+    await waitFor('every event is acknowledged', () => outbox.undeliveredCount() === 0, 40_000);
+    await expectExactlyTheOutbox(erp, outbox);
+    expectAcksInOrder(outbox);
+    const refunds = outbox.allEvents().filter((e) => e.type === 'order.refunded');
+    expect(refunds.length).toBeGreaterThan(60);
+    const deliveries = await erp.deliveries();
+    for (const r of refunds) {
+      const order = deliveries.get(`order.paid:${r.reservationId}`)!;
+      expect(deliveries.get(r.eventId)!.firstAtMs, `${r.eventId} accepted before its order.paid`).toBeGreaterThanOrEqual(order.firstAtMs);
+    }
+    const s = await erp.stats();
+    expect(s.failuresInjected['500'] + s.failuresInjected['503'] + s.failuresInjected.drop, 'failures were injected').toBeGreaterThan(30);
+    expect(s.duplicates).toBe(0);
   }, 50_000);
 
   it('after a crash mid-flight and a restart from the durable acks, delivers everything, repeating only events started and not yet acknowledged', async () => {

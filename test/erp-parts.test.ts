@@ -1,11 +1,12 @@
 // The ERP hand-off's parts one by one: the start limiter's exact per-second cap, the
-// backoff's bounds, the delivery window's contiguous-prefix acks, the settings loader's
-// errors, the exact webhook body and signature, and how the webhook sink names failures.
+// backoff's bounds, the delivery window's contiguous-prefix acks (and a refund held back
+// until its order.paid is delivered), the settings loader's errors, the exact webhook
+// bodies and signature, and how the webhook sink names failures.
 
 import { createHmac } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import type { PaidEvent as ShardPaidEvent } from '../src/domain/commands.js';
+import type { PaidEvent as ShardPaidEvent, RefundedEvent as ShardRefundedEvent } from '../src/domain/commands.js';
 import { startErpStandIn } from '../bench/erp-standin.js';
 import { ConfigError } from '../src/config.js';
 import { Deliverer } from '../src/erp/deliverer.js';
@@ -15,10 +16,10 @@ import { startErpHandOff } from '../src/erp/erp-hand-off.js';
 import { erpMetricNames } from '../src/erp/erp-metrics.js';
 import { erpReport } from '../src/erp/erp-report.js';
 import { DeliveryFailure } from '../src/erp/erp-sink.js';
-import type { PaidEvent } from '../src/erp/outbox-source.js';
+import type { PaidEvent, RefundedEvent } from '../src/erp/outbox-source.js';
 import { backoffDelayMs } from '../src/erp/retry-backoff.js';
 import { StartLimiter } from '../src/erp/start-limiter.js';
-import { orderPaidBody, signatureHeader } from '../src/erp/webhook-body.js';
+import { eventBody, orderPaidBody, orderRefundedBody, signatureHeader } from '../src/erp/webhook-body.js';
 import { WebhookSink } from '../src/erp/webhook-sink.js';
 import { FakeOutbox } from './support/erp-fake-outbox.js';
 
@@ -29,9 +30,18 @@ function event(shardId: number, eventSeq: number, paymentRef: string | null = 'a
   };
 }
 
+/** The order.refunded of `paid`, as a shard queues it later in the same outbox. */
+function refundOf(paid: PaidEvent, eventSeq: number, reason: string | null = 'damaged'): RefundedEvent {
+  return {
+    ...paid, type: 'order.refunded', eventId: `order.refunded:${paid.reservationId}`, eventSeq, channel: paid.channel ?? 'default',
+    refundedAt: paid.paidAt + 60_000, restock: false, reason,
+  };
+}
+
 describe('outbox contract', () => {
   it('takes the shards\' own PaidEvent type as its own, field for field', () => {
     expectTypeOf<ShardPaidEvent>().toEqualTypeOf<PaidEvent>();
+    expectTypeOf<ShardRefundedEvent>().toEqualTypeOf<RefundedEvent>();
   });
 });
 
@@ -92,6 +102,38 @@ describe('delivery window', () => {
     expect(() => w.add([event(2, 1)])).toThrow(/shard 2/);
     expect(() => w.add([1, 2, 3, 4].map((s) => event(1, s)))).toThrow(/4 events for 3 asked/);
     expect(w.size).toBe(0);
+  });
+
+  it('holds an order.refunded back until its order.paid is delivered, however the paid one fares meanwhile', () => {
+    const w = new DeliveryWindow(0, 10);
+    const paid = event(0, 1);
+    w.add([paid, event(0, 2), refundOf(paid, 3), event(0, 4)]);
+    expect(w.readyCount()).toBe(3);
+    const taken = w.take(10, true);
+    expect(taken.map((e) => e.event.eventSeq)).toEqual([1, 2, 4]);
+    const refund = w.all()[2]!;
+    expect(refund.state).toBe(EntryState.waiting);
+    // The order.paid fails and is retried: the refund still waits.
+    taken[0]!.state = EntryState.backoff;
+    w.markReady(taken[0]!);
+    w.markDelivered(taken[1]!);
+    expect(w.take(10, true).map((e) => e.event.eventSeq)).toEqual([1]);
+    expect(refund.state).toBe(EntryState.waiting);
+    w.markDelivered(taken[0]!);
+    expect(refund.state).toBe(EntryState.ready);
+    expect(w.take(10, true).map((e) => e.event.eventId)).toEqual([`order.refunded:${paid.reservationId}`]);
+    expect(w.undeliveredCount()).toBe(2);
+    expect(w.oldestUndeliveredPaidAt()).toBe(refund.event.type === 'order.refunded' ? refund.event.refundedAt : null);
+  });
+
+  it('hands out at once an order.refunded whose order.paid was acknowledged before (it is not in the window)', () => {
+    const w = new DeliveryWindow(0, 10);
+    const paid = event(0, 1);
+    w.add([paid]);
+    w.markDelivered(w.take(1, true)[0]!);
+    w.dropAcknowledged(1, 1);
+    w.add([refundOf(paid, 2)]);
+    expect(w.take(10, true).map((e) => e.event.eventSeq)).toEqual([2]);
   });
 
   it('sends a retried event again in eventSeq order, and a solo event only alone', () => {
@@ -157,6 +199,17 @@ describe('webhook body and signature', () => {
     expect(orderPaidBody({ ...event(3, 7), paymentRef: undefined as unknown as null })).toMatch(/,"paymentRef":null,"channel":"default"}$/);
     // v2: the channel an order was sold through, last, so v1 keys keep their places.
     expect(orderPaidBody({ ...event(3, 7), channel: 'web' })).toMatch(/,"paymentRef":"alipay-1","channel":"web"}$/);
+  });
+
+  it('of an order.refunded is the order\'s keys in order.paid\'s order, then refundedAt, restock and reason (null when none)', () => {
+    const paid = { ...event(3, 7), channel: 'web' };
+    expect(orderRefundedBody(refundOf(paid, 9))).toBe(
+      '{"type":"order.refunded","eventId":"order.refunded:3.7abc","reservationId":"3.7abc","sku":"moutai-2026","buyerId":"u-17","qty":2,'
+      + '"paidAt":1760000000007,"paymentRef":"alipay-1","channel":"web","refundedAt":1760000060007,"restock":false,"reason":"damaged"}',
+    );
+    expect(orderRefundedBody(refundOf({ ...paid, paymentRef: null }, 9, null))).toMatch(/"paymentRef":null,"channel":"web","refundedAt":1760000060007,"restock":false,"reason":null}$/);
+    expect(eventBody(refundOf(paid, 9))).toBe(orderRefundedBody(refundOf(paid, 9)));
+    expect(eventBody(paid)).toBe(orderPaidBody(paid));
   });
 
   it('is signed with HMAC-SHA256 of the raw body, in hex', () => {

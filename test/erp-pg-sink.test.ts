@@ -1,12 +1,14 @@
 // The ERP hand-off into a real PostgreSQL (127.0.0.1:5432, database `test`, or
 // FLASH_TEST_PG_URL): batched inserts with ON CONFLICT, through injected failures before
 // and after commits, a crash mid-flight and a restart from the durable acks, must leave
-// exactly one row per paid event, equal to the event. Each run uses its own schema and drops it.
+// exactly one row per paid event, equal to the event; a refund is a row of its own, also in
+// a table an older version created. Each run uses its own schema and drops it.
 
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Deliverer } from '../src/erp/deliverer.js';
 import { PgSink } from '../src/erp/pg-sink.js';
+import type { PaidEvent } from '../src/erp/outbox-source.js';
 import { FakeOutbox } from './support/erp-fake-outbox.js';
 import { TrackingSink } from './support/erp-tracking-sink.js';
 
@@ -84,6 +86,41 @@ describe('PostgreSQL sink', () => {
     const kinds = new Set([...Object.keys(a.stats().failuresByKind), ...Object.keys(b.stats().failuresByKind)]);
     expect([...kinds].sort()).toEqual(['injected_after', 'injected_before']);
   }, 60_000);
+
+  it('records an order.refunded as a row of its own beside its order\'s, in a table an older version made (the new columns are added)', async () => {
+    const old = `${schema}.older_orders`;
+    // The table as the version before refunds created it, with one order already in it.
+    await admin.query(`CREATE TABLE ${old} (event_id text PRIMARY KEY, reservation_id text, sku text, buyer_id text, qty int,
+      paid_at bigint, payment_ref text, delivered_at timestamptz DEFAULT now(), channel text)`);
+    await admin.query(`INSERT INTO ${old} (event_id, reservation_id, sku, buyer_id, qty, paid_at, payment_ref, channel)
+      VALUES ('order.paid:0.old', '0.old', 'tee', 'ann', 1, 1, null, 'default')`);
+    const outbox = new FakeOutbox({ shardIds: [0, 1] });
+    const paid = outbox.appendMany(20) as PaidEvent[];
+    const refunds = paid.filter((_, i) => i % 4 === 0).map((p, i) => outbox.appendRefund(p, { restock: i % 2 === 0, reason: i === 0 ? null : `reason ${i}` }));
+    const sink = new TrackingSink(new PgSink({ url: pgUrl, table: old, concurrency: 2, batchEventsMax: 7, timeoutMs: 5000 }), { failAfterRate: 0.2 });
+    const d = run(outbox, sink);
+    await waitFor('every event is acknowledged', () => outbox.undeliveredCount() === 0, 20_000);
+    await d.stop(1000);
+    await sink.close();
+    expect(outbox.violations).toEqual([]);
+    const { rows } = await admin.query<{ event_id: string; reservation_id: string; event_type: string; qty: number; paid_at: string; refunded_at: string | null; restock: boolean | null; reason: string | null; channel: string }>(
+      `SELECT event_id, reservation_id, event_type, qty, paid_at, refunded_at, restock, reason, channel FROM ${old}`);
+    expect(rows.length).toBe(1 + paid.length + refunds.length);
+    const byId = new Map(rows.map((r) => [r.event_id, r]));
+    expect(byId.get('order.paid:0.old')).toMatchObject({ event_type: 'order.paid', refunded_at: null, restock: null, reason: null });
+    for (const p of paid) {
+      expect(byId.get(p.eventId)).toEqual({
+        event_id: p.eventId, reservation_id: p.reservationId, event_type: 'order.paid', qty: p.qty, paid_at: String(p.paidAt),
+        refunded_at: null, restock: null, reason: null, channel: 'default',
+      });
+    }
+    for (const r of refunds) {
+      expect(byId.get(r.eventId)).toEqual({
+        event_id: r.eventId, reservation_id: r.reservationId, event_type: 'order.refunded', qty: r.qty, paid_at: String(r.paidAt),
+        refunded_at: String(r.refundedAt), restock: r.restock, reason: r.reason, channel: 'default',
+      });
+    }
+  }, 30_000);
 
   it('names a database refusal by its SQLSTATE and retries it until the database is fixed', async () => {
     const outbox = new FakeOutbox({ shardIds: [0] });

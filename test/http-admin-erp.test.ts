@@ -8,7 +8,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, makeDataDir, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
-import { expectError } from './support/http-kit.js';
+import { expectError, noRefundUnits } from './support/http-kit.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
 
 const secret = 'admin-erp-test-secret-0123';
@@ -78,10 +78,10 @@ describe('GET /v1/admin/erp', () => {
     }
     expect(body.complete).toBe(true);
     expect(body.shardsAnswered).toBe(true);
-    expect(body.totals).toEqual({ sold: 48, deliveredUnits: 48, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0 });
+    expect(body.totals).toEqual({ sold: 48, deliveredUnits: 48, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0, ...noRefundUnits });
     const rows = Object.fromEntries(body.skus.map((r: any) => [r.sku, r]));
     for (const sku of ['erp-a', 'erp-b']) {
-      expect(rows[sku]).toEqual({ sku, sold: paid[sku], deliveredUnits: paid[sku], undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0 });
+      expect(rows[sku]).toEqual({ sku, sold: paid[sku], deliveredUnits: paid[sku], undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 0, uncountedUnits: 0, ...noRefundUnits });
     }
     expect(body.shards.every((s: any) => s.backlogOrders === 0 && s.outboxEnabled === true)).toBe(true);
     expect(body.deliverer.deliveredTotal).toBe(24);
@@ -104,7 +104,7 @@ describe('GET /v1/admin/erp', () => {
     expect((await p.post(`/v1/reservations/${r.body.reservationId}/pay`, {})).status).toBe(200);
     const none = (await p.get('/v1/admin/erp', TOKENS.viewer)).body;
     // It used to say deliveredUnits: 1, complete: true.
-    expect(none.totals).toEqual({ sold: 1, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 1, uncountedUnits: 0 });
+    expect(none.totals).toEqual({ sold: 1, deliveredUnits: 0, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 1, uncountedUnits: 0, ...noRefundUnits });
     expect(none.complete).toBe(false);
     expect(none.shardsAnswered).toBe(true);
     expect(none.deliverer).toBeNull();
@@ -123,7 +123,7 @@ describe('GET /v1/admin/erp', () => {
       body = (await w.get('/v1/admin/erp', TOKENS.viewer)).body;
     }
     const row = body.skus.find((x: any) => x.sku === 'erp-none');
-    expect(row).toEqual({ sku: 'erp-none', sold: 3, deliveredUnits: 2, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 1, uncountedUnits: 0 });
+    expect(row).toEqual({ sku: 'erp-none', sold: 3, deliveredUnits: 2, undeliveredUnits: 0, undeliveredOrders: 0, notQueuedUnits: 1, uncountedUnits: 0, ...noRefundUnits });
     expect(body.complete).toBe(false);
     const delivered = await erp.deliveries();
     expect(delivered.has(`order.paid:${r2.body.reservationId}`)).toBe(true);

@@ -30,8 +30,8 @@ export class DeliveryWindow {
   private readonly ready: WindowEntry[] = [];
   /** Undelivered order.paid entries by reservation id, so that a refund can wait for its order's. */
   private readonly paidUndelivered = new Map<string, WindowEntry>();
-  /** Refund entries waiting, by the order.paid entry they wait for. */
-  private readonly refundAfter = new Map<WindowEntry, WindowEntry>();
+  /** Refund entries waiting, by the order.paid entry they wait for (one per order; a list, so no bug can strand one). */
+  private readonly refundsAfter = new Map<WindowEntry, WindowEntry[]>();
   /** Highest eventSeq fetched into the window (the next fetch asks for events after it). */
   fetchedSeq = 0;
   /** Highest eventSeq whose acknowledgement has resolved in this process (0: none yet). */
@@ -74,7 +74,9 @@ export class DeliveryWindow {
       const paid = event.type === 'order.refunded' ? this.paidUndelivered.get(event.reservationId) : undefined;
       if (paid !== undefined) {
         entry.state = EntryState.waiting;
-        this.refundAfter.set(paid, entry);
+        const waiting = this.refundsAfter.get(paid);
+        if (waiting === undefined) this.refundsAfter.set(paid, [entry]);
+        else waiting.push(entry);
         continue;
       }
       if (event.type !== 'order.refunded') this.paidUndelivered.set(event.reservationId, entry);
@@ -87,10 +89,10 @@ export class DeliveryWindow {
   markDelivered(entry: WindowEntry): void {
     entry.state = EntryState.delivered;
     if (this.paidUndelivered.get(entry.event.reservationId) === entry) this.paidUndelivered.delete(entry.event.reservationId);
-    const refund = this.refundAfter.get(entry);
-    if (refund === undefined) return;
-    this.refundAfter.delete(entry);
-    this.markReady(refund);
+    const refunds = this.refundsAfter.get(entry);
+    if (refunds === undefined) return;
+    this.refundsAfter.delete(entry);
+    for (const refund of refunds) this.markReady(refund);
   }
 
   /**

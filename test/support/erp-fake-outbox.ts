@@ -4,19 +4,19 @@
 // every unacknowledged event again. It also polices the deliverer: an ack that goes
 // backwards, past the last event, or over an event the ERP never accepted is recorded.
 
-import type { OutboxSource, PaidEvent } from '../../src/erp/outbox-source.js';
+import type { OutboxEvent, OutboxSource, PaidEvent, RefundedEvent } from '../../src/erp/outbox-source.js';
 
 export interface FakeOutboxOptions {
   shardIds: readonly number[];
   /** Upper bound of a random delay on pending() and ack(), like a round trip to a shard. */
   delayMsMax?: number;
   /** Called at every ack with the events it newly covers: a message if one was never delivered, else null. */
-  ackCheck?: (shardId: number, upToSeq: number, events: readonly PaidEvent[]) => string | null | Promise<string | null>;
+  ackCheck?: (shardId: number, upToSeq: number, events: readonly OutboxEvent[]) => string | null | Promise<string | null>;
 }
 
 export class FakeOutbox implements OutboxSource {
   readonly shardIds: readonly number[];
-  private readonly events = new Map<number, PaidEvent[]>();
+  private readonly events = new Map<number, OutboxEvent[]>();
   private readonly durableAckedSeq = new Map<number, number>();
   private readonly waiters = new Set<() => void>();
   /** Every ack that became durable, in order. */
@@ -53,6 +53,20 @@ export class FakeOutbox implements OutboxSource {
     return e;
   }
 
+  /** The order.refunded of an order appended earlier, at the end of its shard's outbox (as a shard queues it). */
+  appendRefund(paid: PaidEvent, overrides: Partial<Pick<RefundedEvent, 'restock' | 'reason' | 'refundedAt'>> = {}): RefundedEvent {
+    const list = this.events.get(paid.shardId);
+    if (list === undefined) throw new Error(`no shard ${paid.shardId}`);
+    const e: RefundedEvent = {
+      ...paid, type: 'order.refunded', eventId: `order.refunded:${paid.reservationId}`, eventSeq: list.length + 1,
+      channel: paid.channel ?? 'default', refundedAt: overrides.refundedAt ?? Date.now(),
+      restock: overrides.restock ?? list.length % 2 === 0, reason: overrides.reason === undefined ? (list.length % 3 === 0 ? null : 'damaged') : overrides.reason,
+    };
+    list.push(e);
+    for (const w of [...this.waiters]) w();
+    return e;
+  }
+
   /** Appends `count` events round robin over the shards. */
   appendMany(count: number): PaidEvent[] {
     const out: PaidEvent[] = [];
@@ -60,7 +74,7 @@ export class FakeOutbox implements OutboxSource {
     return out;
   }
 
-  allEvents(): PaidEvent[] {
+  allEvents(): OutboxEvent[] {
     return [...this.events.values()].flat();
   }
 
@@ -85,7 +99,7 @@ export class FakeOutbox implements OutboxSource {
     return ms < 1 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
   }
 
-  async pending(shardId: number, afterSeq: number, max: number): Promise<PaidEvent[]> {
+  async pending(shardId: number, afterSeq: number, max: number): Promise<OutboxEvent[]> {
     this.pendingCalls++;
     await this.delay();
     const list = this.events.get(shardId);

@@ -31,7 +31,7 @@ function build(): string {
 export interface StandInProcess {
   readonly url: string;
   stats(): Promise<ErpStandInStats>;
-  deliveries(): Promise<Map<string, Pick<Delivery, 'count' | 'body'>>>;
+  deliveries(): Promise<Map<string, Pick<Delivery, 'count' | 'body' | 'firstAtMs'>>>;
   /** Which of these eventIds the ERP never accepted. */
   missing(eventIds: readonly string[]): Promise<string[]>;
   close(): Promise<void>;
@@ -61,8 +61,8 @@ export async function startStandInProcess(opts: { secret: string; latencyMs: num
     url,
     stats: async () => (await (await fetch(`${origin}/stats`)).json()) as ErpStandInStats,
     deliveries: async () => {
-      const list = (await (await fetch(`${origin}/deliveries?bodies=1`)).json()) as { eventId: string; count: number; body: string }[];
-      return new Map(list.map((d) => [d.eventId, { count: d.count, body: d.body }]));
+      const list = (await (await fetch(`${origin}/deliveries?bodies=1`)).json()) as { eventId: string; count: number; body: string; firstAtMs: number }[];
+      return new Map(list.map((d) => [d.eventId, { count: d.count, body: d.body, firstAtMs: d.firstAtMs }]));
     },
     missing: async (eventIds) => (await (await fetch(`${origin}/deliveries/missing`, { method: 'POST', body: JSON.stringify(eventIds) })).json()) as string[],
     close: async () => {

@@ -5,7 +5,7 @@
 // committed but whose answer was lost.
 
 import { DeliveryFailure, type ErpSink } from '../../src/erp/erp-sink.js';
-import type { PaidEvent } from '../../src/erp/outbox-source.js';
+import type { OutboxEvent } from '../../src/erp/outbox-source.js';
 
 export interface InjectedFaults {
   /** Share of calls failed before the real sink is called. */
@@ -30,7 +30,7 @@ export class TrackingSink implements ErpSink {
     this.batchEventsMax = inner.batchEventsMax;
   }
 
-  async deliver(events: readonly PaidEvent[], signal: AbortSignal, sent?: () => void): Promise<void> {
+  async deliver(events: readonly OutboxEvent[], signal: AbortSignal, sent?: () => void): Promise<void> {
     // The call starts here: say so to the deliverer (its rate token then counts from no
     // earlier than this instant), and record it.
     const startedAtMs = performance.now();

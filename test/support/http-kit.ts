@@ -60,6 +60,9 @@ export async function reserveOk(a: Api, body: Record<string, unknown>): Promise<
   return r.body;
 }
 
+/** The refund columns of an ERP reconciliation (GET /v1/admin/erp) where nothing was refunded. */
+export const noRefundUnits = { refundedUnits: 0, refundsDeliveredUnits: 0, refundsUndeliveredUnits: 0, refundsUndeliveredOrders: 0, refundsNotQueuedUnits: 0 } as const;
+
 /** The counters of a SKU view, plus the API.md identity they must satisfy. */
 export function expectCounters(view: any, want: { onHand: number; reserved: number; sold: number }): void {
   expect({ onHand: view.onHand, reserved: view.reserved, sold: view.sold, available: view.available }).toEqual({
