@@ -1,5 +1,5 @@
-// A deliberately naive reference model of one shard, written from shared/API.md (v1 and v2's
-// "Channels") and the shard contract (commands.ts, codes.ts, fields.ts, routing.ts), not
+// A deliberately naive reference model of one shard, written from shared/API.md (v1, v2's
+// "Channels" and "After the sale: refunds and returns") and the shard contract (commands.ts, codes.ts, fields.ts, routing.ts), not
 // from the implementation: plain objects, linear scans, and counters (the SKU's and each
 // channel's) that are derived from the reservations instead of being maintained. The
 // property tests drive it side by side with the real core and compare every answer, every
