@@ -472,6 +472,48 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
       });
     });
 
+    describe('POST /v1/reservations/{id}/refund', () => {
+      it('refunds a paid order: with restock its units are available again, without they leave stock; again the same 200', async () => {
+        const sku = uniq('refund');
+        await createSku(a, sku, { stock: 5, maxPerBuyer: 2 });
+        const paid: any[] = [];
+        for (const buyerId of ['ra', 'rb']) {
+          const r = await reserveOk(a, { sku, buyerId, qty: 2 });
+          const p = await a.post(`/v1/reservations/${r.reservationId}/pay`, {});
+          expect(p.status).toBe(200);
+          paid.push(p.body);
+        }
+        expectCounters(await getSku(a, sku), { onHand: 5, reserved: 0, sold: 4 });
+        const restocked = await a.post(`/v1/reservations/${paid[0].reservationId}/refund`, {});
+        expect(restocked.status, restocked.text).toBe(200);
+        expect(restocked.body).toMatchObject({ reservationId: paid[0].reservationId, status: 'refunded', restock: true, paidAt: paid[0].paidAt });
+        expectCounters(await getSku(a, sku), { onHand: 5, reserved: 0, sold: 2 });
+        const damaged = await a.post(`/v1/reservations/${paid[1].reservationId}/refund`, { restock: false, reason: 'damaged' });
+        expect(damaged.status, damaged.text).toBe(200);
+        expect(damaged.body).toMatchObject({ status: 'refunded', restock: false, refundReason: 'damaged' });
+        expectCounters(await getSku(a, sku), { onHand: 3, reserved: 0, sold: 0 });
+        expect((await getSku(a, sku)).refunded).toBe(4);
+        const again = await a.post(`/v1/reservations/${paid[1].reservationId}/refund`, {});
+        expect(again.status).toBe(200);
+        expect(again.body).toEqual(damaged.body);
+        // Both buyers' quotas are back.
+        await reserveOk(a, { sku, buyerId: 'ra', qty: 2 });
+        expect((await a.get(`/v1/reservations/${paid[0].reservationId}`)).body).toEqual(restocked.body);
+      });
+
+      it('answers 409 not_paid for a held or cancelled reservation and 404 for an unknown one, changing nothing', async () => {
+        const sku = uniq('refund-unpaid');
+        await createSku(a, sku, { stock: 5 });
+        const held = await reserveOk(a, { sku, buyerId: 'rc' });
+        const cancelled = await reserveOk(a, { sku, buyerId: 'rd' });
+        expect((await a.post(`/v1/reservations/${cancelled.reservationId}/cancel`, {})).status).toBe(200);
+        expectError(await a.post(`/v1/reservations/${held.reservationId}/refund`, {}), 409, 'not_paid');
+        expectError(await a.post(`/v1/reservations/${cancelled.reservationId}/refund`, {}), 409, 'not_paid');
+        expectError(await a.post('/v1/reservations/0.zzzzzzzzzz/refund', {}), 404, 'unknown_reservation');
+        expectCounters(await getSku(a, sku), { onHand: 5, reserved: 1, sold: 0 });
+      });
+    });
+
     describe('GET /v1/reservations/{id}', () => {
       it('answers 200 with status held, paid or cancelled as the reservation moves', async () => {
         const sku = uniq('get-res');
