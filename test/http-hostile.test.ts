@@ -326,6 +326,7 @@ describe('hostile paths and methods', () => {
       ['DELETE', `/v1/reservations/${heldId}`, 'GET'],
       ['GET', `/v1/reservations/${heldId}/pay`, 'POST'],
       ['PUT', `/v1/reservations/${heldId}/cancel`, 'POST'],
+      ['GET', `/v1/reservations/${heldId}/refund`, 'POST'],
       ['POST', '/healthz', 'GET'],
       ['POST', '/metrics', 'GET'],
     ];
