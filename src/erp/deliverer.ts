@@ -4,7 +4,8 @@
 // capped, fully jittered backoff. It holds at most `windowEventsPerShard` events per shard
 // and acknowledges only each shard's contiguous delivered prefix, so after a crash only
 // events started but not yet acknowledged repeat, always with their own eventId. It never
-// delivers anything the outbox did not hand it.
+// delivers anything the outbox did not hand it, and never an order.refunded before its
+// order's order.paid was delivered (the window holds the refund back until then).
 
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
