@@ -30,7 +30,7 @@ export function registerErpMetrics(registry: Registry, current: () => Deliverer 
       this.set(s === null ? 0 : pick(s));
     },
   });
-  counter('flash_erp_delivered_total', 'Paid orders the ERP accepted (2xx or inserted), repeats after a crash included', (s) => s.deliveredTotal);
+  counter('flash_erp_delivered_total', 'Events (order.paid and order.refunded) the ERP accepted (2xx or inserted), repeats after a crash included', (s) => s.deliveredTotal);
   counter('flash_erp_calls_started_total', 'Calls started to the ERP, retries included', (s) => s.callsStarted);
   new Counter({
     name: 'flash_erp_delivery_failures_total', help: 'Failed ERP calls and outbox reads/acks, by kind (http_503, timeout, connection_reset, pg_<sqlstate>, outbox_ack, ...)',
@@ -41,8 +41,8 @@ export function registerErpMetrics(registry: Registry, current: () => Deliverer 
       if (s !== null) for (const [kind, n] of Object.entries(s.failuresByKind)) this.inc({ kind }, n);
     },
   });
-  gauge('flash_erp_backlog_events', 'Paid orders known and not yet delivered (fetched into the delivery windows)', (s) => s.backlogEvents);
-  gauge('flash_erp_oldest_undelivered_seconds', 'Age of the oldest paid order not yet delivered (0 when none)', (s) => s.oldestUndeliveredAgeMs / 1000);
+  gauge('flash_erp_backlog_events', 'Events (paid and refunded orders) known and not yet delivered (fetched into the delivery windows)', (s) => s.backlogEvents);
+  gauge('flash_erp_oldest_undelivered_seconds', 'Age of the oldest event not yet delivered, from its pay or refund (0 when none)', (s) => s.oldestUndeliveredAgeMs / 1000);
   gauge('flash_erp_calls_in_flight', 'ERP calls in flight', (s) => s.callsInFlight);
   gauge('flash_erp_last_error_timestamp_seconds', 'When the last ERP call failed (0 when none)', (s) => (s.lastError === null ? 0 : s.lastError.atMs / 1000));
 }
