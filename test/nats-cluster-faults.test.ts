@@ -462,7 +462,7 @@ describe('an owner paused past its lease while its successor has not written yet
     // (expected last sequence) cannot refuse a record the paused node still had in hand when it
     // was stopped (a turn its worker began while its lease was still valid, or a record the
     // main thread had not published yet): only the node's own lease check can. Up to
-    // PAUSE_ROUNDS rounds (default 5; the first round with a late write ends the test), each
+    // PAUSE_ROUNDS rounds (default 3; the first round with a late write ends the test), each
     // with fresh SKUs and its own clients, one history; the history is checked too.
     const cluster = await startNatsCluster();
     const d = await startNatsDeployment({ shards: shardCount, nodes: [shardIds], leaseTtlMs, env, nats: cluster.asNatsServer() });
@@ -510,7 +510,7 @@ describe('an owner paused past its lease while its successor has not written yet
           })());
         }
       }
-      const rounds = Number(process.env.PAUSE_ROUNDS ?? 5);
+      const rounds = Number(process.env.PAUSE_ROUNDS ?? 3);
       for (let round = 1; round <= rounds && problems.length === 0; round++) {
         // Fresh SKUs each round (two per shard, so that each SKU's part of the history stays
         // small enough to search), with enough stock that holds keep being written.
