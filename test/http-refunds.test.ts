@@ -392,8 +392,9 @@ describe('refunds to the ERP', () => {
       + `${stats.received} calls, ${stats.duplicates} repeat(s), ${JSON.stringify(stats.failuresInjected)} injected failures, 0 refunds before their order`);
   }, 60_000);
 
-  it('into PostgreSQL: a refund is a row of its own (event_type order.refunded) beside its order\'s', async () => {
+  it('into PostgreSQL: orders in the table, one row per paid order as before refunds; refunds in <table>_refunds, one row each', async () => {
     const table = `refunds_e2e_${process.pid}_${Math.floor(Math.random() * 1e9).toString(36)}`;
+    const refundsTable = `${table}_refunds`;
     const db = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 5000 });
     await db.connect().catch((e: unknown) => {
       throw new Error(`this test needs PostgreSQL at ${pgUrl} (set FLASH_TEST_PG_URL): ${String(e)}`);
@@ -410,25 +411,41 @@ describe('refunds to the ERP', () => {
       for (const sku of skus) await createSku(a, sku, { stock: 100, maxPerBuyer: 5 });
       const orders = await payMany(a, skus, 12, 'pg');
       const refunded = await refundSome(a, orders, 2);
-      const count = async (): Promise<number> => {
+      const count = async (t: string): Promise<number> => {
         try {
-          return Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]!.n);
+          return Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${t}`)).rows[0]!.n);
         } catch (e) {
           if ((e as { code?: string }).code === '42P01') return 0;
           throw e;
         }
       };
-      await waitFor('every event has its row', count, (n) => n >= orders.length + refunded.size, 20_000, 50);
-      const { rows } = await db.query<{ event_id: string; event_type: string; reservation_id: string; qty: number; refunded_at: string | null; restock: boolean | null; reason: string | null }>(
-        `SELECT event_id, event_type, reservation_id, qty, refunded_at, restock, reason FROM ${table} WHERE event_type = 'order.refunded' ORDER BY event_id`);
-      expect(rows).toEqual([...refunded.values()].map((r) => ({
-        event_id: `order.refunded:${r.reservationId}`, event_type: 'order.refunded', reservation_id: r.reservationId, qty: r.qty,
-        refunded_at: String(r.refundedAt), restock: r.restock, reason: r.refundReason ?? null,
-      })).sort((x, y) => (x.event_id < y.event_id ? -1 : 1)));
-      expect(await count()).toBe(orders.length + refunded.size);
+      const both = async (): Promise<[number, number]> => [await count(table), await count(refundsTable)];
+      await waitFor('every event has its row', both, ([o, r]) => o >= orders.length && r >= refunded.size, 20_000, 50);
+      await sleep(200);
+      const byEventId = (x: { event_id: string }, y: { event_id: string }): number => (x.event_id < y.event_id ? -1 : 1);
+      // The orders table: exactly the paid orders (a refunded one too, once), with the columns it always had.
+      const { rows: orderRows, fields } = await db.query<Record<string, unknown> & { event_id: string }>(`SELECT * FROM ${table} ORDER BY event_id`);
+      expect(fields.map((f) => f.name)).toEqual(['event_id', 'reservation_id', 'sku', 'buyer_id', 'qty', 'paid_at', 'payment_ref', 'delivered_at', 'channel']);
+      expect(orderRows.map(({ delivered_at: _, ...row }) => row)).toEqual(orders.map((o) => ({
+        event_id: `order.paid:${o.reservationId}`, reservation_id: o.reservationId, sku: o.sku, buyer_id: o.buyerId, qty: o.qty,
+        paid_at: String(o.paidAt), payment_ref: o.paymentRef, channel: o.channel,
+      })).sort(byEventId));
+      // The refunds table: one row per refund, its order's columns then the refund's.
+      const byId = new Map(orders.map((o) => [o.reservationId, o]));
+      const { rows: refundRows } = await db.query<{ event_id: string }>(
+        `SELECT event_id, reservation_id, sku, buyer_id, qty, paid_at, payment_ref, channel, refunded_at, restock, reason FROM ${refundsTable} ORDER BY event_id`);
+      expect(refundRows).toEqual([...refunded.values()].map((r) => {
+        const o = byId.get(r.reservationId)!;
+        return {
+          event_id: `order.refunded:${r.reservationId}`, reservation_id: r.reservationId, sku: o.sku, buyer_id: o.buyerId, qty: r.qty,
+          paid_at: String(o.paidAt), payment_ref: o.paymentRef, channel: o.channel,
+          refunded_at: String(r.refundedAt), restock: r.restock, reason: r.refundReason ?? null,
+        };
+      }).sort(byEventId));
+      expect(await both()).toEqual([orders.length, refunded.size]);
     } finally {
       await stopAllEngines();
-      await db.query(`DROP TABLE IF EXISTS ${table}`);
+      await db.query(`DROP TABLE IF EXISTS ${table}, ${refundsTable}`);
       await db.end();
     }
   });

@@ -4,7 +4,7 @@
 // set; it never logs or returns the secret or a database password in a description.
 
 import { ConfigError } from '../config.js';
-import { checkedTableName } from './pg-table-sql.js';
+import { checkedTableName, refundsTableName, refundsTableSuffix } from './pg-table-sql.js';
 
 export type ErpSinkConfig =
   | { kind: 'webhook'; url: string; secret: string }
@@ -67,6 +67,12 @@ function sinkConfig(env: Env): ErpSinkConfig | null {
       checkedTableName(table);
     } catch {
       throw new ConfigError(`FLASH_ERP_PG_TABLE=${table} must be [schema.]table, lower-case [a-z0-9_], starting with a letter or _`);
+    }
+    try {
+      refundsTableName(table);
+    } catch {
+      throw new ConfigError(`FLASH_ERP_PG_TABLE=${table}: refunds go to ${table}${refundsTableSuffix}, so the table part may have at most `
+        + `${63 - refundsTableSuffix.length} characters (PostgreSQL names have at most 63)`);
     }
     return { kind: 'postgres', url: pgUrl, table, batchEventsMax: int(env, 'FLASH_ERP_PG_BATCH', 100, 1, 1000) };
   }
