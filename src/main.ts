@@ -127,12 +127,15 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
     ? new ErpModeTransport({
       dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
       snapshotEveryCommands: config.snapshotEveryCommands, observer: observerFor(metrics, log), buyerRps: config.buyerRps,
-      config: { legacyOutboxEnabled: erpConfig !== null },
+      // Records from before erp.mode existed replay with the outbox on, whatever this process's
+      // settings: replay never depends on configuration, and no paid order of that era leaves
+      // the outbox (a deployment that had no ERP keeps them queued until one is set).
+      config: { legacyOutboxEnabled: true },
       // Over NATS every shard's log is replicated (JetStream), and the shard node decides what
       // a lost or fenced shard does next.
       replicated: config.natsUrl !== null,
       onShardLost: (shardId, reason) => node?.shardLost(shardId, reason),
-      onSnapshot: (shardId, lsn, file) => node?.shardSnapshot(shardId, lsn, file),
+      onSnapshot: (shardId, lsn, file, crc) => node?.shardSnapshot(shardId, lsn, file, crc),
     }, erpConfig !== null, log)
     : null;
   let remote: NatsTransport | null = null;

@@ -106,3 +106,30 @@ describe('the ERP outbox across restarts with different settings', () => {
       + `${paidWhileOff.size} paid while off, never queued; all ${owed.size} owed delivered after the ERP came back (${stats.duplicates} repeat(s), same eventId and body)`);
   });
 });
+
+describe('a data directory from before erp.mode', () => {
+  it('starts without ERP settings although its old log acknowledged deliveries, and keeps its owed orders queued', async () => {
+    // A log as the previous version wrote it: pays and an erp.ack with no erp.mode, which
+    // that version's replay took from FLASH_ERP_* (an engine started without them used to
+    // refuse: "replay of record N diverged: erp.ack changed nothing").
+    const { ShardRuntime } = await import('../src/engine/shard-runtime.js');
+    const { join } = await import('node:path');
+    const dataDir = makeDataDir();
+    const rt = ShardRuntime.open({ dir: join(dataDir, 'shard-0'), shardId: 0, shardCount: 1, config: { legacyOutboxEnabled: true } });
+    const T = Date.now();
+    rt.execute([{ t: 'sku.upsert', sku: 'legacy', stock: 10, holdSeconds: 3600 }], T);
+    const ids = rt.execute([0, 1, 2].map((i) => ({ t: 'res.reserve' as const, sku: 'legacy', buyerId: `old-${i}`, qty: 1, nonce: `n${i}` })), T)
+      .map((a) => (a.outcome.ok ? JSON.parse(JSON.stringify(a.outcome.reservation)).reservationId as string : ''));
+    rt.execute(ids.map((id) => ({ t: 'res.pay' as const, id })), T + 1);
+    rt.execute([{ t: 'erp.ack', upToSeq: 1 }], T + 2);
+    rt.close(); // no snapshot: everything is replayed from the old records
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(dataDir, 'engine.json'), JSON.stringify({ format: 1, shardCount: 1 }));
+    const engine = await startEngine({ dataDir, env: { FLASH_SHARDS: '1' } });
+    const report = await api(engine.url).get('/v1/admin/erp', TOKENS.viewer);
+    expect(report.status, report.text).toBe(200);
+    const row = (report.body.skus as { sku: string; undeliveredUnits: number; deliveredUnits: number }[]).find((r) => r.sku === 'legacy');
+    expect(row).toMatchObject({ undeliveredUnits: 2 });
+    expect((await api(engine.url).get(`/v1/reservations/${ids[2]}`)).body.status).toBe('paid');
+  });
+});

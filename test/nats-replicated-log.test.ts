@@ -78,4 +78,53 @@ describe('the replicated log', () => {
     await expectAllHeld(d.url, ids);
     expect((await api(d.url).get(`/v1/skus/${sku}`)).body).toMatchObject({ reserved: ids.length });
   });
+
+  it('rebuilds an old disk started after another node already wrote the log (the wrong order), keeping the old copy aside', async () => {
+    const dataDir = makeDataDir();
+    const embedded = await startEngine({ dataDir, env: { FLASH_SHARDS: '1' } });
+    const sku = uniq('order');
+    await createSku(api(embedded.url), sku, { stock: 100, holdSeconds: 3600 });
+    await reserveMany(embedded.url, sku, 3, 'old');
+    expect(await embedded.stop()).toBe(0); // the disk ends at a snapshot
+    const d = await startNatsDeployment({ shards: 1, nodes: [[0]], leaseTtlMs });
+    const first = d.nodes[0]!;
+    const later = uniq('order-new');
+    await createSku(api(d.url), later, { stock: 100, holdSeconds: 3600 });
+    const acknowledged = await reserveMany(d.url, later, 4, 'new');
+    const old = await d.startNode([0], { dataDir, waitServing: false });
+    await sleep(800);
+    expect(old.engine.logs()).toContain('rebuilding it from the log');
+    expect(old.engine.logs()).toContain('the replaced copy of the shard is kept');
+    const { existsSync, readdirSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    expect(existsSync(join(dataDir, 'shard-0.replaced'))).toBe(true);
+    expect(readdirSync(join(dataDir, 'shard-0.replaced')).some((f) => f.startsWith('snap-'))).toBe(true);
+    await first.engine.kill9();
+    await old.waitServing([0], leaseTtlMs + 10_000);
+    await expectAllHeld(d.url, acknowledged);
+  });
+
+  it('rebuilds a disk whose log cannot be recovered (a damaged segment) from the replicated log', async () => {
+    const d = await startNatsDeployment({ shards: 1, nodes: [[0]], leaseTtlMs });
+    const owner = d.nodes[0]!;
+    const standby = await d.startNode([0], { waitServing: false });
+    const sku = uniq('damaged');
+    await createSku(api(d.url), sku, { stock: 100, holdSeconds: 3600 });
+    const ids = await reserveMany(d.url, sku, 20, 'dmg');
+    await sleep(500); // the standby has followed
+    expect(await standby.engine.stop()).toBe(0);
+    const { readdirSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const shardDir = join(standby.dataDir, 'shard-0');
+    const segment = join(shardDir, readdirSync(shardDir).filter((f) => f.startsWith('wal-')).sort()[0]!);
+    const bytes = readFileSync(segment);
+    bytes[Math.floor(bytes.length / 3)]! ^= 0xff; // a flipped byte in the middle: not a torn tail
+    writeFileSync(segment, bytes);
+    const again = await d.startNode([0], { dataDir: standby.dataDir, waitServing: false });
+    await sleep(1500);
+    expect(again.engine.logs()).toMatch(/cannot be recovered/);
+    await owner.engine.kill9();
+    await again.waitServing([0], leaseTtlMs + 10_000);
+    await expectAllHeld(d.url, ids);
+  });
 });

@@ -42,3 +42,25 @@ test('a due snapshot waits for snapshotIfDue, and execute forces one only at fou
   expect(again.recovery.recordsReplayed).toBe(0);
   again.close();
 });
+
+test('a replicated shard snapshots nothing it has not been told is in the replicated log: not what it found on disk, not a turn still unacknowledged', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flash-rt-'));
+  dirs.push(dir);
+  const first = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+  first.execute([{ t: 'sku.upsert', sku: 'tee', stock: 1000 }], T0);
+  first.execute(reserves(0, 5), T0);
+  first.close();
+  // The same disk opened by a replicated node (a former owner whose last records may never
+  // have reached the replicated log): until the node checked it, no snapshot may cover it.
+  const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1, snapshotEveryCommands: 1, replicated: true });
+  expect(rt.snapshotIfAcked()).toBe(false);
+  expect(rt.snapshotIfDue()).toBe(false);
+  expect(snapshots(dir)).toBe(0);
+  rt.ackedUpTo(rt.tail.lsn); // checked against the log
+  rt.execute(reserves(5, 3), T0); // a new turn, not acknowledged yet
+  expect(rt.snapshotIfDue()).toBe(false);
+  rt.ackedUpTo(rt.tail.lsn);
+  expect(rt.snapshotIfDue()).toBe(true);
+  expect(snapshots(dir)).toBe(1);
+  rt.close();
+});

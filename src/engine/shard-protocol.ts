@@ -70,10 +70,10 @@ export type FromShard =
   | { k: 'log'; level: 'info' | 'warn' | 'error'; msg: string; data: Record<string, unknown> }
   | { k: 'applied'; id: number; lsn: number }
   | { k: 'serving'; id: number; lsn: number }
-  | { k: 'checkpointed'; id: number; snapshot: { lsn: number; file: string } | null }
+  | { k: 'checkpointed'; id: number; snapshot: { lsn: number; file: string; crc: number | null } | null }
   | { k: 'marked'; id: number; record: LogRecord }
   /** A new local snapshot (replicated mode: of acknowledged records only). */
-  | { k: 'snapshot'; lsn: number; file: string };
+  | { k: 'snapshot'; lsn: number; file: string; crc: number | null };
 
 /** How a gateway reaches shards. The in-process and NATS transports both implement it. */
 export interface ShardTransport {

@@ -70,8 +70,10 @@ const snapshotRowsPerChunk = 50_000;
  * the first chunk is the snapshot with its long lists emptied, each further one
  * `[list name, rows]`, a slice of one list in order.
  */
-export function encodeSnapshotChunks(snap: ShardSnapshot): Uint8Array[] {
-  const head: Record<string, unknown> = { ...snap };
+export function encodeSnapshotChunks(snap: ShardSnapshot, tailCrc: number | null = null): Uint8Array[] {
+  // The crc32c of the record the snapshot ends at rides along, so a node whose disk ends at a
+  // snapshot can still check that last record against the replicated log's.
+  const head: Record<string, unknown> = { ...snap, [tailCrcKey]: tailCrc };
   const rest: Uint8Array[] = [];
   for (const [name, value] of Object.entries(snap)) {
     if (!Array.isArray(value) || value.length <= snapshotRowsPerChunk) continue;
@@ -81,15 +83,24 @@ export function encodeSnapshotChunks(snap: ShardSnapshot): Uint8Array[] {
   return [encode(head), ...rest];
 }
 
+/** The adapter's field in a snapshot's first chunk (not part of the shard's state). */
+const tailCrcKey = 'adapterTailCrc';
+
 export function decodeSnapshotChunks(chunks: readonly Uint8Array[]): ShardSnapshot {
-  const snap = decode<Record<string, unknown[]>>(chunks[0]!);
+  return decodeSnapshotWithTail(chunks).snapshot;
+}
+
+function decodeSnapshotWithTail(chunks: readonly Uint8Array[]): { snapshot: ShardSnapshot; tailCrc: number | null } {
+  const snap = decode<Record<string, unknown>>(chunks[0]!);
+  const tailCrc = typeof snap[tailCrcKey] === 'number' ? (snap[tailCrcKey] as number) : null;
+  delete snap[tailCrcKey];
   for (let i = 1; i < chunks.length; i++) {
     const [name, rows] = decode<[string, unknown[]]>(chunks[i]!);
     const list = snap[name];
     assert(Array.isArray(list), `snapshot chunk ${i} names ${name}, not a list of the snapshot`);
     for (const row of rows) list.push(row);
   }
-  return snap as unknown as ShardSnapshot;
+  return { snapshot: snap as unknown as ShardSnapshot, tailCrc };
 }
 
 /** Replays one record into `state`; returns its command count. Every command must change state. */
@@ -141,9 +152,14 @@ export class ShardRuntime {
     let state = createShardState(opts.shardId, opts.shardCount, opts.config);
     let commandsReplayed = 0;
     let tailCrc: number | null = null;
+    let snapshotCrc: number | null = null;
     const result = wal.recover(
       (snap) => {
-        if (snap !== null) state = fromSnapshot(decodeSnapshotChunks(snap.chunks), state.config);
+        if (snap === null) return;
+        const decoded = decodeSnapshotWithTail(snap.chunks);
+        state = fromSnapshot(decoded.snapshot, state.config);
+        tailCrc = decoded.tailCrc;
+        snapshotCrc = decoded.tailCrc;
       },
       (lsn, payload) => {
         commandsReplayed += applyRecord(state, lsn, payload);
@@ -156,15 +172,16 @@ export class ShardRuntime {
     };
     const runtime = new ShardRuntime(state, wal, recovery, opts.snapshotEveryCommands ?? 1_000_000, opts.buyerRps ?? 0);
     runtime.commandsSinceSnapshot = commandsReplayed;
-    runtime.tailCrc = result.lastLsn > result.snapshotLsn ? tailCrc : null;
+    runtime.tailCrc = tailCrc;
+    runtime.snapshotTailCrc = snapshotCrc;
     runtime.replicated = opts.replicated ?? false;
-    // What a replicated shard holds on disk at start was acknowledged, or is checked against the
-    // replicated log before it is used (the node verifies its tail first).
-    runtime.acked = result.lastLsn;
+    // A replicated shard's disk is trusted only once its node checked it against the replicated
+    // log (ackedUpTo); until then no snapshot may cover it. A local log is its own authority.
+    runtime.acked = runtime.replicated ? 0 : result.lastLsn;
     return runtime;
   }
 
-  /** The last lsn on this disk and its record's crc32c (null when it ends at a snapshot). */
+  /** The last lsn on this disk and its record's crc32c (null when unknown: an empty log, or a snapshot from before crcs were kept). */
   get tail(): { lsn: number; crc: number | null } {
     return { lsn: this.wal.durableLsn, crc: this.tailCrc };
   }
@@ -294,7 +311,8 @@ export class ShardRuntime {
   /** Writes a durable snapshot of the current (fully committed) state. */
   snapshot(): void {
     this.wal.commit();
-    this.wal.writeSnapshot(this.wal.durableLsn, encodeSnapshotChunks(toSnapshot(this.state)));
+    this.wal.writeSnapshot(this.wal.durableLsn, encodeSnapshotChunks(toSnapshot(this.state), this.tailCrc));
+    this.snapshotTailCrc = this.tailCrc;
     this.commandsSinceSnapshot = 0;
   }
 
@@ -308,6 +326,9 @@ export class ShardRuntime {
   private snapshotAllowed(): boolean {
     return !this.replicated || this.acked >= this.wal.lastLsn;
   }
+
+  /** The crc32c of the record the newest snapshot written here ends at (null: unknown). */
+  snapshotTailCrc: number | null = null;
 
   /** The newest valid snapshot on this disk, for a node that ships it elsewhere. */
   get newestSnapshot(): { lsn: number; file: string } | null {

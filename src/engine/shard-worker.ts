@@ -165,7 +165,7 @@ function reportSnapshotFailure(failuresBefore: number): void {
 /** Replicated: tells the parent of a new local snapshot, which it may ship to other nodes. */
 function announceSnapshot(): void {
   const snap = replicated ? runtime.newestSnapshot : null;
-  if (snap !== null) post({ k: 'snapshot', lsn: snap.lsn, file: snap.file });
+  if (snap !== null) post({ k: 'snapshot', lsn: snap.lsn, file: snap.file, crc: runtime.snapshotTailCrc });
 }
 
 /** Wakes the shard when the next hold falls due (at least every second for retention). */
@@ -247,7 +247,7 @@ port.on('message', (m: ToShard) => {
       break;
     case 'checkpoint':
       runtime.snapshotIfAcked();
-      post({ k: 'checkpointed', id: m.id, snapshot: runtime.newestSnapshot });
+      post({ k: 'checkpointed', id: m.id, snapshot: runtime.newestSnapshot === null ? null : { ...runtime.newestSnapshot, crc: runtime.snapshotTailCrc } });
       break;
   }
 });

@@ -32,7 +32,7 @@ export interface WorkerTransportOptions {
   replicated?: boolean;
   onShardLost?: (shardId: number, reason: string) => void;
   /** Replicated: a new local snapshot of acknowledged records, which the node may ship. */
-  onSnapshot?: (shardId: number, lsn: number, file: string) => void;
+  onSnapshot?: (shardId: number, lsn: number, file: string, crc: number | null) => void;
 }
 
 /** Where a serving shard's records go before its turns are answered (the replicated log). */
@@ -175,7 +175,7 @@ class WorkerShard {
         this.waiters.delete(m.id);
         break;
       case 'snapshot':
-        this.opts.onSnapshot?.(this.shardId, m.lsn, m.file);
+        this.opts.onSnapshot?.(this.shardId, m.lsn, m.file, m.crc);
         break;
       case 'stats':
         this.statsWaiters.get(m.id)?.(m.stats);
@@ -261,8 +261,13 @@ class WorkerShard {
     this.post({ k: 'lease', untilMs });
   }
 
+  confirm(lsn: number): void {
+    this.ackedLsn = Math.max(this.ackedLsn, lsn);
+    this.post({ k: 'acked', lsn });
+  }
+
   /** A snapshot of what is acknowledged, now (or the newest one when nothing changed since). */
-  checkpoint(): Promise<{ lsn: number; file: string } | null> {
+  checkpoint(): Promise<{ lsn: number; file: string; crc: number | null } | null> {
     return this.request({ k: 'checkpoint', id: this.nextId++ }).then((m) => (m.k === 'checkpointed' ? m.snapshot : null));
   }
 
@@ -429,8 +434,13 @@ export class WorkerTransport implements ShardTransport {
   }
 
   /** A snapshot of the shard's acknowledged state now (null when it has none and nothing to take). */
-  checkpointShard(shardId: number): Promise<{ lsn: number; file: string } | null> {
+  checkpointShard(shardId: number): Promise<{ lsn: number; file: string; crc: number | null } | null> {
     return this.hosted(shardId).checkpoint();
+  }
+
+  /** Replicated: the node checked this disk up to `lsn` against the replicated log (snapshots may cover it). */
+  confirmShard(shardId: number, lsn: number): void {
+    this.hosted(shardId).confirm(lsn);
   }
 
   /** Replicated: the lease's new end (wall clock); no turn runs past it. */

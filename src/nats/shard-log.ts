@@ -40,10 +40,14 @@ export interface LogEnd {
   offset: number;
   lastLsn: number;
   lastCrc: number | null;
+  /** The msgID of the newest record (null for an empty stream). */
+  lastMsgId: string | null;
 }
 
 export interface FollowedRecord extends LogRecord {
   seq: number;
+  /** Its msgID (the next owner's first append expects it as the last one). */
+  msgId: string | null;
 }
 
 const header = { lsn: 'Flash-Lsn', crc: 'Flash-Crc', owner: 'Flash-Owner' } as const;
@@ -60,7 +64,18 @@ export function snapshotBucket(prefix: string): string {
   return `${prefix}_snapshots`;
 }
 
-const isFence = (e: unknown): boolean => /wrong last sequence/i.test(e instanceof Error ? e.message : String(e));
+const isFence = (e: unknown): boolean => /wrong last (sequence|msg ?id)/i.test(e instanceof Error ? e.message : String(e));
+
+/** How long a refused append may find the stream behind it before the stream is judged to have lost records. */
+const behindMsMax = 5000;
+
+/** The state an appender's appends share. */
+interface AppendChain {
+  expectedSeq: number;
+  previousMsgId: string | null;
+  /** The highest sequence the stream acknowledged to us. */
+  ackedSeq: number;
+}
 
 export class ShardLog {
   readonly stream: string;
@@ -107,12 +122,19 @@ export class ShardLog {
     if (messages === 0) {
       // Trimming always keeps the newest record, so an empty stream was never written to.
       if (lastSeq > 0) throw new Error(`stream ${this.stream} is empty after sequence ${lastSeq}: its records were removed by hand; restore it or start the deployment afresh`);
-      return { firstSeq: 1, lastSeq: 0, offset: 0, lastLsn: 0, lastCrc: null };
+      return { firstSeq: 1, lastSeq: 0, offset: 0, lastLsn: 0, lastCrc: null, lastMsgId: null };
     }
     const last = await this.jsm.streams.getMessage(this.stream, { seq: lastSeq });
     if (last === null) throw new Error(`stream ${this.stream} lost its last message ${lastSeq}`);
     const lastLsn = Number(last.header.get(header.lsn));
-    return { firstSeq, lastSeq, offset: lastLsn - lastSeq, lastLsn, lastCrc: Number(last.header.get(header.crc)) };
+    return { firstSeq, lastSeq, offset: lastLsn - lastSeq, lastLsn, lastCrc: Number(last.header.get(header.crc)), lastMsgId: last.header.get('Nats-Msg-Id') || null };
+  }
+
+  /** The msgID of the record at stream sequence `seq` (null when the stream no longer holds it). */
+  async msgIdAt(seq: number): Promise<string | null> {
+    if (seq <= 0) return null;
+    const m = await this.jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
+    return m === null ? null : m.header.get('Nats-Msg-Id') || null;
   }
 
   /** The crc32c of the record with `lsn`, or null when the stream no longer (or not yet) holds it. */
@@ -128,13 +150,16 @@ export class ShardLog {
    * applied), each with that sequence as the expected last one. Appends go out at once
    * (several in flight) and resolve in order; one refused append refuses every later one.
    */
-  appender(lastSeq: number, stillOwner: () => boolean): Replicator {
-    let expected = lastSeq;
+  appender(lastSeq: number, lastMsgId: string | null, stillOwner: () => boolean): Replicator {
+    const chainState: AppendChain = { expectedSeq: lastSeq, previousMsgId: lastMsgId, ackedSeq: lastSeq };
     let chain: Promise<void> = Promise.resolve();
     return {
       append: (record) => {
-        const seq = ++expected;
-        const sent = this.appendOne(record, seq - 1, stillOwner);
+        const seq = ++chainState.expectedSeq;
+        const msgId = `${this.o.shardId}:${record.lsn}:${this.o.owner}`;
+        const previous = chainState.previousMsgId;
+        chainState.previousMsgId = msgId;
+        const sent = this.appendOne(record, { seq, msgId, previousMsgId: previous }, chainState, stillOwner);
         // Handled here: a failure surfaces through the chain, in order, never as an unhandled
         // rejection while an earlier append is still being waited for.
         sent.catch(() => undefined);
@@ -145,53 +170,63 @@ export class ShardLog {
   }
 
   /**
-   * One append at stream sequence `expectLastSeq + 1`, retried (same msgID) until it lands,
-   * is refused by another node's record there, or our lease runs out. Nothing is published
-   * once the lease has run out, so a node resumed after a long pause writes nothing more.
+   * One append at stream sequence `at.seq`, expecting both the sequence before it and, as the
+   * fence, the msgID of the record before it: each append is chained to its own predecessor,
+   * so once a newer owner's record is last, none of an older owner's appends in flight can
+   * land, however many it had pipelined. Retried (same msgID) until it lands, is refused by
+   * another node's record, the log turns out to have lost records, or our lease runs out.
+   * Nothing is published once the lease has run out.
    */
-  private async appendOne(record: LogRecord, expectLastSeq: number, stillOwner: () => boolean): Promise<void> {
+  private async appendOne(record: LogRecord, at: { seq: number; msgId: string; previousMsgId: string | null }, chainState: AppendChain, stillOwner: () => boolean): Promise<void> {
     const h = headers();
     h.set(header.lsn, String(record.lsn));
     h.set(header.crc, String(crc32c(record.payload)));
     h.set(header.owner, this.o.owner);
-    // The same msgID on a retry: if the first attempt landed, JetStream answers it as a duplicate.
-    const msgID = `${this.o.shardId}:${record.lsn}:${this.o.owner}`;
+    const expect = at.previousMsgId === null ? { lastSequence: at.seq - 1 } : { lastSequence: at.seq - 1, lastMsgID: at.previousMsgId };
+    let behindSinceMs: number | null = null;
     for (;;) {
       if (!stillOwner()) throw new Error(`record ${record.lsn} not appended: this node's lease of shard ${this.o.shardId} has run out`);
       try {
-        const ack = await this.js.publish(this.subject, record.payload, { msgID, headers: h, expect: { lastSequence: expectLastSeq }, timeout: this.publishTimeoutMs });
-        if (ack.seq !== expectLastSeq + 1) throw new FencedError(`record ${record.lsn} landed at sequence ${ack.seq}, not ${expectLastSeq + 1}`);
+        // The same msgID on a retry: if the first attempt landed, JetStream answers it as a duplicate.
+        const ack = await this.js.publish(this.subject, record.payload, { msgID: at.msgId, headers: h, expect, timeout: this.publishTimeoutMs });
+        if (ack.seq !== at.seq) throw new FencedError(`record ${record.lsn} landed at sequence ${ack.seq}, not ${at.seq}`);
+        if (ack.seq > chainState.ackedSeq) chainState.ackedSeq = ack.seq;
         return;
       } catch (e) {
         if (e instanceof FencedError) throw e;
         if (isFence(e)) {
-          const verdict = await this.afterWrongSequence(record, expectLastSeq);
+          const verdict = await this.afterRefusal(record, at.seq, chainState.ackedSeq);
           if (verdict === 'landed') return;
-          if (verdict === 'fenced') throw new FencedError(`another node appended to ${this.stream}: ${(e as Error).message}`);
+          if (verdict !== 'behind') throw new FencedError(`${verdict}: ${(e as Error).message}`);
+          // Behind: an earlier record of ours is still being retried, briefly. For long, the log
+          // lost what it held (a power loss of a single-replica store): this node stops.
+          behindSinceMs ??= Date.now();
+          if (Date.now() - behindSinceMs > behindMsMax) throw new FencedError(`${this.stream} stays behind sequence ${at.seq - 1}: it lost records`);
         }
-        // No answer (a NATS restart, a leader change, an earlier record of ours still in
-        // flight): retry while the lease is ours.
+        // No answer (a NATS restart, a leader change): retry while the lease is ours.
         await new Promise((r) => setTimeout(r, 50));
       }
     }
   }
 
   /**
-   * "Wrong last sequence" is a fence only when another node's record holds our place. The
-   * stream may instead be behind (an earlier append of ours is still being retried after a
-   * leader change), or our own record may already be there (an attempt whose answer was lost).
+   * A refused append is a fence only when another node's record holds our place. The stream may
+   * instead be behind (an earlier append of ours is still being retried after a leader change),
+   * or our own record may already be there (an attempt whose answer was lost). A stream shorter
+   * than what it acknowledged to us has lost records: that is never ours to paper over.
    */
-  private async afterWrongSequence(record: LogRecord, expectLastSeq: number): Promise<'landed' | 'behind' | 'fenced'> {
+  private async afterRefusal(record: LogRecord, seq: number, ackedSeq: number): Promise<'landed' | 'behind' | string> {
     let lastSeq: number;
     try {
       lastSeq = (await this.jsm.streams.info(this.stream)).state.last_seq;
     } catch {
       return 'behind'; // unknown: retry (the lease bounds how long)
     }
-    if (lastSeq <= expectLastSeq) return 'behind';
-    const ours = await this.jsm.streams.getMessage(this.stream, { seq: expectLastSeq + 1 }).catch(() => null);
-    if (ours !== null && ours.header.get(header.owner) === this.o.owner && Number(ours.header.get(header.lsn)) === record.lsn) return 'landed';
-    return 'fenced';
+    if (lastSeq < ackedSeq) return `${this.stream} ends at sequence ${lastSeq}, before sequence ${ackedSeq} it acknowledged: it lost records`;
+    if (lastSeq < seq) return 'behind';
+    const there = await this.jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
+    if (there !== null && there.header.get(header.owner) === this.o.owner && Number(there.header.get(header.lsn)) === record.lsn) return 'landed';
+    return `another node appended to ${this.stream}`;
   }
 
   /**
@@ -209,7 +244,7 @@ export class ShardLog {
       messages = iter;
       let batch: FollowedRecord[] = [];
       for await (const m of iter) {
-        batch.push({ seq: m.seq, lsn: Number(m.headers?.get(header.lsn)), payload: m.data });
+        batch.push({ seq: m.seq, lsn: Number(m.headers?.get(header.lsn)), payload: m.data, msgId: m.headers?.get('Nats-Msg-Id') || null });
         // Hand over what has arrived as one batch: one local fdatasync for all of it.
         if (iter.getPending() > 0 && batch.length < batchMax) continue;
         if (stopped) break;
@@ -227,35 +262,67 @@ export class ShardLog {
     };
   }
 
+  /** The shard's stored snapshots, newest first: objects `shard-<k>-<lsn>` (an older one may linger). */
+  private async storedSnapshots(): Promise<StoredSnapshot[]> {
+    const prefix = `shard-${this.o.shardId}-`;
+    const found: StoredSnapshot[] = [];
+    for (const info of await this.snapshots.list()) {
+      if (info.deleted || !info.name.startsWith(prefix)) continue;
+      const meta = JSON.parse(info.description ?? '{}') as { lsn?: unknown; crc?: unknown };
+      const lsn = Number(meta.lsn);
+      if (!Number.isSafeInteger(lsn) || lsn <= 0) continue;
+      found.push({ name: info.name, lsn, crc: typeof meta.crc === 'number' ? meta.crc : null });
+    }
+    return found.sort((a, b) => b.lsn - a.lsn);
+  }
+
   /**
-   * Stores a snapshot file (streamed: no single buffer holds it) as the shard's newest, then
-   * trims the log behind it.
+   * Stores a snapshot file (streamed: no single buffer holds it) under a name of its own lsn,
+   * so a late upload of an older one (a deposed owner's) can never replace a newer one; then
+   * keeps the two newest, and trims the stream behind the OLDER of them, so a follower a
+   * snapshot interval behind still catches up from the stream instead of rebuilding.
    */
-  async putSnapshot(lsn: number, file: string): Promise<void> {
+  async putSnapshot(lsn: number, file: string, tailCrc: number | null): Promise<void> {
     const stream = Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>;
-    await this.snapshots.put({ name: `shard-${this.o.shardId}`, description: JSON.stringify({ lsn }) }, stream);
+    const name = `shard-${this.o.shardId}-${lsn.toString(16).padStart(16, '0')}`;
+    await this.snapshots.put({ name, description: JSON.stringify({ lsn, crc: tailCrc }) }, stream);
+    const stored = await this.storedSnapshots();
+    for (const old of stored.slice(2)) await this.snapshots.delete(old.name);
+    const keepAfter = stored[1]?.lsn;
+    if (keepAfter === undefined) return;
     const end = await this.end();
-    // Keep every record after the snapshot, and always the newest one (it tells where the log
+    // Keep every record after that snapshot, and always the newest one (it tells where the log
     // ends: its lsn and crc), so the stream is never empty once written.
-    const keepFrom = Math.min(lsn + 1 - end.offset, end.lastSeq);
+    const keepFrom = Math.min(keepAfter + 1 - end.offset, end.lastSeq);
     if (end.lastSeq > 0 && keepFrom > end.firstSeq) await this.jsm.streams.purge(this.stream, { seq: keepFrom });
   }
 
-  /** The lsn of the shard's newest snapshot in the store, without fetching it (null: none). */
+  /** The shard's newest stored snapshot (its lsn and the crc32c of the record it ends at), without fetching it. */
+  async snapshotInfo(): Promise<{ lsn: number; crc: number | null } | null> {
+    const newest = (await this.storedSnapshots())[0];
+    return newest === undefined ? null : { lsn: newest.lsn, crc: newest.crc };
+  }
+
+  /** The lsn of the shard's newest stored snapshot (null: none). */
   async snapshotLsn(): Promise<number | null> {
-    const info = await this.snapshots.info(`shard-${this.o.shardId}`);
-    if (info === null || info.deleted) return null;
-    const lsn = Number((JSON.parse(info.description ?? '{}') as { lsn?: unknown }).lsn);
-    return Number.isSafeInteger(lsn) && lsn > 0 ? lsn : null;
+    return (await this.snapshotInfo())?.lsn ?? null;
   }
 
   /** Writes the shard's newest stored snapshot to `file` (streamed, digest checked); false when there is none. */
   async getSnapshot(file: string): Promise<boolean> {
-    const result = await this.snapshots.get(`shard-${this.o.shardId}`);
+    const newest = (await this.storedSnapshots())[0];
+    if (newest === undefined) return false;
+    const result = await this.snapshots.get(newest.name);
     if (result === null) return false;
     await pipeline(Readable.fromWeb(result.data as Parameters<typeof Readable.fromWeb>[0]), createWriteStream(file));
     const failed = await result.error;
     if (failed !== null && failed !== undefined) throw new Error(`the stored snapshot of shard ${this.o.shardId} did not download whole: ${failed.message}`);
     return true;
   }
+}
+
+interface StoredSnapshot {
+  name: string;
+  lsn: number;
+  crc: number | null;
 }

@@ -6,7 +6,7 @@
 // (lease gone, or another node appended) stops at once, answers nothing it did not make
 // durable in the replicated log, and follows again after checking its disk against the log.
 
-import { rename, rm } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -49,9 +49,10 @@ class HostedShard {
   private stopped = false;
   private log: ShardLog | null = null;
   private follower: { stop: () => Promise<void>; done: Promise<void> } | null = null;
-  /** The newest stream sequence and lsn this node applied. */
+  /** The newest stream sequence and lsn this node applied, and that record's msgID. */
   private appliedSeq = 0;
   private appliedLsn = 0;
+  private appliedMsgId: string | null = null;
   private uploading = false;
   private uploadedLsn = 0;
   /** Set when following must start over (a failure, a fence, a demotion). */
@@ -97,19 +98,25 @@ class HostedShard {
     const { transport } = this.opts;
     this.log ??= await ShardLog.open({ nc: this.opts.nc, prefix: this.opts.prefix, shardId: this.shardId, replicas: this.opts.logReplicas ?? 1, owner: this.lease.owner });
     this.unlock ??= lockDataDir(this.dir);
-    await transport.startShard(this.shardId);
     const end = await this.log.end();
-    const snapshotLsn = await this.log.snapshotLsn();
-    const why = await this.localDiffers(end, snapshotLsn);
+    const stored = await this.log.snapshotInfo();
+    const snapshotLsn = stored?.lsn ?? null;
+    const unreadable = await transport.startShard(this.shardId).then(() => null, (e: unknown) => (e instanceof Error ? e.message : String(e)));
+    // A disk the worker cannot recover (a damaged segment, a replay that diverges) is rebuilt
+    // from the log, which holds everything acknowledged; its copy is kept aside.
+    const why = unreadable !== null ? `local copy cannot be recovered: ${unreadable}` : await this.localDiffers(end, stored);
     if (why !== null) {
       this.opts.log.warn({ shard: this.shardId, why }, 'local copy of the shard differs from its replicated log; rebuilding it from the log');
       await this.rebuild(end, snapshotLsn);
     }
     const tail = transport.tailOf(this.shardId);
+    // Checked: what the disk holds is the log's, so snapshots may cover it from now on.
+    transport.confirmShard(this.shardId, tail.lsn);
     this.appliedLsn = tail.lsn;
     // An empty stream after a seeding snapshot: its first record will be the snapshot's lsn + 1.
     const offset = end.lastSeq > 0 ? end.offset : (snapshotLsn ?? 0);
     this.appliedSeq = tail.lsn - offset;
+    this.appliedMsgId = this.appliedSeq === end.lastSeq ? end.lastMsgId : await this.log.msgIdAt(this.appliedSeq);
     this.follower = this.log.follow(this.appliedSeq + 1, (records) => this.apply(records));
     this.follower.done.catch((e: unknown) => {
       if (this.state !== 'following') return;
@@ -120,34 +127,50 @@ class HostedShard {
   }
 
   /** Why this disk cannot continue the log (null when it can). */
-  private async localDiffers(end: LogEnd, snapshotLsn: number | null): Promise<string | null> {
+  private async localDiffers(end: LogEnd, stored: { lsn: number; crc: number | null } | null): Promise<string | null> {
+    const snapshotLsn = stored?.lsn ?? null;
     const tail = this.opts.transport.tailOf(this.shardId);
     // Nothing was ever written to the replicated log (an append always leaves a record, a
     // seed a snapshot): this disk is from before it, and its owner will seed the log with it.
     if (end.lastSeq === 0 && snapshotLsn === null) return null;
     const logLsn = end.lastSeq > 0 ? end.lastLsn : (snapshotLsn ?? 0);
     if (tail.lsn > logLsn) return `local log reaches lsn ${tail.lsn}, the replicated log only ${logLsn}`;
-    if (end.lastSeq === 0) return tail.lsn === logLsn ? null : `local log at lsn ${tail.lsn}, the stored snapshot at ${logLsn}`;
+    if (end.lastSeq === 0) {
+      if (tail.lsn !== logLsn) return `local log at lsn ${tail.lsn}, the stored snapshot at ${logLsn}`;
+      return stored?.crc === null || stored?.crc === tail.crc ? null : `local record ${tail.lsn} differs from the stored snapshot's`;
+    }
     const firstLsn = end.firstSeq + end.offset;
     if (tail.lsn < firstLsn - 1) return `local log at lsn ${tail.lsn}, the replicated log starts at ${firstLsn}`;
-    if (tail.crc !== null && tail.lsn >= firstLsn) {
-      const crc = await this.log!.crcOf(tail.lsn, end);
-      if (crc !== tail.crc) return `record ${tail.lsn} differs from the replicated log's`;
+    if (tail.lsn === 0) return null;
+    // The last record on disk (or the one its snapshot ends at) must be the log's record there:
+    // a disk whose last record cannot be compared is not trusted.
+    if (tail.crc === null) return `the record at local lsn ${tail.lsn} cannot be compared with the replicated log's`;
+    if (tail.lsn < firstLsn) {
+      // Just before the trimmed log's first record: the stored snapshot there is the comparison.
+      if (stored !== null && stored.lsn === tail.lsn && stored.crc === tail.crc) return null;
+      return `local log ends at lsn ${tail.lsn}, just before the replicated log's first record, with nothing to compare it to`;
     }
+    const crc = await this.log!.crcOf(tail.lsn, end);
+    if (crc !== tail.crc) return `record ${tail.lsn} differs from the replicated log's`;
     return null;
   }
 
   /** Replaces this disk by the stored snapshot (or nothing) and lets the log fill the rest. */
   private async rebuild(end: LogEnd, snapshotLsn: number | null): Promise<void> {
     await this.opts.transport.stopShard(this.shardId);
-    // The old copy is kept aside (one per shard, the newest), never deleted outright: an
-    // operator who started nodes in the wrong order can still get it back.
-    const aside = `${this.dir}.replaced`;
-    await rm(aside, { recursive: true, force: true });
-    await rename(this.dir, aside).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
     this.unlock?.();
     this.unlock = null;
-    this.opts.log.warn({ shard: this.shardId, keptAt: aside }, 'the replaced copy of the shard is kept until the next rebuild');
+    // A copy that holds anything is kept aside (one per shard, the newest), never deleted
+    // outright: an operator who started nodes in the wrong order can still get it back. An
+    // empty one (a rebuild cut short) never replaces a kept copy.
+    const aside = `${this.dir}.replaced`;
+    if (await holdsLog(this.dir)) {
+      await rm(aside, { recursive: true, force: true });
+      await rename(this.dir, aside);
+      this.opts.log.warn({ shard: this.shardId, keptAt: aside }, 'the replaced copy of the shard is kept until the next rebuild');
+    } else {
+      await rm(this.dir, { recursive: true, force: true });
+    }
     const firstLsn = end.lastSeq > 0 ? end.firstSeq + end.offset : 1;
     if (snapshotLsn !== null) {
       const download = `${this.dir}.snapshot-download`;
@@ -170,6 +193,7 @@ class HostedShard {
     if (fresh[0]!.lsn !== this.appliedLsn + 1) throw new Error(`the log jumps from lsn ${this.appliedLsn} to ${fresh[0]!.lsn}`);
     this.appliedLsn = await this.opts.transport.feedShard(this.shardId, fresh);
     this.appliedSeq = fresh[fresh.length - 1]!.seq;
+    this.appliedMsgId = fresh[fresh.length - 1]!.msgId;
   }
 
   // ---- serving --------------------------------------------------------------------------
@@ -182,9 +206,15 @@ class HostedShard {
     try {
       const end = await this.log!.end();
       const deadline = Date.now() + (this.opts.catchUpMsMax ?? 10_000);
+      let renewedAtMs = Date.now();
       while (this.appliedSeq < end.lastSeq) {
         if (Date.now() > deadline || !this.lease.held) throw new Error(`caught up to sequence ${this.appliedSeq} of ${end.lastSeq} only`);
         await new Promise((r) => setTimeout(r, 10));
+        // The lease is kept while catching up (ticks wait for this), so the budget is catchUpMsMax.
+        if (Date.now() - renewedAtMs >= this.tickMs) {
+          renewedAtMs = Date.now();
+          await this.lease.renew();
+        }
       }
       await this.follower?.stop();
       this.follower = null;
@@ -193,8 +223,9 @@ class HostedShard {
         // first record lands at sequence 1.
         if (this.appliedLsn > 0 && (await this.log!.snapshotLsn()) !== this.appliedLsn) await this.seed();
         this.appliedSeq = 0;
+        this.appliedMsgId = null;
       }
-      await transport.serveShard(this.shardId, this.log!.appender(this.appliedSeq, () => this.lease.held), Date.now() + this.lease.validForMs);
+      await transport.serveShard(this.shardId, this.log!.appender(this.appliedSeq, this.appliedMsgId, () => this.lease.held), Date.now() + this.lease.validForMs);
       if (!this.lease.held) throw new Error('lease lost while catching up');
       this.subs = [wireVersion, 1].map((v) => this.opts.nc.subscribe(shardSubject(this.opts.prefix, this.shardId, v), {
         callback: (err, msg) => { if (err === null) this.onRequest(msg); },
@@ -214,7 +245,7 @@ class HostedShard {
   private async seed(): Promise<void> {
     const snap = await this.opts.transport.checkpointShard(this.shardId);
     if (snap === null || snap.lsn !== this.appliedLsn) throw new Error(`cannot seed the log: snapshot at ${snap?.lsn ?? 'none'}, disk at ${this.appliedLsn}`);
-    await this.log!.putSnapshot(snap.lsn, snap.file);
+    await this.log!.putSnapshot(snap.lsn, snap.file, snap.crc);
     this.uploadedLsn = snap.lsn;
     this.opts.log.info({ shard: this.shardId, lsn: snap.lsn }, 'seeded the replicated log with this node\'s snapshot');
   }
@@ -240,10 +271,10 @@ class HostedShard {
   }
 
   /** A new local snapshot of acknowledged records: the owner ships it, and the log is trimmed behind it. */
-  onSnapshot(lsn: number, file: string): void {
+  onSnapshot(lsn: number, file: string, crc: number | null): void {
     if (this.state !== 'serving' || this.uploading || lsn <= this.uploadedLsn || this.log === null) return;
     this.uploading = true;
-    void this.log.putSnapshot(lsn, file)
+    void this.log.putSnapshot(lsn, file, crc)
       .then(() => {
         this.uploadedLsn = lsn;
         this.opts.log.info({ shard: this.shardId, lsn }, 'stored the shard snapshot with the replicated log, and trimmed the log behind it');
@@ -294,6 +325,16 @@ class HostedShard {
   }
 }
 
+/** Whether a shard directory holds any record or snapshot (a non-empty segment, or a snapshot file). */
+async function holdsLog(dir: string): Promise<boolean> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (name.startsWith('snap-')) return true;
+    if (name.startsWith('wal-') && (await stat(join(dir, name))).size > 0) return true;
+  }
+  return false;
+}
+
 export class ShardNode {
   private readonly hosts = new Map<number, HostedShard>();
 
@@ -323,8 +364,8 @@ export class ShardNode {
   }
 
   /** Routed from the transport: a shard wrote a snapshot of acknowledged records. */
-  shardSnapshot(shardId: number, lsn: number, file: string): void {
-    this.hosts.get(shardId)?.onSnapshot(lsn, file);
+  shardSnapshot(shardId: number, lsn: number, file: string, crc: number | null): void {
+    this.hosts.get(shardId)?.onSnapshot(lsn, file, crc);
   }
 
   status(): { serving: number[]; standby: number[] } {
