@@ -313,7 +313,7 @@ describe('the order.refunded event in the ERP outbox', () => {
     expect(r.refundedUnits).toBe(r.refundsDeliveredUnits + r.refundsUndeliveredUnits + r.refundsNotQueuedUnits);
   });
 
-  test('a refund is queued only if its order.paid was, and only while the outbox is on', () => {
+  test('a refund is queued exactly when its order.paid was, whatever the mode at the refund', () => {
     const s = shard();
     okOf(apply(s, off, T0));
     upsert(s, 'tee');
@@ -322,12 +322,13 @@ describe('the order.refunded event in the ERP outbox', () => {
     const paidWhileOn = paid(s, { buyer: 'bob' });
     okOf(refund(s, paidWhileOff)); // its order.paid never reached the outbox: neither does this
     okOf(apply(s, off, T0 + 11));
-    okOf(refund(s, paidWhileOn, true, undefined, T0 + 12)); // off now: not queued, like a pay would not be
-    expect(pending(s).map((e) => e.eventId)).toEqual([`order.paid:${paidWhileOn}`]);
-    expect(row(s)).toMatchObject({ refundedUnits: 2, refundsNotQueuedUnits: 2, refundsUndeliveredUnits: 0, notQueuedUnits: 1 });
+    // Off now, but its order.paid is owed to the ERP: so is its refund, after it.
+    okOf(refund(s, paidWhileOn, true, undefined, T0 + 12));
+    expect(pending(s).map((e) => e.eventId)).toEqual([`order.paid:${paidWhileOn}`, `order.refunded:${paidWhileOn}`]);
+    expect(row(s)).toMatchObject({ refundedUnits: 2, refundsNotQueuedUnits: 1, refundsUndeliveredUnits: 1, notQueuedUnits: 1 });
   });
 
-  test('a paid reservation from a version 3 snapshot (queued or not: unknown) has its refund queued while the outbox is on', () => {
+  test('a paid reservation from a version 3 snapshot is known queued while its order.paid is still in the outbox, and its refund follows it', () => {
     const s = withOutbox();
     const id = paid(s);
     const v3 = structuredClone(toSnapshot(s)) as ShardSnapshot;
@@ -335,10 +336,41 @@ describe('the order.refunded event in the ERP outbox', () => {
     v3.skus = v3.skus.map((r) => r.slice(0, 19) as ShardSnapshot['skus'][number]);
     v3.reservations = v3.reservations.map((r) => r.slice(0, 13) as ShardSnapshot['reservations'][number]);
     const restored = fromSnapshot(v3, s.config);
-    expect(restored.reservations.get(id)!.erpQueued).toBeNull();
+    expect(restored.reservations.get(id)!.erpQueued).toBe(true);
     okOf(refund(restored, id));
     expect(pending(restored).map((e) => e.eventId)).toEqual([`order.paid:${id}`, `order.refunded:${id}`]);
     expect(toSnapshot(restored).v).toBe(4);
+  });
+
+  test('a paid reservation from a version 3 snapshot whose queueing is unknown gets no refund event, so none can stall the shard', () => {
+    const s = withOutbox();
+    const id = paid(s);
+    okOf(apply(s, { t: 'erp.ack', upToSeq: s.outboxLastSeq }, T0 + 20)); // delivered: gone from the outbox
+    const v3 = structuredClone(toSnapshot(s)) as ShardSnapshot;
+    v3.v = 3;
+    v3.skus = v3.skus.map((r) => r.slice(0, 19) as ShardSnapshot['skus'][number]);
+    v3.reservations = v3.reservations.map((r) => r.slice(0, 13) as ShardSnapshot['reservations'][number]);
+    const restored = fromSnapshot(v3, s.config);
+    expect(restored.reservations.get(id)!.erpQueued).toBeNull();
+    okOf(refund(restored, id));
+    expect(pending(restored).map((e) => e.eventId)).toEqual([]);
+    expect(row(restored)).toMatchObject({ refundsNotQueuedUnits: 1 });
+  });
+
+  test('with nothing ever queued (a version 3 snapshot of a shard that had no ERP), no refund is queued', () => {
+    const s = shard();
+    okOf(apply(s, off, T0));
+    upsert(s, 'tee');
+    const id = paid(s);
+    const v3 = structuredClone(toSnapshot(s)) as ShardSnapshot;
+    v3.v = 3;
+    v3.skus = v3.skus.map((r) => r.slice(0, 19) as ShardSnapshot['skus'][number]);
+    v3.reservations = v3.reservations.map((r) => r.slice(0, 13) as ShardSnapshot['reservations'][number]);
+    const restored = fromSnapshot(v3, s.config);
+    expect(restored.reservations.get(id)!.erpQueued).toBe(false);
+    okOf(apply(restored, on, T0 + 30));
+    okOf(refund(restored, id));
+    expect(pending(restored)).toEqual([]);
   });
 });
 

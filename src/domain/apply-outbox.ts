@@ -36,7 +36,11 @@ export function recordPaid(state: ShardState, r: Reservation): void {
 export function recordRefunded(state: ShardState, r: Reservation): void {
   const refund = r.refund;
   assert(r.status === 'refunded' && refund !== null, `reservation ${r.id} is not refunded`);
-  if (r.erpQueued === false || !outboxOn(state)) {
+  // A refund follows its order: queued exactly when the order's order.paid was, whatever the
+  // mode now (an order owed to the ERP has its refund owed too). An order whose queueing is
+  // unknown (restored from a v3 snapshot) gets none: a refund the ERP cannot match to an
+  // order would be retried forever and hold back every later event of the shard.
+  if (r.erpQueued !== true) {
     r.sku.erpRefundsNotQueuedUnits += r.qty;
     return;
   }

@@ -63,6 +63,23 @@ export function textError(value: unknown, name: string, lengthMax: number): stri
   return null;
 }
 
+/** Controls other than tab and line breaks, and lone surrogates: what free text may not hold. */
+const unwritable = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\p{Cs}]/u;
+
+/**
+ * Free text a person wrote (a refund's or a change's reason): 1..lengthMax code points,
+ * anything but control characters (tab and line breaks allowed) and lone surrogates. Format
+ * characters stay: a zero-width joiner in an emoji or a Persian word is part of the text.
+ */
+export function freeTextError(value: unknown, name: string, lengthMax: number): string | null {
+  if (value === undefined) return missing(name);
+  if (typeof value !== 'string') return `${name} must be a string`;
+  const length = value.length <= lengthMax ? value.length : [...value].length;
+  if (length < 1 || length > lengthMax) return `${name} must be 1..${lengthMax} characters`;
+  if (unwritable.test(value)) return `${name} must not contain control characters or lone surrogates`;
+  return null;
+}
+
 export function intError(value: unknown, name: string, min: number, max: number): string | null {
   if (value === undefined) return missing(name);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -191,5 +208,5 @@ export const reserveLimits = {
   accountCreatedAt: (v: unknown): string | null => timeError(v, 'accountCreatedAt'),
   pastOrders: (v: unknown): string | null => intError(v, 'pastOrders', 0, Limits.pastOrdersMax),
   paymentRef: (v: unknown): string | null => textError(v, 'paymentRef', Limits.paymentRefLengthMax),
-  reason: (v: unknown): string | null => textError(v, 'reason', Limits.reasonLengthMax),
+  reason: (v: unknown): string | null => freeTextError(v, 'reason', Limits.reasonLengthMax),
 } as const;

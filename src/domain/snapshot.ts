@@ -184,6 +184,16 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   restoreQuotas(state, snap.quotas);
   for (const e of snap.outbox) state.outbox.push(e);
   state.outboxLastSeq = snap.outboxLastSeq;
+  // An older snapshot did not record whether each paid order was queued: an order still in
+  // the outbox was; with nothing ever queued, none was; the rest stays unknown.
+  if (snap.v < 4) {
+    const inOutbox = new Set(snap.outbox.filter((e) => (e as { type?: string }).type !== 'order.refunded').map((e) => e.reservationId));
+    for (const r of rows) {
+      if (r.erpQueued !== null) continue;
+      if (inOutbox.has(r.id)) r.erpQueued = true;
+      else if (snap.outboxLastSeq === 0) r.erpQueued = false;
+    }
+  }
   state.outboxEnabled = snap.outboxEnabled ?? null;
   if (snap.v < 3) restoreLegacyErpUnits(state, snap);
   for (const [key, i, reviewAtMs] of snap.idempotency) {

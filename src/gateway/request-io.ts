@@ -2,6 +2,7 @@
 // (checked against content-length first, then while streaming) and parsed as JSON; an
 // empty body reads as {}. Every answer is JSON with an explicit content-length.
 
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { errorBody, errorCodes, type ErrorCode } from './errors.js';
 
@@ -45,7 +46,10 @@ export function readJson(req: IncomingMessage, done: (err: BodyError | null, bod
   req.on('end', () => {
     if (finished) return;
     finished = true;
-    const text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+    // Invalid UTF-8 would be decoded to U+FFFD and stored, silently changed: refused instead.
+    if (!isUtf8(bytes)) return done(new BodyError('invalid_request', 'body is not valid UTF-8'), undefined);
+    const text = bytes.toString('utf8');
     if (text.trim() === '') return done(null, {});
     let body: unknown;
     try {
