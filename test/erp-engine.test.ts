@@ -351,7 +351,7 @@ describe('ERP hand-off through the engine process', () => {
         + `restarted engine inserted ${metricValue(m, 'flash_erp_delivered_total')} events in ${metricValue(m, 'flash_erp_calls_started_total')} calls`);
     } finally {
       await stopAllEngines();
-      await db.query(`DROP TABLE IF EXISTS ${table}`);
+      await db.query(`DROP TABLE IF EXISTS ${table}, ${table}_refunds`);
       await db.end();
     }
   });
