@@ -219,7 +219,8 @@ describe('what a refund answers besides', () => {
     ['restock not a boolean', { id: 'x', restock: 'true' }],
     ['an empty reason', { id: 'x', restock: true, reason: '' }],
     ['a reason of 201 characters', { id: 'x', restock: true, reason: 'r'.repeat(201) }],
-    ['a reason with a control character', { id: 'x', restock: true, reason: 'a\nb' }],
+    ['a reason with a control character', { id: 'x', restock: true, reason: 'a\u0007b' }],
+    ['a reason with an escape character', { id: 'x', restock: true, reason: '\u001b[31m' }],
     ['an id that is not a string', { id: 7, restock: true }],
     ['an id over 64 characters', { id: 'x'.repeat(65), restock: true }],
   ])('a malformed refund (%s) is invalid_request and changes nothing', (_, fields) => {
@@ -229,6 +230,14 @@ describe('what a refund answers besides', () => {
     const before = toSnapshot(s);
     expect(codeOf(apply(s, { t: 'res.refund', ...fields } as unknown as Command, T0 + 5))).toBe('invalid_request');
     expect(toSnapshot(s)).toEqual(before);
+  });
+
+  test('a reason may span lines (tab and line breaks are text a person writes)', () => {
+    const s = shard();
+    upsert(s, 'tee');
+    const id = paid(s);
+    const reason = 'box damaged\n\treturned by courier';
+    expect(okOf(refund(s, id, true, reason)).reservation!.refundReason).toBe(reason);
   });
 
   test('a reason of exactly 200 code points (400 UTF-16 units) is taken', () => {
