@@ -86,6 +86,29 @@ describe('the shard log on JetStream', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
+  it('hands a follower every record of a log that stopped growing, up to its last one (the consumer\'s own pull requests never hold back a batch)', async () => {
+    // Found by the 3-node fault test: the follower waited for "more pending" that was only the
+    // client's queued pull request, so the last batch of a log whose owner had died was never
+    // applied and the standby could not catch up to serve.
+    const prefix = freshPrefix();
+    const a = await open(prefix, 'A');
+    const append = a.appender(0, null, () => true);
+    const total = 1500;
+    for (let lsn = 1; lsn <= total; lsn++) await append.append(record(lsn));
+    for (const batchMax of [512, 64, 7]) {
+      const seen: number[] = [];
+      const follower = a.follow(1, async (records) => {
+        for (const r of records) seen.push(r.lsn);
+        await new Promise((r) => setTimeout(r, 2)); // a local write per batch
+      }, batchMax);
+      // Waits only for the last record to arrive; the deadline is there to end a failing run.
+      for (let waited = 0; seen.length < total && waited < 600; waited++) await new Promise((r) => setTimeout(r, 50));
+      await follower.stop();
+      expect(seen.length, `batchMax ${batchMax}`).toBe(total);
+      expect(seen.every((lsn, i) => lsn === i + 1)).toBe(true);
+    }
+  });
+
   it('keeps the newest snapshot when an older one is uploaded late, and trims behind the older of the two newest', async () => {
     const prefix = freshPrefix();
     const a = await open(prefix, 'A');

@@ -109,6 +109,47 @@ describe('the worker transport', () => {
     expect((await t.call(shard, { t: 'sku.get', sku: 'S5' })).ok).toBe(false);
   });
 
+  it('fenced off by its replicated log, it answers nothing more and never lets a late turn\'s record escape as an unhandled rejection', async () => {
+    const lost: string[] = [];
+    const { t } = await start({ replicated: true, onShardLost: (_id, reason) => lost.push(reason) });
+    const shard = shardForSku('F1', null, 2);
+    await t.startShard(shard);
+    let appended = 0;
+    const replicator = {
+      append: (record: { lsn: number }): Promise<void> => {
+        appended++;
+        // A newer owner took the log after the first two records (the serving mark and the upsert).
+        // The refusal comes back late, as a server's answer does: later turns' records are
+        // made meanwhile and reach this node after the fence.
+        if (appended <= 2) return Promise.resolve();
+        return new Promise((_, reject) => setTimeout(() => reject(new Error(`record ${record.lsn} fenced`)), 30));
+      },
+    };
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => { unhandled.push(e); };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await t.serveShard(shard, replicator as never, Date.now() + 60_000);
+      await t.call(shard, { t: 'sku.upsert', sku: 'F1', stock: 1000, holdSeconds: 60 });
+      // Many turns in flight: their replies keep arriving after the fence dropped the log.
+      const calls: Promise<CallOutcome>[] = [];
+      for (let i = 0; i < 300; i++) {
+        calls.push(t.call(shard, reserve('F1', `b${i}`)));
+        if (i % 10 === 9) await new Promise((r) => setTimeout(r, 2));
+      }
+      const outcomes = await Promise.all(calls);
+      await new Promise((r) => setTimeout(r, 200)); // let any late reply land
+      // No turn after the fence is answered as done; every call is refused, none left hanging.
+      expect(outcomes.filter((o) => o.ok)).toEqual([]);
+      expect(outcomes.every((o) => !o.ok && o.code === 'shard_unavailable')).toBe(true);
+      expect(lost.length).toBe(1);
+      expect(lost[0]).toMatch(/fenced/);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('closes with a snapshot and reopens to the same state', async () => {
     const { t, dir } = await start();
     const shard = shardForSku('S4', null, 2);

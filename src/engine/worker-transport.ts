@@ -203,8 +203,13 @@ class WorkerShard {
     this.lastRecordLsn = record.lsn;
     const replicator = this.replicator;
     if (replicator === null) {
+      // A turn that ran before a fence's terminate took effect (a timer's expiry, a queued
+      // batch): its record is dropped, its turn was failed by the fence, and the refusal is
+      // its caller's to see (serve() awaits it), never an unhandled rejection.
       this.fence(`record ${record.lsn} made while not serving`);
-      return Promise.reject(new Error('not serving'));
+      const refused = Promise.reject(new Error('not serving'));
+      refused.catch(() => undefined);
+      return refused;
     }
     const appended = replicator.append(record).then(() => {
       if (this.replicator !== replicator) throw new Error('fenced off meanwhile');

@@ -237,20 +237,45 @@ export class ShardLog {
   follow(fromSeq: number, onBatch: (records: FollowedRecord[]) => Promise<void>, batchMax = 512): { stop: () => Promise<void>; done: Promise<void> } {
     let stopped = false;
     let messages: { stop(): void } | null = null;
+    // Records are gathered while the consumer delivers what it holds and handed over once it
+    // has nothing more at hand (after the current I/O turn): one local fdatasync for all of
+    // them. The iterator's own pending count cannot say that: it also counts the client's
+    // queued pull requests, so a batch waiting for it could wait forever once the log stops.
+    const pending: FollowedRecord[] = [];
+    let flushing: Promise<void> | null = null;
+    let failure: unknown = null;
+    const flush = (): Promise<void> => {
+      flushing ??= (async () => {
+        await new Promise<void>((r) => setImmediate(r));
+        try {
+          while (pending.length > 0 && !stopped && failure === null) await onBatch(pending.splice(0, batchMax));
+        } catch (e) {
+          failure = e;
+          messages?.stop();
+        } finally {
+          flushing = null;
+        }
+      })();
+      return flushing;
+    };
     const done = (async () => {
       const consumer = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, fromSeq) });
       if (stopped) return;
       const iter = await consumer.consume({ max_messages: batchMax });
       messages = iter;
-      let batch: FollowedRecord[] = [];
-      for await (const m of iter) {
-        batch.push({ seq: m.seq, lsn: Number(m.headers?.get(header.lsn)), payload: m.data, msgId: m.headers?.get('Nats-Msg-Id') || null });
-        // Hand over what has arrived as one batch: one local fdatasync for all of it.
-        if (iter.getPending() > 0 && batch.length < batchMax) continue;
-        if (stopped) break;
-        await onBatch(batch);
-        batch = [];
+      try {
+        for await (const m of iter) {
+          if (stopped || failure !== null) break;
+          pending.push({ seq: m.seq, lsn: Number(m.headers?.get(header.lsn)), payload: m.data, msgId: m.headers?.get('Nats-Msg-Id') || null });
+          const flushed = flush();
+          // Bounded: no more than a batch waits while the previous one is being applied.
+          if (pending.length >= batchMax) await flushed;
+        }
+      } finally {
+        // Nothing is being applied once done settles (a caller that stopped may serve next).
+        while (flushing !== null) await flushing;
       }
+      if (failure !== null) throw failure;
     })();
     return {
       stop: async () => {
