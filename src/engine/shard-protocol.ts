@@ -63,8 +63,14 @@ export type FromShard =
       /** The last lsn on disk and its record's crc32c (null when the log ends at a snapshot). */
       tail: { lsn: number; crc: number | null };
     }
-  /** `record`: the turn's log record when the log is replicated (first reply of the turn only). */
-  | { k: 'reply'; id: number; outcomes: CallOutcome[]; events: DomainEvent[] | null; commitMs: number; record?: LogRecord | null }
+  /**
+   * A batch's answers, sent once the local log is durable up to `needLsn` (the newest record
+   * when the turn was applied): a replicated shard's parent also holds them until the
+   * replicated log has `needLsn`. `events` and `commitMs` ride on a turn's first reply only.
+   */
+  | { k: 'reply'; id: number; outcomes: CallOutcome[]; events: DomainEvent[] | null; commitMs: number; needLsn: number }
+  /** Replicated log: a turn's record, sent as soon as it is made (before it is durable here). */
+  | { k: 'record'; record: LogRecord }
   | { k: 'stats'; id: number; stats: ShardStats }
   | { k: 'closed'; id: number }
   | { k: 'log'; level: 'info' | 'warn' | 'error'; msg: string; data: Record<string, unknown> }

@@ -1,8 +1,9 @@
 // One shard's durable state machine: the pure core plus its write-ahead log. A batch of
-// commands is applied in order, the mutating ones are appended as ONE log record carrying
-// the batch's nowMs, and one fdatasync makes them durable before any answer leaves. It
-// never answers a command whose change is not on disk; any I/O error is thrown and must
-// end the owning thread (memory is then ahead of the log, so it must be rebuilt by replay).
+// commands is applied in order and the mutating ones are appended as ONE log record carrying
+// the batch's nowMs. execute() then makes it durable with one fdatasync before returning;
+// stage() leaves that to the owner's pipeline (commitAsync), which must hold every answer of
+// the batch until the log is durable up to `lastLsn` as it was after the batch. Any I/O error
+// must end the owning thread (memory is then ahead of the log, so it must be rebuilt by replay).
 
 import {
   apply, createShardState, fromSnapshot, housekeepingDue, toSnapshot,
@@ -51,13 +52,6 @@ function rateLimited(waitMs: number): Applied {
   const message = `too many reservation calls for this buyer; retry after ${Math.max(1, Math.ceil(waitMs / 1000))} s`;
   return { outcome: { ok: false, code: 'rate_limited', message, retryAfterMs: waitMs }, mutated: false, events: null };
 }
-
-// TEST-ONLY FAULT, never set in production or anywhere but test/history-faults.test.ts:
-// FLASH_TEST_FAULT=ack_before_log makes execute() return (so the shard answers) BEFORE the
-// turn's record is written, and writes it 20-50 ms later. A kill -9 in that window loses
-// acknowledged changes: the planted bug the history checker must catch. Read once, when
-// the module loads (at worker start).
-const testFaultAckBeforeLog = process.env.FLASH_TEST_FAULT === 'ack_before_log';
 
 /** A log record: the batch's clock and its mutating commands, in apply order. */
 type WalRecord = [nowMs: number, commands: Command[]];
@@ -194,16 +188,46 @@ export class ShardRuntime {
   }
 
   /**
-   * A record with no command, made durable here: a new owner appends it to the replicated log
-   * before it serves, so that any append an older owner still has in flight is refused.
+   * A record with no command, appended here (durable with the next commit): a new owner
+   * appends it to the replicated log before it serves, so that any append an older owner
+   * still has in flight is refused.
    */
   appendMarker(nowMs: number): LoggedRecord {
     const record: WalRecord = [nowMs, []];
     const payload = encode(record);
     const lsn = this.wal.append(payload);
-    this.wal.commit();
     this.tailCrc = crc32c(payload);
     return { lsn, payload };
+  }
+
+  /** The newest lsn appended (durable or not). */
+  get lastLsn(): number {
+    return this.wal.lastLsn;
+  }
+
+  /** The newest lsn on disk for sure. */
+  get durableLsn(): number {
+    return this.wal.durableLsn;
+  }
+
+  /** Whether a commitAsync() waits for its fdatasync. */
+  get syncing(): boolean {
+    return this.wal.syncing;
+  }
+
+  /** Bytes appended and not yet handed to a commit (the pipeline's next group). */
+  get pendingBytes(): number {
+    return this.wal.pendingByteCount;
+  }
+
+  /** Starts making what is appended durable (see FileWal.commitAsync); false when there is nothing to do now. */
+  commitAsync(done: (error: Error | null) => void): boolean {
+    return this.wal.commitAsync(done);
+  }
+
+  /** Makes what is appended durable on this thread (no commitAsync may be in flight). */
+  commit(): void {
+    this.wal.commit();
   }
 
   /** Replicated mode: records up to `lsn` are in the replicated log; snapshots may cover them. */
@@ -231,8 +255,21 @@ export class ShardRuntime {
   /**
    * Applies a batch; returns after the mutating part is durable. Throws on I/O failure. A
    * reserve past its buyer's rate is answered `rate_limited` (with retryAfterMs) unapplied.
+   * (No commitAsync may be in flight: a pipelined owner uses stage().)
    */
   execute(commands: readonly Command[], nowMs: number): Applied[] {
+    const results = this.stage(commands, nowMs);
+    this.wal.commit();
+    if (this.snapshotForced()) this.trySnapshot();
+    return results;
+  }
+
+  /**
+   * Applies a batch and appends its record, without making it durable: the caller answers
+   * none of the results (not even a refusal or a read, which may have seen an earlier staged
+   * change) before durableLsn reaches the lastLsn of right after this call.
+   */
+  stage(commands: readonly Command[], nowMs: number): Applied[] {
     const results: Applied[] = new Array(commands.length);
     let logged: Command[] | null = null;
     const limiting = this.buyerLimiter.enabled;
@@ -253,25 +290,19 @@ export class ShardRuntime {
       const record: WalRecord = [nowMs, logged];
       const payload = encode(record);
       const lsn = this.wal.append(payload);
-      if (testFaultAckBeforeLog) this.commitLaterForTestFault();
-      else this.wal.commit();
       this.tailCrc = crc32c(payload);
       this.lastRecord = { lsn, payload };
       this.commandsSinceSnapshot += logged.length;
-      if (this.commandsSinceSnapshot >= 4 * this.snapshotEveryCommands && this.snapshotAllowed()) this.trySnapshot();
     }
     return results;
   }
 
-  private testFaultTimer: NodeJS.Timeout | null = null;
-
-  /** TEST-ONLY (FLASH_TEST_FAULT=ack_before_log): the pending records are written in order, later. */
-  private commitLaterForTestFault(): void {
-    if (this.testFaultTimer !== null) return;
-    this.testFaultTimer = setTimeout(() => {
-      this.testFaultTimer = null;
-      this.wal.commit();
-    }, 20 + Math.floor(Math.random() * 31));
+  /**
+   * Whether the log has grown to four snapshot intervals: the owner then snapshots at once,
+   * busy or not (after committing what is staged), to bound the log and so the replay time.
+   */
+  snapshotForced(): boolean {
+    return this.commandsSinceSnapshot >= 4 * this.snapshotEveryCommands && this.snapshotAllowed();
   }
 
   /** Whether expiry or retention work is due; the caller then executes a res.expire. */
@@ -286,6 +317,11 @@ export class ShardRuntime {
   snapshotIfDue(): boolean {
     if (this.commandsSinceSnapshot < this.snapshotEveryCommands || !this.snapshotAllowed()) return false;
     return this.trySnapshot();
+  }
+
+  /** The forced snapshot, when due (see snapshotForced); no commitAsync may be in flight. */
+  snapshotIfForced(): boolean {
+    return this.snapshotForced() && this.trySnapshot();
   }
 
   /** Snapshots that failed (a full disk, an encoding limit) since start: an alarm, never a crash. */
@@ -322,9 +358,12 @@ export class ShardRuntime {
     return this.trySnapshot();
   }
 
-  /** Replicated mode: only a state every record of which the replicated log acknowledged. */
+  /**
+   * Never while a commitAsync() is in flight (the snapshot commits first, on this thread);
+   * replicated mode: only a state every record of which the replicated log acknowledged.
+   */
   private snapshotAllowed(): boolean {
-    return !this.replicated || this.acked >= this.wal.lastLsn;
+    return !this.wal.syncing && (!this.replicated || this.acked >= this.wal.lastLsn);
   }
 
   /** The crc32c of the record the newest snapshot written here ends at (null: unknown). */
@@ -340,7 +379,6 @@ export class ShardRuntime {
   }
 
   close(): void {
-    if (this.testFaultTimer !== null) clearTimeout(this.testFaultTimer); // TEST-ONLY fault: close() commits what is pending
     this.wal.close();
   }
 }

@@ -1,10 +1,15 @@
-// Worker-thread entry: the single owner of one shard's state and WAL. It runs turns:
-// take every batch that arrived, apply them in order (plus a res.expire when holds are
-// due), make the turn durable with one fdatasync, then answer every batch. It never
-// answers before the fsync, and any WAL error ends the thread so the parent replays it.
+// Worker-thread entry: the single owner of one shard's state and WAL. It runs turns: take
+// every batch that arrived, apply them in order (plus a res.expire when holds are due) and
+// append the turn's record. Commits are pipelined: while one group of records is in its
+// fdatasync (on the thread pool), the next turns apply and append, and the next commit takes
+// all of them at once. Every answer of a turn waits until the log is durable up to the record
+// of that turn or any earlier one (a refusal or a read may have seen a change still in
+// flight), so nothing is ever answered that a crash could take back. Any WAL error ends the
+// thread so the parent replays it.
 // With a replicated log it starts as a follower (applying records the owner wrote, nothing
 // else), serves only once told to and only while its lease lasts, and hands each turn's
-// record to the parent, which answers the turn once the replicated log has it.
+// record to the parent as soon as it is made (its append to the replicated log overlaps the
+// local fdatasync); the parent answers a turn once the replicated log has it too.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Command, DomainEvent, Outcome } from '../domain/index.js';
@@ -25,6 +30,11 @@ export interface ShardWorkerData {
   buyerRps?: number;
   /** The log is replicated (NATS shard nodes): start as a follower. */
   replicated?: boolean;
+  /**
+   * Bytes of staged records (applied, not yet handed to a commit) past which no new turn
+   * runs until the commit in flight returns: bounds what waits for the disk (default 8 MiB).
+   */
+  pipelineBytesMax?: number;
 }
 
 const data = workerData as ShardWorkerData;
@@ -40,6 +50,31 @@ const runtime = ShardRuntime.open({
   } satisfies FromShard),
 });
 const turnCommandsMax = data.turnCommandsMax ?? 8192;
+const pipelineBytesMax = data.pipelineBytesMax ?? 8 * 1024 * 1024;
+
+// TEST-ONLY FAULT, never set in production or anywhere but test/history-faults.test.ts:
+// FLASH_TEST_FAULT=ack_before_log answers every turn at once, BEFORE its record is durable,
+// and starts each commit 20-50 ms late. A kill -9 in that window loses acknowledged changes:
+// the planted bug the history checker must catch. Read once, at worker start.
+const testFaultAckBeforeLog = process.env.FLASH_TEST_FAULT === 'ack_before_log';
+// TEST-ONLY FAULT (test/history-faults.test.ts): FLASH_TEST_FAULT=kill_at:<stage> kills the
+// whole process with SIGKILL at a random passage (the 10th to 40th) through one stage of
+// the commit pipeline: `staged` (a turn applied and appended, not yet written; preferably
+// while the previous commit is in its fdatasync), `written` (a group written, its fdatasync started, answers waiting),
+// `synced` (the fdatasync returned, nothing answered yet), `answered` (just answered).
+const testFaultKillAt = /^kill_at:(staged|written|synced|answered)$/.exec(process.env.FLASH_TEST_FAULT ?? '')?.[1] ?? null;
+let testFaultKillIn = 10 + Math.floor(Math.random() * 31);
+
+/**
+ * TEST-ONLY: dies here when FLASH_TEST_FAULT=kill_at:<stage> says so. `preferred`: a passage
+ * worth dying at (staged: while the previous commit is in its fdatasync); once due, the kill
+ * waits for one, for at most 10 passages more.
+ */
+function testFaultPoint(stage: 'staged' | 'written' | 'synced' | 'answered', preferred = true): void {
+  if (testFaultKillAt !== stage || --testFaultKillIn > 0) return;
+  if (!preferred && testFaultKillIn > -10) return;
+  process.kill(process.pid, 'SIGKILL');
+}
 const expireCommand: Command = { t: 'res.expire' };
 let queue: { id: number; cmds: Command[] }[] = [];
 let turnScheduled = false;
@@ -92,13 +127,74 @@ function takeBatches(): { id: number; cmds: Command[] }[] {
 function refuseBatches(batches: { id: number; cmds: Command[] }[], why: string): void {
   for (const b of batches) {
     const outcome: CallOutcome = { ok: false, code: 'shard_unavailable', message: `shard ${data.shardId} ${why}; retry shortly` };
-    post({ k: 'reply', id: b.id, outcomes: b.cmds.map(() => outcome), events: null, commitMs: 0, record: null });
+    post({ k: 'reply', id: b.id, outcomes: b.cmds.map(() => outcome), events: null, commitMs: 0, needLsn: 0 });
   }
+}
+
+/** Answers waiting for the log to be durable up to their lsn, in lsn order. */
+let awaitingDurable: { lsn: number; answer: () => void }[] = [];
+/** A shutdown that waits for the commit in flight to return. */
+let shutdownWaiting: number | null = null;
+let testFaultCommitTimer: NodeJS.Timeout | null = null;
+
+/** Runs `answer` once every record up to `lsn` is durable here (at once if it is). */
+function whenDurable(lsn: number, answer: () => void): void {
+  if (runtime.durableLsn >= lsn) answer();
+  else awaitingDurable.push({ lsn, answer });
+}
+
+function releaseDurable(): void {
+  const durable = runtime.durableLsn;
+  let n = 0;
+  while (n < awaitingDurable.length && awaitingDurable[n]!.lsn <= durable) n++;
+  if (n === 0) return;
+  const ready = awaitingDurable;
+  awaitingDurable = ready.slice(n);
+  for (let i = 0; i < n; i++) ready[i]!.answer();
+}
+
+/** Starts the next commit if records are staged and none is in flight. */
+function pump(): void {
+  if (closed || runtime.syncing) return;
+  if (testFaultAckBeforeLog) {
+    testFaultCommitTimer ??= setTimeout(() => {
+      testFaultCommitTimer = null;
+      if (!closed && !runtime.syncing) runtime.commitAsync(committed);
+    }, 20 + Math.floor(Math.random() * 31));
+    return;
+  }
+  if (runtime.commitAsync(committed) && testFaultKillAt !== null && awaitingDurable.length > 0) testFaultPoint('written');
+}
+
+/** A commit returned: answer what it made durable, then start the next one at once. */
+function committed(error: Error | null): void {
+  // The log's state is unknown after a failed fdatasync: end the thread; the parent answers
+  // what was in flight 503 and replays the log (which never answered what it lacks).
+  if (error !== null) throw error;
+  if (closed) return;
+  if (testFaultKillAt !== null && awaitingDurable.length > 0) testFaultPoint('synced');
+  releaseDurable();
+  if (testFaultKillAt !== null) testFaultPoint('answered');
+  if (shutdownWaiting !== null) return shutdown(shutdownWaiting);
+  if (runtime.snapshotForced()) {
+    // The log grew to four snapshot intervals under load: commit what is staged and take
+    // the snapshot now, busy or not (this turn's answers wait for it).
+    const failures = runtime.snapshotFailures;
+    runtime.commit();
+    releaseDurable();
+    if (runtime.snapshotIfForced()) announceSnapshot();
+    reportSnapshotFailure(failures);
+  }
+  pump();
+  if (queue.length > 0) scheduleTurn();
+  else scheduleIdleSnapshot();
 }
 
 function turn(): void {
   turnScheduled = false;
   if (closed) return;
+  // Backpressure: enough waits for the disk; the commit in flight schedules the next turn.
+  if (runtime.syncing && runtime.pendingBytes >= pipelineBytesMax) return;
   const nowMs = Date.now();
   const batches = takeBatches();
   if (!serving || nowMs >= leaseUntilMs) {
@@ -114,27 +210,39 @@ function turn(): void {
   for (const b of batches) for (const c of b.cmds) commands.push(c);
   if (commands.length > 0) {
     const started = performance.now();
-    const before = runtime.walStats.commits;
-    const failures = runtime.snapshotFailures;
-    const applied = runtime.execute(commands, nowMs);
-    reportSnapshotFailure(failures);
-    const commitMs = runtime.walStats.commits > before ? performance.now() - started : 0;
+    const lsnBefore = runtime.lastLsn;
+    const applied = runtime.stage(commands, nowMs);
+    const staged = runtime.lastLsn > lsnBefore;
+    if (testFaultKillAt !== null && staged) testFaultPoint('staged', runtime.syncing);
     let events: DomainEvent[] | null = null;
     for (const a of applied) if (a.events !== null) for (const e of a.events) if (e.type !== 'paid') (events ??= []).push(e);
-    // Replicated: the turn's record goes with its first reply; the parent answers the turn only
-    // once the replicated log holds it (and every record before it).
-    let record = replicated ? runtime.takeLastRecord() : null;
+    // Replicated: the turn's record goes to the parent now, so that its append to the
+    // replicated log runs while the local fdatasync does; the answers follow once durable here.
+    const record = replicated ? runtime.takeLastRecord() : null;
+    if (record !== null) post({ k: 'record', record });
+    const needLsn = runtime.lastLsn;
     let i = expire ? 1 : 0;
-    let first = true;
+    const replies: FromShard[] = [];
     for (const b of batches) {
       const outcomes: CallOutcome[] = new Array(b.cmds.length);
       for (let j = 0; j < b.cmds.length; j++) outcomes[j] = toWire(applied[i++]!.outcome);
-      post({ k: 'reply', id: b.id, outcomes, events, commitMs: first ? commitMs : 0, record });
-      events = null; // send each event, the commit time and the record once, with the first reply of the turn
-      record = null;
-      first = false;
+      replies.push({ k: 'reply', id: b.id, outcomes, events: null, commitMs: 0, needLsn });
     }
-    if (first && (events !== null || commitMs > 0 || record !== null)) post({ k: 'reply', id: -1, outcomes: [], events, commitMs, record });
+    const answer = (): void => {
+      // Each event and the turn's time to durable go once, with the turn's first reply.
+      const commitMs = staged ? performance.now() - started : 0;
+      if (replies.length === 0) {
+        if (events !== null || commitMs > 0) post({ k: 'reply', id: -1, outcomes: [], events, commitMs, needLsn });
+        return;
+      }
+      const first = replies[0] as Extract<FromShard, { k: 'reply' }>;
+      first.events = events;
+      first.commitMs = commitMs;
+      for (const r of replies) post(r);
+    };
+    if (testFaultAckBeforeLog) answer();
+    else whenDurable(needLsn, answer);
+    pump();
   }
   if (queue.length > 0) scheduleTurn();
   else scheduleIdleSnapshot();
@@ -149,9 +257,10 @@ function scheduleIdleSnapshot(): void {
   idleCheckScheduled = true;
   setImmediate(() => {
     idleCheckScheduled = false;
-    if (closed || queue.length > 0 || turnScheduled) return;
+    if (closed || queue.length > 0 || turnScheduled || runtime.syncing) return;
     const failures = runtime.snapshotFailures;
     if (runtime.snapshotIfDue()) announceSnapshot();
+    releaseDurable(); // the snapshot committed what was staged
     reportSnapshotFailure(failures);
   });
 }
@@ -195,16 +304,35 @@ function stats(): ShardStats {
 function shutdown(id: number): void {
   closing = true;
   if (expiryTimer !== null) clearTimeout(expiryTimer);
+  if (testFaultCommitTimer !== null) clearTimeout(testFaultCommitTimer);
+  testFaultCommitTimer = null;
   if (replicated) {
-    // Nothing more is applied: what is queued may no longer be ours, and a snapshot may only
-    // cover what the replicated log acknowledged.
+    // Nothing more is applied: what is queued may no longer be ours.
     refuseBatches(queue.splice(0), 'is changing owner');
+  }
+  // The commit in flight returns first (its callback calls this again).
+  if (runtime.syncing) {
+    shutdownWaiting = id;
+    return;
+  }
+  if (replicated) {
     closed = true;
+    runtime.commit();
+    releaseDurable();
+    // A snapshot may only cover what the replicated log acknowledged.
     if (runtime.snapshotIfAcked()) announceSnapshot();
   } else {
-    while (queue.length > 0) turn();
+    while (queue.length > 0) {
+      turnScheduled = false;
+      turn();
+      if (runtime.syncing) {
+        shutdownWaiting = id;
+        return;
+      }
+    }
     closed = true;
     runtime.snapshot();
+    releaseDurable();
   }
   runtime.close();
   post({ k: 'closed', id });
@@ -224,7 +352,8 @@ port.on('message', (m: ToShard) => {
       shutdown(m.id);
       break;
     case 'records':
-      // A follower's step. Any failure ends the thread: the parent rebuilds this shard's disk.
+      // A follower's step (no turn runs, so no commit is in flight). Any failure ends the
+      // thread: the parent rebuilds this shard's disk.
       post({ k: 'applied', id: m.id, lsn: runtime.applyRecords(m.records) });
       scheduleIdleSnapshot();
       break;
@@ -243,10 +372,17 @@ port.on('message', (m: ToShard) => {
       if (queue.length === 0) scheduleIdleSnapshot();
       break;
     case 'mark':
+      // Sent on at once (the parent appends it to the replicated log); durable here with the
+      // next commit, which every later answer waits for.
       post({ k: 'marked', id: m.id, record: runtime.appendMarker(Date.now()) });
+      pump();
       break;
     case 'checkpoint':
-      runtime.snapshotIfAcked();
+      if (!runtime.syncing) {
+        runtime.commit();
+        releaseDurable();
+        runtime.snapshotIfAcked();
+      }
       post({ k: 'checkpointed', id: m.id, snapshot: runtime.newestSnapshot === null ? null : { ...runtime.newestSnapshot, crc: runtime.snapshotTailCrc } });
       break;
   }

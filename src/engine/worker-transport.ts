@@ -78,7 +78,6 @@ class WorkerShard {
   private replicator: Replicator | null = null;
   private serving: boolean;
   private held: Held[] = [];
-  private lastRecordLsn = 0;
   private ackedLsn = 0;
   /** The disk's tail when the worker became ready. */
   tail: { lsn: number; crc: number | null } = { lsn: 0, crc: null };
@@ -149,19 +148,20 @@ class WorkerShard {
         this.failures = 0;
         this.tail = m.tail;
         this.ackedLsn = m.tail.lsn;
-        this.lastRecordLsn = m.tail.lsn;
         for (const w of this.readyWaiters.splice(0)) w.resolve();
+        break;
+      case 'record':
+        void this.replicate(m.record);
         break;
       case 'reply': {
         if (m.events !== null) this.opts.observer?.onEvents?.(this.shardId, m.events);
         if (m.commitMs > 0) this.opts.observer?.onCommit?.(this.shardId, m.commitMs);
-        if (m.record !== undefined && m.record !== null) this.replicate(m.record);
         const resolves = this.inflight.get(m.id);
         if (resolves === undefined) break;
         this.inflight.delete(m.id);
-        if (this.lastRecordLsn > this.ackedLsn) {
+        if (this.opts.replicated === true && m.needLsn > this.ackedLsn) {
           // What this turn answers may rest on records the replicated log does not hold yet.
-          this.held.push({ resolves, outcomes: m.outcomes, needLsn: this.lastRecordLsn });
+          this.held.push({ resolves, outcomes: m.outcomes, needLsn: m.needLsn });
           break;
         }
         this.answer(resolves, m.outcomes);
@@ -200,7 +200,6 @@ class WorkerShard {
    * Resolves once the log holds it; on failure the shard is fenced off (and it rejects).
    */
   private replicate(record: LogRecord): Promise<void> {
-    this.lastRecordLsn = record.lsn;
     const replicator = this.replicator;
     if (replicator === null) {
       // A turn that ran before a fence's terminate took effect (a timer's expiry, a queued

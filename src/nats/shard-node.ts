@@ -230,6 +230,9 @@ class HostedShard {
       this.subs = [wireVersion, 1].map((v) => this.opts.nc.subscribe(shardSubject(this.opts.prefix, this.shardId, v), {
         callback: (err, msg) => { if (err === null) this.onRequest(msg); },
       }));
+      // The server has our subscriptions before we say we serve (a request sent right after
+      // would otherwise meet "no responders").
+      await this.opts.nc.flush();
       this.state = 'serving';
       log.info({ shard: this.shardId, lsn: this.appliedLsn, seq: end.lastSeq }, 'took the shard lease; serving');
     } catch (e) {

@@ -1,6 +1,8 @@
-// A synchronous, single-writer write-ahead log on local files: appends are buffered in memory
-// and each commit() writes them with one write and one fdatasync (group commit), then
-// snapshots let old segments be deleted. It owns its directory alone and must never be shared
+// A single-writer write-ahead log on local files: appends are buffered in memory and each
+// commit writes them with one write and one fdatasync (group commit), then snapshots let old
+// segments be deleted. commit() does it all on the caller's thread; commitAsync() writes at
+// once and runs the fdatasync on the thread pool, so its owner can apply (and append) the
+// next batch while the disk works: a pipeline one sync deep, as a WAL writer does. It owns its directory alone and must never be shared
 // between two writers, never report an lsn durable before its fdatasync returned, and never
 // keep working after an I/O error (the caller restarts the shard and recovers).
 
@@ -73,6 +75,8 @@ export class FileWal {
   private pendingRecords = 0;
   private lsnLast = 0;
   private lsnDurable = 0;
+  /** A commitAsync() whose fdatasync has not returned: no other commit, roll or snapshot meanwhile. */
+  private syncInFlight = false;
   /** The newest two snapshots known to be valid (read back at recovery or written here). */
   private snapshotLsnsValid: number[] = [];
   /** Every snapshot file on disk, valid or not, ascending. */
@@ -95,6 +99,16 @@ export class FileWal {
 
   get durableLsn(): number {
     return this.lsnDurable;
+  }
+
+  /** Whether a commitAsync() is still waiting for its fdatasync. */
+  get syncing(): boolean {
+    return this.syncInFlight;
+  }
+
+  /** Bytes appended and not yet handed to a commit. */
+  get pendingByteCount(): number {
+    return this.pendingBytes;
   }
 
   /** The newest snapshot known to be valid (read back at recovery or written here), or null. */
@@ -152,6 +166,7 @@ export class FileWal {
   /** Writes every pending frame with one write and one fdatasync. Throws on any I/O error. */
   commit(): void {
     this.assertWritable('commit');
+    walAssert(!this.syncInFlight, 'commit() while a commitAsync() is in flight');
     if (this.pendingRecords === 0) return;
     const startMs = performance.now();
     let fsyncMs = 0;
@@ -178,6 +193,52 @@ export class FileWal {
   }
 
   /**
+   * Writes every pending frame now (one write, on this thread: a copy into the page cache)
+   * and starts their fdatasync on the thread pool; appends may go on meanwhile. `done` is
+   * called once they are durable (durableLsn covers them) or with the I/O error, after which
+   * the log refuses everything. Returns false, doing nothing, when nothing is pending or a
+   * commit is already in flight (one at a time: the next one covers all appended meanwhile).
+   */
+  commitAsync(done: (error: Error | null) => void): boolean {
+    this.assertWritable('commitAsync');
+    if (this.syncInFlight || this.pendingRecords === 0) return false;
+    const startMs = performance.now();
+    this.failOnThrow(() => {
+      if (this.segmentBytes >= this.segmentBytesMax) this.rollSegment(this.lsnDurable + 1);
+      writeAllSync(this.fd, this.pending, 0, this.pendingBytes, this.segmentBytes);
+    });
+    const lsn = this.lsnLast;
+    const records = this.pendingRecords;
+    const bytes = this.pendingBytes;
+    this.segmentBytes += bytes;
+    this.pendingBytes = 0;
+    this.pendingRecords = 0;
+    if (this.pending.length > fileWalDefaults.pendingBufferBytesKept) {
+      this.pending = Buffer.allocUnsafe(fileWalDefaults.pendingBufferBytesInitial);
+    }
+    this.syncInFlight = true;
+    const syncStartMs = performance.now();
+    fs.fdatasync(this.fd, (error) => {
+      this.syncInFlight = false;
+      if (error !== null) {
+        this.state = WalState.failed;
+        done(error);
+        return;
+      }
+      const now = performance.now();
+      this.lsnDurable = lsn;
+      const stats = this.stats;
+      stats.commits++;
+      stats.recordsCommitted += records;
+      stats.bytesCommitted += bytes;
+      stats.fsyncMsTotal += now - syncStartMs;
+      stats.lastCommitMs = now - startMs;
+      done(null);
+    });
+    return true;
+  }
+
+  /**
    * Durably stores the state as of `lsn` (which must be durable already), then deletes what
    * is no longer needed. Segments are kept back to the older of the two newest valid
    * snapshots, so that a newest snapshot found damaged at recovery can still fall back. One
@@ -186,6 +247,7 @@ export class FileWal {
    */
   writeSnapshot(lsn: number, payload: Uint8Array | readonly Uint8Array[]): void {
     this.assertWritable('writeSnapshot');
+    walAssert(!this.syncInFlight, 'writeSnapshot() while a commitAsync() is in flight');
     walAssert(
       Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= this.lsnDurable,
       `snapshot lsn ${lsn} must be within 1..durableLsn ${this.lsnDurable}`,
@@ -219,6 +281,7 @@ export class FileWal {
   /** Commits what is pending (unless an I/O error already failed the log) and closes. */
   close(): void {
     if (this.state === WalState.closed) return;
+    walAssert(!this.syncInFlight, 'close() while a commitAsync() is in flight');
     try {
       if (this.state === WalState.open && this.pendingRecords > 0) this.commit();
     } finally {

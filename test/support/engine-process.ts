@@ -75,6 +75,8 @@ export interface Engine {
   kill9(): Promise<void>;
   /** Everything the process printed so far, stdout then stderr interleaved as received. */
   logs(): string;
+  /** Settles when the process has exited, with its code or signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 interface Tracked {
@@ -200,6 +202,7 @@ async function startOnce(dataDir: string, env: Record<string, string> | undefine
       await exited;
     },
     logs: output,
+    exited,
   };
 }
 
