@@ -58,6 +58,14 @@ const youngGenerationMb = 96;
 
 const unavailable = (shardId: number): CallOutcome => ({ ok: false, code: 'shard_unavailable', message: `shard ${shardId} is restarting; retry shortly` });
 
+/**
+ * Batches a shard has unanswered before more commands wait here to go as one: as deep as its
+ * pipeline (one turn in its fdatasync, the next one applied), so that under load commands
+ * gather into a few large batches (one message each way) instead of many small ones, and a
+ * lone command still goes at once.
+ */
+const batchesInFlightMax = 2;
+
 class WorkerShard {
   private worker: Worker | null = null;
   private ready = false;
@@ -120,7 +128,7 @@ class WorkerShard {
     this.pendingCmds.push(cmd);
     this.pendingResolves.push(resolve);
     if (this.pendingCmds.length >= (this.opts.batchMax ?? 1024)) this.flush();
-    else if (!this.flushScheduled) {
+    else if (!this.flushScheduled && this.inflight.size < batchesInFlightMax) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
@@ -159,6 +167,8 @@ class WorkerShard {
         const resolves = this.inflight.get(m.id);
         if (resolves === undefined) break;
         this.inflight.delete(m.id);
+        // What gathered while the shard's pipeline was full goes as one batch now.
+        if (this.pendingCmds.length > 0 && !this.flushScheduled) this.flush();
         if (this.opts.replicated === true && m.needLsn > this.ackedLsn) {
           // What this turn answers may rest on records the replicated log does not hold yet.
           this.held.push({ resolves, outcomes: m.outcomes, needLsn: m.needLsn });
