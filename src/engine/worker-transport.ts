@@ -1,13 +1,14 @@
-// The embedded transport: one worker thread per shard in this process. It batches every
-// command sent to a shard within one event-loop turn into one postMessage, bounds each
-// shard's mailbox (answering `overloaded` at once when full), and restarts a crashed
-// worker, answering its in-flight commands `shard_unavailable` rather than leaving them hanging.
+// The embedded transport: one worker thread per shard in this process. Each shard's commands
+// go through a ShardMailbox (batches, at most two in flight: the depth of the shard's commit
+// pipeline, and `overloaded` at once when full), and a crashed worker is restarted, its
+// in-flight commands answered `shard_unavailable` rather than left hanging.
 
 import { Worker } from 'node:worker_threads';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command, ShardConfig } from '../domain/index.js';
 import type { CallOutcome, FromShard, LogRecord, ShardObserver, ShardStats, ShardTransport, ToShard } from './shard-protocol.js';
+import { ShardMailbox, type Resolve } from './shard-mailbox.js';
 import type { ShardWorkerData } from './shard-worker.js';
 
 export interface WorkerTransportOptions {
@@ -51,18 +52,15 @@ interface Held {
   needLsn: number;
 }
 
-type Resolve = (o: CallOutcome) => void;
-
 /** Young-generation size of a shard worker (the same as node --max-semi-space-size=32). */
 const youngGenerationMb = 96;
 
 const unavailable = (shardId: number): CallOutcome => ({ ok: false, code: 'shard_unavailable', message: `shard ${shardId} is restarting; retry shortly` });
 
 /**
- * Batches a shard has unanswered before more commands wait here to go as one: as deep as its
- * pipeline (one turn in its fdatasync, the next one applied), so that under load commands
- * gather into a few large batches (one message each way) instead of many small ones, and a
- * lone command still goes at once.
+ * Batches a shard has unanswered before more commands wait to go as one: as deep as its
+ * commit pipeline (one turn in its fdatasync, the next one applied), so that under load
+ * commands gather into a few large batches instead of many small ones.
  */
 const batchesInFlightMax = 2;
 
@@ -74,9 +72,7 @@ class WorkerShard {
   /** Crashes since the last successful start: drives the restart backoff. */
   private failures = 0;
   private everReady = false;
-  private pendingCmds: Command[] = [];
-  private pendingResolves: Resolve[] = [];
-  private flushScheduled = false;
+  private readonly mailbox: ShardMailbox;
   private readonly inflight = new Map<number, Resolve[]>();
   private readonly statsWaiters = new Map<number, (s: ShardStats | null) => void>();
   private closeWaiter: (() => void) | null = null;
@@ -90,11 +86,20 @@ class WorkerShard {
   /** The disk's tail when the worker became ready. */
   tail: { lsn: number; crc: number | null } = { lsn: 0, crc: null };
   private readonly waiters = new Map<number, { resolve: (m: FromShard) => void; reject: (e: Error) => void }>();
-  inFlightCount = 0;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(readonly shardId: number, private readonly opts: WorkerTransportOptions) {
     this.serving = opts.replicated !== true;
+    this.mailbox = new ShardMailbox({
+      mailboxMax: opts.mailboxMax ?? 20_000, batchMax: opts.batchMax ?? 1024, batchesInFlightMax,
+      overloadedMessage: `shard ${shardId} mailbox is full; retry shortly`,
+      send: (cmds, resolves) => this.send(cmds, resolves),
+    });
+  }
+
+  /** Commands accepted and not yet answered. */
+  get inFlightCount(): number {
+    return this.mailbox.inFlight;
   }
 
   start(): Promise<void> {
@@ -121,27 +126,23 @@ class WorkerShard {
 
   call(cmd: Command, resolve: Resolve): void {
     if (!this.ready || !this.serving) return resolve(unavailable(this.shardId));
-    if (this.inFlightCount >= (this.opts.mailboxMax ?? 20_000)) {
-      return resolve({ ok: false, code: 'overloaded', message: `shard ${this.shardId} mailbox is full; retry shortly` });
-    }
-    this.inFlightCount++;
-    this.pendingCmds.push(cmd);
-    this.pendingResolves.push(resolve);
-    if (this.pendingCmds.length >= (this.opts.batchMax ?? 1024)) this.flush();
-    else if (!this.flushScheduled && this.inflight.size < batchesInFlightMax) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.mailbox.call(cmd, resolve);
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.pendingCmds.length === 0 || this.worker === null) return;
+  callMany(cmds: readonly Command[], done: (outcomes: CallOutcome[]) => void): void {
+    if (!this.ready || !this.serving) return done(cmds.map(() => unavailable(this.shardId)));
+    this.mailbox.callMany(cmds, done);
+  }
+
+  private send(cmds: Command[], resolves: Resolve[]): void {
+    if (this.worker === null) {
+      // The worker ended after these were accepted: answered now, never left waiting.
+      this.mailbox.batchReturned();
+      return this.answer(resolves, cmds.map(() => unavailable(this.shardId)));
+    }
     const id = this.nextId++;
-    this.inflight.set(id, this.pendingResolves);
-    this.post({ k: 'batch', id, cmds: this.pendingCmds });
-    this.pendingCmds = [];
-    this.pendingResolves = [];
+    this.inflight.set(id, resolves);
+    this.post({ k: 'batch', id, cmds });
   }
 
   private post(m: ToShard): void {
@@ -167,8 +168,7 @@ class WorkerShard {
         const resolves = this.inflight.get(m.id);
         if (resolves === undefined) break;
         this.inflight.delete(m.id);
-        // What gathered while the shard's pipeline was full goes as one batch now.
-        if (this.pendingCmds.length > 0 && !this.flushScheduled) this.flush();
+        this.mailbox.batchReturned();
         if (this.opts.replicated === true && m.needLsn > this.ackedLsn) {
           // What this turn answers may rest on records the replicated log does not hold yet.
           this.held.push({ resolves, outcomes: m.outcomes, needLsn: m.needLsn });
@@ -201,7 +201,7 @@ class WorkerShard {
   }
 
   private answer(resolves: Resolve[], outcomes: CallOutcome[]): void {
-    this.inFlightCount -= resolves.length;
+    this.mailbox.answered(resolves.length);
     for (let i = 0; i < resolves.length; i++) resolves[i]!(outcomes[i]!);
   }
 
@@ -324,14 +324,12 @@ class WorkerShard {
 
   private failInflight(): void {
     const answer = unavailable(this.shardId);
-    for (const resolves of this.inflight.values()) for (const r of resolves) r(answer);
+    const sent = [...this.inflight.values(), ...this.held.map((h) => h.resolves)];
     this.inflight.clear();
-    for (const h of this.held) for (const r of h.resolves) r(answer);
     this.held = [];
-    for (const r of this.pendingResolves) r(answer);
-    this.pendingCmds = [];
-    this.pendingResolves = [];
-    this.inFlightCount = 0;
+    this.mailbox.reset();
+    this.mailbox.failPending(answer);
+    for (const resolves of sent) for (const r of resolves) r(answer);
     for (const w of this.statsWaiters.values()) w(null);
     this.statsWaiters.clear();
   }
@@ -355,7 +353,7 @@ class WorkerShard {
     // A crashed worker waiting to restart must not come back after its shard was stopped.
     if (this.restartTimer !== null) clearTimeout(this.restartTimer);
     this.restartTimer = null;
-    this.flush();
+    this.mailbox.flush();
     if (this.worker === null) return;
     const worker = this.worker;
     await new Promise<void>((resolve) => {
@@ -415,6 +413,13 @@ export class WorkerTransport implements ShardTransport {
     const shard = this.shards.get(shardId);
     if (shard === undefined) return Promise.resolve(unavailable(shardId));
     return new Promise((resolve) => shard.call(command, resolve));
+  }
+
+  /** Several commands for one shard as one unit (see ShardMailbox.callMany), answered in order. */
+  callMany(shardId: number, commands: readonly Command[]): Promise<CallOutcome[]> {
+    const shard = this.shards.get(shardId);
+    if (shard === undefined) return Promise.resolve(commands.map(() => unavailable(shardId)));
+    return new Promise((resolve) => shard.callMany(commands, resolve));
   }
 
   inFlight(shardId: number): number {

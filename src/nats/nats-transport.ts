@@ -1,5 +1,6 @@
-// The gateway's side of NATS: commands for a shard are grouped per event-loop turn (or
-// up to batchMax) into one request on `<prefix>.shard.<k>`, answered in one reply. A
+// The gateway's side of NATS: commands for a shard go through a ShardMailbox (the same
+// batching and bounds as the worker transport), each batch one request on
+// `<prefix>.shard.<k>`, answered in one reply. A
 // shard with no owner answers at once (NATS "no responders"); a lost or slow reply ends
 // in shard_unavailable after requestTimeoutMs. It never resends a command by itself, so
 // nothing is applied twice; clients retry with their idempotency key.
@@ -8,6 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Command } from '../domain/index.js';
 import { decode, encode } from '../engine/codec.js';
 import type { CallOutcome, ShardStats, ShardTransport } from '../engine/shard-protocol.js';
+import { ShardMailbox, type Resolve } from '../engine/shard-mailbox.js';
 import { shardSubject } from './nats-connect.js';
 import type { NatsReply, NatsRequest } from './nats-wire.js';
 
@@ -17,25 +19,25 @@ export interface NatsTransportOptions {
   /** Commands in flight to one shard before new ones are refused `overloaded`. */
   mailboxMax?: number;
   batchMax?: number;
+  /** Batches to one shard awaiting their reply before new commands wait to go as one. */
+  batchesInFlightMax?: number;
   requestTimeoutMs?: number;
 }
 
-type Resolve = (o: CallOutcome) => void;
-
-interface Pending {
-  cmds: Command[];
-  resolves: Resolve[];
-  scheduled: boolean;
-}
-
 export class NatsTransport implements ShardTransport {
-  private readonly pending: Pending[];
-  private readonly inFlightCounts: number[];
+  private readonly mailboxes: ShardMailbox[];
   private closed = false;
 
   constructor(private readonly nc: NatsConnection, private readonly opts: NatsTransportOptions) {
-    this.pending = Array.from({ length: opts.shardCount }, () => ({ cmds: [], resolves: [], scheduled: false }));
-    this.inFlightCounts = new Array<number>(opts.shardCount).fill(0);
+    this.mailboxes = Array.from({ length: opts.shardCount }, (_, shardId) => new ShardMailbox({
+      mailboxMax: opts.mailboxMax ?? 20_000,
+      batchMax: opts.batchMax ?? 256,
+      // A round trip over NATS is longer than the shard's pipeline is deep: several batches
+      // in flight keep a shard node busy (its own mailbox batches them again).
+      batchesInFlightMax: opts.batchesInFlightMax ?? 8,
+      overloadedMessage: `shard ${shardId} has too many calls in flight; retry shortly`,
+      send: (cmds, resolves) => this.send(shardId, cmds, resolves),
+    }));
   }
 
   get shardCount(): number {
@@ -43,35 +45,19 @@ export class NatsTransport implements ShardTransport {
   }
 
   call(shardId: number, command: Command): Promise<CallOutcome> {
-    return new Promise((resolve) => this.enqueue(shardId, command, resolve));
+    return new Promise((resolve) => {
+      const mailbox = this.mailboxes[shardId];
+      if (mailbox === undefined || this.closed) return resolve(unavailable(shardId, 'no such shard or transport closed'));
+      mailbox.call(command, resolve);
+    });
   }
 
-  private enqueue(shardId: number, command: Command, resolve: Resolve): void {
-    const p = this.pending[shardId];
-    if (p === undefined || this.closed) return resolve(unavailable(shardId, 'no such shard or transport closed'));
-    if ((this.inFlightCounts[shardId] ?? 0) >= (this.opts.mailboxMax ?? 20_000)) {
-      return resolve({ ok: false, code: 'overloaded', message: `shard ${shardId} has too many calls in flight; retry shortly` });
-    }
-    this.inFlightCounts[shardId]!++;
-    p.cmds.push(command);
-    p.resolves.push(resolve);
-    if (p.cmds.length >= (this.opts.batchMax ?? 256)) this.flush(shardId);
-    else if (!p.scheduled) {
-      p.scheduled = true;
-      setImmediate(() => this.flush(shardId));
-    }
-  }
-
-  private flush(shardId: number): void {
-    const p = this.pending[shardId]!;
-    p.scheduled = false;
-    if (p.cmds.length === 0) return;
-    const { cmds, resolves } = p;
-    p.cmds = [];
-    p.resolves = [];
+  private send(shardId: number, cmds: Command[], resolves: Resolve[]): void {
+    const mailbox = this.mailboxes[shardId]!;
     const request: NatsRequest = { k: 'batch', cmds };
     const settle = (outcomes: CallOutcome[] | null, failure: string): void => {
-      this.inFlightCounts[shardId]! -= resolves.length;
+      mailbox.batchReturned();
+      mailbox.answered(resolves.length);
       for (let i = 0; i < resolves.length; i++) resolves[i]!(outcomes?.[i] ?? unavailable(shardId, failure));
     };
     this.nc.request(shardSubject(this.opts.prefix, shardId), encode(request), { timeout: this.opts.requestTimeoutMs ?? 1000 }).then(
@@ -85,7 +71,7 @@ export class NatsTransport implements ShardTransport {
   }
 
   inFlight(shardId: number): number {
-    return this.inFlightCounts[shardId] ?? 0;
+    return this.mailboxes[shardId]?.inFlight ?? 0;
   }
 
   async stats(): Promise<ShardStats[]> {
@@ -104,7 +90,7 @@ export class NatsTransport implements ShardTransport {
   /** The connection belongs to the caller; this only stops taking calls. */
   async close(): Promise<void> {
     this.closed = true;
-    for (let k = 0; k < this.opts.shardCount; k++) this.flush(k);
+    for (const mailbox of this.mailboxes) mailbox.flush();
   }
 }
 

@@ -268,7 +268,8 @@ class HostedShard {
       });
       return;
     }
-    void Promise.all(request.cmds.map((c) => transport.call(this.shardId, c))).then((outcomes) => {
+    // The gateway's batch stays one unit here: one entry in the shard's mailbox, one reply.
+    void transport.callMany(this.shardId, request.cmds).then((outcomes) => {
       msg.respond(encode({ k: 'batch', outcomes } satisfies NatsReply));
     });
   }
