@@ -14,6 +14,7 @@ import {
 } from './engine-under-test.js';
 import { hotSellOut, type HotSellOut } from './hot-sku.js';
 import { runLoad, type LoadFigures, type LoadSettings, type ReserveBodySource } from './http-load.js';
+import { processCpuSeconds } from './process-cpu.js';
 import { measureBuyerTokenCosts } from './buyer-token-bench.js';
 import { mintBuyerToken } from '../src/gateway/buyer-token.js';
 
@@ -64,17 +65,36 @@ interface Round {
   /** Group commit in the engine's run: with N connections a turn can carry at most N reserves. */
   engineWal: CommitFigures;
   ratio: number;
+  /** CPU seconds each server process used (all threads) during its measured run; null without /proc. */
+  cpuSeconds: { bare: number | null; engine: number | null };
+  /** 2xx answers per CPU-second of the whole server process: what a core buys. */
+  perCpuSecond: { bare: number | null; engine: number | null };
 }
 
-async function round(k: number, bareUrl: string, engine: Engine): Promise<Round> {
+/** CPU seconds `pid` used while `run` ran (null without /proc). */
+async function cpuOf<T>(pid: number | undefined, run: () => Promise<T>): Promise<{ result: T; cpuSeconds: number | null }> {
+  const before = processCpuSeconds(pid);
+  const result = await run();
+  const after = processCpuSeconds(pid);
+  return { result, cpuSeconds: before === null || after === null ? null : after - before };
+}
+
+const per = (answers: number, cpuSeconds: number | null): number | null => (cpuSeconds === null || cpuSeconds <= 0 ? null : answers / cpuSeconds);
+
+async function round(k: number, bare: ChildServer, engine: Engine): Promise<Round> {
+  const bareUrl = `http://127.0.0.1:${bare.port}`;
   const machineBusyBeforePct = await cpuBusyPct();
   progress(`round ${k + 1}/${settings.rounds}: machine ${machineBusyBeforePct}% busy before it${machineBusyBeforePct > 10 ? ' (other processes are running: figures will be low and noisy)' : ''}`);
-  const bare = await measure('bare node:http', bareUrl, `b${k}-`);
+  const bareRun = await cpuOf(bare.child.pid, () => measure('bare node:http', bareUrl, `b${k}-`));
   const before = await commitCounters(engine);
-  const measured = await measure('engine', `http://127.0.0.1:${engine.port}`, `e${k}-`);
+  const engineRun = await cpuOf(engine.child.pid, () => measure('engine', `http://127.0.0.1:${engine.port}`, `e${k}-`));
+  const measured = engineRun.result;
   const engineWal = commitFigures(before, await commitCounters(engine), measured.statuses['201'] ?? 0);
   progress(`engine: ${engineWal.walRecords} fdatasync'ed WAL records, ${fmt(engineWal.reservesPerRecord, 1)} reserves per record, ${fmt(engineWal.meanTurnMs, 2)} ms per turn`);
-  return { machineBusyBeforePct, bare, engine: measured, engineWal, ratio: measured.requestsPerSecMean / bare.requestsPerSecMean };
+  const cpuSeconds = { bare: bareRun.cpuSeconds, engine: engineRun.cpuSeconds };
+  const perCpuSecond = { bare: per(bareRun.result.statuses['201'] ?? 0, cpuSeconds.bare), engine: per(measured.statuses['201'] ?? 0, cpuSeconds.engine) };
+  progress(`CPU: bare ${fmt(cpuSeconds.bare ?? NaN, 1)} s (${fmt(perCpuSecond.bare ?? NaN)} answers per CPU-second), engine ${fmt(cpuSeconds.engine ?? NaN, 1)} s (${fmt(perCpuSecond.engine ?? NaN)} durable reserves per CPU-second)`);
+  return { machineBusyBeforePct, bare: bareRun.result, engine: measured, engineWal, ratio: measured.requestsPerSecMean / bareRun.result.requestsPerSecMean, cpuSeconds, perCpuSecond };
 }
 
 /** The cost of authentication: one engine (FLASH_DEV, so no token is also allowed), three kinds of caller. */
@@ -181,6 +201,9 @@ async function profileEngine(tmp: string, children: ChildServer[]): Promise<Engi
   return { dir: path.relative(repoDir, keep), threads, walRecords, fdatasyncMsPerRecord };
 }
 
+const cpuCell = (cpuSeconds: number | null, perSecond: number | null): string =>
+  (cpuSeconds === null || perSecond === null ? 'n/a' : `${fmt(cpuSeconds, 1)} / ${fmt(perSecond)}`);
+
 function tables(rounds: Round[], hot: HotSellOut, ratio: number): string {
   const rows: string[][] = [];
   for (const [k, r] of rounds.entries()) {
@@ -191,6 +214,8 @@ function tables(rounds: Round[], hot: HotSellOut, ratio: number): string {
       [`latency p50 / p99 / p99.9 ms${tag}`, lat(r.bare), lat(r.engine), ''],
       [`responses / non-2xx / errors / timeouts${tag}`, `${r.bare.requests} / ${r.bare.non2xx} / ${r.bare.errors} / ${r.bare.timeouts}`, `${r.engine.requests} / ${r.engine.non2xx} / ${r.engine.errors} / ${r.engine.timeouts}`, ''],
       [`WAL records (fdatasyncs) / reserves per record / ms per turn${tag}`, '-', `${r.engineWal.walRecords} / ${fmt(r.engineWal.reservesPerRecord, 1)} / ${fmt(r.engineWal.meanTurnMs, 2)}`, ''],
+      [`CPU seconds of the server process (all threads) / 2xx per CPU-second${tag}`, cpuCell(r.cpuSeconds.bare, r.perCpuSecond.bare), cpuCell(r.cpuSeconds.engine, r.perCpuSecond.engine),
+        r.perCpuSecond.bare !== null && r.perCpuSecond.engine !== null ? fmt(r.perCpuSecond.engine / r.perCpuSecond.bare, 2) : ''],
       [`machine busy before the round${tag}`, `${r.machineBusyBeforePct}%`, '', ''],
     );
   }
@@ -223,7 +248,7 @@ async function main(): Promise<void> {
     await warmUp('bare node:http', bareUrl, 'bw');
     const engineWarmUp = await warmUp('engine', `http://127.0.0.1:${engine.port}`, 'ew');
     const rounds: Round[] = [];
-    for (let k = 0; k < settings.rounds; k++) rounds.push(await round(k, bareUrl, engine));
+    for (let k = 0; k < settings.rounds; k++) rounds.push(await round(k, bare, engine));
     const units = await unitsCheck(engine, [engineWarmUp, ...rounds.map((r) => r.engine)]);
     const hot = await hotSellOut(engine.port, settings.hot, settings.load);
     const bareExit = await bare.stop();

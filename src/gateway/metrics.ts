@@ -28,7 +28,7 @@ export class GatewayMetrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers,
     });
     this.fsyncSeconds = new Histogram({
-      name: 'flash_wal_commit_duration_seconds', help: 'Duration of a shard turn that committed to the WAL (apply + write + fdatasync)',
+      name: 'flash_wal_commit_duration_seconds', help: 'Time from a shard turn applying its commands to its WAL record being durable (apply, waiting for the sync in flight, write, fdatasync)',
       labelNames: ['shard'], buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25], registers,
     });
     this.stockEvents = new Counter({ name: 'flash_stock_events_total', help: 'low_stock and sold_out crossings per SKU', labelNames: ['type', 'sku'], registers });

@@ -1,0 +1,22 @@
+// CPU time a process (all its threads) has used, from /proc/<pid>/stat: what a run cost the
+// whole engine, so that throughput can be stated per CPU-second as well as per second (on a
+// shared 2-core machine the load generator takes one core, so req/s alone hides efficiency).
+
+import { readFileSync } from 'node:fs';
+
+/** Clock ticks per second of /proc's utime and stime (USER_HZ, 100 on Linux). */
+const ticksPerSecond = 100;
+
+/** User + system CPU seconds the process has used so far; null where /proc is not available. */
+export function processCpuSeconds(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, inside parentheses): utime is the
+    // 14th field and stime the 15th of the whole line, so the 12th and 13th after ") ".
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  } catch {
+    return null;
+  }
+}
