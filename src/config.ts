@@ -41,6 +41,8 @@ export interface EngineConfig {
   /** HTTP requests in progress before new ones are answered 503 at once, unread. */
   httpInFlightMax: number;
   snapshotEveryCommands: number;
+  /** Snapshots by a checkpointer thread per shard (FLASH_CHECKPOINTER, default on), never on the shard's thread. */
+  checkpointer: boolean;
   logLevel: string;
   shutdownGraceMs: number;
 }
@@ -122,6 +124,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     mailboxMax: int(env, 'FLASH_MAILBOX_MAX', 20_000, 1, 10_000_000),
     httpInFlightMax: int(env, 'FLASH_HTTP_INFLIGHT_MAX', 10_000, 1, 10_000_000),
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
+    checkpointer: (env.FLASH_CHECKPOINTER ?? '').trim() === '' ? true : bool(env, 'FLASH_CHECKPOINTER'),
     logLevel: env.LOG_LEVEL?.trim() || 'info',
     shutdownGraceMs: int(env, 'FLASH_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };

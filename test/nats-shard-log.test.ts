@@ -109,6 +109,35 @@ describe('the shard log on JetStream', () => {
     }
   });
 
+  it('settles a stop() that comes while the consumer is being set up, on a log that stopped growing (found by a review)', async () => {
+    const prefix = freshPrefix();
+    const log = await ShardLog.open({ nc, prefix, shardId: 0, replicas: 1, owner: 'A' });
+    await log.appender(0, null, () => true).append({ lsn: 1, payload: Buffer.from('r1') });
+    // The follower starts past the end (it applied record 1): nothing more will come.
+    // Widen the window between consumers.get() and consume() resolving (a slow server round
+    // trip): consume() resolves 200 ms late, as it may under load.
+    const js = (log as unknown as { js: { consumers: { get: (...a: unknown[]) => Promise<any> } } }).js;
+    const realGet = js.consumers.get.bind(js.consumers);
+    let consumeCalled!: () => void;
+    const consuming = new Promise<void>((r) => { consumeCalled = r; });
+    js.consumers.get = async (...a: unknown[]) => {
+      const consumer = await realGet(...a);
+      const realConsume = consumer.consume.bind(consumer);
+      consumer.consume = async (...b: unknown[]) => {
+        consumeCalled();
+        const iter = await realConsume(...b);
+        await new Promise((r) => setTimeout(r, 200));
+        return iter;
+      };
+      return consumer;
+    };
+    const applied: number[] = [];
+    const follower = log.follow(2, async (records) => { for (const r of records) applied.push(r.lsn); });
+    await consuming;
+    const stopped = await Promise.race([follower.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000))]);
+    expect(stopped).toBe('stopped');
+  }, 20_000);
+
   it('keeps the newest snapshot when an older one is uploaded late, and trims behind the older of the two newest', async () => {
     const prefix = freshPrefix();
     const a = await open(prefix, 'A');

@@ -84,7 +84,7 @@ export function decodeSnapshotChunks(chunks: readonly Uint8Array[]): ShardSnapsh
   return decodeSnapshotWithTail(chunks).snapshot;
 }
 
-function decodeSnapshotWithTail(chunks: readonly Uint8Array[]): { snapshot: ShardSnapshot; tailCrc: number | null } {
+export function decodeSnapshotWithTail(chunks: readonly Uint8Array[]): { snapshot: ShardSnapshot; tailCrc: number | null } {
   const snap = decode<Record<string, unknown>>(chunks[0]!);
   const tailCrc = typeof snap[tailCrcKey] === 'number' ? (snap[tailCrcKey] as number) : null;
   delete snap[tailCrcKey];
@@ -98,7 +98,7 @@ function decodeSnapshotWithTail(chunks: readonly Uint8Array[]): { snapshot: Shar
 }
 
 /** Replays one record into `state`; returns its command count. Every command must change state. */
-function applyRecord(state: ShardState, lsn: number, payload: Uint8Array): number {
+export function applyRecord(state: ShardState, lsn: number, payload: Uint8Array): number {
   const [nowMs, commands] = decode<WalRecord>(payload);
   for (const c of commands) {
     const applied = apply(state, c, nowMs);
@@ -230,6 +230,11 @@ export class ShardRuntime {
     this.wal.commit();
   }
 
+  /** Replicated mode: the newest lsn the replicated log acknowledged (the last durable one otherwise). */
+  get ackedLsn(): number {
+    return this.replicated ? this.acked : this.wal.durableLsn;
+  }
+
   /** Replicated mode: records up to `lsn` are in the replicated log; snapshots may cover them. */
   ackedUpTo(lsn: number): void {
     if (lsn > this.acked) this.acked = lsn;
@@ -350,6 +355,17 @@ export class ShardRuntime {
     this.wal.writeSnapshot(this.wal.durableLsn, encodeSnapshotChunks(toSnapshot(this.state), this.tailCrc));
     this.snapshotTailCrc = this.tailCrc;
     this.commandsSinceSnapshot = 0;
+  }
+
+  /**
+   * A snapshot the checkpointer wrote (durable and read back) at `lsn`, covering `commands`
+   * logged commands since its previous one: counted, and the log behind it dropped.
+   */
+  adoptSnapshot(snap: { lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number }): boolean {
+    if (!this.wal.adoptSnapshot(snap.lsn, snap.file, snap.bytes, snap.ms)) return false;
+    this.snapshotTailCrc = snap.crc;
+    this.commandsSinceSnapshot = Math.max(0, this.commandsSinceSnapshot - snap.commands);
+    return true;
   }
 
   /** Replicated mode: a snapshot now if every record is acknowledged (a clean hand-over). */

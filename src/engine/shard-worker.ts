@@ -11,11 +11,12 @@
 // record to the parent as soon as it is made (its append to the replicated log overlaps the
 // local fdatasync); the parent answers a turn once the replicated log has it too.
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { Worker, parentPort, workerData } from 'node:worker_threads';
 import type { Command, DomainEvent, Outcome } from '../domain/index.js';
 import { nextExpiryAtMs, type ShardConfig } from '../domain/index.js';
 import { ShardRuntime } from './shard-runtime.js';
 import type { CallOutcome, FromShard, ShardStats, ToShard } from './shard-protocol.js';
+import type { CheckpointerData, FromCheckpointer, ToCheckpointer } from './checkpointer.js';
 
 export interface ShardWorkerData {
   dir: string;
@@ -35,6 +36,12 @@ export interface ShardWorkerData {
    * runs until the commit in flight returns: bounds what waits for the disk (default 8 MiB).
    */
   pipelineBytesMax?: number;
+  /**
+   * Snapshots are taken by a checkpointer thread that follows this shard's log with its own
+   * copy of the state (default), never on this thread while it serves; false: on this
+   * thread, when no batch waits (and forced at four times the interval).
+   */
+  checkpointer?: boolean;
 }
 
 const data = workerData as ShardWorkerData;
@@ -50,6 +57,54 @@ const runtime = ShardRuntime.open({
   } satisfies FromShard),
 });
 const turnCommandsMax = data.turnCommandsMax ?? 8192;
+
+// ---- the checkpointer ------------------------------------------------------------------
+// Started after recovery (which may have cut a torn tail) so it reads what this thread reads.
+let checkpointer: Worker | null = null;
+let checkpointerToldLsn = 0;
+let checkpointerTimer: NodeJS.Timeout | null = null;
+if (data.checkpointer !== false) {
+  const everyCommands = data.snapshotEveryCommands ?? 1_000_000;
+  const cp = new Worker(new URL('./checkpointer.js', import.meta.url), {
+    workerData: { dir: data.dir, shardId: data.shardId, shardCount: data.shardCount, config: data.config, everyCommands } satisfies CheckpointerData,
+  });
+  checkpointer = cp;
+  cp.on('message', (m: FromCheckpointer) => {
+    if (m.k === 'snapshot') {
+      if (!closed && runtime.adoptSnapshot(m)) announceSnapshot();
+    } else if (m.k === 'failed') {
+      checkpointerGone(`checkpointer failed: ${m.message}`);
+    }
+  });
+  cp.on('error', (e) => checkpointerGone(`checkpointer ended: ${e.message}`));
+  cp.on('exit', (code) => { if (!closing) checkpointerGone(`checkpointer exited with code ${code}`); });
+}
+
+/** The checkpointer is gone: an alarm, and snapshots are taken on this thread again. */
+function checkpointerGone(why: string): void {
+  if (checkpointer === null) return;
+  const cp = checkpointer;
+  checkpointer = null;
+  void cp.terminate();
+  post({ k: 'log', level: 'error', msg: 'the shard checkpointer stopped; snapshots are taken on the shard thread from now on', data: { why } });
+}
+
+/** The newest lsn a snapshot may cover: durable here and, when replicated, acknowledged. */
+function snapshotSafeLsn(): number {
+  return replicated ? Math.min(runtime.durableLsn, runtime.ackedLsn) : runtime.durableLsn;
+}
+
+/** Tells the checkpointer how far it may read (at most every 10 ms: one message per burst). */
+function tellCheckpointer(): void {
+  if (checkpointer === null || checkpointerTimer !== null) return;
+  checkpointerTimer = setTimeout(() => {
+    checkpointerTimer = null;
+    const lsn = snapshotSafeLsn();
+    if (checkpointer === null || lsn <= checkpointerToldLsn) return;
+    checkpointerToldLsn = lsn;
+    checkpointer.postMessage({ k: 'upTo', lsn } satisfies ToCheckpointer);
+  }, 10);
+}
 const pipelineBytesMax = data.pipelineBytesMax ?? 8 * 1024 * 1024;
 
 // TEST-ONLY FAULT, never set in production or anywhere but test/history-faults.test.ts:
@@ -137,6 +192,27 @@ let awaitingDurable: { lsn: number; answer: () => void }[] = [];
 let shutdownWaiting: number | null = null;
 let testFaultCommitTimer: NodeJS.Timeout | null = null;
 
+/**
+ * Answers that show state to someone outside the log's owner (stats for /metrics): they wait
+ * until what they saw is durable here and, when replicated, acknowledged by the replicated log.
+ */
+let awaitingSafe: { lsn: number; answer: () => void }[] = [];
+
+function whenSafe(lsn: number, answer: () => void): void {
+  if (snapshotSafeLsn() >= lsn) answer();
+  else awaitingSafe.push({ lsn, answer });
+}
+
+function releaseSafe(): void {
+  const safe = snapshotSafeLsn();
+  let n = 0;
+  while (n < awaitingSafe.length && awaitingSafe[n]!.lsn <= safe) n++;
+  if (n === 0) return;
+  const ready = awaitingSafe;
+  awaitingSafe = ready.slice(n);
+  for (let i = 0; i < n; i++) ready[i]!.answer();
+}
+
 /** Runs `answer` once every record up to `lsn` is durable here (at once if it is). */
 function whenDurable(lsn: number, answer: () => void): void {
   if (runtime.durableLsn >= lsn) answer();
@@ -144,6 +220,7 @@ function whenDurable(lsn: number, answer: () => void): void {
 }
 
 function releaseDurable(): void {
+  releaseSafe();
   const durable = runtime.durableLsn;
   let n = 0;
   while (n < awaitingDurable.length && awaitingDurable[n]!.lsn <= durable) n++;
@@ -172,6 +249,7 @@ function committed(error: Error | null): void {
   // what was in flight 503 and replays the log (which never answered what it lacks).
   if (error !== null) throw error;
   if (closed) return;
+  tellCheckpointer();
   if (testFaultKillAt !== null && awaitingDurable.length > 0) testFaultPoint('synced');
   releaseDurable();
   if (testFaultKillAt !== null) testFaultPoint('answered');
@@ -257,7 +335,7 @@ function scheduleIdleSnapshot(): void {
   idleCheckScheduled = true;
   setImmediate(() => {
     idleCheckScheduled = false;
-    if (closed || queue.length > 0 || turnScheduled || runtime.syncing) return;
+    if (closed || queue.length > 0 || turnScheduled || runtime.syncing || checkpointer !== null) return;
     const failures = runtime.snapshotFailures;
     if (runtime.snapshotIfDue()) announceSnapshot();
     releaseDurable(); // the snapshot committed what was staged
@@ -303,6 +381,13 @@ function stats(): ShardStats {
 
 function shutdown(id: number): void {
   closing = true;
+  if (checkpointerTimer !== null) clearTimeout(checkpointerTimer);
+  checkpointerTimer = null;
+  if (checkpointer !== null) {
+    // Whatever it was writing is a temp file until renamed; recovery removes a leftover one.
+    void checkpointer.terminate();
+    checkpointer = null;
+  }
   if (expiryTimer !== null) clearTimeout(expiryTimer);
   if (testFaultCommitTimer !== null) clearTimeout(testFaultCommitTimer);
   testFaultCommitTimer = null;
@@ -345,9 +430,12 @@ port.on('message', (m: ToShard) => {
       queue.push({ id: m.id, cmds: m.cmds });
       scheduleTurn();
       break;
-    case 'stats':
-      post({ k: 'stats', id: m.id, stats: stats() });
+    case 'stats': {
+      // Figures taken now (later turns must not show), sent once what they saw is durable.
+      const figures = stats();
+      whenSafe(runtime.lastLsn, () => post({ k: 'stats', id: m.id, stats: figures }));
       break;
+    }
     case 'shutdown':
       shutdown(m.id);
       break;
@@ -355,6 +443,7 @@ port.on('message', (m: ToShard) => {
       // A follower's step (no turn runs, so no commit is in flight). Any failure ends the
       // thread: the parent rebuilds this shard's disk.
       post({ k: 'applied', id: m.id, lsn: runtime.applyRecords(m.records) });
+      tellCheckpointer();
       scheduleIdleSnapshot();
       break;
     case 'serve':
@@ -369,6 +458,8 @@ port.on('message', (m: ToShard) => {
       break;
     case 'acked':
       runtime.ackedUpTo(m.lsn);
+      releaseSafe();
+      tellCheckpointer();
       if (queue.length === 0) scheduleIdleSnapshot();
       break;
     case 'mark':

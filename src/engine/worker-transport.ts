@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command, ShardConfig } from '../domain/index.js';
+import type { Command, DomainEvent, ShardConfig } from '../domain/index.js';
 import type { CallOutcome, FromShard, LogRecord, ShardObserver, ShardStats, ShardTransport, ToShard } from './shard-protocol.js';
 import { ShardMailbox, type Resolve } from './shard-mailbox.js';
 import type { ShardWorkerData } from './shard-worker.js';
@@ -20,6 +20,8 @@ export interface WorkerTransportOptions {
   batchMax?: number;
   config?: Partial<ShardConfig>;
   snapshotEveryCommands?: number;
+  /** Snapshots by a checkpointer thread per shard (default true); false: on the shard's thread. */
+  checkpointer?: boolean;
   observer?: ShardObserver;
   restartDelayMsMax?: number;
   /** FLASH_BUYER_RPS, held in each shard for every gateway (0 = off). */
@@ -47,8 +49,11 @@ export interface Replicator {
 
 /** Replies held until the replicated log holds the record of their turn (and all before it). */
 interface Held {
+  /** The batch's callers (none for a turn with no batch: a timer's expiry). */
   resolves: Resolve[];
   outcomes: CallOutcome[];
+  events: DomainEvent[] | null;
+  commitMs: number;
   needLsn: number;
 }
 
@@ -109,7 +114,7 @@ class WorkerShard {
     mkdirSync(dir, { recursive: true });
     const data: ShardWorkerData = {
       dir, shardId: this.shardId, shardCount: this.opts.shardCount, config: this.opts.config,
-      snapshotEveryCommands: this.opts.snapshotEveryCommands, buyerRps: this.opts.buyerRps,
+      snapshotEveryCommands: this.opts.snapshotEveryCommands, buyerRps: this.opts.buyerRps, checkpointer: this.opts.checkpointer,
       replicated: this.opts.replicated === true,
     };
     // A larger young generation: a shard allocates a few short-lived objects per command, and
@@ -157,24 +162,30 @@ class WorkerShard {
         this.failures = 0;
         this.tail = m.tail;
         this.ackedLsn = m.tail.lsn;
+        // Which snapshot it started from and how much log it replayed: the operator's view of recovery.
+        this.opts.observer?.onLog?.(this.shardId, 'info', 'shard recovered', { ...m.recovery });
         for (const w of this.readyWaiters.splice(0)) w.resolve();
         break;
       case 'record':
         void this.replicate(m.record);
         break;
       case 'reply': {
-        if (m.events !== null) this.opts.observer?.onEvents?.(this.shardId, m.events);
-        if (m.commitMs > 0) this.opts.observer?.onCommit?.(this.shardId, m.commitMs);
-        const resolves = this.inflight.get(m.id);
-        if (resolves === undefined) break;
-        this.inflight.delete(m.id);
-        this.mailbox.batchReturned();
+        let resolves: Resolve[] = [];
+        if (m.id >= 0) {
+          const batch = this.inflight.get(m.id);
+          if (batch === undefined) break; // failed already (a fence, a crash)
+          this.inflight.delete(m.id);
+          this.mailbox.batchReturned();
+          resolves = batch;
+        }
+        const held: Held = { resolves, outcomes: m.outcomes, events: m.events, commitMs: m.commitMs, needLsn: m.needLsn };
         if (this.opts.replicated === true && m.needLsn > this.ackedLsn) {
-          // What this turn answers may rest on records the replicated log does not hold yet.
-          this.held.push({ resolves, outcomes: m.outcomes, needLsn: m.needLsn });
+          // What this turn answers, and its stock events, may rest on records the replicated
+          // log does not hold yet: nothing of it is shown before it does.
+          this.held.push(held);
           break;
         }
-        this.answer(resolves, m.outcomes);
+        this.release(held);
         break;
       }
       case 'applied':
@@ -198,6 +209,13 @@ class WorkerShard {
         this.opts.observer?.onLog?.(this.shardId, m.level, m.msg, m.data);
         break;
     }
+  }
+
+  /** A turn is durable wherever it must be: its events are observed and its callers answered. */
+  private release(h: Held): void {
+    if (h.events !== null) this.opts.observer?.onEvents?.(this.shardId, h.events);
+    if (h.commitMs > 0) this.opts.observer?.onCommit?.(this.shardId, h.commitMs);
+    if (h.resolves.length > 0) this.answer(h.resolves, h.outcomes);
   }
 
   private answer(resolves: Resolve[], outcomes: CallOutcome[]): void {
@@ -225,8 +243,7 @@ class WorkerShard {
       this.ackedLsn = record.lsn;
       this.post({ k: 'acked', lsn: record.lsn });
       while (this.held.length > 0 && this.held[0]!.needLsn <= this.ackedLsn) {
-        const h = this.held.shift()!;
-        this.answer(h.resolves, h.outcomes);
+        this.release(this.held.shift()!);
       }
     }, (e: unknown) => {
       this.fence(e instanceof Error ? e.message : String(e));

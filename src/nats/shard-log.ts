@@ -263,6 +263,12 @@ export class ShardLog {
       if (stopped) return;
       const iter = await consumer.consume({ max_messages: batchMax });
       messages = iter;
+      // A stop() while consume() was being set up found nothing to stop: on an idle log the
+      // loop below would wait for a message that never comes.
+      if (stopped) {
+        iter.stop();
+        return;
+      }
       try {
         for await (const m of iter) {
           if (stopped || failure !== null) break;

@@ -278,6 +278,28 @@ export class FileWal {
     for (const file of deleted) this.onEvent({ type: 'segment_deleted', file });
   }
 
+  /**
+   * Counts a snapshot another thread wrote into this directory (durably, and read back) at
+   * `lsn`, which must be durable here: it becomes the newest, and the log behind the older of
+   * the two newest is dropped. One not newer than the newest is ignored (false).
+   */
+  adoptSnapshot(lsn: number, file: string, bytes: number, ms: number): boolean {
+    this.assertWritable('adoptSnapshot');
+    walAssert(Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= this.lsnDurable, `adopted snapshot lsn ${lsn} must be within 1..durableLsn ${this.lsnDurable}`);
+    walAssert(path.resolve(file) === path.join(this.dir, snapshotFileName(lsn)), `adopted snapshot ${file} is not this log's snapshot of lsn ${lsn}`);
+    const lsnNewest = this.snapshotLsnsValid[this.snapshotLsnsValid.length - 1] ?? 0;
+    if (lsn <= lsnNewest) return false;
+    this.snapshotLsnsValid.push(lsn);
+    if (this.snapshotLsnsValid.length > 2) this.snapshotLsnsValid.shift();
+    if (!this.snapshotFileLsns.includes(lsn)) this.snapshotFileLsns.push(lsn);
+    // Segments wholly behind the older kept snapshot go; the current one is never touched, so
+    // this may run while a commitAsync() is in flight.
+    const deleted = this.failOnThrow(() => this.prune());
+    this.onEvent({ type: 'snapshot_written', file, lsn, bytes, ms });
+    for (const f of deleted) this.onEvent({ type: 'segment_deleted', file: f });
+    return true;
+  }
+
   /** Commits what is pending (unless an I/O error already failed the log) and closes. */
   close(): void {
     if (this.state === WalState.closed) return;

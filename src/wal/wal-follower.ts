@@ -1,0 +1,141 @@
+// A read-only follower of a WAL directory that another thread writes: it loads the newest
+// valid snapshot, then reads the records after it, segment by segment, up to an lsn its
+// writer has told it is durable. It never writes, truncates or deletes anything, and never
+// reads past that lsn, so a frame the writer is still writing is never taken for a record.
+// The shard's checkpointer uses it to keep a second copy of the state off the shard's thread.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readSnapshotFile } from './snapshot-codec.js';
+import { parseWalFileName, segmentFileName, snapshotFileName } from './segment-name.js';
+import { scanFrames } from './wal-frame.js';
+import { WalCorruptionError } from './wal-errors.js';
+import type { OnRecord, WalSnapshot } from './wal-types.js';
+
+export class WalFollower {
+  private readonly dir: string;
+  /** The next lsn to read. */
+  private lsnNext = 1;
+  /** The segment being read (its first lsn), its descriptor and where its next frame starts. */
+  private segmentLsn = 0;
+  private fd = -1;
+  private offset = 0;
+
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+  }
+
+  /** The last lsn read. */
+  get lastLsn(): number {
+    return this.lsnNext - 1;
+  }
+
+  /**
+   * The newest valid snapshot on disk (null: none), from which reading goes on. Call once,
+   * before readTo(). An invalid one is passed over, as recovery does.
+   */
+  loadSnapshot(): WalSnapshot | null {
+    const lsns: number[] = [];
+    for (const name of fs.readdirSync(this.dir)) {
+      const parsed = parseWalFileName(name);
+      if (parsed.kind === 'snapshot') lsns.push(parsed.lsn);
+    }
+    lsns.sort((a, b) => b - a);
+    for (const lsn of lsns) {
+      let fd: number;
+      try {
+        fd = fs.openSync(path.join(this.dir, snapshotFileName(lsn)), 'r');
+      } catch {
+        continue; // pruned by the writer meanwhile: an older one is not wanted anyway
+      }
+      try {
+        const decoded = readSnapshotFile(fd, lsn);
+        if (decoded.ok) {
+          this.lsnNext = lsn + 1;
+          return decoded.snapshot;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    return null;
+  }
+
+  /** Hands every record after the last one read, up to and including `lsn`, to `onRecord`, in order. */
+  readTo(lsn: number, onRecord: OnRecord): number {
+    let read = 0;
+    while (this.lsnNext <= lsn) {
+      if (this.fd < 0 || !this.inCurrentSegment()) this.openSegmentOf(this.lsnNext);
+      const size = fs.fstatSync(this.fd).size;
+      const bytes = Buffer.allocUnsafe(size - this.offset);
+      let got = 0;
+      while (got < bytes.length) {
+        const n = fs.readSync(this.fd, bytes, got, bytes.length - got, this.offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      const view = bytes.subarray(0, got);
+      let end = 0;
+      const scan = scanFrames(view, this.lsnNext, (frameLsn, payloadStart, payloadEnd) => {
+        if (frameLsn > lsn) return;
+        onRecord(frameLsn, view.subarray(payloadStart, payloadEnd));
+        end = payloadEnd;
+        read++;
+      });
+      const reached = Math.min(scan.lsnNext - 1, lsn);
+      this.offset += end;
+      this.lsnNext = reached + 1;
+      if (this.lsnNext > lsn) break;
+      // The rest must be in the next segment: this one holds nothing more that is durable.
+      if (scan.end === 'corrupt') throw new WalCorruptionError(this.segmentPath(this.segmentLsn), this.offset, scan.reason);
+      if (!this.nextSegmentStartsAt(this.lsnNext)) {
+        throw new Error(`lsn ${this.lsnNext} is not in the log yet (asked to read up to ${lsn})`);
+      }
+      this.openSegmentOf(this.lsnNext);
+    }
+    return read;
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private segmentPath(lsnFirst: number): string {
+    return path.join(this.dir, segmentFileName(lsnFirst));
+  }
+
+  private inCurrentSegment(): boolean {
+    return this.fd >= 0 && !this.nextSegmentStartsAt(this.lsnNext);
+  }
+
+  private nextSegmentStartsAt(lsn: number): boolean {
+    return lsn > this.segmentLsn && fs.existsSync(this.segmentPath(lsn));
+  }
+
+  /** Opens the segment that holds `lsn` and finds that record's frame in it. */
+  private openSegmentOf(lsn: number): void {
+    const firsts: number[] = [];
+    for (const name of fs.readdirSync(this.dir)) {
+      const parsed = parseWalFileName(name);
+      if (parsed.kind === 'segment' && parsed.lsn <= lsn) firsts.push(parsed.lsn);
+    }
+    if (firsts.length === 0) throw new Error(`no segment holds lsn ${lsn}`);
+    const first = Math.max(...firsts);
+    this.close();
+    this.fd = fs.openSync(this.segmentPath(first), 'r');
+    this.segmentLsn = first;
+    this.offset = 0;
+    if (first === lsn) return;
+    // Skip the frames before `lsn` (a follower starting after a snapshot, mid-segment).
+    const size = fs.fstatSync(this.fd).size;
+    const bytes = Buffer.allocUnsafe(size);
+    const got = fs.readSync(this.fd, bytes, 0, size, 0);
+    const view = bytes.subarray(0, got);
+    let end = 0;
+    scanFrames(view, first, (frameLsn, _start, payloadEnd) => {
+      if (frameLsn < lsn) end = payloadEnd;
+    });
+    this.offset = end;
+  }
+}
