@@ -3,7 +3,7 @@
 // BENCH_OVERLOAD_CONNECTIONS, BENCH_REDIS_URL, BENCH_PG_URL, BENCH_PG_POOL. Everything else
 // is fixed here, so that two runs with the same environment load every system alike.
 
-export const systemKeys = ['bare', 'engine', 'engine-nats', 'redis', 'postgres'] as const;
+export const systemKeys = ['bare', 'engine', 'engine-nats', 'naive', 'redis', 'postgres'] as const;
 export type SystemKey = (typeof systemKeys)[number];
 
 export const scenarioKeys = ['many-skus', 'hot-sku', 'full-flow', 'fixed-rate', 'overload'] as const;

@@ -7,10 +7,10 @@ import type { RunRecord } from './compare-report.js';
 import { scenarioKeys, scenarioTitles, systemKeys, type ScenarioKey, type SystemKey } from './compare-settings.js';
 
 const colors: Record<SystemKey, string> = {
-  bare: '#9e9e9e', engine: '#1f5fbf', 'engine-nats': '#22a3b8', redis: '#d0452f', postgres: '#3f8f3a',
+  bare: '#9e9e9e', engine: '#1f5fbf', 'engine-nats': '#22a3b8', naive: '#8e5bb5', redis: '#d0452f', postgres: '#3f8f3a',
 };
 const labels: Record<SystemKey, string> = {
-  bare: 'bare node:http', engine: 'engine (embedded)', 'engine-nats': 'engine over NATS', redis: 'Redis + Lua', postgres: 'PostgreSQL',
+  bare: 'bare node:http', engine: 'engine (embedded)', 'engine-nats': 'engine over NATS', naive: 'naive durable server', redis: 'Redis + Lua', postgres: 'PostgreSQL',
 };
 /** Short enough for a fifth of the width and for the latency panel's axis. */
 const panelTitles: Record<ScenarioKey, string> = {
@@ -18,7 +18,7 @@ const panelTitles: Record<ScenarioKey, string> = {
   'fixed-rate': '4. fixed rate (0.5 x capacity)', overload: '5. overload (2 x capacity)',
 };
 const shortLabels: Record<SystemKey, string> = {
-  bare: 'bare', engine: 'engine', 'engine-nats': 'engine/NATS', redis: 'Redis+Lua', postgres: 'PostgreSQL',
+  bare: 'bare', engine: 'engine', 'engine-nats': 'engine/NATS', naive: 'naive', redis: 'Redis+Lua', postgres: 'PostgreSQL',
 };
 const outcomeColors = { '2xx': '#6cbf84', '429': '#e0a526', '503': '#6b7fa3', failed: '#c0392b' } as const;
 
@@ -136,7 +136,7 @@ export function renderChart(runs: RunRecord[], subtitle: string): string {
   const systems = systemsIn(runs);
   const scenarios = scenarioKeys.filter((s) => runs.some((r) => r.scenario === s));
   const parts: string[] = [rect(0, 0, W, 600, '#fff'), text(20, 26, 'npm run bench: throughput and latency per system and scenario (one run, one machine)', { size: 15, weight: 'bold' }), text(20, 44, subtitle, { size: 10, fill: '#555' })];
-  systems.forEach((k, i) => parts.push(rect(20 + i * 170, 56, 12, 12, colors[k]), text(37, 66, labels[k], { size: 11 }).replace('x="37"', `x="${37 + i * 170}"`)));
+  systems.forEach((k, i) => parts.push(rect(20 + i * 160, 56, 12, 12, colors[k]), text(37, 66, labels[k], { size: 11 }).replace('x="37"', `x="${37 + i * 160}"`)));
   const pw = (W - 40) / Math.max(1, scenarios.length);
   scenarios.forEach((s, i) => parts.push(throughputPanel(runs, s, 20 + i * pw + 6, 84, pw - 12, 230)));
   if (scenarios.includes('fixed-rate')) parts.push(latencyPanel(runs, 20, 330, 470, 250));
