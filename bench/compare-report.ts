@@ -183,7 +183,7 @@ function settingsLine(): string {
 
 const pct = (x: number | null): string => (x === null ? '-' : `${x} %`);
 /** Ratios and milliseconds to two places; counts (runs oversold) as they are. */
-const twoPlaces = (x: number | null): string => (x === null ? '-' : Number.isInteger(x) ? fmt(x) : fmt(x, 2));
+export const twoPlaces = (x: number | null): string => (x === null ? '-' : Number.isInteger(x) ? fmt(x) : fmt(x, 2));
 
 /** The headline figure of every round beside its median, to show how much the machine moved it. */
 function perRoundTable(medians: MedianRun[], runs: RunRecord[]): string {
@@ -203,7 +203,9 @@ export function markdown(info: RunInfo, medians: MedianRun[], runs: RunRecord[],
   const out: string[] = [
     `# npm run bench: the engine against what you would otherwise build`, '',
     `- machine: ${machineLine(info)}`, `- command: \`${info.command}\`, started ${info.startedAt}`, `- settings: ${settingsLine()}`,
-    `- ${settings.rounds} round${settings.rounds === 1 ? '' : 's'}, each running every system in another order; every figure below is the median over the rounds (per round: the JSON, and the headline table at the end)`, '',
+    settings.rounds === 1
+      ? '- 1 round (BENCH_ROUNDS=1): every figure below is that round\'s, with no median to smooth the machine\'s noise'
+      : `- ${settings.rounds} rounds, each running every system in another order; every figure below is the median over the rounds (per round: the JSON, and the headline table at the end)`, '',
     `![throughput and latency per system and scenario](${chartFile})`, '', '## Goals (ratios of medians in this run, on this machine)', '',
     markdownTable(['goal', 'median', 'target', 'met', rounds, 'from (medians)'],
       gs.map((g) => [g.goal, twoPlaces(g.value), g.target, g.met === null ? 'n/a' : g.met ? 'yes' : '**no**', g.perRound.map(twoPlaces).join(' / '), g.note])),

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cpuBusyPct, machineLine, progress, resultsDir, runInfo } from './bench-report.js';
-import { goals, markdown, type RunRecord } from './compare-report.js';
+import { goals, markdown, twoPlaces, type RunRecord } from './compare-report.js';
 import { medianRuns, roundOrder } from './compare-rounds.js';
 import { atRate, fullFlow, hotSku, manySkus, warmUp, type ScenarioFigures } from './compare-scenarios.js';
 import { scenarioTitles, settings, type ScenarioKey, type SystemKey } from './compare-settings.js';
@@ -118,10 +118,7 @@ async function main(): Promise<void> {
   const md = (chart: string): string => markdown(info, medians, runs, gs, chart);
   const files = writeOutputs(result, md, renderChart(medians, `${machineLine(info)}; ${settings.seconds} s per timed run; medians of ${settings.rounds} round${settings.rounds === 1 ? '' : 's'}`));
   process.stderr.write(`\n${md('latest.svg')}\nsaved ${files.join(', ')}\n`);
-  for (const g of gs) {
-    const perRound = g.perRound.map((v) => (v === null ? '-' : v.toFixed(2))).join(' / ');
-    progress(`goal ${g.goal}: median ${g.value === null ? '-' : g.value.toFixed(2)} (${g.target}) met: ${g.met === null ? 'n/a' : g.met}; per round ${perRound}; ${g.note}`);
-  }
+  for (const g of gs) progress(`goal ${g.goal}: median ${twoPlaces(g.value)} (${g.target}) met: ${g.met === null ? 'n/a' : g.met}; per round ${g.perRound.map(twoPlaces).join(' / ')}; ${g.note}`);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   if (oversold) progress('!!! OVERSOLD: at least one system sold more than it had; see the report');
   if (!ok) process.exitCode = 1;
