@@ -1,9 +1,11 @@
 // A baseline of `npm run bench` as a child process: BENCH_BASELINE=redis (BENCH_REDIS_URL,
-// BENCH_REDIS_PREFIX) or postgres (BENCH_PG_URL, BENCH_PG_SCHEMA, BENCH_PG_POOL) behind the
-// shared node:http front, sweeping due holds every 200 ms. It prints `listening <port>`
-// once it serves; SIGTERM stops it. It never creates or drops the namespace it uses.
+// BENCH_REDIS_PREFIX), postgres (BENCH_PG_URL, BENCH_PG_SCHEMA, BENCH_PG_POOL) or naive
+// (BENCH_NAIVE_LOG, a file it creates) behind the shared node:http front, sweeping due
+// holds every 200 ms. It prints `listening <port>` once it serves; SIGTERM stops it. It
+// never creates or drops the namespace it uses (the naive log's data dir included).
 
 import { BaselineFront } from './baseline-front.js';
+import { NaiveStore } from './baseline-naive.js';
 import { PgStore } from './baseline-pg.js';
 import { RedisStore } from './baseline-redis.js';
 import type { ReservationStore } from './baseline-store.js';
@@ -21,7 +23,8 @@ async function openStore(): Promise<ReservationStore> {
   const kind = need('BENCH_BASELINE');
   if (kind === 'redis') return RedisStore.open(need('BENCH_REDIS_URL'), need('BENCH_REDIS_PREFIX'));
   if (kind === 'postgres') return PgStore.open(need('BENCH_PG_URL'), need('BENCH_PG_SCHEMA'), Number(process.env.BENCH_PG_POOL ?? 16));
-  throw new Error(`BENCH_BASELINE=${kind} must be redis or postgres`);
+  if (kind === 'naive') return new NaiveStore(need('BENCH_NAIVE_LOG'));
+  throw new Error(`BENCH_BASELINE=${kind} must be redis, postgres or naive`);
 }
 
 /** Expires due holds until none is left, then waits sweepEveryMs; one sweep at a time. */

@@ -1,8 +1,9 @@
 // The systems `npm run bench` compares, each started fresh for every scenario (a new
 // process, a new data dir, Redis key prefix or PostgreSQL schema) and always stopped and
 // cleaned up after it: the bare node:http ceiling, the engine embedded, the engine over
-// NATS (bench/nats-cluster.ts), and the Redis + Lua and PostgreSQL baselines. A system
-// whose service or binary is missing says why, and the run reports it as skipped.
+// NATS (bench/nats-cluster.ts), and the naive durable, Redis + Lua and PostgreSQL
+// baselines. A system whose service or binary is missing says why, and the run reports it
+// as skipped.
 
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
@@ -121,7 +122,7 @@ const engineNats: SystemSpec = {
   },
 };
 
-async function startBaseline(key: 'redis' | 'postgres', o: StartOptions, env: Record<string, string>, cleanup: () => Promise<void>): Promise<RunningSystem> {
+async function startBaseline(key: 'naive' | 'redis' | 'postgres', o: StartOptions, env: Record<string, string>, cleanup: () => Promise<void>): Promise<RunningSystem> {
   const port = await freePort();
   let s;
   try {
@@ -145,6 +146,17 @@ async function startBaseline(key: 'redis' | 'postgres', o: StartOptions, env: Re
     },
   };
 }
+
+const naive: SystemSpec = {
+  key: 'naive', label: 'naive durable server', stateful: true,
+  unavailable: async () => null,
+  async start(o) {
+    // In the bench's temp dir, like the engine's data dir, so both fdatasync on the same file system.
+    const dir = mkdtempSync(path.join(o.tmp, `naive-${o.scenario}-`));
+    const sys = await startBaseline('naive', o, { BENCH_NAIVE_LOG: path.join(dir, 'changes.jsonl') }, async () => rmSync(dir, { recursive: true, force: true }));
+    return { ...sys, settings: `Maps on one thread, pipelined group fdatasync; ${sys.settings}` };
+  },
+};
 
 const redis: SystemSpec = {
   key: 'redis', label: 'Redis + Lua', stateful: true,
@@ -173,7 +185,7 @@ const postgres: SystemSpec = {
   },
 };
 
-export const systems: Record<SystemKey, SystemSpec> = { bare, engine, 'engine-nats': engineNats, redis, postgres };
+export const systems: Record<SystemKey, SystemSpec> = { bare, engine, 'engine-nats': engineNats, naive, redis, postgres };
 
 /** A short lower-case id for this run's namespaces (Redis prefix, PG schema, NATS prefix). */
 export const newRunId = (): string => `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;

@@ -3,14 +3,14 @@
 // linear scale, values printed on the bars), the fixed-rate latency percentiles on a log
 // scale, and how each system answered the overload. A README can embed the file as is.
 
-import type { RunRecord } from './compare-report.js';
+import type { SystemRun } from './compare-report.js';
 import { scenarioKeys, scenarioTitles, systemKeys, type ScenarioKey, type SystemKey } from './compare-settings.js';
 
 const colors: Record<SystemKey, string> = {
-  bare: '#9e9e9e', engine: '#1f5fbf', 'engine-nats': '#22a3b8', redis: '#d0452f', postgres: '#3f8f3a',
+  bare: '#9e9e9e', engine: '#1f5fbf', 'engine-nats': '#22a3b8', naive: '#8e5bb5', redis: '#d0452f', postgres: '#3f8f3a',
 };
 const labels: Record<SystemKey, string> = {
-  bare: 'bare node:http', engine: 'engine (embedded)', 'engine-nats': 'engine over NATS', redis: 'Redis + Lua', postgres: 'PostgreSQL',
+  bare: 'bare node:http', engine: 'engine (embedded)', 'engine-nats': 'engine over NATS', naive: 'naive durable server', redis: 'Redis + Lua', postgres: 'PostgreSQL',
 };
 /** Short enough for a fifth of the width and for the latency panel's axis. */
 const panelTitles: Record<ScenarioKey, string> = {
@@ -18,7 +18,7 @@ const panelTitles: Record<ScenarioKey, string> = {
   'fixed-rate': '4. fixed rate (0.5 x capacity)', overload: '5. overload (2 x capacity)',
 };
 const shortLabels: Record<SystemKey, string> = {
-  bare: 'bare', engine: 'engine', 'engine-nats': 'engine/NATS', redis: 'Redis+Lua', postgres: 'PostgreSQL',
+  bare: 'bare', engine: 'engine', 'engine-nats': 'engine/NATS', naive: 'naive', redis: 'Redis+Lua', postgres: 'PostgreSQL',
 };
 const outcomeColors = { '2xx': '#6cbf84', '429': '#e0a526', '503': '#6b7fa3', failed: '#c0392b' } as const;
 
@@ -41,12 +41,12 @@ export function compact(n: number): string {
   return n >= 10 ? n.toFixed(0) : n.toFixed(1);
 }
 
-function systemsIn(runs: RunRecord[]): SystemKey[] {
+function systemsIn(runs: SystemRun[]): SystemKey[] {
   return systemKeys.filter((k) => runs.some((r) => r.system === k));
 }
 
 /** One scenario's throughput: a bar per system on the panel's own scale. */
-function throughputPanel(runs: RunRecord[], scenario: ScenarioKey, x: number, y: number, w: number, h: number): string {
+function throughputPanel(runs: SystemRun[], scenario: ScenarioKey, x: number, y: number, w: number, h: number): string {
   const systems = systemsIn(runs);
   const cells = systems.map((k) => runs.find((r) => r.scenario === scenario && r.system === k));
   const values = cells.map((r) => r?.figures?.headline ?? null);
@@ -72,7 +72,7 @@ function throughputPanel(runs: RunRecord[], scenario: ScenarioKey, x: number, y:
 }
 
 /** Scenario 4's p50 / p99 / p99.9 per system on a log scale of milliseconds. */
-function latencyPanel(runs: RunRecord[], x: number, y: number, w: number, h: number): string {
+function latencyPanel(runs: SystemRun[], x: number, y: number, w: number, h: number): string {
   const systems = systemsIn(runs);
   const lat = systems.map((k) => runs.find((r) => r.scenario === 'fixed-rate' && r.system === k)?.figures?.load.latencyMs ?? null);
   const all = lat.flatMap((l) => (l === null ? [] : [l.p50, l.p99, l.p99_9])).filter((v) => v > 0);
@@ -101,7 +101,7 @@ function latencyPanel(runs: RunRecord[], x: number, y: number, w: number, h: num
 }
 
 /** Scenario 5: each system's answers as shares of 2xx / 429 / 503 / failed, with p99 and peak memory. */
-function overloadPanel(runs: RunRecord[], x: number, y: number, w: number, h: number): string {
+function overloadPanel(runs: SystemRun[], x: number, y: number, w: number, h: number): string {
   const systems = systemsIn(runs);
   const out = [text(x + w / 2, y + 12, `${scenarioTitles.overload}: how each system answered`, { size: 11, anchor: 'middle', weight: 'bold' })];
   // Spelled out: Object.keys would put the integer-like '429' and '503' first.
@@ -131,12 +131,12 @@ function overloadPanel(runs: RunRecord[], x: number, y: number, w: number, h: nu
   return out.join('');
 }
 
-export function renderChart(runs: RunRecord[], subtitle: string): string {
+export function renderChart(runs: SystemRun[], subtitle: string): string {
   const W = 1000;
   const systems = systemsIn(runs);
   const scenarios = scenarioKeys.filter((s) => runs.some((r) => r.scenario === s));
-  const parts: string[] = [rect(0, 0, W, 600, '#fff'), text(20, 26, 'npm run bench: throughput and latency per system and scenario (one run, one machine)', { size: 15, weight: 'bold' }), text(20, 44, subtitle, { size: 10, fill: '#555' })];
-  systems.forEach((k, i) => parts.push(rect(20 + i * 170, 56, 12, 12, colors[k]), text(37, 66, labels[k], { size: 11 }).replace('x="37"', `x="${37 + i * 170}"`)));
+  const parts: string[] = [rect(0, 0, W, 600, '#fff'), text(20, 26, 'npm run bench: throughput and latency per system and scenario (medians over the rounds of one run)', { size: 15, weight: 'bold' }), text(20, 44, subtitle, { size: 10, fill: '#555' })];
+  systems.forEach((k, i) => parts.push(rect(20 + i * 160, 56, 12, 12, colors[k]), text(37, 66, labels[k], { size: 11 }).replace('x="37"', `x="${37 + i * 160}"`)));
   const pw = (W - 40) / Math.max(1, scenarios.length);
   scenarios.forEach((s, i) => parts.push(throughputPanel(runs, s, 20 + i * pw + 6, 84, pw - 12, 230)));
   if (scenarios.includes('fixed-rate')) parts.push(latencyPanel(runs, 20, 330, 470, 250));
