@@ -52,6 +52,17 @@ export class ErpModeTransport extends WorkerTransport {
     });
   }
 
+  /** A NATS batch: like call(), its commands wait for the mode on a shard's first start. */
+  override callMany(shardId: number, commands: readonly Command[]): Promise<CallOutcome[]> {
+    const epoch = this.modes.get(shardId);
+    if (epoch?.state === 'set') return super.callMany(shardId, commands);
+    const current = epoch ?? this.applyMode(shardId);
+    return current.ready.then((refusal) => {
+      if (this.modes.get(shardId) !== current && this.modes.has(shardId)) return this.callMany(shardId, commands);
+      return refusal !== null ? commands.map(() => refusal) : super.callMany(shardId, commands);
+    });
+  }
+
   private applyMode(shardId: number): ModeEpoch {
     const epoch: ModeEpoch = { state: 'pending', ready: Promise.resolve(null) };
     this.modes.set(shardId, epoch);
