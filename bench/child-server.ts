@@ -12,6 +12,8 @@ export interface ChildServer {
   port: number;
   /** Sends SIGTERM, waits for the exit (SIGKILL after graceMs), returns the exit code. */
   stop(graceMs?: number): Promise<number | null>;
+  /** What it printed so far, one line each ('' unless started with keepOutput). */
+  output?(): string;
 }
 
 export function freePort(): Promise<number> {
@@ -56,6 +58,8 @@ export async function startServer(opts: {
   port: number;
   readyPath: string;
   readyTimeoutMs?: number;
+  /** Keep its output lines for output() (a bench that reads its logs). */
+  keepOutput?: boolean;
 }): Promise<ChildServer> {
   const child = spawn(process.execPath, opts.args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let exited: number | null | undefined;
@@ -63,8 +67,10 @@ export async function startServer(opts: {
     exited = code ?? (signal === null ? null : -1);
     resolve(exited);
   }));
-  forward(opts.name, child.stdout);
-  forward(opts.name, child.stderr);
+  const kept: string[] = [];
+  const keep = opts.keepOutput === true ? (line: string): void => { kept.push(line); } : undefined;
+  forward(opts.name, child.stdout, keep);
+  forward(opts.name, child.stderr, keep);
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
   while (!(await healthy(`http://127.0.0.1:${opts.port}${opts.readyPath}`))) {
     if (exited !== undefined) throw new Error(`${opts.name} exited with ${exited} before it served`);
@@ -79,6 +85,7 @@ export async function startServer(opts: {
     name: opts.name,
     child,
     port: opts.port,
+    output: () => kept.join('\n'),
     async stop(graceMs = 60_000) {
       if (exited !== undefined) return exited;
       child.kill('SIGTERM');

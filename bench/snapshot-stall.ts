@@ -1,0 +1,189 @@
+// `npm run bench:snapshots`: does a snapshot stop a shard? One shard is loaded with
+// BENCH_PRELOAD (default 1,000,000) held reservations, then stopped; its data dir is copied
+// for each configuration, and each copy is served at a fixed rate (half the peak measured on
+// the preloaded shard) for long enough to take at least three snapshots of that size:
+//   - checkpointer: snapshots by the shard's checkpointer thread (the default),
+//   - none:         no snapshot due during the run (FLASH_SNAPSHOT_EVERY past the run),
+//   - on the shard thread: FLASH_CHECKPOINTER=0, snapshots taken by the shard itself.
+// Latency is every answer's, as autocannon measures it; the worst answer is the figure a
+// stall shows in. Memory: the engine's resident size once recovered, with and without the
+// checkpointer's copy of the state. Ends by checking every preloaded hold is still held.
+
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import autocannon from 'autocannon';
+import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, repoDir, runInfo } from './bench-report.js';
+import { freePort, startServer, type ChildServer } from './child-server.js';
+import { call, engineEnv, inParallel, shopToken } from './engine-under-test.js';
+import { runLoad } from './http-load.js';
+
+function envInt(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}=${raw} must be an integer in ${min}..${max}`);
+  return n;
+}
+
+const settings = {
+  preload: envInt('BENCH_PRELOAD', 1_000_000, 10_000, 20_000_000),
+  skus: 100,
+  /** Seconds of fixed-rate load per configuration. */
+  seconds: envInt('BENCH_SECONDS', 40, 5, 3600),
+  /** Snapshots wanted during each run (the interval is set from the rate to get them). */
+  snapshotsWanted: 4,
+  connections: 128,
+  peakSeconds: 5,
+  goal: { worstRatioMax: 2, p99MsMax: 10 },
+};
+
+const sku = (i: number): string => `snap-${i}`;
+
+async function startOn(dataDir: string, name: string, extra: Record<string, string>): Promise<ChildServer> {
+  const port = await freePort();
+  const env = engineEnv(port, dataDir, { FLASH_SHARDS: '1', LOG_LEVEL: 'info', ...extra });
+  return startServer({ name, args: [path.join(repoDir, 'dist/src/main.js')], env, port, readyPath: '/healthz', keepOutput: true });
+}
+
+function rssMiB(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
+    return Number.isFinite(kib) ? kib / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+interface RunFigures {
+  config: string;
+  rate: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  latencyMs: { p50: number; p99: number; p99_9: number; max: number };
+  snapshotsDuringRun: number;
+  snapshotMsMean: number | null;
+  rssMiBAfterRecovery: number | null;
+}
+
+/** Fixed-rate reserves (autocannon overallRate), each a new buyer over the bench's SKUs. */
+function fixedRate(url: string, rate: number, seconds: number, prefix: string): Promise<autocannon.Result> {
+  let n = 0;
+  return new Promise((resolve, reject) => {
+    autocannon({
+      url, connections: settings.connections, pipelining: 1, duration: seconds, overallRate: rate, timeout: 30,
+      requests: [{
+        method: 'POST', path: '/v1/reservations',
+        setupRequest: (req) => ({
+          ...req,
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${shopToken}` },
+          body: `{"sku":"${sku(n % settings.skus)}","buyerId":"${prefix}${n++}","qty":1}`,
+        }),
+      }],
+    }, (err: unknown, res: autocannon.Result) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res)));
+  });
+}
+
+async function main(): Promise<void> {
+  const run = runInfo();
+  progress(`bench:snapshots on ${machineLine(run)}`);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'flash-bench-snap-'));
+  const children: ChildServer[] = [];
+  try {
+    // 1. The preloaded shard: holds that last a day, so none expires during the bench.
+    const base = path.join(tmp, 'preloaded');
+    const loader = await startOn(base, 'engine-preload', { FLASH_SNAPSHOT_EVERY: '1000000000' });
+    children.push(loader);
+    for (let i = 0; i < settings.skus; i++) {
+      const r = await call(loader.port, 'PUT', `/v1/skus/${sku(i)}`, { stock: 1_000_000_000, holdSeconds: 86_400 });
+      if (r.status !== 201) throw new Error(`PUT ${sku(i)} answered ${r.status}`);
+    }
+    progress(`preloading ${fmt(settings.preload)} held reservations`);
+    const preload = await runLoad('preload', `http://127.0.0.1:${loader.port}`, { connections: 64, pipelining: 1, durationSeconds: 0, amount: settings.preload, timeoutSeconds: 30 },
+      { skuOf: (n) => sku(n % settings.skus), buyerPrefix: 'pre-', token: shopToken });
+    const preloaded = preload.statuses['201'] ?? 0;
+    progress(`preloaded ${fmt(preloaded)} holds at ${fmt(preload.requestsPerSecMean)}/s; stopping (a snapshot at close)`);
+    await loader.stop(120_000);
+
+    // 2. Peak on a copy, then the rate for every configuration: half of it.
+    const copy = (name: string): string => {
+      const dir = path.join(tmp, name);
+      cpSync(base, dir, { recursive: true });
+      return dir;
+    };
+    const peakEngine = await startOn(copy('peak'), 'engine-peak', { FLASH_SNAPSHOT_EVERY: '1000000000' });
+    children.push(peakEngine);
+    const peak = await runLoad('peak', `http://127.0.0.1:${peakEngine.port}`, { connections: 64, pipelining: 1, durationSeconds: settings.peakSeconds, timeoutSeconds: 30 },
+      { skuOf: (n) => sku(n % settings.skus), buyerPrefix: 'peak-', token: shopToken });
+    await peakEngine.stop(120_000);
+    const rate = Math.max(100, Math.floor(peak.requestsPerSecMean / 2));
+    const every = Math.max(1000, Math.floor((rate * settings.seconds) / (settings.snapshotsWanted + 0.5)));
+    progress(`peak ${fmt(peak.requestsPerSecMean)} reserves/s: runs at ${fmt(rate)}/s for ${settings.seconds} s, a snapshot due every ${fmt(every)} commands`);
+
+    // 3. Each configuration on its own copy of the preloaded shard.
+    const configs: { name: string; env: Record<string, string> }[] = [
+      { name: 'checkpointer thread', env: { FLASH_SNAPSHOT_EVERY: String(every) } },
+      { name: 'no snapshot in the run', env: { FLASH_SNAPSHOT_EVERY: '1000000000' } },
+      { name: 'on the shard thread (FLASH_CHECKPOINTER=0)', env: { FLASH_SNAPSHOT_EVERY: String(every), FLASH_CHECKPOINTER: '0' } },
+    ];
+    const runs: RunFigures[] = [];
+    for (const [k, c] of configs.entries()) {
+      const busy = await cpuBusyPct();
+      const dir = copy(`run-${k}`);
+      const engine = await startOn(dir, `engine-${k}`, c.env);
+      children.push(engine);
+      await new Promise((r) => setTimeout(r, 2000)); // the checkpointer's own recovery
+      const rss = rssMiB(engine.child.pid);
+      progress(`${c.name}: machine ${busy}% busy before; engine RSS ${fmt(rss ?? NaN)} MiB after recovery`);
+      const logStart = (engine.output?.() ?? '').length;
+      const res = await fixedRate(`http://127.0.0.1:${engine.port}`, rate, settings.seconds, `r${k}-`);
+      const written = (engine.output?.() ?? '').slice(logStart).split('\n').filter((l) => l.includes('"wal snapshot written"'));
+      const ms = written.map((l) => Number((JSON.parse(l) as { ms?: number }).ms ?? NaN)).filter(Number.isFinite);
+      const f: RunFigures = {
+        config: c.name, rate, requests: res.requests.total, non2xx: res.non2xx, errors: res.errors,
+        latencyMs: { p50: res.latency.p50, p99: res.latency.p99, p99_9: res.latency.p99_9, max: res.latency.max },
+        snapshotsDuringRun: written.length, snapshotMsMean: ms.length > 0 ? ms.reduce((a, b) => a + b, 0) / ms.length : null,
+        rssMiBAfterRecovery: rss,
+      };
+      progress(`${c.name}: p50 ${f.latencyMs.p50} ms, p99 ${f.latencyMs.p99} ms, p99.9 ${f.latencyMs.p99_9} ms, worst ${f.latencyMs.max} ms; ${f.snapshotsDuringRun} snapshots; non-2xx ${f.non2xx}, errors ${f.errors}`);
+      runs.push(f);
+      // Every preloaded hold is still there (spot check across SKUs: counters add up).
+      let reserved = 0;
+      await inParallel(settings.skus, 16, async (i) => {
+        const r = await call(engine.port, 'GET', `/v1/skus/${sku(i)}`);
+        reserved += Number(r.json.reserved ?? 0);
+      });
+      if (reserved < preloaded) throw new Error(`${c.name}: ${reserved} units held, fewer than the ${preloaded} preloaded`);
+      await engine.stop(120_000);
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    const [ckpt, none, inline] = runs as [RunFigures, RunFigures, RunFigures];
+    const worstRatio = ckpt.latencyMs.max / Math.max(1, none.latencyMs.max);
+    const metWorst = worstRatio <= settings.goal.worstRatioMax;
+    const metP99 = ckpt.latencyMs.p99 < settings.goal.p99MsMax;
+    const enough = ckpt.snapshotsDuringRun >= 3;
+    const rows = runs.map((r) => [r.config, fmt(r.latencyMs.p50, 1), fmt(r.latencyMs.p99, 1), fmt(r.latencyMs.p99_9, 1), fmt(r.latencyMs.max, 1),
+      String(r.snapshotsDuringRun), r.snapshotMsMean === null ? '-' : fmt(r.snapshotMsMean), `${fmt(r.requests)} / ${r.non2xx} / ${r.errors}`, fmt(r.rssMiBAfterRecovery ?? NaN)]);
+    const table = markdownTable(['snapshots', 'p50 ms', 'p99 ms', 'p99.9 ms', 'worst ms', 'snapshots in the run', 'mean ms per snapshot (write)', 'answers / non-2xx / errors', 'RSS MiB after recovery'], rows);
+    const goals = markdownTable(['goal', 'reached', 'met'], [
+      [`worst answer with the checkpointer <= ${settings.goal.worstRatioMax} x the worst with no snapshot`, `${fmt(worstRatio, 2)} x (${ckpt.latencyMs.max} ms vs ${none.latencyMs.max} ms)`, metWorst ? 'met' : 'NOT met'],
+      [`p99 with the checkpointer < ${settings.goal.p99MsMax} ms`, `${ckpt.latencyMs.p99} ms`, metP99 ? 'met' : 'NOT met'],
+      ['at least 3 snapshots of the preloaded shard during the run', String(ckpt.snapshotsDuringRun), enough ? 'met' : 'NOT met'],
+      ['memory of the checkpointer\'s copy (RSS with it minus RSS on the shard thread)', `${fmt((ckpt.rssMiBAfterRecovery ?? NaN) - (inline.rssMiBAfterRecovery ?? NaN))} MiB for ${fmt(preloaded)} holds`, '-'],
+    ]);
+    const header = `bench:snapshots: ${machineLine(run)}\ncommand: ${run.command}\none shard, ${fmt(preloaded)} held reservations preloaded; fixed rate ${fmt(rate)}/s (half the measured peak ${fmt(peak.requestsPerSecMean)}/s), ${settings.seconds} s per configuration, ${settings.connections} connections, snapshot every ${fmt(every)} commands\n`;
+    finish('snapshots', { bench: 'snapshots', ...run, settings, preloaded, peak: peak.requestsPerSecMean, rate, every, runs, worstRatio, met: { worst: metWorst, p99: metP99, snapshots: enough } }, `${header}\n${table}\n\n${goals}`);
+  } finally {
+    for (const c of children) await c.stop(120_000).catch(() => undefined);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:snapshots failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exitCode = 1;
+});
