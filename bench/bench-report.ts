@@ -125,3 +125,12 @@ export async function cpuBusyPct(ms = 1000): Promise<number> {
   const total = b.total - a.total;
   return total <= 0 ? 0 : Math.round((1000 * (1 - (b.idle - a.idle) / total))) / 10;
 }
+
+/** A bench setting from the environment: an integer in min..max, or `fallback` when unset. */
+export function envInt(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}=${raw} must be an integer in ${min}..${max}`);
+  return n;
+}

@@ -3,6 +3,8 @@
 // BENCH_SCENARIOS, BENCH_OVERLOAD_CONNECTIONS, BENCH_REDIS_URL, BENCH_PG_URL, BENCH_PG_POOL. Everything else
 // is fixed here, so that two runs with the same environment load every system alike.
 
+import { envInt } from './bench-report.js';
+
 export const systemKeys = ['bare', 'engine', 'engine-nats', 'naive', 'redis', 'postgres'] as const;
 export type SystemKey = (typeof systemKeys)[number];
 
@@ -16,14 +18,6 @@ export const scenarioTitles: Record<ScenarioKey, string> = {
   'fixed-rate': '4. fixed rate, half of capacity',
   overload: '5. overload, twice capacity',
 };
-
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}=${raw} must be an integer in ${min}..${max}`);
-  return n;
-}
 
 /** A comma list of known names (scenarios also by number, 1-based); all of them when unset. */
 function envList<T extends string>(name: string, known: readonly T[]): T[] {

@@ -6,7 +6,7 @@
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, repoDir, resultsDir, runInfo } from './bench-report.js';
+import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, repoDir, resultsDir, runInfo, envInt } from './bench-report.js';
 import { freePort, startServer, type ChildServer } from './child-server.js';
 import { formatSummary, summarizeProfile, type ProfileSummary } from './cpu-profile-summary.js';
 import {
@@ -17,14 +17,6 @@ import { runLoad, type LoadFigures, type LoadSettings, type ReserveBodySource } 
 import { processCpuSeconds } from './process-cpu.js';
 import { measureBuyerTokenCosts } from './buyer-token-bench.js';
 import { mintBuyerToken } from '../src/gateway/buyer-token.js';
-
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}=${raw} must be an integer in ${min}..${max}`);
-  return n;
-}
 
 const settings = {
   load: { connections: 64, pipelining: 1, durationSeconds: envInt('BENCH_SECONDS', 10, 1, 3600), timeoutSeconds: 10 } satisfies LoadSettings,

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { shardForSku } from '../src/domain/routing.js';
 import type { Command } from '../src/domain/index.js';
 import { shardSubject } from '../src/nats/nats-connect.js';
-import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, runInfo, type RunInfo } from './bench-report.js';
+import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, runInfo, type RunInfo, envInt } from './bench-report.js';
 import type { ChildServer } from './child-server.js';
 import { reserveRequest, runPlan, type LatencyMs, type LoadResult } from './compare-load.js';
 import { commitCounters, commitFigures, engineEnvDescription, shopToken, skuName, skuTotals, startEngine, type CommitCounters, type Engine } from './engine-under-test.js';
@@ -28,14 +28,6 @@ import { runLoad, type LoadSettings } from './http-load.js';
 import { connectBench, runBatchLoad, sendBatch, type BatchFigures } from './nats-batch-client.js';
 import { createSkusThrough, gatewayCall, startNatsCluster, type NatsCluster } from './nats-cluster.js';
 import { appendFigures, openLogStreams, type LogStreams, type LogStreamState } from './nats-log-streams.js';
-
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}=${raw} must be an integer in ${min}..${max}`);
-  return n;
-}
 
 const seconds = envInt('BENCH_SECONDS', 10, 1, 3600);
 const settings = {

@@ -13,18 +13,10 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import autocannon from 'autocannon';
-import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, repoDir, runInfo } from './bench-report.js';
+import { cpuBusyPct, finish, fmt, machineLine, markdownTable, progress, repoDir, runInfo, envInt } from './bench-report.js';
 import { freePort, startServer, type ChildServer } from './child-server.js';
 import { call, engineEnv, inParallel, shopToken } from './engine-under-test.js';
 import { runLoad } from './http-load.js';
-
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}=${raw} must be an integer in ${min}..${max}`);
-  return n;
-}
 
 const settings = {
   preload: envInt('BENCH_PRELOAD', 1_000_000, 10_000, 20_000_000),
