@@ -3,7 +3,7 @@
 // happens before the first mutation, so a refused command changes nothing.
 
 import type { Applied, Command, DomainEvent } from './commands.js';
-import { assert } from './assert.js';
+import { InvariantError } from './assert.js';
 import { assertSkuInvariants } from './invariants.js';
 import { nonceLength } from './routing.js';
 import { findSku } from './apply-sku.js';
@@ -126,7 +126,7 @@ function rememberIdempotencyKey(state: ShardState, r: Reservation, key: string, 
  * settledReservationsMax it drops the oldest settled reservation (never this one).
  */
 export function settle(state: ShardState, r: Reservation, status: 'paid' | 'cancelled' | 'expired', nowMs: number): DomainEvent[] | null {
-  assert(r.status === 'held', `reservation ${r.id} settles twice`);
+  if (r.status !== 'held') throw new InvariantError(`reservation ${r.id} settles twice`);
   const s = r.sku;
   const before = s.available;
   if (r.holdsUnits) {
@@ -138,7 +138,7 @@ export function settle(state: ShardState, r: Reservation, status: 'paid' | 'canc
     r.channel.sold += r.qty;
   } else {
     const left = (s.quota.get(r.buyerId) ?? 0) - r.qty;
-    assert(left >= 0, `quota of ${r.buyerId} goes negative`);
+    if (left < 0) throw new InvariantError(`quota of ${r.buyerId} goes negative`);
     if (left === 0) s.quota.delete(r.buyerId);
     else s.quota.set(r.buyerId, left);
   }
