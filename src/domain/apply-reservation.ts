@@ -68,7 +68,8 @@ function eligibility(s: SkuState, c: Reserve, channel: string, nowMs: number): A
   return null;
 }
 
-export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Applied {
+/** `answer` false (a replay): a created reservation is answered `reservedUnanswered`, no view built. */
+export function applyReserve(state: ShardState, c: Reserve, nowMs: number, answer: boolean): Applied {
   const found = findSku(state, c.sku);
   if (!(found instanceof SkuState)) return found;
   const s = found;
@@ -104,9 +105,14 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
   state.expiry.push(r);
   if (c.idemKey !== undefined) rememberIdempotencyKey(state, r, c.idemKey, nowMs);
   assertSkuInvariants(s);
+  // Computed in a replay too: it re-arms or sets lowStockSignaled, which is state.
   const events = stockEvents(s, before, null);
+  if (!answer) return reservedUnanswered;
   return answered({ ok: true, status: 'created', reservation: reservationView(r) }, true, events);
 }
+
+/** What a replayed reserve that created its reservation answers: only that it mutated. */
+const reservedUnanswered: Applied = Object.freeze({ outcome: Object.freeze({ ok: true, status: 'created' } as const), mutated: true, events: null });
 
 function rememberIdempotencyKey(state: ShardState, r: Reservation, key: string, nowMs: number): void {
   const entry: IdempotencyEntry = { key: idempotencyKey(r.buyerId, r.sku.quotaScope, key), reservation: r, reviewAtMs: nowMs };

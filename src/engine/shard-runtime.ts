@@ -6,7 +6,7 @@
 // must end the owning thread (memory is then ahead of the log, so it must be rebuilt by replay).
 
 import {
-  apply, createShardState, fromSnapshot, housekeepingDue, toSnapshot,
+  apply, createShardState, fromSnapshot, housekeepingDue, replay, toSnapshot,
   type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState,
 } from '../domain/index.js';
 import { InvariantError, assert } from '../domain/assert.js';
@@ -101,11 +101,11 @@ function decodeSnapshotWithTail(chunks: readonly Uint8Array[]): { snapshot: Shar
 function applyRecord(state: ShardState, lsn: number, payload: Uint8Array): number {
   const [nowMs, commands] = decode<WalRecord>(payload);
   for (const c of commands) {
-    const applied = apply(state, c, nowMs);
+    const mutated = replay(state, c, nowMs);
     // Housekeeping may find its work already done: how long settled reservations are kept is
     // configuration, and a version that keeps fewer drops them earlier in the replay. Every
     // other command changes on replay exactly what it changed the first time.
-    if (!applied.mutated && c.t !== 'res.expire') throw new InvariantError(`replay of record ${lsn} diverged: ${c.t} changed nothing`);
+    if (!mutated && c.t !== 'res.expire') throw new InvariantError(`replay of record ${lsn} diverged: ${c.t} changed nothing`);
   }
   return commands.length;
 }
