@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { ShardRuntime } from '../src/engine/shard-runtime.js';
+import { crc32c } from '../src/wal/crc32c.js';
 import type { Command } from '../src/domain/index.js';
 import { T0 } from './support/domain-kit.js';
 
@@ -63,4 +64,24 @@ test('a replicated shard snapshots nothing it has not been told is in the replic
   expect(rt.snapshotIfDue()).toBe(true);
   expect(snapshots(dir)).toBe(1);
   rt.close();
+});
+
+test('a reopened shard reports the crc32c of its newest record (computed once, after the replay), or the snapshot\'s when no record follows it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flash-rt-'));
+  dirs.push(dir);
+  const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+  rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 1000 }], T0);
+  rt.execute(reserves(0, 3), T0 + 1);
+  rt.execute(reserves(3, 2), T0 + 2);
+  const newest = rt.takeLastRecord()!;
+  rt.close();
+  const reopened = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+  expect(reopened.recovery.recordsReplayed).toBe(3);
+  expect(reopened.tail).toEqual({ lsn: newest.lsn, crc: crc32c(newest.payload) });
+  reopened.snapshot();
+  reopened.close();
+  const fromSnapshot = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+  expect(fromSnapshot.recovery.recordsReplayed).toBe(0);
+  expect(fromSnapshot.tail).toEqual({ lsn: newest.lsn, crc: crc32c(newest.payload) });
+  fromSnapshot.close();
 });

@@ -147,6 +147,9 @@ export class ShardRuntime {
     let commandsReplayed = 0;
     let tailCrc: number | null = null;
     let snapshotCrc: number | null = null;
+    // Only the newest record's crc32c is kept, so it is computed once, after the replay (the
+    // log already checked every frame's): a payload is a view of its segment's own buffer.
+    let lastPayload: Uint8Array | null = null;
     const result = wal.recover(
       (snap) => {
         if (snap === null) return;
@@ -157,9 +160,10 @@ export class ShardRuntime {
       },
       (lsn, payload) => {
         commandsReplayed += applyRecord(state, lsn, payload);
-        tailCrc = crc32c(payload);
+        lastPayload = payload;
       },
     );
+    if (lastPayload !== null) tailCrc = crc32c(lastPayload);
     const recovery: RecoveryReport = {
       snapshotLsn: result.snapshotLsn, recordsReplayed: result.recordsReplayed, commandsReplayed,
       lastLsn: result.lastLsn, ms: performance.now() - started,
