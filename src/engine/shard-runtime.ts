@@ -12,7 +12,7 @@ import {
 import { InvariantError, assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
 import { crc32c } from '../wal/crc32c.js';
-import { decode, encode } from './codec.js';
+import { decode, encode, encodeLogRecord } from './codec.js';
 import { RateLimiter } from './rate-limiter.js';
 
 export interface ShardRuntimeOptions {
@@ -53,7 +53,11 @@ function rateLimited(waitMs: number): Applied {
   return { outcome: { ok: false, code: 'rate_limited', message, retryAfterMs: waitMs }, mutated: false, events: null };
 }
 
-/** A log record: the batch's clock and its mutating commands, in apply order. */
+/**
+ * A log record: the batch's clock and its mutating commands, in apply order. Written with
+ * encodeLogRecord (msgpackr records); logs written before hold plain maps, and `decode`
+ * reads both, so old logs replay as they did.
+ */
 type WalRecord = [nowMs: number, commands: Command[]];
 
 /** Rows per chunk of a snapshot: a chunk of reservation rows is a few MB, far from any ceiling. */
@@ -198,7 +202,7 @@ export class ShardRuntime {
    */
   appendMarker(nowMs: number): LoggedRecord {
     const record: WalRecord = [nowMs, []];
-    const payload = encode(record);
+    const payload = encodeLogRecord(record);
     const lsn = this.wal.append(payload);
     this.tailCrc = crc32c(payload);
     return { lsn, payload };
@@ -292,7 +296,7 @@ export class ShardRuntime {
     }
     if (logged !== null) {
       const record: WalRecord = [nowMs, logged];
-      const payload = encode(record);
+      const payload = encodeLogRecord(record);
       const lsn = this.wal.append(payload);
       this.tailCrc = crc32c(payload);
       this.lastRecord = { lsn, payload };
