@@ -5,7 +5,7 @@
 // them exactly whatever the replaying process is configured with; only calls in flight at a
 // crash can repeat.
 
-import { assert } from './assert.js';
+import { InvariantError } from './assert.js';
 import type { Applied, OutboxEvent, ReconcileRow, ReconcileUnits } from './commands.js';
 import type { Reservation, ShardState } from './shard-state.js';
 import { answered, refused } from './views.js';
@@ -35,7 +35,7 @@ export function recordPaid(state: ShardState, r: Reservation): void {
  */
 export function recordRefunded(state: ShardState, r: Reservation): void {
   const refund = r.refund;
-  assert(r.status === 'refunded' && refund !== null, `reservation ${r.id} is not refunded`);
+  if (r.status !== 'refunded' || refund === null) throw new InvariantError(`reservation ${r.id} is not refunded`);
   // A refund follows its order: queued exactly when the order's order.paid was, whatever the
   // mode now (an order owed to the ERP has its refund owed too). An order whose queueing is
   // unknown (restored from a v3 snapshot) gets none: a refund the ERP cannot match to an
@@ -92,7 +92,7 @@ export function applyAck(state: ShardState, upToSeq: number): Applied {
   for (let e = state.outbox.peek(); e !== undefined && e.eventSeq <= upToSeq; e = state.outbox.peek()) {
     state.outbox.shift();
     const s = state.skus.get(e.sku);
-    assert(s !== undefined, `outbox event ${e.eventId} names unknown sku ${e.sku}`);
+    if (s === undefined) throw new InvariantError(`outbox event ${e.eventId} names unknown sku ${e.sku}`);
     if (e.type === 'order.refunded') s.erpRefundsDeliveredUnits += e.qty;
     else s.erpDeliveredUnits += e.qty;
     removed++;

@@ -5,7 +5,7 @@
 // that is not paid, and a second refund changes nothing.
 
 import type { Applied, Command } from './commands.js';
-import { assert } from './assert.js';
+import { InvariantError } from './assert.js';
 import { assertSkuInvariants } from './invariants.js';
 import { recordRefunded } from './apply-outbox.js';
 import type { Reservation, ShardState } from './shard-state.js';
@@ -26,7 +26,7 @@ function unsell(r: Reservation, restock: boolean): void {
   s.refunded += r.qty;
   if (!restock) s.onHand -= r.qty;
   const left = (s.quota.get(r.buyerId) ?? 0) - r.qty;
-  assert(left >= 0, `quota of ${r.buyerId} goes negative`);
+  if (left < 0) throw new InvariantError(`quota of ${r.buyerId} goes negative`);
   if (left === 0) s.quota.delete(r.buyerId);
   else s.quota.set(r.buyerId, left);
 }

@@ -3,7 +3,7 @@
 // happens before the first mutation, so a refused command changes nothing.
 
 import type { Applied, Command, DomainEvent } from './commands.js';
-import { assert } from './assert.js';
+import { InvariantError } from './assert.js';
 import { assertSkuInvariants } from './invariants.js';
 import { nonceLength } from './routing.js';
 import { findSku } from './apply-sku.js';
@@ -68,7 +68,8 @@ function eligibility(s: SkuState, c: Reserve, channel: string, nowMs: number): A
   return null;
 }
 
-export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Applied {
+/** `answer` false (a replay): a created reservation is answered `reservedUnanswered`, no view built. */
+export function applyReserve(state: ShardState, c: Reserve, nowMs: number, answer: boolean): Applied {
   const found = findSku(state, c.sku);
   if (!(found instanceof SkuState)) return found;
   const s = found;
@@ -104,9 +105,14 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number): Appl
   state.expiry.push(r);
   if (c.idemKey !== undefined) rememberIdempotencyKey(state, r, c.idemKey, nowMs);
   assertSkuInvariants(s);
+  // Computed in a replay too: it re-arms or sets lowStockSignaled, which is state.
   const events = stockEvents(s, before, null);
+  if (!answer) return reservedUnanswered;
   return answered({ ok: true, status: 'created', reservation: reservationView(r) }, true, events);
 }
+
+/** What a replayed reserve that created its reservation answers: only that it mutated. */
+const reservedUnanswered: Applied = Object.freeze({ outcome: Object.freeze({ ok: true, status: 'created' } as const), mutated: true, events: null });
 
 function rememberIdempotencyKey(state: ShardState, r: Reservation, key: string, nowMs: number): void {
   const entry: IdempotencyEntry = { key: idempotencyKey(r.buyerId, r.sku.quotaScope, key), reservation: r, reviewAtMs: nowMs };
@@ -126,7 +132,7 @@ function rememberIdempotencyKey(state: ShardState, r: Reservation, key: string, 
  * settledReservationsMax it drops the oldest settled reservation (never this one).
  */
 export function settle(state: ShardState, r: Reservation, status: 'paid' | 'cancelled' | 'expired', nowMs: number): DomainEvent[] | null {
-  assert(r.status === 'held', `reservation ${r.id} settles twice`);
+  if (r.status !== 'held') throw new InvariantError(`reservation ${r.id} settles twice`);
   const s = r.sku;
   const before = s.available;
   if (r.holdsUnits) {
@@ -138,7 +144,7 @@ export function settle(state: ShardState, r: Reservation, status: 'paid' | 'canc
     r.channel.sold += r.qty;
   } else {
     const left = (s.quota.get(r.buyerId) ?? 0) - r.qty;
-    assert(left >= 0, `quota of ${r.buyerId} goes negative`);
+    if (left < 0) throw new InvariantError(`quota of ${r.buyerId} goes negative`);
     if (left === 0) s.quota.delete(r.buyerId);
     else s.quota.set(r.buyerId, left);
   }

@@ -11,25 +11,20 @@ import { nonceLength } from './routing.js';
 
 const noncePattern = /^[0-9a-z]*$/;
 
-function first(...errors: (string | null)[]): string | null {
-  for (const e of errors) if (e !== null) return e;
-  return null;
-}
-
 const optional = (value: unknown, check: (v: unknown) => string | null): string | null => (value === undefined ? null : check(value));
 const idError = (id: unknown): string | null => (typeof id === 'string' && id.length <= 64 ? null : 'id must be a string of at most 64 characters');
 
+// Each check returns its message or null; `??` runs the next only while none failed (and,
+// unlike a helper taking the messages as arguments, allocates nothing per command).
 function reserveError(c: Extract<Command, { t: 'res.reserve' }>): string | null {
-  return first(
-    nameError(c.sku, 'sku'),
-    buyerIdError(c.buyerId),
-    reserveLimits.qty(c.qty),
-    typeof c.nonce === 'string' && noncePattern.test(c.nonce) && c.nonce.length <= nonceLength ? null : `nonce must be 0..${nonceLength} characters of [0-9a-z]`,
-    optional(c.idemKey, reserveLimits.idempotencyKey),
-    optional(c.accountCreatedAtMs, reserveLimits.accountCreatedAt),
-    optional(c.pastOrders, reserveLimits.pastOrders),
-    optional(c.channel, channelNameError),
-  );
+  return nameError(c.sku, 'sku')
+    ?? buyerIdError(c.buyerId)
+    ?? reserveLimits.qty(c.qty)
+    ?? (typeof c.nonce === 'string' && noncePattern.test(c.nonce) && c.nonce.length <= nonceLength ? null : `nonce must be 0..${nonceLength} characters of [0-9a-z]`)
+    ?? optional(c.idemKey, reserveLimits.idempotencyKey)
+    ?? optional(c.accountCreatedAtMs, reserveLimits.accountCreatedAt)
+    ?? optional(c.pastOrders, reserveLimits.pastOrders)
+    ?? optional(c.channel, channelNameError);
 }
 
 /** The first problem with a command's fields, or null when it is well formed. */
@@ -38,28 +33,27 @@ export function commandError(c: Command): string | null {
     case 'res.reserve':
       return reserveError(c);
     case 'sku.upsert':
-      return first(nameError(c.sku, 'sku'), skuPolicyError(c as unknown as Record<string, unknown>));
+      return nameError(c.sku, 'sku') ?? skuPolicyError(c as unknown as Record<string, unknown>);
     case 'sku.adjust':
-      return first(nameError(c.sku, 'sku'), intError(c.delta, 'delta', -Limits.stockMax, Limits.stockMax), c.delta === 0 ? 'delta must be a non-zero integer' : null);
+      return nameError(c.sku, 'sku') ?? intError(c.delta, 'delta', -Limits.stockMax, Limits.stockMax) ?? (c.delta === 0 ? 'delta must be a non-zero integer' : null);
     case 'sku.link':
-      return first(nameError(c.sku, 'sku'), nameError(c.dropId, 'dropId'));
+      return nameError(c.sku, 'sku') ?? nameError(c.dropId, 'dropId');
     case 'res.pay':
-      return first(idError(c.id), c.paymentRef === null ? null : optional(c.paymentRef, reserveLimits.paymentRef));
+      return idError(c.id) ?? (c.paymentRef === null ? null : optional(c.paymentRef, reserveLimits.paymentRef));
     case 'res.refund':
-      return first(idError(c.id), typeof c.restock === 'boolean' ? null : 'restock must be a boolean', optional(c.reason, reserveLimits.reason));
+      return idError(c.id) ?? (typeof c.restock === 'boolean' ? null : 'restock must be a boolean') ?? optional(c.reason, reserveLimits.reason);
     case 'res.cancel':
     case 'res.get':
-      return first(idError(c.id), optional(c.buyerId, buyerIdError));
+      return idError(c.id) ?? optional(c.buyerId, buyerIdError);
     case 'sku.get':
       return typeof c.sku === 'string' ? null : 'sku must be a string';
     case 'res.expire':
     case 'erp.reconcile':
       return null;
     case 'erp.pending':
-      return first(
-        intError(c.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER), intError(c.max, 'max', 1, 10_000),
-        c.refunds === undefined || typeof c.refunds === 'boolean' ? null : 'refunds must be a boolean',
-      );
+      return intError(c.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER)
+        ?? intError(c.max, 'max', 1, 10_000)
+        ?? (c.refunds === undefined || typeof c.refunds === 'boolean' ? null : 'refunds must be a boolean');
     case 'erp.ack':
       return intError(c.upToSeq, 'upToSeq', 0, Number.MAX_SAFE_INTEGER);
     case 'erp.mode':

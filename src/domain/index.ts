@@ -4,7 +4,7 @@ export * from './codes.js';
 export * from './fields.js';
 export * from './commands.js';
 export * from './routing.js';
-export { apply } from './apply.js';
+export { apply, replay } from './apply.js';
 export { housekeepingDue, nextExpiryAtMs } from './apply-expire.js';
 export { createShardState, defaultShardConfig, ShardState, type ShardConfig } from './shard-state.js';
 export { toSnapshot, fromSnapshot, type ShardSnapshot } from './snapshot.js';

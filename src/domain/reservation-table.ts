@@ -3,7 +3,7 @@
 // keyed map: insert is a push, lookup parses the seq out of the id and checks the whole
 // id, and nothing hashes a fresh string on the hot path. Iteration is in creation order.
 
-import { assert } from './assert.js';
+import { InvariantError } from './assert.js';
 import { nonceLength } from './routing.js';
 
 export interface Sequenced {
@@ -46,7 +46,7 @@ export class ReservationTable<T extends Sequenced> {
       this.head = 0;
     }
     const index = r.seq - this.base;
-    assert(index >= this.slots.length, `reservation seq ${r.seq} is not after the last one`);
+    if (index < this.slots.length) throw new InvariantError(`reservation seq ${r.seq} is not after the last one`);
     while (this.slots.length < index) this.slots.push(undefined);
     this.slots.push(r);
     this.count++;

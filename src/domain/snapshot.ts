@@ -2,7 +2,7 @@
 // round trip is exact: restoring a snapshot gives a state whose own snapshot is equal,
 // including map iteration orders and queue orders, so recovery is checkable bit for bit.
 
-import { assert } from './assert.js';
+import { InvariantError, assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { OutboxEvent } from './commands.js';
 import { nonceLength } from './routing.js';
@@ -163,10 +163,10 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   for (const row of snap.reservations) {
     const [id, seq, skuName, buyerId, qty, mode, createdAtMs, expiresAtMs, idemKey, status, settledAtMs, paymentRef, channel, erpQueued, refund] = row;
     const sku = state.skus.get(skuName);
-    assert(sku !== undefined, `snapshot reservation ${id} names unknown sku ${skuName}`);
+    if (sku === undefined) throw new InvariantError(`snapshot reservation ${id} names unknown sku ${skuName}`);
     const units = channelUnitsOf(sku, channel ?? defaultChannel);
     const r = new Reservation(state.idPrefix, seq, id.slice(-nonceLength), sku, buyerId, qty, units, mode, expiresAtMs, expiresAtMs - createdAtMs, idemKey);
-    assert(r.id === id, `snapshot reservation ${id} does not spell its own id`);
+    if (r.id !== id) throw new InvariantError(`snapshot reservation ${id} does not spell its own id`);
     r.status = status;
     r.settledAtMs = settledAtMs;
     r.paymentRef = paymentRef;

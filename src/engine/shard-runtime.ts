@@ -6,13 +6,13 @@
 // must end the owning thread (memory is then ahead of the log, so it must be rebuilt by replay).
 
 import {
-  apply, createShardState, fromSnapshot, housekeepingDue, toSnapshot,
+  apply, createShardState, fromSnapshot, housekeepingDue, replay, toSnapshot,
   type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState,
 } from '../domain/index.js';
-import { assert } from '../domain/assert.js';
+import { InvariantError, assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
 import { crc32c } from '../wal/crc32c.js';
-import { decode, encode } from './codec.js';
+import { decode, encode, encodeLogRecord } from './codec.js';
 import { RateLimiter } from './rate-limiter.js';
 
 export interface ShardRuntimeOptions {
@@ -53,7 +53,11 @@ function rateLimited(waitMs: number): Applied {
   return { outcome: { ok: false, code: 'rate_limited', message, retryAfterMs: waitMs }, mutated: false, events: null };
 }
 
-/** A log record: the batch's clock and its mutating commands, in apply order. */
+/**
+ * A log record: the batch's clock and its mutating commands, in apply order. Written with
+ * encodeLogRecord (msgpackr records); logs written before hold plain maps, and `decode`
+ * reads both, so old logs replay as they did.
+ */
 type WalRecord = [nowMs: number, commands: Command[]];
 
 /** Rows per chunk of a snapshot: a chunk of reservation rows is a few MB, far from any ceiling. */
@@ -101,11 +105,11 @@ export function decodeSnapshotWithTail(chunks: readonly Uint8Array[]): { snapsho
 export function applyRecord(state: ShardState, lsn: number, payload: Uint8Array): number {
   const [nowMs, commands] = decode<WalRecord>(payload);
   for (const c of commands) {
-    const applied = apply(state, c, nowMs);
+    const mutated = replay(state, c, nowMs);
     // Housekeeping may find its work already done: how long settled reservations are kept is
     // configuration, and a version that keeps fewer drops them earlier in the replay. Every
     // other command changes on replay exactly what it changed the first time.
-    assert(applied.mutated || c.t === 'res.expire', `replay of record ${lsn} diverged: ${c.t} changed nothing`);
+    if (!mutated && c.t !== 'res.expire') throw new InvariantError(`replay of record ${lsn} diverged: ${c.t} changed nothing`);
   }
   return commands.length;
 }
@@ -147,6 +151,9 @@ export class ShardRuntime {
     let commandsReplayed = 0;
     let tailCrc: number | null = null;
     let snapshotCrc: number | null = null;
+    // Only the newest record's crc32c is kept, so it is computed once, after the replay (the
+    // log already checked every frame's): a payload is a view of its segment's own buffer.
+    let lastPayload: Uint8Array | null = null;
     const result = wal.recover(
       (snap) => {
         if (snap === null) return;
@@ -157,9 +164,10 @@ export class ShardRuntime {
       },
       (lsn, payload) => {
         commandsReplayed += applyRecord(state, lsn, payload);
-        tailCrc = crc32c(payload);
+        lastPayload = payload;
       },
     );
+    if (lastPayload !== null) tailCrc = crc32c(lastPayload);
     const recovery: RecoveryReport = {
       snapshotLsn: result.snapshotLsn, recordsReplayed: result.recordsReplayed, commandsReplayed,
       lastLsn: result.lastLsn, ms: performance.now() - started,
@@ -194,7 +202,7 @@ export class ShardRuntime {
    */
   appendMarker(nowMs: number): LoggedRecord {
     const record: WalRecord = [nowMs, []];
-    const payload = encode(record);
+    const payload = encodeLogRecord(record);
     const lsn = this.wal.append(payload);
     this.tailCrc = crc32c(payload);
     return { lsn, payload };
@@ -293,7 +301,7 @@ export class ShardRuntime {
     }
     if (logged !== null) {
       const record: WalRecord = [nowMs, logged];
-      const payload = encode(record);
+      const payload = encodeLogRecord(record);
       const lsn = this.wal.append(payload);
       this.tailCrc = crc32c(payload);
       this.lastRecord = { lsn, payload };
