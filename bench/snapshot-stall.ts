@@ -131,7 +131,11 @@ async function main(): Promise<void> {
       const dir = copy(`run-${k}`);
       const engine = await startOn(dir, `engine-${k}`, c.env);
       children.push(engine);
-      await new Promise((r) => setTimeout(r, 2000)); // the checkpointer's own recovery
+      // Steady state: the checkpointer's own recovery (loading the snapshot of the preloaded
+      // shard) is over before the load starts.
+      const checkpointed = c.env.FLASH_CHECKPOINTER !== '0';
+      for (let waited = 0; checkpointed && !(engine.output?.() ?? '').includes('"checkpointer ready"') && waited < 1200; waited++) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 2000));
       const rss = rssMiB(engine.child.pid);
       progress(`${c.name}: machine ${busy}% busy before; engine RSS ${fmt(rss ?? NaN)} MiB after recovery`);
       const logStart = (engine.output?.() ?? '').length;
@@ -157,8 +161,9 @@ async function main(): Promise<void> {
       rmSync(dir, { recursive: true, force: true });
     }
 
-    const [ckpt, none, inline] = runs as [RunFigures, RunFigures, RunFigures, RunFigures];
-    const worstRatio = ckpt.latencyMs.max / Math.max(1, none.latencyMs.max);
+    // "Without snapshots" is the engine with no snapshot work at all: no checkpointer either.
+    const [ckpt, idle, , bare] = runs as [RunFigures, RunFigures, RunFigures, RunFigures];
+    const worstRatio = ckpt.latencyMs.max / Math.max(1, bare.latencyMs.max);
     const metWorst = worstRatio <= settings.goal.worstRatioMax;
     const metP99 = ckpt.latencyMs.p99 < settings.goal.p99MsMax;
     const enough = ckpt.snapshotsDuringRun >= 3;
@@ -166,10 +171,10 @@ async function main(): Promise<void> {
       String(r.snapshotsDuringRun), r.snapshotMsMean === null ? '-' : fmt(r.snapshotMsMean), `${fmt(r.requests)} / ${r.non2xx} / ${r.errors}`, fmt(r.rssMiBAfterRecovery ?? NaN)]);
     const table = markdownTable(['snapshots', 'p50 ms', 'p99 ms', 'p99.9 ms', 'worst ms', 'snapshots in the run', 'mean ms per snapshot (write)', 'answers / non-2xx / errors', 'RSS MiB after recovery'], rows);
     const goals = markdownTable(['goal', 'reached', 'met'], [
-      [`worst answer with the checkpointer <= ${settings.goal.worstRatioMax} x the worst with no snapshot`, `${fmt(worstRatio, 2)} x (${ckpt.latencyMs.max} ms vs ${none.latencyMs.max} ms)`, metWorst ? 'met' : 'NOT met'],
+      [`worst answer with the checkpointer <= ${settings.goal.worstRatioMax} x the worst with no snapshot work at all (no checkpointer)`, `${fmt(worstRatio, 2)} x (${ckpt.latencyMs.max} ms vs ${bare.latencyMs.max} ms)`, metWorst ? 'met' : 'NOT met'],
       [`p99 with the checkpointer < ${settings.goal.p99MsMax} ms`, `${ckpt.latencyMs.p99} ms`, metP99 ? 'met' : 'NOT met'],
       ['at least 3 snapshots of the preloaded shard during the run', String(ckpt.snapshotsDuringRun), enough ? 'met' : 'NOT met'],
-      ['memory of the checkpointer\'s copy (RSS with it minus RSS on the shard thread)', `${fmt((ckpt.rssMiBAfterRecovery ?? NaN) - (inline.rssMiBAfterRecovery ?? NaN))} MiB for ${fmt(preloaded)} holds`, '-'],
+      ['memory of the checkpointer\'s copy (RSS with it minus without, no snapshot due)', `${fmt((idle.rssMiBAfterRecovery ?? NaN) - (bare.rssMiBAfterRecovery ?? NaN))} MiB for ${fmt(preloaded)} holds`, '-'],
     ]);
     const header = `bench:snapshots: ${machineLine(run)}\ncommand: ${run.command}\none shard, ${fmt(preloaded)} held reservations preloaded; fixed rate ${fmt(rate)}/s (half the measured peak ${fmt(peak.requestsPerSecMean)}/s), ${settings.seconds} s per configuration, ${settings.connections} connections, snapshot every ${fmt(every)} commands\n`;
     finish('snapshots', { bench: 'snapshots', ...run, settings, preloaded, peak: peak.requestsPerSecMean, rate, every, runs, worstRatio, met: { worst: metWorst, p99: metP99, snapshots: enough } }, `${header}\n${table}\n\n${goals}`);

@@ -69,8 +69,12 @@ if (data.checkpointer !== false) {
     workerData: { dir: data.dir, shardId: data.shardId, shardCount: data.shardCount, config: data.config, everyCommands } satisfies CheckpointerData,
   });
   checkpointer = cp;
+  const startedMs = performance.now();
   cp.on('message', (m: FromCheckpointer) => {
-    if (m.k === 'snapshot') {
+    if (m.k === 'ready') {
+      // Its own recovery (the newest snapshot and the log after it) ran beside the shard's.
+      post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs) } });
+    } else if (m.k === 'snapshot') {
       if (!closed && runtime.adoptSnapshot(m)) announceSnapshot();
     } else if (m.k === 'failed') {
       checkpointerGone(`checkpointer failed: ${m.message}`);
