@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createShardState, fromSnapshot, toSnapshot, type ShardConfig } from '../domain/index.js';
 import { crc32c } from '../wal/crc32c.js';
-import { fsyncDir, writeAllSync } from '../wal/durable-fs.js';
+import { writeFileDurable } from '../wal/durable-fs.js';
 import { snapshotFileName } from '../wal/segment-name.js';
 import { encodeChunkedSnapshot, readSnapshotFile } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
@@ -94,23 +94,8 @@ function snapshot(): void {
   testFaultPoint('encoded');
   const name = snapshotFileName(lsn);
   const file = path.join(data.dir, name);
-  // A name of its own: the shard thread may write a snapshot of the same lsn (at close).
-  const tmp = `${file}.ckpt.tmp`;
-  const fd = fs.openSync(tmp, 'w');
-  let bytes = 0;
-  try {
-    for (const part of parts) {
-      writeAllSync(fd, part, 0, part.length, bytes);
-      bytes += part.length;
-    }
-    testFaultPoint('written');
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  testFaultPoint('renamed');
-  fsyncDir(data.dir);
+  // A temp name of its own: the shard thread may write a snapshot of the same lsn (at close).
+  const bytes = writeFileDurable(data.dir, name, parts, { tmpSuffix: '.ckpt.tmp', onStep: testFaultPoint });
   // Read back: a snapshot the shard counts on (and drops its log for) is one that loads.
   const check = fs.openSync(file, 'r');
   try {

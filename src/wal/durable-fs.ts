@@ -36,13 +36,21 @@ export function ensureDirDurable(dir: string): void {
   }
 }
 
+/** Options of writeFileDurable: a temp name of the writer's own, and TEST-ONLY step hooks. */
+export interface DurableWriteOptions {
+  /** Suffix of the temp file (default `.tmp`; it must end in `.tmp`, which recovery removes). */
+  tmpSuffix?: string;
+  /** Called at a step (after the temp file is written, after the rename): fault injection. */
+  onStep?: (step: 'written' | 'renamed') => void;
+}
+
 /**
  * Writes `chunks` to `dir/name` so that after a crash the file is either absent or complete:
  * write `name.tmp`, fsync it, rename it over `name`, fsync the directory. Returns the bytes.
  */
-export function writeFileDurable(dir: string, name: string, chunks: readonly Uint8Array[]): number {
+export function writeFileDurable(dir: string, name: string, chunks: readonly Uint8Array[], opts: DurableWriteOptions = {}): number {
   const finalPath = path.join(dir, name);
-  const tmpPath = `${finalPath}.tmp`;
+  const tmpPath = `${finalPath}${opts.tmpSuffix ?? '.tmp'}`;
   const fd = fs.openSync(tmpPath, 'w');
   let bytes = 0;
   try {
@@ -50,11 +58,13 @@ export function writeFileDurable(dir: string, name: string, chunks: readonly Uin
       writeAllSync(fd, chunk, 0, chunk.length, bytes);
       bytes += chunk.length;
     }
+    opts.onStep?.('written');
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
   fs.renameSync(tmpPath, finalPath);
+  opts.onStep?.('renamed');
   fsyncDir(dir);
   return bytes;
 }
