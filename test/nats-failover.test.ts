@@ -14,6 +14,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../src/domain/routing.js';
+import { managementTimeoutMs } from '../src/nats/shard-log.js';
 import { NO_TOKEN, api, sleep, stopAllEngines } from './support/engine-process.js';
 import { createSku, expectError, uniq, uniqWhere } from './support/http-kit.js';
 import { Ledger, runLoops, stopAllLoads, verifyLedger, waitUntil, type Attempt, type LoopOptions } from './support/nats-load.js';
@@ -206,7 +207,7 @@ describe('a shard node stopped with SIGTERM', () => {
 });
 
 describe('a NATS server restart', () => {
-  it('serves every shard again within lease TTL + 1 s of the restarted server accepting connections', async () => {
+  it('serves every shard again within lease TTL + one JetStream request timeout + 2 s of the restarted server accepting connections', async () => {
     // The leases lapse during a 1 s outage (a node trusts its lease for TTL / 2 after the last
     // renewal), so each node stops serving; once NATS is back the old keys have expired and
     // nothing but the node itself stands between it and its shards again.
@@ -249,7 +250,9 @@ describe('a NATS server restart', () => {
       const backMs = servedAt.map((t) => (t === null ? Infinity : t - upAt));
       const context = `reserves answered 201 again ${backMs.map(fmtMs).join(' (shard 0) and ')} (shard 1) after NATS came back; lease TTL ${leaseTtlMs} ms; node states:\n  ${timeline.join('\n  ')}`;
       if (process.env.DEBUG_NATS) console.log(context);
-      expect(Math.max(...backMs), context).toBeLessThan(leaseTtlMs + 1000);
+      // A JetStream request a node sent while the server was down can be lost with it, and
+      // waits out its timeout before the node retries: that, the lease TTL and 2 s of slack.
+      expect(Math.max(...backMs), context).toBeLessThan(leaseTtlMs + managementTimeoutMs + 2000);
     });
   });
 });

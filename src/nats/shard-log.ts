@@ -77,6 +77,9 @@ interface AppendChain {
   ackedSeq: number;
 }
 
+/** Longest wait for a JetStream management answer (appends have their own publishTimeoutMs). */
+export const managementTimeoutMs = 2000;
+
 export class ShardLog {
   readonly stream: string;
   readonly subject: string;
@@ -95,7 +98,10 @@ export class ShardLog {
 
   /** Opens the shard's stream and the snapshot store, creating them if absent. */
   static async open(o: ShardLogOptions): Promise<ShardLog> {
-    const jsm = await jetstreamManager(o.nc);
+    // A management request (stream info, a consumer) sent while the server restarts can be
+    // lost; it then fails after this long and the node retries, instead of waiting the
+    // client's default 5 s before following or serving again.
+    const jsm = await jetstreamManager(o.nc, { timeout: managementTimeoutMs });
     const stream = logStreamName(o.prefix, o.shardId);
     try {
       await jsm.streams.info(stream);
@@ -112,7 +118,7 @@ export class ShardLog {
       }
     }
     const snapshots = await new Objm(o.nc).create(snapshotBucket(o.prefix), { replicas: o.replicas, storage: StorageType.File });
-    return new ShardLog(o, jetstream(o.nc), jsm, snapshots);
+    return new ShardLog(o, jetstream(o.nc, { timeout: managementTimeoutMs }), jsm, snapshots);
   }
 
   /** Where the log ends now. */
