@@ -61,7 +61,7 @@ type Stage = 'staged' | 'written' | 'synced' | 'answered';
  * bug, killed from outside), or a pipeline stage: the engine kills itself with SIGKILL at a
  * random passage through that stage (FLASH_TEST_FAULT=kill_at:<stage>), `kills` times.
  */
-async function scenario(fault: boolean | Stage, kills: number): Promise<ScenarioResult> {
+async function scenario(fault: boolean | Stage, kills: number, clients = 6): Promise<ScenarioResult> {
   const faultEnv = fault === true ? 'ack_before_log' : fault === false ? null : `kill_at:${fault}`;
   const env: Record<string, string> = { FLASH_BUYER_RPS: '0', ...(faultEnv !== null ? { FLASH_TEST_FAULT: faultEnv } : {}) };
   const selfKilling = typeof fault === 'string';
@@ -78,7 +78,7 @@ async function scenario(fault: boolean | Stage, kills: number): Promise<Scenario
   }
   const history = new History();
   const driver = new LoadDriver(history, {
-    skus: Object.keys(setups), buyers: Array.from({ length: 12 }, (_, i) => `buyer-${i}`), clients: 6, thinkMs: [1, 6],
+    skus: Object.keys(setups), buyers: Array.from({ length: 12 }, (_, i) => `buyer-${i}`), clients, thinkMs: [1, 6],
   });
   const killedAt: number[] = [];
   try {
@@ -156,7 +156,9 @@ describe('history checker against the engine under kill -9', () => {
   // answers wait for the sync that covers it. A kill -9 at each stage loses nothing answered.
   for (const stage of ['staged', 'written', 'synced', 'answered'] as const) {
     it(`the real engine killed at the pipeline stage "${stage}", three times: linearizable, every acknowledged change kept`, async () => {
-      const r = await scenario(stage, 3);
+      // Three clients: the point is the kill at the stage, and a history with less concurrency
+      // keeps the checker's search small (six clients over three rounds hit its bound once).
+      const r = await scenario(stage, 3, 3);
       expect(r.check.verdict, `${r.summary}\n${r.check.explanation}`).toBe('linearizable');
       expect(r.finalProblems, r.summary).toEqual([]);
       // The killed rounds acknowledged changes (a kill may come early in one round: the
