@@ -17,7 +17,8 @@ import { createSku, uniq } from './support/http-kit.js';
 afterAll(stopAllEngines);
 
 const shardDir = (dataDir: string): string => join(dataDir, 'shard-0');
-const snapshots = (dataDir: string): string[] => readdirSync(shardDir(dataDir)).filter((f) => f.startsWith('snap-')).sort();
+// Whole snapshots only: a checkpoint being written at the kill is a .ckpt.tmp beside them.
+const snapshots = (dataDir: string): string[] => readdirSync(shardDir(dataDir)).filter((f) => f.startsWith('snap-') && f.endsWith('.snap')).sort();
 
 /** Reserves with `clients` concurrent clients until stopped; returns the ids answered 201. */
 function load(engine: Engine, sku: string, clients: number): { stop: () => Promise<string[]> } {
