@@ -190,48 +190,63 @@ function refuseBatches(batches: { id: number; cmds: Command[] }[], why: string):
   }
 }
 
-/** Answers waiting for the log to be durable up to their lsn, in lsn order. */
-let awaitingDurable: { lsn: number; answer: () => void }[] = [];
-/** A shutdown that waits for the commit in flight to return. */
-let shutdownWaiting: number | null = null;
-let testFaultCommitTimer: NodeJS.Timeout | null = null;
+/**
+ * Answers that wait for a watermark (an lsn the log has reached) to pass their own lsn; they
+ * are added in lsn order, so they are released in order, from the front.
+ */
+class LsnWaiters {
+  private waiting: { lsn: number; answer: () => void }[] = [];
 
+  constructor(private readonly watermark: () => number) {}
+
+  get size(): number {
+    return this.waiting.length;
+  }
+
+  /** Runs `answer` once the watermark reaches `lsn` (at once if it has). */
+  when(lsn: number, answer: () => void): void {
+    if (this.watermark() >= lsn) answer();
+    else this.waiting.push({ lsn, answer });
+  }
+
+  release(): void {
+    const reached = this.watermark();
+    let n = 0;
+    while (n < this.waiting.length && this.waiting[n]!.lsn <= reached) n++;
+    if (n === 0) return;
+    const ready = this.waiting;
+    this.waiting = ready.slice(n);
+    for (let i = 0; i < n; i++) ready[i]!.answer();
+  }
+}
+
+/** Answers of turns, waiting for the log to be durable here up to their lsn. */
+const awaitingDurable = new LsnWaiters(() => runtime.durableLsn);
 /**
  * Answers that show state to someone outside the log's owner (stats for /metrics): they wait
  * until what they saw is durable here and, when replicated, acknowledged by the replicated log.
  */
-let awaitingSafe: { lsn: number; answer: () => void }[] = [];
+const awaitingSafe = new LsnWaiters(() => snapshotSafeLsn());
+/** A shutdown that waits for the commit in flight to return. */
+let shutdownWaiting: number | null = null;
+let testFaultCommitTimer: NodeJS.Timeout | null = null;
 
 function whenSafe(lsn: number, answer: () => void): void {
-  if (snapshotSafeLsn() >= lsn) answer();
-  else awaitingSafe.push({ lsn, answer });
+  awaitingSafe.when(lsn, answer);
 }
 
 function releaseSafe(): void {
-  const safe = snapshotSafeLsn();
-  let n = 0;
-  while (n < awaitingSafe.length && awaitingSafe[n]!.lsn <= safe) n++;
-  if (n === 0) return;
-  const ready = awaitingSafe;
-  awaitingSafe = ready.slice(n);
-  for (let i = 0; i < n; i++) ready[i]!.answer();
+  awaitingSafe.release();
 }
 
 /** Runs `answer` once every record up to `lsn` is durable here (at once if it is). */
 function whenDurable(lsn: number, answer: () => void): void {
-  if (runtime.durableLsn >= lsn) answer();
-  else awaitingDurable.push({ lsn, answer });
+  awaitingDurable.when(lsn, answer);
 }
 
 function releaseDurable(): void {
-  releaseSafe();
-  const durable = runtime.durableLsn;
-  let n = 0;
-  while (n < awaitingDurable.length && awaitingDurable[n]!.lsn <= durable) n++;
-  if (n === 0) return;
-  const ready = awaitingDurable;
-  awaitingDurable = ready.slice(n);
-  for (let i = 0; i < n; i++) ready[i]!.answer();
+  awaitingSafe.release();
+  awaitingDurable.release();
 }
 
 /** Starts the next commit if records are staged and none is in flight. */
@@ -244,7 +259,7 @@ function pump(): void {
     }, 20 + Math.floor(Math.random() * 31));
     return;
   }
-  if (runtime.commitAsync(committed) && testFaultKillAt !== null && awaitingDurable.length > 0) testFaultPoint('written');
+  if (runtime.commitAsync(committed) && testFaultKillAt !== null && awaitingDurable.size > 0) testFaultPoint('written');
 }
 
 /** A commit returned: answer what it made durable, then start the next one at once. */
@@ -254,7 +269,7 @@ function committed(error: Error | null): void {
   if (error !== null) throw error;
   if (closed) return;
   tellCheckpointer();
-  if (testFaultKillAt !== null && awaitingDurable.length > 0) testFaultPoint('synced');
+  if (testFaultKillAt !== null && awaitingDurable.size > 0) testFaultPoint('synced');
   releaseDurable();
   if (testFaultKillAt !== null) testFaultPoint('answered');
   if (shutdownWaiting !== null) return shutdown(shutdownWaiting);
