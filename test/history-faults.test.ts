@@ -17,6 +17,8 @@
 // no expiry. The search bound is never hit on these histories (asserted: a bound hit is
 // `unknown`, which fails `toBe('linearizable')` and does not count as caught).
 
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { api, makeDataDir, sleep, startEngine, stopAllEngines, type Engine } from './support/engine-process.js';
 import { createSku, uniq } from './support/http-kit.js';
@@ -129,6 +131,10 @@ async function scenario(fault: boolean | Stage, kills: number, clients = 6): Pro
       `verdict ${check.verdict} in ${checkMs.toFixed(0)} ms (${check.skus.map((s) => `${s.sku}: ${s.operations} ops, ${s.unknown} unknown, ${s.states} states`).join('; ')}); ` +
       `final-state problems ${finalProblems.length}; acknowledged changes per round ${changesPerEpoch(ops).join(', ')}`;
     if (debug) console.log(summary);
+    // HISTORY_DUMP=<dir>: every history and its setups as JSON, to study the checker offline.
+    if (process.env.HISTORY_DUMP !== undefined) {
+      writeFileSync(join(process.env.HISTORY_DUMP, `${faultEnv ?? 'real'}-${Date.now()}.json`), JSON.stringify({ setups, history: ops }));
+    }
     return { history: ops, check, finalProblems, summary };
   } finally {
     await driver.stop();

@@ -18,6 +18,14 @@
 // taken effect, it is dropped (a no-op; the alternative, taking effect earlier, is explored
 // by the other branch). The search succeeds once every definite operation is linearized.
 //
+// A definite operation that changes nothing (a read, a refusal) and whose answer the model
+// gives in the current state is linearized at once, with no alternative kept: if any order
+// from here exists, one with that operation first exists too (it may come next, since its
+// call precedes every pending return, so everything that returned before its call is
+// already in; moving it forward changes no other answer, since it changes no state). Without
+// this, a few hundred concurrent reads (the final reads of a run) around an operation whose
+// place is still open make every subset of the reads a state to explore.
+//
 // The search is bounded in time and in the number of explored states; a bound hit answers
 // `unknown`, never a pass.
 //
@@ -414,7 +422,12 @@ function unlift(call: Entry): void {
   if (call.next !== null) call.next.prev = call;
 }
 
-interface Frame { call: Entry; state: State; dropped: boolean }
+/**
+ * dropped: an unknown operation that never took effect (it counts for nothing); forced: no
+ * other choice is explored at this point when the search backtracks through the frame
+ * (a drop at a deadline, an operation that changes nothing).
+ */
+interface Frame { call: Entry; state: State; dropped: boolean; forced: boolean }
 
 function searchSku(m: SkuModel, opts: Required<CheckOptions>): SkuResult {
   const started = performance.now();
@@ -438,12 +451,14 @@ function searchSku(m: SkuModel, opts: Required<CheckOptions>): SkuResult {
   let best = { depth: -1, order: [] as SearchOp[], state, blocked: null as SearchOp | null };
   let iterations = 0;
   let e: Entry | null = head.next;
+  /** At the start of a scan of a new (linearized set, state): the forced steps come first. */
+  let fresh = true;
 
   const done = (verdict: Verdict, explanation?: string): SkuResult => ({
     ...base, verdict, states: seen.size, ms: performance.now() - started, ...(explanation === undefined ? {} : { explanation }),
   });
 
-  const descend = (call: Entry, next: State, dropped: boolean): boolean => {
+  const descend = (call: Entry, next: State, dropped: boolean, forced: boolean): boolean => {
     setBit(call.op.index);
     const key = linKey() + next.key;
     if (seen.has(key)) {
@@ -451,7 +466,7 @@ function searchSku(m: SkuModel, opts: Required<CheckOptions>): SkuResult {
       return false;
     }
     seen.add(key);
-    stack.push({ call, state, dropped });
+    stack.push({ call, state, dropped, forced });
     state = next;
     lift(call);
     if (call.op.definite && !dropped) remaining--;
@@ -467,7 +482,7 @@ function searchSku(m: SkuModel, opts: Required<CheckOptions>): SkuResult {
       clearBit(f.call.op.index);
       unlift(f.call);
       if (f.call.op.definite && !f.dropped) remaining++;
-      if (!f.dropped) {
+      if (!f.forced) {
         e = f.call.next;
         return true;
       }
@@ -480,6 +495,29 @@ function searchSku(m: SkuModel, opts: Required<CheckOptions>): SkuResult {
       if (performance.now() - started > opts.timeBudgetMs) return done('unknown', `search bound hit: more than ${opts.timeBudgetMs} ms (${seen.size} states)`);
       if (seen.size > opts.maxStates) return done('unknown', `search bound hit: more than ${opts.maxStates} states`);
     }
+    if (fresh) {
+      // First the operations that change nothing and are answered right in this state: each
+      // is taken with no alternative (see the top), before any choice is made.
+      fresh = false;
+      let taken: Entry | null = null;
+      for (let x = head.next; x !== null && x.kind === 'call'; x = x.next) {
+        if (!x.op.definite) continue;
+        const r = step(m, state, x.op);
+        if (r.ok && r.next === null) {
+          taken = x;
+          break;
+        }
+      }
+      if (taken !== null) {
+        if (descend(taken, state, false, true)) {
+          e = head.next;
+          fresh = true;
+          continue;
+        }
+        if (!backtrack()) return done('not_linearizable', explain(m, best, definiteTotal));
+        continue;
+      }
+    }
     if (e === null || e.kind === 'return') {
       const depth = definiteTotal - remaining;
       if (depth > best.depth) best = { depth, order: stack.filter((f) => !f.dropped).map((f) => f.call.op), state, blocked: e?.op ?? null };
@@ -488,17 +526,22 @@ function searchSku(m: SkuModel, opts: Required<CheckOptions>): SkuResult {
     }
     if (e.kind === 'deadline') {
       // An unknown operation that has not taken effect by its deadline never does.
-      if (descend(e.match!, state, true)) {
+      if (descend(e.match!, state, true, true)) {
         e = head.next;
+        fresh = true;
         continue;
       }
       if (!backtrack()) return done('not_linearizable', explain(m, best, definiteTotal));
       continue;
     }
+    // The choices: an operation that changes the state (an unknown one that would, or a
+    // definite one answered right). Those that change nothing were taken above, or are not
+    // answered right in this state.
     const o = e.op;
     const r = step(m, state, o);
-    if (r.ok && (o.definite || r.next !== null) && descend(e, r.next ?? state, false)) {
+    if (r.ok && r.next !== null && descend(e, r.next, false, false)) {
       e = head.next;
+      fresh = true;
       continue;
     }
     e = e.next;
