@@ -20,11 +20,6 @@ function contractRoutes(): Set<string> {
 
 /** Routes of API.md v2 whose issues are still open: each must leave this list when it lands. */
 const pending = new Map<string, string>([
-  ['PUT /v1/drops/{dropId}', 'issue 12, fair admission'],
-  ['GET /v1/drops/{dropId}', 'issue 12, fair admission'],
-  ['POST /v1/drops/{dropId}/queue', 'issue 12, fair admission'],
-  ['GET /v1/drops/{dropId}/queue/{buyerId}', 'issue 12, fair admission'],
-  ['GET /v1/drops/{dropId}/order', 'issue 12, fair admission'],
   ['GET /v1/skus', 'issue 13, operators'],
   ['GET /v1/skus/{sku}/audit', 'issue 13, operators'],
 ]);

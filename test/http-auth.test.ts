@@ -48,9 +48,19 @@ const tokenOf = (c: CallerName): string => ({
 
 describe('every role against every route', () => {
   let sku: string;
+  /** A fifo drop the matrix buyer joined, and a random drop whose order is published. */
+  let drop: string;
+  let revealed: string;
   beforeAll(async () => {
     sku = uniq('matrix');
     await createSku(a, sku, { stock: 1000 });
+    drop = uniq('m-drop');
+    revealed = uniq('m-order');
+    expect((await a.put(`/v1/drops/${drop}`, { queue: { mode: 'fifo' } }, ADMIN_TOKEN)).status).toBe(201);
+    expect((await a.post(`/v1/drops/${drop}/queue`, { buyerId: matrixBuyer }, TOKENS.shop)).status).toBe(201);
+    expect((await a.put(`/v1/drops/${revealed}`, { queue: { mode: 'random', randomizeSeconds: 0 } }, ADMIN_TOKEN)).status).toBe(201);
+    // The shard's timer fixes the order (and reveals the seed) at opensAt + randomizeSeconds: now.
+    for (let i = 0; i < 200 && (await a.get(`/v1/drops/${revealed}/order`, NO_TOKEN)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
   });
 
   /** A fresh held reservation of the matrix buyer, made by the shop. */
@@ -77,6 +87,12 @@ describe('every role against every route', () => {
       okStatus: [200],
     },
     'GET /v1/admin/erp': { call: (t) => a.get('/v1/admin/erp', t), okStatus: [200] },
+    'PUT /v1/drops/{dropId}': { call: (t) => a.put(`/v1/drops/${uniq('m-put-drop')}`, { queue: { mode: 'fifo' } }, t), okStatus: [201] },
+    'GET /v1/drops/{dropId}': { call: (t) => a.get(`/v1/drops/${drop}`, t), okStatus: [200] },
+    // The shop joined the matrix buyer already: joining again answers 200 with the same entry.
+    'POST /v1/drops/{dropId}/queue': { call: (t) => a.post(`/v1/drops/${drop}/queue`, { buyerId: matrixBuyer }, t), okStatus: [200] },
+    'GET /v1/drops/{dropId}/queue/{buyerId}': { call: (t) => a.get(`/v1/drops/${drop}/queue/${matrixBuyer}`, t), okStatus: [200] },
+    'GET /v1/drops/{dropId}/order': { call: (t) => a.get(`/v1/drops/${revealed}/order`, t), okStatus: [200] },
   };
 
   it('covers every route of the role matrix that needs or accepts a token', () => {

@@ -4,7 +4,8 @@
 // same.
 
 import type { Applied, DomainEvent } from './commands.js';
-import { settle } from './apply-reservation.js';
+import { drawHold, settle } from './apply-reservation.js';
+import { queueDueAtMs, queueTick } from './apply-drop.js';
 import { pruneSettledByAge } from './retention.js';
 import type { ShardState } from './shard-state.js';
 import { answered } from './views.js';
@@ -20,10 +21,32 @@ export function nextExpiryAtMs(state: ShardState): number | null {
   }
 }
 
+/** When a queue next has clock work (admission, a lapse, a reveal, a draw), or null. */
+export function nextQueueDueAtMs(state: ShardState, nowMs: number): number | null {
+  let due: number | null = null;
+  for (const drop of state.drops.values()) {
+    if (drop.queue === null) continue;
+    const at = queueDueAtMs(state, drop, nowMs);
+    if (at !== null && (due === null || at < due)) due = at;
+  }
+  return due;
+}
+
+/** When the shard's timer should next run a res.expire: the next hold due or the next queue work. */
+export function nextDueAtMs(state: ShardState, nowMs: number): number | null {
+  const hold = nextExpiryAtMs(state);
+  const queue = nextQueueDueAtMs(state, nowMs);
+  return hold === null ? queue : queue === null ? hold : Math.min(hold, queue);
+}
+
 /** Whether a res.expire would change anything now. */
 export function housekeepingDue(state: ShardState, nowMs: number): boolean {
   const next = nextExpiryAtMs(state);
   if (next !== null && next <= nowMs) return true;
+  if (state.drops.size > 0) {
+    const queue = nextQueueDueAtMs(state, nowMs);
+    if (queue !== null && queue <= nowMs) return true;
+  }
   const idem = state.idempotencyQueue.peek();
   if (idem !== undefined && idem.reviewAtMs + state.config.idempotencyWindowMs <= nowMs) return true;
   const settled = state.settled.peek();
@@ -74,7 +97,16 @@ function pruneIdempotency(state: ShardState, nowMs: number): number {
 }
 
 export function applyExpire(state: ShardState, nowMs: number): Applied {
-  const { count, events } = expireHolds(state, nowMs);
+  const expired = expireHolds(state, nowMs);
+  let events = expired.events;
+  let changed = expired.count;
+  // After expiry: units it released let admission resume in the same turn.
+  for (const drop of state.drops.values()) {
+    if (drop.queue === null) continue;
+    const tick = queueTick(state, drop, nowMs, drawHold);
+    changed += tick.changed;
+    if (tick.events !== null) (events ??= []).push(...tick.events);
+  }
   const pruned = pruneIdempotency(state, nowMs) + pruneSettledByAge(state, nowMs);
-  return answered({ ok: true, status: 'ok', expired: count }, count + pruned > 0, events);
+  return answered({ ok: true, status: 'ok', expired: expired.count }, changed + pruned > 0, events);
 }

@@ -14,6 +14,7 @@ import {
   Reservation, SkuState, channelUnitsOf, idempotencyKey, type IdempotencyEntry, type ShardState,
 } from './shard-state.js';
 import { stockEvents } from './stock-events.js';
+import { admissionRefusal, markUsed } from './apply-drop.js';
 import { answered, refused, reservationView } from './views.js';
 
 type Reserve = Extract<Command, { t: 'res.reserve' }>;
@@ -50,9 +51,13 @@ function channelCapRefusal(s: SkuState, channel: string, qty: number): Applied |
 }
 
 /** The first reason this buyer may not reserve now, or null (the order of shared/API.md). */
-function eligibility(s: SkuState, c: Reserve, channel: string, nowMs: number): Applied | null {
+function eligibility(state: ShardState, s: SkuState, c: Reserve, channel: string, nowMs: number): Applied | null {
   const notThrough = channelRefusal(s, channel);
   if (notThrough !== null) return notThrough;
+  if (s.dropId !== null) {
+    const notAdmitted = admissionRefusal(state, s.dropId, c.buyerId, nowMs);
+    if (notAdmitted !== null) return notAdmitted;
+  }
   if ((s.startsAtMs > 0 && nowMs < s.startsAtMs) || (s.endsAtMs > 0 && nowMs >= s.endsAtMs)) {
     return refused('not_on_sale', `sku ${s.sku} is not on sale now`);
   }
@@ -76,39 +81,58 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number, answe
   const replay = replayIdempotent(state, s, c);
   if (replay !== null) return replay;
   const channel = c.channel ?? defaultChannel;
-  const ineligible = eligibility(s, c, channel, nowMs);
+  const ineligible = eligibility(state, s, c, channel, nowMs);
   if (ineligible !== null) return ineligible;
-  const used = s.quota.get(c.buyerId) ?? 0;
-  if (s.maxPerBuyer > 0 && used + c.qty > s.maxPerBuyer) {
+  const before = s.available;
+  const made = hold(state, s, c.buyerId, c.qty, channel, c.nonce, c.idemKey, nowMs);
+  if (!(made instanceof Reservation)) return made;
+  if (s.dropId !== null) markUsed(state, s.dropId, c.buyerId, made.id);
+  // Computed in a replay too: it re-arms or sets lowStockSignaled, which is state.
+  const events = stockEvents(s, before, null);
+  if (!answer) return reservedUnanswered;
+  return answered({ ok: true, status: 'created', reservation: reservationView(made) }, true, events);
+}
+
+/**
+ * The quota, channel cap, stock and capacity checks of a hold, then the hold: a reserve's
+ * (after its eligibility) and a draw winner's. Changes nothing when it refuses.
+ */
+function hold(state: ShardState, s: SkuState, buyerId: string, qty: number, channel: string, nonce: string, idemKey: string | undefined, nowMs: number): Reservation | Applied {
+  const used = s.quota.get(buyerId) ?? 0;
+  if (s.maxPerBuyer > 0 && used + qty > s.maxPerBuyer) {
     return refused('quota_exceeded', `buyer may hold or buy at most ${s.maxPerBuyer} units (has ${used})`);
   }
-  const overCap = channelCapRefusal(s, channel, c.qty);
+  const overCap = channelCapRefusal(s, channel, qty);
   if (overCap !== null) return overCap;
-  if (s.available < c.qty) return refused('sold_out', `sku ${s.sku} has ${s.available} units available`);
+  if (s.available < qty) return refused('sold_out', `sku ${s.sku} has ${s.available} units available`);
   if (state.liveCount >= state.config.liveReservationsMax) {
     return refused('shard_full', 'this shard holds its maximum number of live reservations; retry later');
   }
   const seq = ++state.seq;
-
   const holdMs = s.holdSeconds * 1000;
-  const nonce = c.nonce.length === nonceLength ? c.nonce : c.nonce.padStart(nonceLength, '0');
+  const padded = nonce.length === nonceLength ? nonce : nonce.padStart(nonceLength, '0');
   const units = channelUnitsOf(s, channel);
-  const r = new Reservation(state.idPrefix, seq, nonce, s, c.buyerId, c.qty, units, s.mode, nowMs + holdMs, holdMs, c.idemKey ?? null);
-  const before = s.available;
+  const r = new Reservation(state.idPrefix, seq, padded, s, buyerId, qty, units, s.mode, nowMs + holdMs, holdMs, idemKey ?? null);
   if (r.holdsUnits) {
-    s.reserved += c.qty;
-    units.reserved += c.qty;
+    s.reserved += qty;
+    units.reserved += qty;
   }
-  s.quota.set(c.buyerId, used + c.qty);
+  s.quota.set(buyerId, used + qty);
   state.reservations.add(r); // asserts that seqs, and so ids, never repeat
   state.liveCount++;
   state.expiry.push(r);
-  if (c.idemKey !== undefined) rememberIdempotencyKey(state, r, c.idemKey, nowMs);
+  if (idemKey !== undefined) rememberIdempotencyKey(state, r, idemKey, nowMs);
   assertSkuInvariants(s);
-  // Computed in a replay too: it re-arms or sets lowStockSignaled, which is state.
-  const events = stockEvents(s, before, null);
-  if (!answer) return reservedUnanswered;
-  return answered({ ok: true, status: 'created', reservation: reservationView(r) }, true, events);
+  return r;
+}
+
+/** A draw winner's hold (apply-drop.ts): its id, or null when its quota, its channel or the stock cannot take it. */
+export function drawHold(state: ShardState, s: SkuState, buyerId: string, qty: number, channel: string, nonce: string, nowMs: number): { id: string; events: DomainEvent[] | null } | null {
+  if (s.channelCaps !== null && !s.channelCaps.has(channel)) return null;
+  const before = s.available;
+  const made = hold(state, s, buyerId, qty, channel, nonce, undefined, nowMs);
+  if (!(made instanceof Reservation)) return null;
+  return { id: made.id, events: stockEvents(s, before, null) };
 }
 
 /** What a replayed reserve that created its reservation answers: only that it mutated. */

@@ -6,7 +6,7 @@ import { Limits, windowError } from './fields.js';
 import type { Applied, Command } from './commands.js';
 import { assertSkuInvariants } from './invariants.js';
 import { shardForSku } from './routing.js';
-import { SkuState, quotaFor, type ShardState } from './shard-state.js';
+import { SkuState, addSku, quotaFor, type ShardState } from './shard-state.js';
 import { stockEvents } from './stock-events.js';
 import { answered, refused, skuView } from './views.js';
 
@@ -75,7 +75,7 @@ export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applie
   s.onHand = c.stock ?? 0;
   applyPolicy(s, c);
   assertSkuInvariants(s);
-  state.skus.set(c.sku, s);
+  addSku(state, s);
   // A new SKU crosses no threshold; its level shows in the stock gauges.
   s.lowStockSignaled = s.lowStockThreshold > 0 && s.available <= s.lowStockThreshold;
   return answered({ ok: true, status: 'created', sku: skuView(s) }, true);

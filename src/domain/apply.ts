@@ -11,6 +11,7 @@ import { applyAck, applyErpMode, applyPending, applyReconcile } from './apply-ou
 import type { ShardState } from './shard-state.js';
 import { commandError } from './command-guard.js';
 import { refused } from './views.js';
+import { applyDropGet, applyDropPut, applyEntryGet, applyJoin, applyOrderGet } from './apply-drop.js';
 
 export function apply(state: ShardState, command: Command, nowMs: number): Applied {
   return applyAnswering(state, command, nowMs, true);
@@ -52,5 +53,10 @@ function dispatch(state: ShardState, c: Command, nowMs: number, answer: boolean)
     case 'erp.ack': return applyAck(state, c.upToSeq);
     case 'erp.mode': return applyErpMode(state, c.enabled);
     case 'erp.reconcile': return applyReconcile(state);
+    case 'drop.put': return applyDropPut(state, c, nowMs);
+    case 'drop.get': return applyDropGet(state, c.dropId, nowMs);
+    case 'q.join': return applyJoin(state, c, nowMs);
+    case 'q.entry': return applyEntryGet(state, c.dropId, c.buyerId, nowMs);
+    case 'drop.order': return applyOrderGet(state, c.dropId, c.offset, c.limit);
   }
 }

@@ -45,6 +45,20 @@ export const Refusal = {
   capacity: 'shard_full',
   /** The SKU lives in the shard of its drop; the answer carries the dropId to route by. */
   moved: 'moved',
+  /** No drop with that id (drop.get, joining, reading an entry or the order). */
+  unknownDrop: 'unknown_drop',
+  /** A reserve on a drop with a queue by a buyer who is not admitted now (or any reserve on a draw). */
+  notAdmitted: 'not_admitted',
+  /** Joining before the queue's opensAt (or a drop without a queue). */
+  queueNotOpen: 'queue_not_open',
+  /** Joining a draw after its closesAt. */
+  queueClosed: 'queue_closed',
+  /** A change of mode, opensAt, randomizeSeconds or closesAt once the queue opened. */
+  queueLocked: 'queue_locked',
+  /** No entry of this buyer in the drop's queue (or one this caller may not read). */
+  unknownEntry: 'unknown_entry',
+  /** The drop's order is not published (yet): before the reveal, or a fifo queue. */
+  orderNotFixed: 'order_not_fixed',
   /** Never answered by apply: the shard's adapter refuses a reserve past its buyer's rate. */
   rateLimited: 'rate_limited',
 } as const;

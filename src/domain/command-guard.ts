@@ -8,6 +8,7 @@ import {
   Limits, buyerIdError, channelNameError, intError, nameError, reserveLimits, skuPolicyError, textError,
 } from './fields.js';
 import { nonceLength } from './routing.js';
+import { queueInputError } from './apply-drop.js';
 
 const noncePattern = /^[0-9a-z]*$/;
 
@@ -58,6 +59,20 @@ export function commandError(c: Command): string | null {
       return intError(c.upToSeq, 'upToSeq', 0, Number.MAX_SAFE_INTEGER);
     case 'erp.mode':
       return typeof c.enabled === 'boolean' ? null : 'enabled must be a boolean';
+    case 'drop.put':
+      return nameError(c.dropId, 'dropId') ?? queueInputError(c.queue)
+        ?? (typeof c.seed === 'string' && typeof c.secret === 'string' ? null : 'seed and secret must be hex strings');
+    case 'drop.get':
+      return nameError(c.dropId, 'dropId');
+    case 'q.join':
+      return nameError(c.dropId, 'dropId') ?? buyerIdError(c.buyerId)
+        ?? optional(c.accountCreatedAtMs, reserveLimits.accountCreatedAt)
+        ?? optional(c.pastOrders, reserveLimits.pastOrders)
+        ?? optional(c.channel, channelNameError);
+    case 'q.entry':
+      return nameError(c.dropId, 'dropId') ?? buyerIdError(c.buyerId);
+    case 'drop.order':
+      return nameError(c.dropId, 'dropId') ?? intError(c.offset, 'offset', 0, Number.MAX_SAFE_INTEGER) ?? intError(c.limit, 'limit', 1, Number.MAX_SAFE_INTEGER);
     default:
       return `unknown command ${(c as { t: unknown }).t as string}`;
   }

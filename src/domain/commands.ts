@@ -54,7 +54,68 @@ export type Command =
    */
   | { t: 'erp.mode'; enabled: boolean }
   /** Per SKU: units sold, delivered, waiting for the ERP and never queued (a read). */
-  | { t: 'erp.reconcile' };
+  | { t: 'erp.reconcile' }
+  /**
+   * Creates or updates a drop. `queue` null removes a queue that has not opened; absent
+   * keeps it. `seed` (32 bytes) and `secret` (16 bytes), hex, are chosen at random by the
+   * adapter and used only when this creates the queue: the seed orders a random queue or a
+   * draw (revealed with the order), the secret makes a draw's hold ids (never revealed).
+   */
+  | { t: 'drop.put'; dropId: string; queue?: QueueInput | null; seed: string; secret: string }
+  | { t: 'drop.get'; dropId: string }
+  /** Joins the drop's queue; the risk signals as for a reserve. */
+  | { t: 'q.join'; dropId: string; buyerId: string; accountCreatedAtMs?: number; pastOrders?: number; channel?: string }
+  | { t: 'q.entry'; dropId: string; buyerId: string }
+  /** The fixed order's buyer ids from `offset`, at most `limit` (a read). */
+  | { t: 'drop.order'; dropId: string; offset: number; limit: number };
+
+/** A drop's queue as a PUT body gives it (times in epoch ms). */
+export interface QueueInput {
+  mode?: 'fifo' | 'random' | 'draw';
+  opensAt?: number;
+  randomizeSeconds?: number;
+  admitPerSecond?: number;
+  admitSeconds?: number;
+  closesAt?: number;
+  qtyPerWinner?: number;
+}
+
+export interface DropView {
+  dropId: string;
+  skus: string[];
+  queue: null | {
+    mode: 'fifo' | 'random' | 'draw';
+    opensAt: number;
+    randomizeSeconds: number;
+    admitPerSecond: number;
+    admitSeconds: number;
+    closesAt?: number;
+    qtyPerWinner?: number;
+    entries: number;
+    waiting: number;
+    admitted: number;
+    used: number;
+    lapsed: number;
+    won?: number;
+    lost?: number;
+    seedSha256: string;
+    seed?: string;
+  };
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface EntryView {
+  dropId: string;
+  buyerId: string;
+  state: 'waiting' | 'admitted' | 'used' | 'lapsed' | 'entered' | 'won' | 'lost' | 'sold_out';
+  joinedAt: number;
+  position?: number;
+  etaSeconds?: number;
+  admittedAt?: number;
+  admittedUntil?: number;
+  reservationId?: string;
+}
 
 export type CommandType = Command['t'];
 
@@ -185,6 +246,10 @@ export type Outcome =
       status: 'created' | 'ok';
       sku?: SkuView;
       reservation?: ReservationView;
+      drop?: DropView;
+      entry?: EntryView;
+      /** drop.order: buyer ids in order (the gateway publishes their sha256). */
+      order?: { dropId: string; seed: string; total: number; offset: number; buyers: string[] };
       /** The answer of an earlier command with the same idempotency key. */
       replayed?: boolean;
       /** res.expire: holds expired by this command. */

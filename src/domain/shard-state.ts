@@ -7,6 +7,7 @@ import type { Mode, Status } from './codes.js';
 import type { OutboxEvent } from './commands.js';
 import { assert } from './assert.js';
 import { ExpiryHeap } from './expiry-heap.js';
+import type { DropState } from './drop-state.js';
 import { FifoQueue } from './fifo-queue.js';
 import { ReservationTable } from './reservation-table.js';
 import { reservationIdPrefix, spellReservationId } from './routing.js';
@@ -209,6 +210,10 @@ export class ShardState {
   /** SKUs whose home shard is this one but which live in the shard of their drop. */
   readonly links = new Map<string, string>();
   readonly reservations = new ReservationTable<Reservation>();
+  /** Drops created here (drop.put), with their queues. */
+  readonly drops = new Map<string, DropState>();
+  /** The SKUs of each drop, in creation order (an index: rebuilt from the SKUs on restore). */
+  readonly dropSkus = new Map<string, SkuState[]>();
   /** Per-buyer quota use of each drop, shared by its SKUs (a SKU without a drop has its own). */
   readonly dropQuotas = new Map<string, Map<string, number>>();
   readonly idempotency = new Map<string, IdempotencyEntry>();
@@ -240,6 +245,15 @@ export function createShardState(
   overrides: Partial<ShardConfig> = {},
 ): ShardState {
   return new ShardState({ ...defaultShardConfig, ...overrides, shardId, shardCount });
+}
+
+/** Adds a new SKU to the state (and to its drop's list). */
+export function addSku(state: ShardState, s: SkuState): void {
+  state.skus.set(s.sku, s);
+  if (s.dropId === null) return;
+  let list = state.dropSkus.get(s.dropId);
+  if (list === undefined) state.dropSkus.set(s.dropId, (list = []));
+  list.push(s);
 }
 
 /** The quota map a new SKU uses: its drop's (created on first use) or a fresh one. */

@@ -6,8 +6,9 @@ import { InvariantError, assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { OutboxEvent } from './commands.js';
 import { nonceLength } from './routing.js';
+import { DropState, EntryState, QueueState, type Column, type QueuePolicy } from './drop-state.js';
 import { defaultChannel, type ChannelCaps } from './fields.js';
-import { Reservation, ShardState, SkuState, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
+import { Reservation, ShardState, SkuState, addSku, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
 type SkuRow = [
   sku: string, dropId: string | null, createdAtMs: number, updatedAtMs: number,
@@ -32,14 +33,41 @@ type ReservationRow = [
   refund?: [atMs: number, restock: boolean, reason: string | null] | null,
 ];
 
+/** A column of numbers as the bytes of its typed array (platform byte order: little-endian everywhere Node runs). */
+type Bytes = Uint8Array;
+
+interface QueueRow {
+  policy: QueuePolicy;
+  seed: string;
+  seedSha256: string;
+  secret: string;
+  fixed: boolean;
+  drawn: boolean;
+  admitHead: number;
+  lastAdmitMs: number;
+  window: [number, number][];
+  buyers: string[];
+  joinedAt: Bytes;
+  states: Bytes;
+  admittedAt: Bytes;
+  admittedUntil: Bytes;
+  rank: Bytes;
+  order: Bytes;
+  key: Bytes;
+  holds: [number, string][];
+  channels: [number, string][];
+}
+
+type DropRow = [dropId: string, createdAtMs: number, updatedAtMs: number, queue: QueueRow | null];
+
 export interface ShardSnapshot {
   /**
    * 1: before channels (still read); 2: channels in SKU and reservation rows (still read);
    * 3: the outbox's logged mode and the ERP's per-SKU units (still read); 4: refunds (the
    * SKU's refunded units, a reservation's refund and whether its pay was queued, and
-   * order.refunded events in the outbox).
+   * order.refunded events in the outbox); 5: drops and their queues.
    */
-  v: 1 | 2 | 3 | 4;
+  v: 1 | 2 | 3 | 4 | 5;
   shardId: number;
   shardCount: number;
   seq: number;
@@ -59,6 +87,57 @@ export interface ShardSnapshot {
   outboxLastSeq: number;
   /** Since v3: whether pays enter the outbox (null: no erp.mode logged yet). */
   outboxEnabled?: boolean | null;
+  /** Since v5: drops in creation order, with their queues. */
+  drops?: DropRow[];
+}
+
+function bytesOf(a: Float64Array | Int32Array | Uint8Array, n: number): Bytes {
+  return new Uint8Array(a.buffer, a.byteOffset, n * a.BYTES_PER_ELEMENT).slice();
+}
+
+function column<A extends Float64Array | Int32Array | Uint8Array>(c: Column<A>, bytes: Bytes, n: number): void {
+  c.ensure(Math.max(n, 16));
+  assert(bytes.length === n * c.data.BYTES_PER_ELEMENT, `snapshot queue column has ${bytes.length} bytes for ${n} entries`);
+  new Uint8Array(c.data.buffer, c.data.byteOffset, bytes.length).set(bytes);
+}
+
+function queueRow(q: QueueState): QueueRow {
+  const n = q.count;
+  return {
+    policy: { ...q.policy }, seed: q.seedHex, seedSha256: q.seedSha256, secret: q.secretHex, fixed: q.fixed, drawn: q.drawn,
+    admitHead: q.admitHead, lastAdmitMs: q.lastAdmitMs, window: q.window.map(([t, k]) => [t, k]), buyers: q.buyers.slice(),
+    joinedAt: bytesOf(q.joinedAt.data, n), states: bytesOf(q.states.data, n), admittedAt: bytesOf(q.admittedAt.data, n),
+    admittedUntil: bytesOf(q.admittedUntil.data, n), rank: bytesOf(q.rank.data, n), order: bytesOf(q.order.data, q.ranked),
+    key: bytesOf(q.key.data, n), holds: [...q.holds], channels: [...q.channels],
+  };
+}
+
+function restoreQueue(row: QueueRow): QueueState {
+  const q = new QueueState(row.policy, row.seed, row.seedSha256, row.secret);
+  const n = row.buyers.length;
+  for (const buyer of row.buyers) {
+    q.index.set(buyer, q.buyers.length);
+    q.buyers.push(buyer);
+  }
+  q.count = n;
+  column(q.joinedAt, row.joinedAt, n);
+  column(q.states, row.states, n);
+  column(q.admittedAt, row.admittedAt, n);
+  column(q.admittedUntil, row.admittedUntil, n);
+  column(q.rank, row.rank, n);
+  column(q.key, row.key, n);
+  const ranked = row.order.length / 4;
+  column(q.order, row.order, ranked);
+  q.ranked = ranked;
+  Object.assign(q, { fixed: row.fixed, drawn: row.drawn, admitHead: row.admitHead, lastAdmitMs: row.lastAdmitMs, window: row.window });
+  for (const [i, id] of row.holds) q.holds.set(i, id);
+  for (const [i, name] of row.channels) q.channels.set(i, name);
+  const states = q.states.data;
+  for (let i = 0; i < n; i++) {
+    q.counts[states[i]!]!++;
+    if (states[i] === EntryState.admitted) q.pushAdmitted(i);
+  }
+  return q;
 }
 
 function skuRow(s: SkuState): SkuRow {
@@ -106,10 +185,11 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
     if (state.idempotency.get(e.key) === e && i !== undefined) idempotency.push([e.key, i, e.reviewAtMs]);
   }
   return {
-    v: 4, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
+    v: 5, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
     quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
     outboxEnabled: state.outboxEnabled,
+    drops: [...state.drops.values()].map((d) => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueRow(d.queue)]),
   };
 }
 
@@ -150,14 +230,14 @@ function restoreLegacyErpUnits(state: ShardState, snap: ShardSnapshot): void {
 }
 
 export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardState {
-  assert(snap.v === 1 || snap.v === 2 || snap.v === 3 || snap.v === 4, `unknown snapshot version ${String(snap.v)}`);
+  assert(snap.v >= 1 && snap.v <= 5, `unknown snapshot version ${String(snap.v)}`);
   if (snap.shardId !== config.shardId || snap.shardCount !== config.shardCount) {
     throw new Error(`snapshot is of shard ${snap.shardId}/${snap.shardCount}, not ${config.shardId}/${config.shardCount}; FLASH_SHARDS must not change for a data directory`);
   }
   const state = new ShardState(config);
   state.seq = snap.seq;
   state.lastNowMs = snap.lastNowMs;
-  for (const row of snap.skus) state.skus.set(row[0], restoreSku(state, row));
+  for (const row of snap.skus) addSku(state, restoreSku(state, row));
   for (const [sku, dropId] of snap.links) state.links.set(sku, dropId);
   const rows: Reservation[] = [];
   for (const row of snap.reservations) {
@@ -196,6 +276,11 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   }
   state.outboxEnabled = snap.outboxEnabled ?? null;
   if (snap.v < 3) restoreLegacyErpUnits(state, snap);
+  for (const [dropId, createdAtMs, updatedAtMs, queue] of snap.drops ?? []) {
+    const drop = new DropState(dropId, createdAtMs, updatedAtMs);
+    drop.queue = queue === null ? null : restoreQueue(queue);
+    state.drops.set(dropId, drop);
+  }
   for (const [key, i, reviewAtMs] of snap.idempotency) {
     const entry: IdempotencyEntry = { key, reservation: rows[i] as Reservation, reviewAtMs };
     state.idempotency.set(key, entry);

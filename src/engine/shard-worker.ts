@@ -13,7 +13,7 @@
 
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import type { Command, DomainEvent, Outcome } from '../domain/index.js';
-import { nextExpiryAtMs, type ShardConfig } from '../domain/index.js';
+import { nextDueAtMs, type ShardConfig } from '../domain/index.js';
 import { ShardRuntime } from './shard-runtime.js';
 import type { CallOutcome, FromShard, ShardStats, ToShard } from './shard-protocol.js';
 import type { CheckpointerData, FromCheckpointer, ToCheckpointer } from './checkpointer.js';
@@ -160,6 +160,14 @@ function toWire(o: Outcome): Outcome {
   if (o.sku !== undefined) {
     const { sku, ...rest } = o;
     return { ...rest, json: JSON.stringify(sku), dropId: sku.dropId };
+  }
+  if (o.drop !== undefined) {
+    const { drop, ...rest } = o;
+    return { ...rest, json: JSON.stringify(drop) };
+  }
+  if (o.entry !== undefined) {
+    const { entry, ...rest } = o;
+    return { ...rest, json: JSON.stringify(entry) };
   }
   return o;
 }
@@ -378,7 +386,7 @@ function announceSnapshot(): void {
 function armExpiryTimer(): void {
   if (closing || !serving) return;
   if (expiryTimer !== null) clearTimeout(expiryTimer);
-  const next = nextExpiryAtMs(runtime.state);
+  const next = nextDueAtMs(runtime.state, Date.now());
   const waitMs = next === null ? 1000 : Math.min(1000, Math.max(1, next - Date.now() + 1));
   expiryTimer = setTimeout(scheduleTurn, waitMs);
 }

@@ -3,7 +3,7 @@
 // statuses. It holds no stock state: every state question
 // goes to the owning shard. Bad input is answered 4xx before anything is sent to a shard.
 
-import { randomFillSync } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody, errorCodes } from './errors.js';
@@ -19,7 +19,8 @@ import type { ShardRouter } from './shard-router.js';
 import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
 import { erpReport } from '../erp/erp-report.js';
 import {
-  InvalidRequest, adjustCommand, asObject, field, payCommand, refundCommand, reserveCommand, skuName, upsertCommand, type ReserveIdentity,
+  InvalidRequest, adjustCommand, asObject, dropPutCommand, field, joinCommand, payCommand, refundCommand, reserveCommand, skuName, upsertCommand,
+  type ReserveIdentity,
 } from './validate.js';
 
 /** A buyer reads and cancels only its own reservations: the shard answers another's as unknown. */
@@ -47,6 +48,8 @@ interface Call {
   res: ServerResponse;
   /** The route's path parameter (sku or reservation id), already percent-decoded. */
   param: string;
+  /** Every path parameter, in order (a drop's entry: dropId, buyerId). */
+  params: string[];
   body: Record<string, unknown>;
   caller: Caller;
 }
@@ -97,6 +100,11 @@ export class HttpGateway {
       'reservation.pay': (c) => this.reservationCall(c.res, c.param, payCommand(c.body, c.param)),
       'reservation.cancel': (c) => this.reservationCall(c.res, c.param, { t: 'res.cancel', id: c.param, ...ownerOf(c.caller) }),
       'reservation.refund': (c) => this.reservationCall(c.res, c.param, refundCommand(c.body, c.param)),
+      'drop.put': (c) => this.answer(c.res, this.router.callDrop(c.param, dropPutCommand(c.body, c.param, randomBytes(32).toString('hex'), randomBytes(16).toString('hex'))), 'drop'),
+      'drop.get': (c) => this.answer(c.res, this.router.callDrop(skuName(c.param, 'dropId'), { t: 'drop.get', dropId: c.param }), 'drop'),
+      'drop.join': (c) => this.join(c),
+      'drop.entry': (c) => this.entry(c),
+      'drop.order': (c) => this.order(c),
     };
     this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => this.handle(req, res));
     // Without this listener Node answers "100 Continue" before we have seen who is asking.
@@ -187,7 +195,7 @@ export class HttpGateway {
     // becomes an answer (400 for bad input), never an uncaught exception.
     const run = (body: unknown): void => {
       Promise.resolve()
-        .then(() => handler({ req, res, param: match.param, body: asObject(body), caller }))
+        .then(() => handler({ req, res, param: match.param, params: match.params, body: asObject(body), caller }))
         .then(finish, (e: unknown) => finish(this.failure(res, e)));
     };
     if (route.body === 'none') return run({});
@@ -255,21 +263,62 @@ export class HttpGateway {
     return sendError(res, 'rate_limited', `too many reservation calls for this ${by}; retry after ${seconds} s`, { 'retry-after': seconds });
   }
 
+  /** Who a reserve or a join is for: a buyer token's own buyer and signed signals, else the body's. null: a buyer token naming another buyer. */
+  private identity(body: Record<string, unknown>, caller: Caller): ReserveIdentity | null {
+    if (caller.kind !== 'buyer') return { buyerId: null, channel: caller.kind === 'anonymous' ? null : caller.channel, signals: null };
+    const { claims } = caller;
+    const named = field(body, 'buyerId');
+    if (named !== undefined && named !== claims.buyerId) return null;
+    const signals: ReserveIdentity['signals'] = {};
+    if (claims.accountCreatedAtMs !== undefined) signals.accountCreatedAtMs = claims.accountCreatedAtMs;
+    if (claims.pastOrders !== undefined) signals.pastOrders = claims.pastOrders;
+    return { buyerId: claims.buyerId, channel: claims.channel, signals };
+  }
+
+  private async join({ res, body, caller, param }: Call): Promise<number> {
+    const who = this.identity(body, caller);
+    if (who === null) return sendError(res, 'forbidden', 'a buyer token may join only for its own buyer (buyerId must equal the token\'s sub, or be omitted)');
+    const cmd = joinCommand(body, param, who);
+    return this.answer(res, this.router.callDrop(cmd.dropId, cmd), 'entry');
+  }
+
+  private async entry({ res, caller, params }: Call): Promise<number> {
+    const dropId = skuName(params[0], 'dropId');
+    const buyerId = params[1] ?? '';
+    // A buyer reads only its own entry; another's is answered as if it did not exist.
+    if (caller.kind === 'buyer' && caller.claims.buyerId !== buyerId) return sendError(res, 'unknown_entry', `no entry of buyer ${buyerId} that this token may read`);
+    return this.answer(res, this.router.callDrop(dropId, { t: 'q.entry', dropId, buyerId }), 'entry');
+  }
+
+  /**
+   * The fixed order, as sha256(buyerId) hex in order: the shard lists the buyer ids, this
+   * gateway hashes them (node:crypto), so that no buyer id leaves the engine. `?offset=&limit=`
+   * page through a long order (default: all of it).
+   */
+  private async order({ req, res, param }: Call): Promise<number> {
+    const dropId = skuName(param, 'dropId');
+    const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    const num = (name: string, fallback: number, min: number): number => {
+      const raw = query.get(name);
+      if (raw === null) return fallback;
+      const v = Number(raw);
+      if (!/^\d+$/.test(raw) || !Number.isSafeInteger(v) || v < min) throw new InvalidRequest(name, `${name} must be an integer >= ${min}`);
+      return v;
+    };
+    const offset = num('offset', 0, 0);
+    const limit = num('limit', Number.MAX_SAFE_INTEGER, 1);
+    const outcome = await this.router.callDrop(dropId, { t: 'drop.order', dropId, offset, limit });
+    if (!outcome.ok || outcome.order === undefined) return this.answer(res, Promise.resolve(outcome), 'drop');
+    const o = outcome.order;
+    const order = o.buyers.map((b) => createHash('sha256').update(b, 'utf8').digest('hex'));
+    const page = o.offset === 0 && o.buyers.length === o.total ? {} : { offset: o.offset, total: o.total };
+    sendJson(res, 200, JSON.stringify({ dropId: o.dropId, seed: o.seed, ...page, order }));
+    return 200;
+  }
+
   private async reserve({ res, body, caller }: Call): Promise<number> {
-    let who: ReserveIdentity;
-    if (caller.kind === 'buyer') {
-      const { claims } = caller;
-      const named = field(body, 'buyerId');
-      if (named !== undefined && named !== claims.buyerId) {
-        return sendError(res, 'forbidden', 'a buyer token may reserve only for its own buyer (buyerId must equal the token\'s sub, or be omitted)');
-      }
-      const signals: ReserveIdentity['signals'] = {};
-      if (claims.accountCreatedAtMs !== undefined) signals.accountCreatedAtMs = claims.accountCreatedAtMs;
-      if (claims.pastOrders !== undefined) signals.pastOrders = claims.pastOrders;
-      who = { buyerId: claims.buyerId, channel: claims.channel, signals };
-    } else {
-      who = { buyerId: null, channel: caller.kind === 'anonymous' ? null : caller.channel, signals: null };
-    }
+    const who = this.identity(body, caller);
+    if (who === null) return sendError(res, 'forbidden', 'a buyer token may reserve only for its own buyer (buyerId must equal the token\'s sub, or be omitted)');
     const cmd = reserveCommand(body, this.nonces.next(), who);
     if (this.buyerLimiter.enabled) {
       const waitMs = this.buyerLimiter.take(cmd.buyerId, Date.now());
@@ -284,7 +333,7 @@ export class HttpGateway {
     return this.answer(res, call, 'reservation');
   }
 
-  private async answer(res: ServerResponse, call: Promise<CallOutcome>, view: 'sku' | 'reservation'): Promise<number> {
+  private async answer(res: ServerResponse, call: Promise<CallOutcome>, view: 'sku' | 'reservation' | 'drop' | 'entry'): Promise<number> {
     const outcome = await call;
     if (!outcome.ok) {
       if (outcome.code === 'moved') return sendError(res, 'shard_unavailable', 'the SKU moved while routing; retry');
@@ -292,7 +341,7 @@ export class HttpGateway {
       return sendError(res, outcome.code, outcome.message);
     }
     const status = outcome.status === 'created' ? 201 : 200;
-    const body = outcome.json ?? JSON.stringify((view === 'sku' ? outcome.sku : outcome.reservation) ?? {});
+    const body = outcome.json ?? JSON.stringify((view === 'sku' ? outcome.sku : view === 'drop' ? outcome.drop : view === 'entry' ? outcome.entry : outcome.reservation) ?? {});
     const extra = outcome.replayed === true && view === 'reservation' ? { 'idempotent-replayed': 'true' } : undefined;
     sendJson(res, status, body, extra);
     return status;

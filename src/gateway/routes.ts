@@ -11,7 +11,8 @@ export type CallerKind = Role | 'buyer';
 export type RouteName =
   | 'healthz' | 'metrics' | 'sku.put' | 'sku.get' | 'sku.stock'
   | 'reservation.create' | 'reservation.get' | 'reservation.pay' | 'reservation.cancel' | 'reservation.refund'
-  | 'admin.stock-import' | 'admin.erp';
+  | 'admin.stock-import' | 'admin.erp'
+  | 'drop.put' | 'drop.get' | 'drop.join' | 'drop.entry' | 'drop.order';
 
 export interface RouteSpec {
   name: RouteName;
@@ -45,6 +46,11 @@ export const routeTable: readonly RouteSpec[] = [
   { name: 'reservation.refund', method: 'POST', path: '/v1/reservations/{id}/refund', access: ['admin', 'payments'], rateLimit: null, body: 'json' },
   { name: 'admin.stock-import', method: 'POST', path: '/v1/admin/stock-import', access: ['admin', 'operator'], rateLimit: null, body: 'import' },
   { name: 'admin.erp', method: 'GET', path: '/v1/admin/erp', access: reads, rateLimit: null, body: 'none' },
+  { name: 'drop.put', method: 'PUT', path: '/v1/drops/{dropId}', access: ['admin', 'operator'], rateLimit: null, body: 'json' },
+  { name: 'drop.get', method: 'GET', path: '/v1/drops/{dropId}', access: 'public', rateLimit: null, body: 'none' },
+  { name: 'drop.join', method: 'POST', path: '/v1/drops/{dropId}/queue', access: ['admin', 'shop', 'buyer'], rateLimit: null, body: 'json' },
+  { name: 'drop.entry', method: 'GET', path: '/v1/drops/{dropId}/queue/{buyerId}', access: ['admin', 'operator', 'viewer', 'shop', 'buyer'], rateLimit: null, body: 'none' },
+  { name: 'drop.order', method: 'GET', path: '/v1/drops/{dropId}/order', access: 'public', rateLimit: null, body: 'none' },
 ];
 
 export type Match =

@@ -53,6 +53,11 @@ export class ShardRouter {
     return outcome;
   }
 
+  /** A command about one drop: the drop's shard (where its SKUs live too). */
+  callDrop(dropId: string, command: Command): Promise<CallOutcome> {
+    return this.transport.call(shardForKey(routingKey('', dropId), this.transport.shardCount), command);
+  }
+
   /** A command about one reservation: its id names the shard. */
   callReservation(id: string, command: Command): Promise<CallOutcome> | null {
     const shard = shardOfReservationId(id, this.transport.shardCount);

@@ -4,8 +4,8 @@
 // `__proto__` or `constructor` keys can never reach a prototype.
 
 import {
-  nameError, reserveLimits, buyerIdError, skuFields, windowError, intError, Limits,
-  type Command, type SkuPolicyInput,
+  nameError, reserveLimits, buyerIdError, skuFields, windowError, intError, Limits, queueInputError,
+  type Command, type QueueInput, type SkuPolicyInput,
 } from '../domain/index.js';
 
 export class InvalidRequest extends Error {
@@ -129,4 +129,47 @@ export function adjustCommand(body: Body, sku: string): Extract<Command, { t: 's
   if (delta === 0) throw new InvalidRequest('delta', 'delta must be a non-zero integer');
   reason(body);
   return { t: 'sku.adjust', sku, delta: delta as number };
+}
+
+const queueFields = ['mode', 'opensAt', 'randomizeSeconds', 'admitPerSecond', 'admitSeconds', 'closesAt', 'qtyPerWinner'] as const;
+
+/** `PUT /v1/drops/{dropId}`: `{"queue": {...} | null}`; unknown queue fields are refused (a typo must not pass silently). */
+export function dropPutCommand(body: Body, dropId: string, seed: string, secret: string): Extract<Command, { t: 'drop.put' }> {
+  const cmd: Extract<Command, { t: 'drop.put' }> = { t: 'drop.put', dropId: skuName(dropId, 'dropId'), seed, secret };
+  const raw = field(body, 'queue');
+  if (raw === undefined) return cmd;
+  if (raw === null) {
+    cmd.queue = null;
+    return cmd;
+  }
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidRequest('queue', 'queue must be an object or null');
+  const q: Record<string, unknown> = {};
+  for (const name of Object.keys(raw)) {
+    if (!(queueFields as readonly string[]).includes(name)) throw new InvalidRequest(`queue.${name}`, `queue.${name} is not a queue field (${queueFields.join(', ')})`);
+    q[name] = (raw as Record<string, unknown>)[name];
+  }
+  ensure(queueInputError(q as QueueInput), 'queue');
+  cmd.queue = q as QueueInput;
+  return cmd;
+}
+
+/** `POST /v1/drops/{dropId}/queue`: the buyer (a buyer token's sub, else the body's buyerId) and its risk signals. */
+export function joinCommand(body: Body, dropId: string, who: ReserveIdentity): Extract<Command, { t: 'q.join' }> {
+  const buyerId = who.buyerId ?? field(body, 'buyerId');
+  ensure(buyerIdError(buyerId), 'buyerId');
+  const cmd: Extract<Command, { t: 'q.join' }> = { t: 'q.join', dropId: skuName(dropId, 'dropId'), buyerId: buyerId as string };
+  const signals = who.signals ?? {
+    accountCreatedAtMs: field(body, 'accountCreatedAt') as number | undefined,
+    pastOrders: field(body, 'pastOrders') as number | undefined,
+  };
+  if (signals.accountCreatedAtMs !== undefined) {
+    ensure(reserveLimits.accountCreatedAt(signals.accountCreatedAtMs), 'accountCreatedAt');
+    cmd.accountCreatedAtMs = signals.accountCreatedAtMs;
+  }
+  if (signals.pastOrders !== undefined) {
+    ensure(reserveLimits.pastOrders(signals.pastOrders), 'pastOrders');
+    cmd.pastOrders = signals.pastOrders;
+  }
+  if (who.channel !== null) cmd.channel = who.channel;
+  return cmd;
 }

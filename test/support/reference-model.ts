@@ -741,7 +741,8 @@ type ReserveCommand = Extract<Command, { t: 'res.reserve' }>;
  * sends a malformed one); absent, the id is the well-formed one of reservation `index`.
  */
 export type ModelCommand =
-  | Exclude<Command, { t: 'res.pay' } | { t: 'res.cancel' } | { t: 'res.get' } | { t: 'res.refund' }>
+  // Drops and queues are not modelled here (test/domain-drops.test.ts checks them).
+  | Exclude<Command, { t: 'res.pay' } | { t: 'res.cancel' } | { t: 'res.get' } | { t: 'res.refund' } | { t: `drop.${string}` } | { t: `q.${string}` }>
   | { t: 'res.pay'; index: number; id?: unknown; paymentRef?: string }
   | { t: 'res.refund'; index: number; id?: unknown; restock: boolean; reason?: string }
   | { t: 'res.cancel'; index: number; id?: unknown; buyerId?: string }

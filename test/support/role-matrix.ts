@@ -21,4 +21,11 @@ export const expectedAccess: Record<string, 'open' | 'public' | CallerKind[]> = 
   'POST /v1/reservations/{id}/refund': ['admin', 'payments'],
   'POST /v1/admin/stock-import': ['admin', 'operator'],
   'GET /v1/admin/erp': ['admin', 'operator', 'viewer'],
+  // Drops: operators create them; anyone reads one and its published order; a buyer (or the
+  // shop for a buyer) joins; that buyer, the shop and viewers read an entry.
+  'PUT /v1/drops/{dropId}': ['admin', 'operator'],
+  'GET /v1/drops/{dropId}': 'public',
+  'POST /v1/drops/{dropId}/queue': ['admin', 'shop', 'buyer'],
+  'GET /v1/drops/{dropId}/queue/{buyerId}': ['admin', 'operator', 'viewer', 'shop', 'buyer'],
+  'GET /v1/drops/{dropId}/order': 'public',
 };
