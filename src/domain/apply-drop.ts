@@ -402,3 +402,27 @@ function runDraw(state: ShardState, drop: DropState, q: QueueState, nowMs: numbe
   }
   return events;
 }
+
+/** Per drop with a queue (at most `max`): its entries by state now, for metrics. */
+export function queueFigures(state: ShardState, nowMs: number, max: number): QueueFigures[] {
+  const out: QueueFigures[] = [];
+  for (const drop of state.drops.values()) {
+    if (out.length >= max) break;
+    const q = dropView(state, drop, nowMs).queue;
+    if (q === null) continue;
+    out.push({ dropId: drop.dropId, mode: q.mode, entries: q.entries, waiting: q.waiting, admitted: q.admitted, used: q.used, lapsed: q.lapsed, won: q.won ?? 0, lost: q.lost ?? 0 });
+  }
+  return out;
+}
+
+export interface QueueFigures {
+  dropId: string;
+  mode: string;
+  entries: number;
+  waiting: number;
+  admitted: number;
+  used: number;
+  lapsed: number;
+  won: number;
+  lost: number;
+}

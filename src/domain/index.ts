@@ -6,7 +6,7 @@ export * from './commands.js';
 export * from './routing.js';
 export { apply, replay } from './apply.js';
 export { housekeepingDue, nextDueAtMs, nextExpiryAtMs } from './apply-expire.js';
-export { queueInputError, QueueLimits, queueDefaults } from './apply-drop.js';
+export { queueInputError, queueFigures, QueueLimits, queueDefaults, type QueueFigures } from './apply-drop.js';
 export { EntryState, type QueueMode } from './drop-state.js';
 export { createShardState, defaultShardConfig, ShardState, type ShardConfig } from './shard-state.js';
 export { toSnapshot, fromSnapshot, type ShardSnapshot } from './snapshot.js';

@@ -2,7 +2,7 @@
 // in one process, NATS across hosts). A batch goes one way and its answers come back in
 // the same order in one reply; nothing here is transport-specific.
 
-import type { Command, DomainEvent, Outcome } from '../domain/index.js';
+import type { Command, DomainEvent, Outcome, QueueFigures } from '../domain/index.js';
 
 /** Refusals a transport adds to the core's: the shard could not take the command. */
 export type TransportRefusal = 'overloaded' | 'shard_unavailable';
@@ -32,6 +32,8 @@ export interface ShardStats {
   heapUsedBytes: number;
   /** Snapshots that failed since the worker started (an alarm: the shard goes on serving). */
   snapshotFailures: number;
+  /** Drops with a queue (at most `skuStatsMax`): entries by state (absent from a node of an earlier version). */
+  queues?: QueueFigures[];
 }
 
 /** One record of a shard's log as it travels to or from the replicated log. */

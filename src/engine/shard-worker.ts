@@ -13,7 +13,7 @@
 
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import type { Command, DomainEvent, Outcome } from '../domain/index.js';
-import { nextDueAtMs, type ShardConfig } from '../domain/index.js';
+import { nextDueAtMs, queueFigures, type ShardConfig } from '../domain/index.js';
 import { ShardRuntime } from './shard-runtime.js';
 import type { CallOutcome, FromShard, ShardStats, ToShard } from './shard-protocol.js';
 import type { CheckpointerData, FromCheckpointer, ToCheckpointer } from './checkpointer.js';
@@ -403,6 +403,7 @@ function stats(): ShardStats {
     shardId: data.shardId, skuCount: runtime.state.skus.size, skus, liveReservations: runtime.state.liveCount,
     reservations: runtime.state.reservations.size, walCommits: wal.commits, walRecords: wal.recordsCommitted,
     walFsyncMsTotal: wal.fsyncMsTotal, heapUsedBytes: process.memoryUsage().heapUsed, snapshotFailures: runtime.snapshotFailures,
+    queues: queueFigures(runtime.state, Date.now(), max),
   };
 }
 

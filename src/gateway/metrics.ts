@@ -52,6 +52,21 @@ export class GatewayMetrics {
     skuGauge('flash_sku_sold', 'Units sold per SKU (refunded units excluded)', (s) => s.sold);
     skuGauge('flash_sku_refunded', 'Units refunded per SKU (restocked or not)', (s) => s.refunded ?? 0);
     new Gauge({
+      name: 'flash_queue_entries', help: "Entries of each drop's queue by state (waiting, admitted, used, lapsed; a draw's entered, won, lost)", labelNames: ['drop', 'state'], registers,
+      async collect() {
+        this.reset();
+        for (const shard of await self.shardStats()) {
+          for (const q of shard.queues ?? []) {
+            const draw = q.mode === 'draw';
+            const rows: [string, number][] = draw
+              ? [['entered', q.entries - q.won - q.lost], ['won', q.won], ['lost', q.lost]]
+              : [['waiting', q.waiting], ['admitted', q.admitted], ['used', q.used], ['lapsed', q.lapsed]];
+            for (const [state, n] of rows) this.set({ drop: q.dropId, state }, n);
+          }
+        }
+      },
+    });
+    new Gauge({
       name: 'flash_shard_mailbox_depth', help: 'Commands in flight to each shard', labelNames: ['shard'], registers,
       collect() {
         const t = self.transport;

@@ -13,7 +13,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../../src/domain/routing.js';
-import { ADMIN_TOKEN, NO_TOKEN, api, sleep, type Api } from './engine-process.js';
+import { ADMIN_TOKEN, NO_TOKEN, TOKENS, api, sleep, type Api } from './engine-process.js';
 import { createSku, expectCounters, expectError, getSku, metricValue, reserve, reserveOk, uniq, uniqWhere } from './http-kit.js';
 
 /** A running deployment the contract is checked against. */
@@ -764,6 +764,85 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         } finally {
           expect(await tight.stop()).toBe(0);
         }
+      });
+    });
+
+    describe('drops and fair admission', () => {
+      /** Polls a buyer's entry until `done` holds (the shard's clock admits, reveals and draws). */
+      const entryWhen = async (dropId: string, buyerId: string, done: (e: any) => boolean): Promise<any> => {
+        for (let i = 0; i < 400; i++) {
+          const r = await a.get(`/v1/drops/${dropId}/queue/${buyerId}`, TOKENS.shop);
+          expect(r.status, r.text).toBe(200);
+          if (done(r.body)) return r.body;
+          await sleep(25);
+        }
+        throw new Error(`entry of ${buyerId} in ${dropId} never reached the state waited for`);
+      };
+
+      it('a fifo queue admits in joining order, and only the admitted buyer reserves, once, in the shard of the drop', async () => {
+        const dropId = uniq('c-fifo');
+        const sku = uniq('c-fifo-sku');
+        await createSku(a, sku, { stock: 10, dropId });
+        const put = await a.put(`/v1/drops/${dropId}`, { queue: { mode: 'fifo', admitPerSecond: 2, admitSeconds: 600 } }, TOKENS.operator);
+        expect(put.status, put.text).toBe(201);
+        expect(put.body.queue.seedSha256).toMatch(/^[0-9a-f]{64}$/);
+        const buyers = ['c-ann', 'c-bob', 'c-cy'];
+        for (const b of buyers) expect((await a.post(`/v1/drops/${dropId}/queue`, { buyerId: b }, TOKENS.shop)).status).toBe(201);
+        expectError(await reserve(a, { sku, buyerId: 'c-nobody' }), 403, 'not_admitted');
+        const first = await entryWhen(dropId, 'c-ann', (e) => e.state === 'admitted');
+        expect(first.admittedUntil).toBeGreaterThan(Date.now());
+        const held = await reserveOk(a, { sku, buyerId: 'c-ann', idempotencyKey: 'c-k1' });
+        expect((await a.get(`/v1/drops/${dropId}/queue/c-ann`, TOKENS.viewer)).body).toMatchObject({ state: 'used', reservationId: held.reservationId });
+        expectError(await reserve(a, { sku, buyerId: 'c-ann', idempotencyKey: 'c-k2' }), 403, 'not_admitted');
+        const last = await entryWhen(dropId, 'c-cy', (e) => e.state === 'admitted');
+        const bob = (await a.get(`/v1/drops/${dropId}/queue/c-bob`, TOKENS.shop)).body;
+        expect(bob.admittedAt).toBeLessThanOrEqual(last.admittedAt);
+        expect(first.admittedAt).toBeLessThanOrEqual(bob.admittedAt);
+        const view = (await a.get(`/v1/drops/${dropId}`, NO_TOKEN)).body;
+        expect(view).toMatchObject({ dropId, skus: [sku], queue: { mode: 'fifo', entries: 3, used: 1, admitted: 2, waiting: 0 } });
+      });
+
+      it('a random order is published with its seed, and follows from it', async () => {
+        const { createHash, createHmac } = await import('node:crypto');
+        const dropId = uniq('c-random');
+        await createSku(a, uniq('c-random-sku'), { stock: 5, dropId });
+        expect((await a.put(`/v1/drops/${dropId}`, { queue: { mode: 'random', randomizeSeconds: 2, admitPerSecond: 1 } }, TOKENS.operator)).status).toBe(201);
+        const buyers = Array.from({ length: 8 }, (_, i) => `c-r${i}`);
+        for (const b of buyers) expect((await a.post(`/v1/drops/${dropId}/queue`, { buyerId: b }, TOKENS.shop)).status).toBe(201);
+        let order = await a.get(`/v1/drops/${dropId}/order`, NO_TOKEN);
+        for (let i = 0; i < 400 && order.status === 409; i++) {
+          expect(order.body.error.code).toBe('order_not_fixed');
+          await sleep(25);
+          order = await a.get(`/v1/drops/${dropId}/order`, NO_TOKEN);
+        }
+        expect(order.status, order.text).toBe(200);
+        const seed = Buffer.from(order.body.seed, 'hex');
+        const view = (await a.get(`/v1/drops/${dropId}`, NO_TOKEN)).body;
+        expect(createHash('sha256').update(seed).digest('hex')).toBe(view.queue.seedSha256);
+        const expected = [...buyers]
+          .sort((x, y) => Buffer.compare(createHmac('sha256', seed).update(x).digest(), createHmac('sha256', seed).update(y).digest()))
+          .map((b) => createHash('sha256').update(b).digest('hex'));
+        expect(order.body.order).toEqual(expected);
+      });
+
+      it('a draw holds the stock for the first winners of its seeded order, and refuses every reserve', async () => {
+        const dropId = uniq('c-draw');
+        const sku = uniq('c-draw-sku');
+        await createSku(a, sku, { stock: 2, dropId, maxPerBuyer: 1, holdSeconds: 3600 });
+        const closesAt = Date.now() + 1500;
+        expect((await a.put(`/v1/drops/${dropId}`, { queue: { mode: 'draw', closesAt, qtyPerWinner: 1 } }, TOKENS.operator)).status).toBe(201);
+        const buyers = Array.from({ length: 6 }, (_, i) => `c-d${i}`);
+        for (const b of buyers) expect((await a.post(`/v1/drops/${dropId}/queue`, { buyerId: b }, TOKENS.shop)).body.state).toBe('entered');
+        expectError(await reserve(a, { sku, buyerId: 'c-d0' }), 403, 'not_admitted');
+        const states = [];
+        for (const b of buyers) states.push(await entryWhen(dropId, b, (e) => e.state === 'won' || e.state === 'lost'));
+        expect(states.filter((e) => e.state === 'won')).toHaveLength(2);
+        expectCounters(await getSku(a, sku), { onHand: 2, reserved: 2, sold: 0 });
+        const order = (await a.get(`/v1/drops/${dropId}/order`, NO_TOKEN)).body.order as string[];
+        const { createHash } = await import('node:crypto');
+        const winners = states.filter((e) => e.state === 'won').map((e) => createHash('sha256').update(e.buyerId).digest('hex'));
+        expect(order.slice(0, 2).sort()).toEqual(winners.sort());
+        expectError(await a.post(`/v1/drops/${dropId}/queue`, { buyerId: 'c-late' }, TOKENS.shop), 409, 'queue_closed');
       });
     });
 
