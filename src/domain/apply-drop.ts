@@ -21,6 +21,9 @@ export const admitStepMs = 100;
 
 export const queueDefaults = { admitPerSecond: 100, admitSeconds: 300, randomizeSeconds: 0, qtyPerWinner: 1 } as const;
 
+/** Entries one queue takes at most (about 100 bytes each in memory); past it joins answer shard_full. */
+export const queueEntriesMax = 10_000_000;
+
 export const QueueLimits = {
   admitPerSecondMax: 100_000,
   admitSecondsMax: 86_400,
@@ -226,6 +229,7 @@ export function applyJoin(state: ShardState, c: Join, nowMs: number): Applied {
   const known = q.index.get(c.buyerId);
   if (known !== undefined) return answered({ ok: true, status: 'ok', entry: entryView(state, drop, q, known, nowMs), replayed: true }, false);
   const p = q.policy;
+  if (q.count >= queueEntriesMax) return refused('shard_full', `the queue of drop ${c.dropId} holds its maximum of ${queueEntriesMax} entries`);
   if (nowMs < p.opensAtMs) return refused('queue_not_open', `the queue of drop ${c.dropId} opens at ${p.opensAtMs}`);
   if (p.mode === 'draw' && nowMs >= p.closesAtMs) return refused('queue_closed', `the draw of drop ${c.dropId} closed at ${p.closesAtMs}`);
   for (const s of dropSkus(state, c.dropId)) {
@@ -316,12 +320,26 @@ export function queueDueAtMs(state: ShardState, drop: DropState, nowMs: number):
   const top = q.peekAdmitted();
   if (top >= 0) due = Math.min(due, q.admittedUntil.data[top]!);
   if (p.mode !== 'draw' && q.fixed && q.admitHead < q.ranked && hasAvailable(dropSkus(state, drop.dropId))) {
-    let at = Math.max(p.opensAtMs, q.lastAdmitMs + admitStepMs);
-    if (windowRoom(q, at) <= 0) at = Math.max(at, q.window[0]![0] + 1000);
-    due = Math.min(due, at);
+    due = Math.min(due, roomAt(q, Math.max(p.opensAtMs, q.lastAdmitMs + admitStepMs)));
   }
-  void nowMs;
   return due === Number.POSITIVE_INFINITY ? null : due;
+}
+
+/**
+ * The first moment from `at` on when the pace allows another admission: when enough of the
+ * last second's admissions have left the window (the pace may have been lowered since).
+ */
+function roomAt(q: QueueState, at: number): number {
+  const rate = q.policy.admitPerSecond;
+  let used = 0;
+  for (const [t, n] of q.window) if (t > at - 1000) used += n;
+  if (rate - used > 0) return at;
+  for (const [t, n] of q.window) {
+    if (t <= at - 1000) continue;
+    used -= n;
+    if (rate - used > 0) return t + 1000;
+  }
+  return at;
 }
 
 /** Admissions the pace still allows in the second ending at `nowMs`. */

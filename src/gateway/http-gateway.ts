@@ -28,6 +28,9 @@ function ownerOf(caller: Caller): { buyerId?: string } {
   return caller.kind === 'buyer' ? { buyerId: caller.claims.buyerId } : {};
 }
 
+/** Drops whose published order a gateway keeps hashed. */
+const orderCacheDrops = 16;
+
 export interface GatewayDeps {
   config: EngineConfig;
   /** null on a shard node (FLASH_ROLE=shards): it serves only /healthz and /metrics. */
@@ -81,6 +84,8 @@ export class HttpGateway {
   private readonly buyerLimiter: RateLimiter;
   private readonly ipLimiter: RateLimiter;
   private readonly nonces = new NonceSource();
+  /** Published orders, as sha256(buyerId) hex, of the drops read last (see order()). */
+  private readonly orderCache = new Map<string, { seed: string; hashes: string[] }>();
   private draining = false;
   private inFlight = 0;
   private drainWaiters: (() => void)[] = [];
@@ -307,11 +312,28 @@ export class HttpGateway {
     };
     const offset = num('offset', 0, 0);
     const limit = num('limit', Number.MAX_SAFE_INTEGER, 1);
-    const outcome = await this.router.callDrop(dropId, { t: 'drop.order', dropId, offset, limit });
+    // A fixed order only grows at its end (late joiners of a random queue) and its seed never
+    // changes once revealed, so the hashes are kept here and the shard is asked only for the
+    // entries after them: a public route read over and over costs the shard next to nothing.
+    let cached = this.orderCache.get(dropId);
+    const outcome = await this.router.callDrop(dropId, { t: 'drop.order', dropId, offset: cached?.hashes.length ?? 0, limit: Number.MAX_SAFE_INTEGER });
     if (!outcome.ok || outcome.order === undefined) return this.answer(res, Promise.resolve(outcome), 'drop');
     const o = outcome.order;
-    const order = o.buyers.map((b) => createHash('sha256').update(b, 'utf8').digest('hex'));
-    const page = o.offset === 0 && o.buyers.length === o.total ? {} : { offset: o.offset, total: o.total };
+    if (cached === undefined || cached.seed !== o.seed || cached.hashes.length !== o.offset) {
+      cached = { seed: o.seed, hashes: [] };
+      if (o.offset !== 0) {
+        // The cache was stale (cannot happen while a revealed seed never changes): read it all again.
+        this.orderCache.delete(dropId);
+        return this.order({ req, res, param } as Call);
+      }
+    }
+    for (const b of o.buyers) cached.hashes.push(createHash('sha256').update(b, 'utf8').digest('hex'));
+    this.orderCache.delete(dropId);
+    this.orderCache.set(dropId, cached);
+    if (this.orderCache.size > orderCacheDrops) this.orderCache.delete(this.orderCache.keys().next().value as string);
+    const total = cached.hashes.length;
+    const order = offset === 0 && limit >= total ? cached.hashes : cached.hashes.slice(offset, offset + limit);
+    const page = order === cached.hashes ? {} : { offset, total };
     sendJson(res, 200, JSON.stringify({ dropId: o.dropId, seed: o.seed, ...page, order }));
     return 200;
   }
