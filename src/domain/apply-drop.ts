@@ -198,8 +198,9 @@ export function applyDropGet(state: ShardState, dropId: string, nowMs: number): 
 }
 
 export function applyEntryGet(state: ShardState, dropId: string, buyerId: string, nowMs: number): Applied {
-  const drop = findDrop(state, dropId);
-  if (!(drop instanceof DropState)) return drop;
+  const drop = state.drops.get(dropId);
+  // No drop, no queue or no entry: the same answer (shared/API.md names only unknown_entry here).
+  if (drop === undefined) return refused('unknown_entry', `no drop named ${dropId}, so no entry of buyer ${buyerId}`);
   const q = drop.queue;
   const i = q?.index.get(buyerId);
   if (q === null || i === undefined) return refused('unknown_entry', `buyer ${buyerId} has no entry in the queue of drop ${dropId}`);
