@@ -9,6 +9,7 @@ import { shardForSku } from './routing.js';
 import { SkuState, addSku, quotaFor, type ShardState } from './shard-state.js';
 import { stockEvents } from './stock-events.js';
 import { answered, refused, skuView } from './views.js';
+import { auditPage, auditedFields, changedFields, recordAudit } from './audit.js';
 
 type Upsert = Extract<Command, { t: 'sku.upsert' }>;
 type Adjust = Extract<Command, { t: 'sku.adjust' }>;
@@ -50,8 +51,11 @@ export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applie
     const bad = windowError(c.startsAtMs ?? existing.startsAtMs, c.endsAtMs ?? existing.endsAtMs);
     if (bad !== null) return refused('invalid_request', bad);
     const thresholdBefore = existing.lowStockThreshold;
+    const fieldsBefore = auditedFields(existing);
     applyPolicy(existing, c);
     existing.updatedAtMs = nowMs;
+    const [before, after] = changedFields(fieldsBefore, auditedFields(existing));
+    if (Object.keys(after).length > 0) recordAudit(existing, { atMs: nowMs, actor: c.actor ?? 'unknown', action: 'update', before, after, reason: c.reason ?? null });
     // A new threshold is judged afresh: at or under it counts as already signalled.
     if (existing.lowStockThreshold !== thresholdBefore) {
       existing.lowStockSignaled = existing.lowStockThreshold > 0 && existing.available <= existing.lowStockThreshold;
@@ -76,6 +80,7 @@ export function applyUpsert(state: ShardState, c: Upsert, nowMs: number): Applie
   applyPolicy(s, c);
   assertSkuInvariants(s);
   addSku(state, s);
+  recordAudit(s, { atMs: nowMs, actor: c.actor ?? 'unknown', action: 'create', before: null, after: auditedFields(s), reason: c.reason ?? null });
   // A new SKU crosses no threshold; its level shows in the stock gauges.
   s.lowStockSignaled = s.lowStockThreshold > 0 && s.available <= s.lowStockThreshold;
   return answered({ ok: true, status: 'created', sku: skuView(s) }, true);
@@ -92,9 +97,14 @@ export function applyAdjust(state: ShardState, c: Adjust, nowMs: number): Applie
   if (s.onHand + c.delta > Limits.stockMax) {
     return refused('invalid_request', `delta would take onHand past ${Limits.stockMax}`);
   }
+  const onHandBefore = s.onHand;
   s.onHand += c.delta;
   s.updatedAtMs = nowMs;
   assertSkuInvariants(s);
+  recordAudit(s, {
+    atMs: nowMs, actor: c.actor ?? 'unknown', action: 'stock', reason: c.reason ?? null,
+    before: { onHand: onHandBefore, available: before }, after: { onHand: s.onHand, available: s.available },
+  });
   const events = stockEvents(s, before, null);
   return answered({ ok: true, status: 'ok', sku: skuView(s) }, true, events);
 }
@@ -124,4 +134,34 @@ export function applyGetSku(state: ShardState, sku: string): Applied {
   const found = findSku(state, sku);
   if (!(found instanceof SkuState)) return found;
   return answered({ ok: true, status: 'ok', sku: skuView(found) }, false);
+}
+
+export function applyAudit(state: ShardState, sku: string, cursor: number | undefined, limit: number): Applied {
+  const found = findSku(state, sku);
+  if (!(found instanceof SkuState)) return found;
+  return answered({ ok: true, status: 'ok', audit: auditPage(found, cursor ?? null, limit) }, false);
+}
+
+/** The SKUs that live here, in sku order (names are ASCII, so this is byte order), after `after`. */
+export function applyList(state: ShardState, after: string | undefined, limit: number): Applied {
+  const names = sortedSkuNames(state);
+  let lo = 0;
+  if (after !== undefined) {
+    let hi = names.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (names[mid]! <= after) lo = mid + 1;
+      else hi = mid;
+    }
+  }
+  const items = names.slice(lo, lo + limit).map((n) => skuView(state.skus.get(n)!));
+  return answered({ ok: true, status: 'ok', skus: { items, more: lo + limit < names.length } }, false);
+}
+
+/** SKU names sorted, kept until a SKU is added (an index, not state). */
+function sortedSkuNames(state: ShardState): string[] {
+  if (state.sortedSkuNames === null || state.sortedSkuNames.length !== state.skus.size) {
+    state.sortedSkuNames = [...state.skus.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+  return state.sortedSkuNames;
 }

@@ -3,7 +3,7 @@
 // gives the same answer, which is what makes replaying the write-ahead log exact.
 
 import type { Applied, Command } from './commands.js';
-import { applyAdjust, applyGetSku, applyLink, applyUpsert } from './apply-sku.js';
+import { applyAdjust, applyAudit, applyGetSku, applyLink, applyList, applyUpsert } from './apply-sku.js';
 import { applyCancel, applyGetReservation, applyPay, applyReserve } from './apply-reservation.js';
 import { applyExpire } from './apply-expire.js';
 import { applyRefund } from './apply-refund.js';
@@ -53,6 +53,8 @@ function dispatch(state: ShardState, c: Command, nowMs: number, answer: boolean)
     case 'erp.ack': return applyAck(state, c.upToSeq);
     case 'erp.mode': return applyErpMode(state, c.enabled);
     case 'erp.reconcile': return applyReconcile(state);
+    case 'sku.audit': return applyAudit(state, c.sku, c.cursor, c.limit);
+    case 'sku.list': return applyList(state, c.after, c.limit);
     case 'drop.put': return applyDropPut(state, c, nowMs);
     case 'drop.get': return applyDropGet(state, c.dropId, nowMs);
     case 'q.join': return applyJoin(state, c, nowMs);

@@ -28,15 +28,23 @@ function reserveError(c: Extract<Command, { t: 'res.reserve' }>): string | null 
     ?? optional(c.channel, channelNameError);
 }
 
+const auditError = (c: { actor?: unknown; reason?: unknown }): string | null =>
+  optional(c.actor, (v) => textError(v, 'actor', 128)) ?? optional(c.reason, reserveLimits.reason);
+
 /** The first problem with a command's fields, or null when it is well formed. */
 export function commandError(c: Command): string | null {
   switch (c.t) {
     case 'res.reserve':
       return reserveError(c);
     case 'sku.upsert':
-      return nameError(c.sku, 'sku') ?? skuPolicyError(c as unknown as Record<string, unknown>);
+      return nameError(c.sku, 'sku') ?? skuPolicyError(c as unknown as Record<string, unknown>) ?? auditError(c);
     case 'sku.adjust':
-      return nameError(c.sku, 'sku') ?? intError(c.delta, 'delta', -Limits.stockMax, Limits.stockMax) ?? (c.delta === 0 ? 'delta must be a non-zero integer' : null);
+      return nameError(c.sku, 'sku') ?? intError(c.delta, 'delta', -Limits.stockMax, Limits.stockMax) ?? (c.delta === 0 ? 'delta must be a non-zero integer' : null)
+        ?? auditError(c);
+    case 'sku.audit':
+      return nameError(c.sku, 'sku') ?? optional(c.cursor, (v) => intError(v, 'cursor', 0, Number.MAX_SAFE_INTEGER)) ?? intError(c.limit, 'limit', 1, 1000);
+    case 'sku.list':
+      return optional(c.after, (v) => (typeof v === 'string' && v.length <= Limits.skuLengthMax ? null : 'after must be a sku name')) ?? intError(c.limit, 'limit', 1, 1000);
     case 'sku.link':
       return nameError(c.sku, 'sku') ?? nameError(c.dropId, 'dropId');
     case 'res.pay':

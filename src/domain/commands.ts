@@ -4,10 +4,16 @@
 
 import type { Mode, Refusal, Status } from './codes.js';
 import type { SkuPolicyInput } from './fields.js';
+import type { AuditView } from './audit.js';
 
 export type Command =
-  | ({ t: 'sku.upsert'; sku: string; stock?: number } & SkuPolicyInput)
-  | { t: 'sku.adjust'; sku: string; delta: number }
+  /** `actor` (the caller token's name) and `reason` go to the SKU's audit trail. */
+  | ({ t: 'sku.upsert'; sku: string; stock?: number; actor?: string; reason?: string } & SkuPolicyInput)
+  | { t: 'sku.adjust'; sku: string; delta: number; actor?: string; reason?: string }
+  /** The SKU's audit trail, newest first, from before `cursor` (a seq). */
+  | { t: 'sku.audit'; sku: string; cursor?: number; limit: number }
+  /** SKU views in sku order, after `after`, at most `limit` (a read; the gateway merges shards). */
+  | { t: 'sku.list'; after?: string; limit: number }
   /** Records that `sku` lives in the shard of `dropId` (written at the sku's home shard). */
   | { t: 'sku.link'; sku: string; dropId: string }
   | {
@@ -247,6 +253,10 @@ export type Outcome =
       sku?: SkuView;
       reservation?: ReservationView;
       drop?: DropView;
+      /** sku.audit: a page of the trail. */
+      audit?: { items: AuditView[]; next: string | null };
+      /** sku.list: a page of SKU views, and whether this shard has more after it. */
+      skus?: { items: SkuView[]; more: boolean };
       entry?: EntryView;
       /** drop.order: buyer ids in order (the gateway publishes their sha256). */
       order?: { dropId: string; seed: string; total: number; offset: number; buyers: string[] };

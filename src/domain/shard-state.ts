@@ -8,6 +8,7 @@ import type { OutboxEvent } from './commands.js';
 import { assert } from './assert.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import type { DropState } from './drop-state.js';
+import type { AuditEntry } from './audit.js';
 import { FifoQueue } from './fifo-queue.js';
 import { ReservationTable } from './reservation-table.js';
 import { reservationIdPrefix, spellReservationId } from './routing.js';
@@ -94,6 +95,10 @@ export class SkuState {
   erpRefundsDeliveredUnits = 0;
   erpRefundsNotQueuedUnits = 0;
   updatedAtMs: number;
+  /** Changes of its policy and stock, oldest first (audit.ts): the newest auditEntriesPerSkuMax. */
+  audit: AuditEntry[] = [];
+  /** The seq of the newest entry dropped from `audit` (0: none). */
+  auditSeqBase = 0;
 
   /** Name of the quota scope: the drop's when there is one, else the SKU's. */
   readonly quotaScope: string;
@@ -210,6 +215,8 @@ export class ShardState {
   /** SKUs whose home shard is this one but which live in the shard of their drop. */
   readonly links = new Map<string, string>();
   readonly reservations = new ReservationTable<Reservation>();
+  /** SKU names in order, for listing (an index: rebuilt when the SKU count changes). */
+  sortedSkuNames: string[] | null = null;
   /** Drops created here (drop.put), with their queues. */
   readonly drops = new Map<string, DropState>();
   /** The SKUs of each drop, in creation order (an index: rebuilt from the SKUs on restore). */

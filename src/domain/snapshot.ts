@@ -6,6 +6,7 @@ import { InvariantError, assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { OutboxEvent } from './commands.js';
 import { nonceLength } from './routing.js';
+import type { AuditEntry } from './audit.js';
 import { DropState, EntryState, QueueState, type Column, type QueuePolicy } from './drop-state.js';
 import { defaultChannel, type ChannelCaps } from './fields.js';
 import { Reservation, ShardState, SkuState, addSku, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
@@ -21,6 +22,8 @@ type SkuRow = [
   erpUnits?: [delivered: number, notQueued: number, uncounted: number],
   // Since v4: units refunded, and the ERP's share of them (delivered, never queued).
   refunds?: [refunded: number, delivered: number, notQueued: number],
+  // Since v5: the audit trail (the seq of the newest entry dropped, then the entries kept, oldest first).
+  audit?: [seqBase: number, entries: AuditEntry[]],
 ];
 type ReservationRow = [
   id: string, seq: number, sku: string, buyerId: string, qty: number, mode: Mode,
@@ -144,7 +147,8 @@ function skuRow(s: SkuState): SkuRow {
   return [s.sku, s.dropId, s.createdAtMs, s.updatedAtMs, s.onHand, s.reserved, s.sold, s.mode, s.holdSeconds,
     s.maxPerBuyer, s.startsAtMs, s.endsAtMs, s.lowStockThreshold, s.minAccountAgeSeconds, s.minPastOrders, s.lowStockSignaled,
     s.channelCaps === null ? null : [...s.channelCaps], [...s.channelUnits.values()].map((u) => [u.name, u.reserved, u.sold]),
-    [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits], [s.refunded, s.erpRefundsDeliveredUnits, s.erpRefundsNotQueuedUnits]];
+    [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits], [s.refunded, s.erpRefundsDeliveredUnits, s.erpRefundsNotQueuedUnits],
+    [s.auditSeqBase, s.audit.map((e) => ({ ...e }))]];
 }
 
 function quotaRows(state: ShardState): [string, string, number][] {
@@ -195,7 +199,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
 
 function restoreSku(state: ShardState, row: SkuRow): SkuState {
   const [sku, dropId, createdAtMs, updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer,
-    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled, channelCaps, channelUnits, erpUnits, refunds] = row;
+    startsAtMs, endsAtMs, lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled, channelCaps, channelUnits, erpUnits, refunds, audit] = row;
   const s = new SkuState(sku, dropId, createdAtMs, quotaFor(state, dropId));
   Object.assign(s, { updatedAtMs, onHand, reserved, sold, mode, holdSeconds, maxPerBuyer, startsAtMs, endsAtMs,
     lowStockThreshold, minAccountAgeSeconds, minPastOrders, lowStockSignaled });
@@ -208,6 +212,10 @@ function restoreSku(state: ShardState, row: SkuRow): SkuState {
   }
   if (erpUnits !== undefined) [s.erpDeliveredUnits, s.erpNotQueuedUnits, s.erpUncountedUnits] = erpUnits;
   if (refunds !== undefined) [s.refunded, s.erpRefundsDeliveredUnits, s.erpRefundsNotQueuedUnits] = refunds;
+  if (audit !== undefined) {
+    s.auditSeqBase = audit[0];
+    s.audit = audit[1].map((e) => ({ ...e }));
+  }
   return s;
 }
 

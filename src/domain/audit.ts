@@ -1,0 +1,84 @@
+// The audit trail of a SKU (shared/API.md, "Operators"): every change of its policy or stock,
+// with who made it (the caller token's name, carried in the logged command), when, what it
+// was before and after, and why (the optional reason of the call). It is shard state, so it
+// is logged, replayed and snapshotted with the SKU; the newest `auditEntriesPerSkuMax`
+// entries of each SKU are kept.
+
+import type { SkuState } from './shard-state.js';
+
+export const auditEntriesPerSkuMax = 1000;
+
+export type AuditAction = 'create' | 'update' | 'stock';
+
+export interface AuditEntry {
+  /** Per SKU, from 1; the cursor of the audit listing. */
+  seq: number;
+  atMs: number;
+  actor: string;
+  action: AuditAction;
+  /** The fields that changed, as the SKU view names them (null: the SKU did not exist). */
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown>;
+  reason: string | null;
+}
+
+export interface AuditView {
+  at: number;
+  actor: string;
+  action: AuditAction;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown>;
+  reason: string | null;
+}
+
+/** The SKU's policy and stock as its view names them (the fields an audit entry can show). */
+export function auditedFields(s: SkuState): Record<string, unknown> {
+  return {
+    onHand: s.onHand,
+    mode: s.mode,
+    holdSeconds: s.holdSeconds,
+    maxPerBuyer: s.maxPerBuyer,
+    startsAt: s.startsAtMs,
+    endsAt: s.endsAtMs,
+    dropId: s.dropId,
+    lowStockThreshold: s.lowStockThreshold,
+    minAccountAgeSeconds: s.minAccountAgeSeconds,
+    minPastOrders: s.minPastOrders,
+    // Pairs [name, maxUnits], never an object keyed by name: a channel may be called __proto__.
+    channels: s.channelCaps === null ? null : [...s.channelCaps].map(([name, maxUnits]) => [name, maxUnits]),
+  };
+}
+
+/** The fields whose values differ (compared as JSON), before and after. */
+export function changedFields(before: Record<string, unknown>, after: Record<string, unknown>): [Record<string, unknown>, Record<string, unknown>] {
+  const b: Record<string, unknown> = {};
+  const a: Record<string, unknown> = {};
+  for (const k of Object.keys(after)) {
+    if (JSON.stringify(before[k]) === JSON.stringify(after[k])) continue;
+    b[k] = before[k];
+    a[k] = after[k];
+  }
+  return [b, a];
+}
+
+export function recordAudit(s: SkuState, entry: Omit<AuditEntry, 'seq'>): void {
+  const seq = (s.audit.length === 0 ? s.auditSeqBase : s.audit[s.audit.length - 1]!.seq) + 1;
+  s.audit.push({ seq, ...entry });
+  if (s.audit.length > auditEntriesPerSkuMax) {
+    const dropped = s.audit.splice(0, s.audit.length - auditEntriesPerSkuMax);
+    s.auditSeqBase = dropped[dropped.length - 1]!.seq;
+  }
+}
+
+/** Newest first, from before `cursor` (a seq; null: the newest), at most `limit`; `next` continues. */
+export function auditPage(s: SkuState, cursor: number | null, limit: number): { items: AuditView[]; next: string | null } {
+  const items: AuditView[] = [];
+  let i = s.audit.length - 1;
+  if (cursor !== null) while (i >= 0 && s.audit[i]!.seq >= cursor) i--;
+  for (; i >= 0 && items.length < limit; i--) {
+    const e = s.audit[i]!;
+    items.push({ at: e.atMs, actor: e.actor, action: e.action, before: e.before, after: e.after, reason: e.reason });
+  }
+  const last = i >= 0 && items.length > 0 ? s.audit[i + 1]!.seq : null;
+  return { items, next: last === null ? null : String(last) };
+}
