@@ -20,8 +20,6 @@ function contractRoutes(): Set<string> {
 
 /** Routes of API.md v2 whose issues are still open: each must leave this list when it lands. */
 const pending = new Map<string, string>([
-  ['GET /v1/skus', 'issue 13, operators'],
-  ['GET /v1/skus/{sku}/audit', 'issue 13, operators'],
 ]);
 
 /** Routes the engine adds beyond API.md (documented in the README). */
@@ -78,7 +76,7 @@ describe('matching a request to a route', () => {
   it('tells a known path with the wrong method (405 with allow) from an unknown path (404)', () => {
     expect(matchRoute('DELETE', '/v1/skus/a')).toEqual({ kind: 'method_not_allowed', allow: 'PUT, GET', path: '/v1/skus/{sku}' });
     expect(matchRoute('GET', '/v1/reservations')).toEqual({ kind: 'method_not_allowed', allow: 'POST', path: '/v1/reservations' });
-    for (const path of ['/', '/v1', '/v1/skus', '/v1/skus/', '/v1/skus/a/b', '/v2/skus/a', 'v1/skus/a', '/healthz/', '/v1/reservations//pay']) {
+    for (const path of ['/', '/v1', '/v1/sku', '/v1/skus/', '/v1/skus/a/b', '/v2/skus/a', 'v1/skus/a', '/healthz/', '/v1/reservations//pay']) {
       expect(matchRoute('GET', path).kind, path).toBe('not_found');
     }
   });

@@ -87,6 +87,8 @@ describe('every role against every route', () => {
       okStatus: [200],
     },
     'GET /v1/admin/erp': { call: (t) => a.get('/v1/admin/erp', t), okStatus: [200] },
+    'GET /v1/skus': { call: (t) => a.get('/v1/skus?limit=5', t), okStatus: [200] },
+    'GET /v1/skus/{sku}/audit': { call: (t) => a.get(`/v1/skus/${sku}/audit`, t), okStatus: [200] },
     'PUT /v1/drops/{dropId}': { call: (t) => a.put(`/v1/drops/${uniq('m-put-drop')}`, { queue: { mode: 'fifo' } }, t), okStatus: [201] },
     'GET /v1/drops/{dropId}': { call: (t) => a.get(`/v1/drops/${drop}`, t), okStatus: [200] },
     // The shop joined the matrix buyer already: joining again answers 200 with the same entry.

@@ -70,7 +70,7 @@ function validateRow(row: Row, line: number, errors: Errors): SkuUpsert | null {
   for (const field of stockImportColumns) {
     if (field === 'sku' || row[field] === undefined) continue;
     try {
-      upsertCommand({ [field]: row[field] }, 'x');
+      upsertCommand({ [field]: row[field] }, 'x', 'import');
     } catch (e) {
       if (!(e instanceof InvalidRequest)) throw e;
       errors.add(line, e.field, e.message);
@@ -78,7 +78,8 @@ function validateRow(row: Row, line: number, errors: Errors): SkuUpsert | null {
   }
   if (errors.count > before || sku === null) return null;
   try {
-    return upsertCommand(row, sku); // cross-field rules, e.g. endsAt after startsAt
+    // cross-field rules, e.g. endsAt after startsAt; the caller who imports is set as the actor when applied
+    return upsertCommand(row, sku, 'import');
   } catch (e) {
     if (!(e instanceof InvalidRequest)) throw e;
     errors.add(line, e.field, e.message);

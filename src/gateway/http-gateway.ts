@@ -10,6 +10,7 @@ import { errorBody, errorCodes } from './errors.js';
 import type { Logger } from 'pino';
 import type { EngineConfig } from '../config.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
+import { nameError, type SkuView } from '../domain/index.js';
 import type { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from '../engine/rate-limiter.js';
 import { Authenticator, type Caller } from './callers.js';
@@ -19,7 +20,7 @@ import type { ShardRouter } from './shard-router.js';
 import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
 import { erpReport } from '../erp/erp-report.js';
 import {
-  InvalidRequest, adjustCommand, asObject, dropPutCommand, field, joinCommand, payCommand, refundCommand, reserveCommand, skuName, upsertCommand,
+  InvalidRequest, adjustCommand, asObject, dropPutCommand, field, joinCommand, pageQuery, payCommand, refundCommand, reserveCommand, skuName, upsertCommand,
   type ReserveIdentity,
 } from './validate.js';
 
@@ -96,9 +97,11 @@ export class HttpGateway {
     this.buyerLimiter = new RateLimiter(config.buyerRps);
     this.ipLimiter = new RateLimiter(config.ipRps);
     this.handlers = {
-      'sku.put': (c) => this.answer(c.res, this.router.upsertSku(upsertCommand(c.body, skuName(c.param))), 'sku'),
+      'sku.put': (c) => this.answer(c.res, this.router.upsertSku(upsertCommand(c.body, skuName(c.param), c.caller.name)), 'sku'),
+      'sku.list': (c) => this.listSkus(c),
+      'sku.audit': (c) => this.audit(c),
       'sku.get': (c) => this.answer(c.res, this.router.callSku(skuName(c.param), { t: 'sku.get', sku: c.param }), 'sku'),
-      'sku.stock': (c) => this.answer(c.res, this.router.callSku(c.param, adjustCommand(c.body, skuName(c.param))), 'sku'),
+      'sku.stock': (c) => this.answer(c.res, this.router.callSku(c.param, adjustCommand(c.body, skuName(c.param), c.caller.name)), 'sku'),
       'reservation.create': (c) => this.reserve(c),
       'admin.erp': (c) => this.erpReport(c.res),
       'reservation.get': (c) => this.reservationCall(c.res, c.param, { t: 'res.get', id: c.param, ...ownerOf(c.caller) }),
@@ -194,7 +197,7 @@ export class HttpGateway {
     }
     // A client that waits for "100 Continue" gets it only now, after authentication and roles.
     if (route.body !== 'none' && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
-    if (route.body === 'import') return this.stockImport(req, res, finish);
+    if (route.body === 'import') return this.stockImport(req, res, finish, caller);
     const handler = this.handlers[route.name as ApiRoute];
     // Validation throws synchronously inside handlers; run them so that every throw
     // becomes an answer (400 for bad input), never an uncaught exception.
@@ -245,10 +248,53 @@ export class HttpGateway {
     return 200;
   }
 
+  /**
+   * `GET /v1/skus`: every shard's SKUs after the cursor, merged in sku order. Each shard
+   * answers at most `limit` after the cursor, so the first `limit` of the merge are exact.
+   */
+  private async listSkus({ req, res }: Call): Promise<number> {
+    const { cursor, limit } = pageQuery(req.url ?? '');
+    let after: string | undefined;
+    if (cursor !== null) {
+      after = Buffer.from(cursor, 'base64url').toString('utf8');
+      if (nameError(after, 'cursor') !== null) throw new InvalidRequest('cursor', 'cursor must be a `next` this listing answered');
+    }
+    const { transport } = this.router;
+    const answers = await Promise.all(Array.from({ length: transport.shardCount }, (_, k) => transport.call(k, { t: 'sku.list', limit, ...(after === undefined ? {} : { after }) })));
+    const items: SkuView[] = [];
+    let more = false;
+    for (const a of answers) {
+      if (!a.ok) return this.answer(res, Promise.resolve(a), 'sku');
+      items.push(...(a.skus?.items ?? []));
+      more ||= a.skus?.more === true;
+    }
+    items.sort((x, y) => (x.sku < y.sku ? -1 : x.sku > y.sku ? 1 : 0));
+    const page = items.slice(0, limit);
+    more ||= items.length > limit;
+    const next = more && page.length > 0 ? Buffer.from(page[page.length - 1]!.sku, 'utf8').toString('base64url') : null;
+    sendJson(res, 200, JSON.stringify({ items: page, next }));
+    return 200;
+  }
+
+  /** `GET /v1/skus/{sku}/audit`: the SKU's changes, newest first, paged. */
+  private async audit({ req, res, param }: Call): Promise<number> {
+    const sku = skuName(param);
+    const { cursor, limit } = pageQuery(req.url ?? '');
+    let seq: number | undefined;
+    if (cursor !== null) {
+      seq = Number(cursor);
+      if (!/^\d{1,15}$/.test(cursor)) throw new InvalidRequest('cursor', 'cursor must be a `next` this listing answered');
+    }
+    const outcome = await this.router.callSku(sku, { t: 'sku.audit', sku, limit, ...(seq === undefined ? {} : { cursor: seq }) });
+    if (!outcome.ok || outcome.audit === undefined) return this.answer(res, Promise.resolve(outcome), 'sku');
+    sendJson(res, 200, JSON.stringify(outcome.audit));
+    return 200;
+  }
+
   /** A whole stock file (CSV or JSON, up to 8 MiB): validated completely, then applied. */
-  private stockImport(req: IncomingMessage, res: ServerResponse, finish: (status: number) => void): void {
+  private stockImport(req: IncomingMessage, res: ServerResponse, finish: (status: number) => void, caller: Caller): void {
     void readStockImport(req).then(async (file) => {
-      const a = 'status' in file ? file : await runStockImport(file, (c) => this.router.upsertSku(c));
+      const a = 'status' in file ? file : await runStockImport(file, (c) => this.router.upsertSku({ ...c, actor: caller.name, reason: c.reason ?? 'stock import' }));
       if (a.status === 413) res.setHeader('connection', 'close');
       if (a.code !== undefined) noteErrorCode(res, a.code);
       sendJson(res, a.status, a.json);

@@ -12,7 +12,8 @@ export type RouteName =
   | 'healthz' | 'metrics' | 'sku.put' | 'sku.get' | 'sku.stock'
   | 'reservation.create' | 'reservation.get' | 'reservation.pay' | 'reservation.cancel' | 'reservation.refund'
   | 'admin.stock-import' | 'admin.erp'
-  | 'drop.put' | 'drop.get' | 'drop.join' | 'drop.entry' | 'drop.order';
+  | 'drop.put' | 'drop.get' | 'drop.join' | 'drop.entry' | 'drop.order'
+  | 'sku.list' | 'sku.audit';
 
 export interface RouteSpec {
   name: RouteName;
@@ -38,6 +39,8 @@ export const routeTable: readonly RouteSpec[] = [
   { name: 'metrics', method: 'GET', path: '/metrics', access: 'open', rateLimit: null, body: 'none' },
   { name: 'sku.put', method: 'PUT', path: '/v1/skus/{sku}', access: ['admin', 'operator'], rateLimit: null, body: 'json' },
   { name: 'sku.get', method: 'GET', path: '/v1/skus/{sku}', access: 'public', rateLimit: null, body: 'none' },
+  { name: 'sku.list', method: 'GET', path: '/v1/skus', access: reads, rateLimit: null, body: 'none' },
+  { name: 'sku.audit', method: 'GET', path: '/v1/skus/{sku}/audit', access: reads, rateLimit: null, body: 'none' },
   { name: 'sku.stock', method: 'POST', path: '/v1/skus/{sku}/stock', access: ['admin', 'operator'], rateLimit: null, body: 'json' },
   { name: 'reservation.create', method: 'POST', path: '/v1/reservations', access: ['admin', 'shop', 'buyer'], rateLimit: 'reserve', body: 'json' },
   { name: 'reservation.get', method: 'GET', path: '/v1/reservations/{id}', access: ['admin', 'operator', 'shop', 'payments', 'buyer'], rateLimit: null, body: 'none' },

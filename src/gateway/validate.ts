@@ -107,7 +107,8 @@ export function reason(body: Body): string | undefined {
   return r as string;
 }
 
-export function upsertCommand(body: Body, sku: string): Extract<Command, { t: 'sku.upsert' }> {
+/** `actor`: the caller token's name, for the SKU's audit trail. */
+export function upsertCommand(body: Body, sku: string, actor: string): Extract<Command, { t: 'sku.upsert' }> {
   const cmd: Record<string, unknown> = { t: 'sku.upsert', sku };
   for (const f of skuFields) {
     const wire = field(body, f.wire);
@@ -119,16 +120,34 @@ export function upsertCommand(body: Body, sku: string): Extract<Command, { t: 's
   }
   const policy = cmd as SkuPolicyInput;
   if (policy.startsAtMs !== undefined && policy.endsAtMs !== undefined) ensure(windowError(policy.startsAtMs, policy.endsAtMs), 'endsAt');
-  reason(body);
+  const why = reason(body);
+  if (why !== undefined) cmd.reason = why;
+  cmd.actor = actor;
   return cmd as unknown as Extract<Command, { t: 'sku.upsert' }>;
 }
 
-export function adjustCommand(body: Body, sku: string): Extract<Command, { t: 'sku.adjust' }> {
+/** `actor`: the caller token's name, for the SKU's audit trail. */
+export function adjustCommand(body: Body, sku: string, actor: string): Extract<Command, { t: 'sku.adjust' }> {
   const delta = field(body, 'delta');
   ensure(intError(delta, 'delta', -Limits.stockMax, Limits.stockMax), 'delta');
   if (delta === 0) throw new InvalidRequest('delta', 'delta must be a non-zero integer');
-  reason(body);
-  return { t: 'sku.adjust', sku, delta: delta as number };
+  const cmd: Extract<Command, { t: 'sku.adjust' }> = { t: 'sku.adjust', sku, delta: delta as number, actor };
+  const why = reason(body);
+  if (why !== undefined) cmd.reason = why;
+  return cmd;
+}
+
+/** `?cursor=&limit=` of a listing: limit 1..1000 (default 100); the cursor as the listing wrote it. */
+export function pageQuery(url: string): { cursor: string | null; limit: number } {
+  const query = new URLSearchParams(url.split('?')[1] ?? '');
+  const raw = query.get('limit');
+  let limit = 100;
+  if (raw !== null) {
+    limit = Number(raw);
+    if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) throw new InvalidRequest('limit', 'limit must be an integer in 1..1000');
+  }
+  const cursor = query.get('cursor');
+  return { cursor: cursor === null || cursor === '' ? null : cursor, limit };
 }
 
 const queueFields = ['mode', 'opensAt', 'randomizeSeconds', 'admitPerSecond', 'admitSeconds', 'closesAt', 'qtyPerWinner'] as const;

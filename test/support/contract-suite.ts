@@ -767,6 +767,75 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
       });
     });
 
+    describe('GET /v1/skus and the audit trail', () => {
+      it('lists every SKU of every shard once, in sku order, page after page', async () => {
+        const prefix = uniq('list');
+        const mine = ['b', 'a', 'e', 'c', 'd'].map((x) => `${prefix}-${x}`);
+        for (const sku of mine) await createSku(a, sku, { stock: 3 });
+        const all: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const r = await a.get(`/v1/skus?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`, TOKENS.viewer);
+          expect(r.status, r.text).toBe(200);
+          expect(r.body.items.length).toBeLessThanOrEqual(1000);
+          all.push(...r.body.items.map((v: { sku: string }) => v.sku));
+          cursor = r.body.next;
+        } while (cursor !== null);
+        expect(all).toEqual([...new Set(all)].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
+        const at = all.indexOf(`${prefix}-a`);
+        expect(all.slice(at, at + 5)).toEqual([...mine].sort());
+        // Small pages walk the same list: each continues where the last stopped.
+        const paged: string[] = [];
+        cursor = null;
+        for (let i = 0; i < 3; i++) {
+          const r = await a.get(`/v1/skus?limit=2${cursor === null ? '' : `&cursor=${cursor}`}`, TOKENS.viewer);
+          expect(r.body.items).toHaveLength(2);
+          expect(r.body.items[0]).toMatchObject({ sku: expect.any(String), onHand: expect.any(Number), available: expect.any(Number) });
+          paged.push(...r.body.items.map((v: { sku: string }) => v.sku));
+          cursor = r.body.next;
+        }
+        expect(paged).toEqual(all.slice(0, 6));
+        expectError(await a.get('/v1/skus?limit=0', TOKENS.viewer), 400, 'invalid_request');
+        expectError(await a.get('/v1/skus?limit=1001', TOKENS.viewer), 400, 'invalid_request');
+        expectError(await a.get('/v1/skus?cursor=%%%', TOKENS.viewer), 400, 'invalid_request');
+      });
+
+      it('records who changed a SKU, when, what before and after, and why: newest first, paged', async () => {
+        const sku = uniq('audit');
+        const started = Date.now();
+        expect((await a.put(`/v1/skus/${sku}`, { stock: 10, maxPerBuyer: 1, reason: 'new season' }, TOKENS.operator)).status).toBe(201);
+        expect((await a.put(`/v1/skus/${sku}`, { maxPerBuyer: 2, reason: 'two per buyer' }, ADMIN_TOKEN)).status).toBe(200);
+        expect((await a.post(`/v1/skus/${sku}/stock`, { delta: 5, reason: 'found a pallet' }, TOKENS.operator)).status).toBe(200);
+        const r = await a.get(`/v1/skus/${sku}/audit`, TOKENS.viewer);
+        expect(r.status, r.text).toBe(200);
+        expect(r.body.next).toBeNull();
+        expect(r.body.items).toMatchObject([
+          { actor: 'ops-ann', action: 'stock', before: { onHand: 10, available: 10 }, after: { onHand: 15, available: 15 }, reason: 'found a pallet' },
+          { actor: 'admin', action: 'update', before: { maxPerBuyer: 1 }, after: { maxPerBuyer: 2 }, reason: 'two per buyer' },
+          { actor: 'ops-ann', action: 'create', before: null, after: { onHand: 10, maxPerBuyer: 1, mode: 'pre_deduct' }, reason: 'new season' },
+        ]);
+        for (const e of r.body.items) expect(e.at).toBeGreaterThanOrEqual(started - 1000);
+        // Holds are not policy or stock changes: nothing more is recorded.
+        await reserveOk(a, { sku, buyerId: 'audit-buyer' });
+        expect((await a.get(`/v1/skus/${sku}/audit`, TOKENS.viewer)).body.items).toHaveLength(3);
+        const first = await a.get(`/v1/skus/${sku}/audit?limit=2`, TOKENS.viewer);
+        expect(first.body.items.map((e: { action: string }) => e.action)).toEqual(['stock', 'update']);
+        const second = await a.get(`/v1/skus/${sku}/audit?limit=2&cursor=${first.body.next}`, TOKENS.viewer);
+        expect([second.body.items.map((e: { action: string }) => e.action), second.body.next]).toEqual([['create'], null]);
+        expectError(await a.get(`/v1/skus/${uniq('no-such')}/audit`, TOKENS.viewer), 404, 'unknown_sku');
+        expectError(await a.get(`/v1/skus/${sku}/audit?cursor=abc`, TOKENS.viewer), 400, 'invalid_request');
+      });
+
+      it('records a stock import with the importing caller as the actor', async () => {
+        const sku = uniq('audit-imp');
+        const r = await a.raw('POST', '/v1/admin/stock-import', { body: `sku,stock,maxPerBuyer\n${sku},7,3\n`, headers: { 'content-type': 'text/csv' }, token: TOKENS.operator });
+        expect(r.status, r.text).toBe(200);
+        expect((await a.get(`/v1/skus/${sku}/audit`, TOKENS.viewer)).body.items).toMatchObject([
+          { actor: 'ops-ann', action: 'create', before: null, after: { onHand: 7, maxPerBuyer: 3 }, reason: 'stock import' },
+        ]);
+      });
+    });
+
     describe('drops and fair admission', () => {
       /** Polls a buyer's entry until `done` holds (the shard's clock admits, reveals and draws). */
       const entryWhen = async (dropId: string, buyerId: string, done: (e: any) => boolean): Promise<any> => {

@@ -21,6 +21,8 @@ export const expectedAccess: Record<string, 'open' | 'public' | CallerKind[]> = 
   'POST /v1/reservations/{id}/refund': ['admin', 'payments'],
   'POST /v1/admin/stock-import': ['admin', 'operator'],
   'GET /v1/admin/erp': ['admin', 'operator', 'viewer'],
+  'GET /v1/skus': ['admin', 'operator', 'viewer'],
+  'GET /v1/skus/{sku}/audit': ['admin', 'operator', 'viewer'],
   // Drops: operators create them; anyone reads one and its published order; a buyer (or the
   // shop for a buyer) joins; that buyer, the shop and viewers read an entry.
   'PUT /v1/drops/{dropId}': ['admin', 'operator'],
