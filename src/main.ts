@@ -18,8 +18,10 @@ import { NatsTransport } from './nats/nats-transport.js';
 import { ShardNode } from './nats/shard-node.js';
 import { describeErpConfig, loadErpConfig, type ErpConfig } from './erp/erp-config.js';
 import { startErpHandOff } from './erp/erp-hand-off.js';
-import { ErpLeader, erpLeaseKey } from './nats/erp-leader.js';
-import { TransportOutbox } from './engine/transport-outbox.js';
+import { ErpLeader, erpLeaseKey } from './erp/erp-leader.js';
+import { TransportOutbox } from './erp/transport-outbox.js';
+import { erpReportRoute } from './erp/erp-report.js';
+import { stockImportRoute } from './admin/stock-import-endpoint.js';
 import { loadBuyerTokenConfig } from './gateway/buyer-token.js';
 import { Authenticator } from './gateway/callers.js';
 import { firstRunCredentials } from './gateway/first-run-credentials.js';
@@ -168,7 +170,10 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   const gateway = new HttpGateway({
     config, router: serveApi ? new ShardRouter(transport) : null, metrics, log, auth,
     health: node === null ? undefined : () => ({ ...node!.status(), ...(erp === null ? {} : { erp: erp.health() }) }),
-    erpStatus: erp === null ? undefined : () => erp!.status(),
+    features: {
+      'admin.stock-import': stockImportRoute,
+      'admin.erp': erpReportRoute(() => erp?.status() ?? null),
+    },
   });
   const port = await gateway.listen(config.port, config.host);
   log.info({ port, host: config.host, role: config.role }, `listening on http://${config.host}:${port}`);

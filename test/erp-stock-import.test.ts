@@ -6,9 +6,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runImportStock, type CliIo } from '../src/cli/import-stock.js';
-import { upsertBody } from '../src/erp/stock-apply.js';
-import { readStockImport, runStockImport } from '../src/erp/stock-import-endpoint.js';
-import { formatImportError, guessStockImportFormat, parseStockImport, type StockImportResult } from '../src/erp/stock-import.js';
+import { upsertBody } from '../src/admin/stock-apply.js';
+import { readStockImport, runStockImport } from '../src/admin/stock-import-endpoint.js';
+import { formatImportError, guessStockImportFormat, parseStockImport, type StockImportResult } from '../src/admin/stock-import.js';
 
 function errorsOf(r: StockImportResult): string[] {
   expect(r.ok, 'the file should have been refused').toBe(false);

@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { applyUpserts, upsertBody, type UpsertAnswer } from '../erp/stock-apply.js';
-import { formatImportError, guessStockImportFormat, parseStockImport, type SkuUpsert, type StockImportFormat } from '../erp/stock-import.js';
+import { applyUpserts, upsertBody, type UpsertAnswer } from '../admin/stock-apply.js';
+import { formatImportError, guessStockImportFormat, parseStockImport, type SkuUpsert, type StockImportFormat } from '../admin/stock-import.js';
 
 export interface CliIo {
   log(line: string): void;

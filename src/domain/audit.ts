@@ -4,32 +4,11 @@
 // is logged, replayed and snapshotted with the SKU; the newest `auditEntriesPerSkuMax`
 // entries of each SKU are kept.
 
-import type { SkuState } from './shard-state.js';
+import type { AuditView } from './commands.js';
+import type { AuditEntry, SkuState } from './shard-state.js';
 
 export const auditEntriesPerSkuMax = 1000;
 
-export type AuditAction = 'create' | 'update' | 'stock';
-
-export interface AuditEntry {
-  /** Per SKU, from 1; the cursor of the audit listing. */
-  seq: number;
-  atMs: number;
-  actor: string;
-  action: AuditAction;
-  /** The fields that changed, as the SKU view names them (null: the SKU did not exist). */
-  before: Record<string, unknown> | null;
-  after: Record<string, unknown>;
-  reason: string | null;
-}
-
-export interface AuditView {
-  at: number;
-  actor: string;
-  action: AuditAction;
-  before: Record<string, unknown> | null;
-  after: Record<string, unknown>;
-  reason: string | null;
-}
 
 /** The SKU's policy and stock as its view names them (the fields an audit entry can show). */
 export function auditedFields(s: SkuState): Record<string, unknown> {

@@ -4,7 +4,6 @@
 
 import type { Mode, Refusal, Status } from './codes.js';
 import type { SkuPolicyInput } from './fields.js';
-import type { AuditView } from './audit.js';
 
 export type Command =
   /** `actor` (the caller token's name) and `reason` go to the SKU's audit trail. */
@@ -84,6 +83,17 @@ export interface QueueInput {
   admitSeconds?: number;
   closesAt?: number;
   qtyPerWinner?: number;
+}
+
+/** One change of a SKU's policy or stock, as GET /v1/skus/{sku}/audit shows it. */
+export interface AuditView {
+  at: number;
+  actor: string;
+  action: 'create' | 'update' | 'stock';
+  /** The fields that changed, as the SKU view names them (null: the SKU did not exist). */
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown>;
+  reason: string | null;
 }
 
 export interface DropView {

@@ -8,7 +8,6 @@ import type { OutboxEvent } from './commands.js';
 import { assert } from './assert.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import type { DropState } from './drop-state.js';
-import type { AuditEntry } from './audit.js';
 import { FifoQueue } from './fifo-queue.js';
 import { ReservationTable } from './reservation-table.js';
 import { reservationIdPrefix, spellReservationId } from './routing.js';
@@ -58,6 +57,21 @@ export const defaultShardConfig: Omit<ShardConfig, 'shardId' | 'shardCount'> = {
   expireBatchMax: 20_000,
   legacyOutboxEnabled: false,
 };
+
+export type AuditAction = 'create' | 'update' | 'stock';
+
+/** One change of a SKU's policy or stock (audit.ts). */
+export interface AuditEntry {
+  /** Per SKU, from 1; the cursor of the audit listing. */
+  seq: number;
+  atMs: number;
+  actor: string;
+  action: AuditAction;
+  /** The fields that changed, as the SKU view names them (null: the SKU did not exist). */
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown>;
+  reason: string | null;
+}
 
 export class SkuState {
   onHand = 0;

@@ -6,10 +6,9 @@ import { InvariantError, assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { OutboxEvent } from './commands.js';
 import { nonceLength } from './routing.js';
-import type { AuditEntry } from './audit.js';
 import { DropState, EntryState, QueueState, type Column, type QueuePolicy } from './drop-state.js';
 import { defaultChannel, type ChannelCaps } from './fields.js';
-import { Reservation, ShardState, SkuState, addSku, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
+import { Reservation, ShardState, SkuState, addSku, type AuditEntry, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
 type SkuRow = [
   sku: string, dropId: string | null, createdAtMs: number, updatedAtMs: number,

@@ -9,6 +9,8 @@
 
 import type { ReconcileRow, ReconcileUnits } from '../domain/index.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
+import type { FeatureHandler } from '../gateway/http-gateway.js';
+import { sendJson } from '../gateway/request-io.js';
 
 const unitKeys = [
   'sold', 'deliveredUnits', 'undeliveredUnits', 'undeliveredOrders', 'notQueuedUnits', 'uncountedUnits',
@@ -68,4 +70,19 @@ export function erpReport(answers: readonly CallOutcome[], deliverer: Record<str
   const complete = shardsAnswered && totals.deliveredUnits === totals.sold + totals.refundedUnits
     && totals.refundsDeliveredUnits === totals.refundedUnits;
   return { complete, shardsAnswered, totals, deliverer, shards, skus };
+}
+
+/**
+ * `GET /v1/admin/erp` for the gateway: every shard's outbox (backlog), the deliverer's figures
+ * where this process runs it (`status`), and per SKU sold = delivered + undelivered + not
+ * queued (+ uncounted) units. A shard that does not answer is listed with its error, and the
+ * report is then not complete.
+ */
+export function erpReportRoute(status: () => Record<string, unknown> | null): FeatureHandler {
+  return async ({ res, router }) => {
+    const { transport } = router;
+    const answers = await Promise.all(Array.from({ length: transport.shardCount }, (_, k) => transport.call(k, { t: 'erp.reconcile' })));
+    sendJson(res, 200, JSON.stringify(erpReport(answers, status())));
+    return 200;
+  };
 }

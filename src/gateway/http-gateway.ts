@@ -14,11 +14,9 @@ import { nameError, type SkuView } from '../domain/index.js';
 import type { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from '../engine/rate-limiter.js';
 import { Authenticator, type Caller } from './callers.js';
-import { BodyError, drainBytesMax, errorCodeOf, listenOn, noteErrorCode, readJson, sendError, sendJson } from './request-io.js';
+import { BodyError, drainBytesMax, errorCodeOf, listenOn, readJson, sendError, sendJson } from './request-io.js';
 import { matchRoute, routeLabel, type RouteName, type RouteSpec } from './routes.js';
 import type { ShardRouter } from './shard-router.js';
-import { readStockImport, runStockImport } from '../erp/stock-import-endpoint.js';
-import { erpReport } from '../erp/erp-report.js';
 import {
   InvalidRequest, adjustCommand, asObject, dropPutCommand, field, joinCommand, pageQuery, payCommand, refundCommand, reserveCommand, skuName, upsertCommand,
   type ReserveIdentity,
@@ -40,11 +38,23 @@ export interface GatewayDeps {
   auth: Authenticator;
   /** Extra fields for /healthz (e.g. which shards a node serves). */
   health?: () => Record<string, unknown>;
-  /** The ERP deliverer's own figures, where this process runs one (else null). */
-  erpStatus?: () => Record<string, unknown> | null;
+  /**
+   * Routes served by features above the gateway (stock import, the ERP report, the console):
+   * main wires them in, so the gateway imports no feature. A route without one answers 404.
+   */
+  features?: Partial<Record<FeatureRoute, FeatureHandler>>;
   metrics: GatewayMetrics;
   log: Logger;
 }
+
+/** Routes whose handlers a feature provides (see GatewayDeps.features). */
+export type FeatureRoute = 'admin.stock-import' | 'admin.erp';
+
+/**
+ * A feature's handler: answers the call on `res` (sendJson, sendError of request-io.ts) and
+ * returns the status. It runs after authentication and roles; a throw becomes 400 (bad input) or 500.
+ */
+export type FeatureHandler = (call: { req: IncomingMessage; res: ServerResponse; caller: Caller; router: ShardRouter }) => Promise<number>;
 
 /** One authenticated, authorized call on its way to a handler. */
 interface Call {
@@ -59,7 +69,7 @@ interface Call {
 }
 
 type Handler = (call: Call) => Promise<number>;
-type ApiRoute = Exclude<RouteName, 'healthz' | 'metrics' | 'admin.stock-import'>;
+type ApiRoute = Exclude<RouteName, 'healthz' | 'metrics' | FeatureRoute>;
 
 /** Random id suffixes, drawn from a pooled buffer: 40 bits as 8 base-36 digits. */
 class NonceSource {
@@ -103,7 +113,6 @@ export class HttpGateway {
       'sku.get': (c) => this.answer(c.res, this.router.callSku(skuName(c.param), { t: 'sku.get', sku: c.param }), 'sku'),
       'sku.stock': (c) => this.answer(c.res, this.router.callSku(c.param, adjustCommand(c.body, skuName(c.param), c.caller.name)), 'sku'),
       'reservation.create': (c) => this.reserve(c),
-      'admin.erp': (c) => this.erpReport(c.res),
       'reservation.get': (c) => this.reservationCall(c.res, c.param, { t: 'res.get', id: c.param, ...ownerOf(c.caller) }),
       'reservation.pay': (c) => this.reservationCall(c.res, c.param, payCommand(c.body, c.param)),
       'reservation.cancel': (c) => this.reservationCall(c.res, c.param, { t: 'res.cancel', id: c.param, ...ownerOf(c.caller) }),
@@ -197,7 +206,11 @@ export class HttpGateway {
     }
     // A client that waits for "100 Continue" gets it only now, after authentication and roles.
     if (route.body !== 'none' && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
-    if (route.body === 'import') return this.stockImport(req, res, finish, caller);
+    if (route.name === 'admin.stock-import' || route.name === 'admin.erp') {
+      const feature = this.deps.features?.[route.name];
+      if (feature === undefined) return finish(sendError(res, 'not_found', `this engine does not serve ${routeLabel(route)}`));
+      return void Promise.resolve().then(() => feature({ req, res, caller, router: this.router })).then(finish, (e: unknown) => finish(this.failure(res, e)));
+    }
     const handler = this.handlers[route.name as ApiRoute];
     // Validation throws synchronously inside handlers; run them so that every throw
     // becomes an answer (400 for bad input), never an uncaught exception.
@@ -235,18 +248,6 @@ export class HttpGateway {
     return sendError(res, 'forbidden', `${who} may not call ${routeLabel(route)}; it is open to ${route.access.join(', ')}`);
   }
 
-  /**
-   * The ERP hand-off at a glance (src/erp/erp-report.ts): every shard's outbox (backlog),
-   * the deliverer's figures where this process runs it, and per SKU sold = delivered +
-   * undelivered + not queued (+ uncounted) units. A shard that does not answer is listed
-   * with its error, and the report is then not complete.
-   */
-  private async erpReport(res: ServerResponse): Promise<number> {
-    const { transport } = this.router;
-    const answers = await Promise.all(Array.from({ length: transport.shardCount }, (_, k) => transport.call(k, { t: 'erp.reconcile' })));
-    sendJson(res, 200, JSON.stringify(erpReport(answers, this.deps.erpStatus?.() ?? null)));
-    return 200;
-  }
 
   /**
    * `GET /v1/skus`: every shard's SKUs after the cursor, merged in sku order. Each shard
@@ -291,16 +292,6 @@ export class HttpGateway {
     return 200;
   }
 
-  /** A whole stock file (CSV or JSON, up to 8 MiB): validated completely, then applied. */
-  private stockImport(req: IncomingMessage, res: ServerResponse, finish: (status: number) => void, caller: Caller): void {
-    void readStockImport(req).then(async (file) => {
-      const a = 'status' in file ? file : await runStockImport(file, (c) => this.router.upsertSku({ ...c, actor: caller.name, reason: c.reason ?? 'stock import' }));
-      if (a.status === 413) res.setHeader('connection', 'close');
-      if (a.code !== undefined) noteErrorCode(res, a.code);
-      sendJson(res, a.status, a.json);
-      return a.status;
-    }).then(finish, (e: unknown) => finish(this.failure(res, e)));
-  }
 
   private failure(res: ServerResponse, e: unknown): number {
     if (e instanceof InvalidRequest) return sendError(res, 'invalid_request', e.message);

@@ -107,8 +107,8 @@ export function reason(body: Body): string | undefined {
   return r as string;
 }
 
-/** `actor`: the caller token's name, for the SKU's audit trail. */
-export function upsertCommand(body: Body, sku: string, actor: string): Extract<Command, { t: 'sku.upsert' }> {
+/** `actor`: the caller token's name, for the SKU's audit trail (a stock import sets it when it applies). */
+export function upsertCommand(body: Body, sku: string, actor?: string): Extract<Command, { t: 'sku.upsert' }> {
   const cmd: Record<string, unknown> = { t: 'sku.upsert', sku };
   for (const f of skuFields) {
     const wire = field(body, f.wire);
@@ -122,7 +122,7 @@ export function upsertCommand(body: Body, sku: string, actor: string): Extract<C
   if (policy.startsAtMs !== undefined && policy.endsAtMs !== undefined) ensure(windowError(policy.startsAtMs, policy.endsAtMs), 'endsAt');
   const why = reason(body);
   if (why !== undefined) cmd.reason = why;
-  cmd.actor = actor;
+  if (actor !== undefined) cmd.actor = actor;
   return cmd as unknown as Extract<Command, { t: 'sku.upsert' }>;
 }
 

@@ -8,14 +8,14 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { TransportOutbox } from '../engine/transport-outbox.js';
-import type { DelivererStats } from '../erp/deliverer.js';
-import type { ErpConfig } from '../erp/erp-config.js';
-import { startErpHandOff, type ErpHandOff } from '../erp/erp-hand-off.js';
-import { registerErpMetrics } from '../erp/erp-metrics.js';
-import { leaseBucket } from './nats-connect.js';
-import { NatsTransport } from './nats-transport.js';
-import { ShardLease } from './shard-lease.js';
+import { TransportOutbox } from './transport-outbox.js';
+import type { DelivererStats } from './deliverer.js';
+import type { ErpConfig } from './erp-config.js';
+import { startErpHandOff, type ErpHandOff } from './erp-hand-off.js';
+import { registerErpMetrics } from './erp-metrics.js';
+import { leaseBucket } from '../nats/nats-connect.js';
+import { NatsTransport } from '../nats/nats-transport.js';
+import { ShardLease } from '../nats/shard-lease.js';
 
 /** The key of the deliverer's lease, beside `shard-<k>` in `<prefix>_leases`. */
 export const erpLeaseKey = 'erp-deliverer';

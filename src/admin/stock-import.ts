@@ -70,7 +70,7 @@ function validateRow(row: Row, line: number, errors: Errors): SkuUpsert | null {
   for (const field of stockImportColumns) {
     if (field === 'sku' || row[field] === undefined) continue;
     try {
-      upsertCommand({ [field]: row[field] }, 'x', 'import');
+      upsertCommand({ [field]: row[field] }, 'x');
     } catch (e) {
       if (!(e instanceof InvalidRequest)) throw e;
       errors.add(line, e.field, e.message);
@@ -79,7 +79,7 @@ function validateRow(row: Row, line: number, errors: Errors): SkuUpsert | null {
   if (errors.count > before || sku === null) return null;
   try {
     // cross-field rules, e.g. endsAt after startsAt; the caller who imports is set as the actor when applied
-    return upsertCommand(row, sku, 'import');
+    return upsertCommand(row, sku);
   } catch (e) {
     if (!(e instanceof InvalidRequest)) throw e;
     errors.add(line, e.field, e.message);

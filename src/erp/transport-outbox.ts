@@ -3,8 +3,8 @@
 // (embedded), or NATS requests to each shard's owner (the deployment's one deliverer). A
 // transport that hosts only some shards simply has nothing pending for the others.
 
-import type { OutboxSource, OutboxEvent } from '../erp/outbox-source.js';
-import type { ShardTransport } from './shard-protocol.js';
+import type { OutboxSource, OutboxEvent } from './outbox-source.js';
+import type { ShardTransport } from '../engine/shard-protocol.js';
 
 interface HostingTransport extends ShardTransport {
   hosts?(shardId: number): boolean;

@@ -6,6 +6,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { CallOutcome } from '../engine/shard-protocol.js';
 import type { ErrorCode } from '../gateway/errors.js';
+import type { FeatureHandler } from '../gateway/http-gateway.js';
+import { noteErrorCode, sendJson } from '../gateway/request-io.js';
 import { applyUpserts, type ApplySummary } from './stock-apply.js';
 import { formatImportError, parseStockImport, type SkuUpsert, type StockImportFormat } from './stock-import.js';
 
@@ -81,3 +83,16 @@ export async function runStockImport(
   const first = summary.failures.slice(0, 5).map((f) => `line ${f.line} (${f.sku}): ${f.code}`).join('; ');
   return errorJson(409, 'import_incomplete', `${summary.failed} of ${summary.skus} SKUs were not applied (${first}); the others were. Re-running the same import is safe.`, { ...counts, failures: summary.failures });
 }
+
+/**
+ * `POST /v1/admin/stock-import` for the gateway (a whole file, CSV or JSON, up to 8 MiB):
+ * validated completely, then applied; the importing caller is the actor of every change.
+ */
+export const stockImportRoute: FeatureHandler = async ({ req, res, caller, router }) => {
+  const file = await readStockImport(req);
+  const a = 'status' in file ? file : await runStockImport(file, (c) => router.upsertSku({ ...c, actor: caller.name, reason: c.reason ?? 'stock import' }));
+  if (a.status === 413) res.setHeader('connection', 'close');
+  if (a.code !== undefined) noteErrorCode(res, a.code);
+  sendJson(res, a.status, a.json);
+  return a.status;
+};
