@@ -110,7 +110,7 @@ export class BaselineFront {
 
   /** Setup only (no admin token: the baselines listen on 127.0.0.1 for one benchmark run). */
   private async putSku(res: ServerResponse, param: string, body: unknown, now: number): Promise<number> {
-    const cmd = upsertCommand(asObject(body), skuName(param), 'baseline');
+    const cmd = upsertCommand(asObject(body), skuName(param));
     const unsupported = (['startsAtMs', 'endsAtMs', 'dropId', 'minAccountAgeSeconds', 'minPastOrders'] as const).filter((k) => cmd[k] !== undefined && cmd[k] !== 0 && cmd[k] !== null);
     if ((cmd.mode !== undefined && cmd.mode !== 'pre_deduct') || unsupported.length > 0) {
       return sendError(res, 'invalid_request', `this baseline supports mode pre_deduct with stock, holdSeconds and maxPerBuyer only (got ${[cmd.mode ?? '', ...unsupported].join(' ')})`);
