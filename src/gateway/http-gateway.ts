@@ -48,7 +48,9 @@ export interface GatewayDeps {
 }
 
 /** Routes whose handlers a feature provides (see GatewayDeps.features). */
-export type FeatureRoute = 'admin.stock-import' | 'admin.erp';
+export const featureRoutes = ['admin.stock-import', 'admin.erp'] as const satisfies readonly RouteName[];
+export type FeatureRoute = (typeof featureRoutes)[number];
+const isFeatureRoute = (name: RouteName): name is FeatureRoute => (featureRoutes as readonly RouteName[]).includes(name);
 
 /**
  * A feature's handler: answers the call on `res` (sendJson, sendError of request-io.ts) and
@@ -206,7 +208,7 @@ export class HttpGateway {
     }
     // A client that waits for "100 Continue" gets it only now, after authentication and roles.
     if (route.body !== 'none' && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
-    if (route.name === 'admin.stock-import' || route.name === 'admin.erp') {
+    if (isFeatureRoute(route.name)) {
       const feature = this.deps.features?.[route.name];
       if (feature === undefined) return finish(sendError(res, 'not_found', `this engine does not serve ${routeLabel(route)}`));
       return void Promise.resolve().then(() => feature({ req, res, caller, router: this.router })).then(finish, (e: unknown) => finish(this.failure(res, e)));
