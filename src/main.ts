@@ -57,7 +57,10 @@ function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
   return {
     onEvents: (shardId, events) => {
       metrics.onEvents(events);
-      for (const e of events) if (e.type !== 'paid') log.warn({ shard: shardId, event: e }, e.type === 'low_stock' ? 'low stock' : 'sold out');
+      for (const e of events) {
+        if (e.type === 'low_stock' || e.type === 'sold_out') log.warn({ shard: shardId, event: e }, e.type === 'low_stock' ? 'low stock' : 'sold out');
+        else if (e.type === 'restocked') log.info({ shard: shardId, event: e }, 'restocked');
+      }
     },
     onCommit: (shardId, ms) => metrics.onCommit(shardId, ms),
     onLog: (shardId, level, msg, data) => log[level]({ shard: shardId, ...data }, msg),

@@ -529,7 +529,7 @@ describe('snapshots with channels', () => {
   test('a state with channels survives toSnapshot, msgpack and fromSnapshot exactly, as version 4', () => {
     const { s } = channelled();
     const snap = toSnapshot(s);
-    expect(snap.v).toBe(4);
+    expect(snap.v).toBe(5);
     const tee = snap.skus.find((row) => row[0] === 'tee')!;
     expect(tee.slice(16, 18)).toEqual([[['app', 1], ['web', 3]], [['web', 0, 2], ['__proto__', 0, 0], ['app', 0, 0]]]);
     expect(snap.reservations.map((row) => [row[2], row[12], row[9]])).toEqual([
@@ -602,7 +602,7 @@ describe('snapshots with channels', () => {
     });
     expect(s.skus.get('tee')!.quota).toEqual(new Map([['ann', 3], ['bob', 2]]));
     const again = toSnapshot(s);
-    expect(again.v).toBe(4);
+    expect(again.v).toBe(5);
     expect(again.skus.map((row) => [row[0], row[16], row[17]])).toEqual([
       ['tee', null, [['default', 3, 2]]], ['cap', null, [['default', 0, 0]]], ['mug', null, []],
     ]);

@@ -112,11 +112,11 @@ describe('res.expire of holds', () => {
     expect(codeOf(apply(s, { t: 'res.reserve', sku: 'tee', buyerId: 'ann', qty: 1, nonce: 'x000' }, T0 + 60 * SECOND))).toBe('quota_exceeded');
   });
 
-  test('expiry re-arms low_stock but never announces sold_out', () => {
+  test('expiry re-arms low_stock and announces the units back (restocked), never sold_out', () => {
     const s = shardWith({}, { sku: 'tee', stock: 4, holdSeconds: 5, lowStockThreshold: 1 });
     reserve(s, { qty: 4 });
     const a = expire(s, T0 + 5 * SECOND);
-    expect(a.events).toBeNull();
+    expect(a.events).toEqual([{ type: 'restocked', sku: 'tee' }]);
     expect(apply(s, { t: 'sku.adjust', sku: 'tee', delta: -3 }, T0 + 5 * SECOND).events)
       .toEqual([{ type: 'low_stock', sku: 'tee', available: 1, threshold: 1 }]);
   });

@@ -253,6 +253,8 @@ export interface ReservationView {
 export type DomainEvent =
   | { type: 'low_stock'; sku: string; available: number; threshold: number }
   | { type: 'sold_out'; sku: string }
+  /** Available went from 0 to more (a restock, a cancel, an expiry, a refund). */
+  | { type: 'restocked'; sku: string }
   | { type: 'paid'; reservation: ReservationView };
 
 export type Outcome =

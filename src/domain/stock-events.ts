@@ -1,4 +1,4 @@
-// Detects threshold crossings of a SKU's available units (low stock, sold out) so that
+// Detects threshold crossings of a SKU's available units (low stock, sold out, restocked) so that
 // adapters can log, count and alert on them. Fires once per crossing, not per command.
 
 import type { DomainEvent } from './commands.js';
@@ -16,5 +16,6 @@ export function stockEvents(s: SkuState, availableBefore: number, events: Domain
     }
   }
   if (available === 0 && availableBefore > 0) (events ??= []).push({ type: 'sold_out', sku: s.sku });
+  else if (availableBefore === 0 && available > 0) (events ??= []).push({ type: 'restocked', sku: s.sku });
   return events;
 }

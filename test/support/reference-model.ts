@@ -458,6 +458,7 @@ export class ReferenceShard {
         }
       }
       if (available === 0 && was > 0) events.push({ type: 'sold_out', sku });
+      else if (was === 0 && available > 0) events.push({ type: 'restocked', sku });
     }
     if (c.t === 'res.pay' && answer.ok && answer.mutated && answer.reservation !== undefined) {
       events.push({ type: 'paid', reservation: answer.reservation });
