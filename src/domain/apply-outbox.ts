@@ -6,7 +6,7 @@
 // crash can repeat.
 
 import { InvariantError } from './assert.js';
-import type { Applied, OutboxEvent, ReconcileRow, ReconcileUnits } from './commands.js';
+import type { Applied, OutboxEvent, ReconcileRow, ReconcileUnits, StockEvent } from './commands.js';
 import type { Reservation, ShardState } from './shard-state.js';
 import { answered, refused } from './views.js';
 
@@ -57,10 +57,39 @@ export function recordRefunded(state: ShardState, r: Reservation): void {
  * deliverer runs); only later pays stay out. The first erp.mode of a log is always logged,
  * even when it matches the legacy setting: from then on the log alone decides.
  */
-export function applyErpMode(state: ShardState, enabled: boolean): Applied {
+export function applyErpMode(state: ShardState, enabled: boolean, events: boolean | undefined): Applied {
   const previous = state.outboxEnabled;
   state.outboxEnabled = enabled;
-  return answered({ ok: true, status: 'ok', erpMode: { enabled, previous }, outboxLastSeq: state.outboxLastSeq }, previous !== enabled);
+  const log = state.stockEvents;
+  const eventsPrevious = log.enabled;
+  if (events !== undefined) log.enabled = events;
+  const changed = previous !== enabled || (events !== undefined && eventsPrevious !== events);
+  const erpMode = events === undefined ? { enabled, previous } : { enabled, previous, events, eventsPrevious };
+  return answered({ ok: true, status: 'ok', erpMode, outboxLastSeq: state.outboxLastSeq }, changed);
+}
+
+/** Stock events after `afterSeq`, at most `max`; outboxLastSeq is the stock log's last seq. */
+export function applyStockPending(state: ShardState, afterSeq: number, max: number): Applied {
+  const log = state.stockEvents;
+  const out: StockEvent[] = [];
+  for (const e of log.queue) {
+    if (e.eventSeq <= afterSeq) continue;
+    if (out.length >= max) break;
+    out.push(e);
+  }
+  return answered({ ok: true, status: 'ok', stockEvents: out, outboxLastSeq: log.lastSeq }, false);
+}
+
+/** Drops every stock event up to `upToSeq` (cumulative; an ack past the last seq is refused). */
+export function applyStockAck(state: ShardState, upToSeq: number): Applied {
+  const log = state.stockEvents;
+  if (upToSeq > log.lastSeq) return refused('invalid_request', `upToSeq ${upToSeq} is past the last stock event ${log.lastSeq}`);
+  let removed = 0;
+  for (let e = log.queue.peek(); e !== undefined && e.eventSeq <= upToSeq; e = log.queue.peek()) {
+    log.queue.shift();
+    removed++;
+  }
+  return answered({ ok: true, status: 'ok', outboxLastSeq: log.lastSeq }, removed > 0);
 }
 
 /** Events after `afterSeq`, at most `max`; without `refunds`, only those before the first refund. */

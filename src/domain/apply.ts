@@ -7,7 +7,7 @@ import { applyAdjust, applyAudit, applyGetSku, applyLink, applyList, applyUpsert
 import { applyCancel, applyGetReservation, applyPay, applyReserve } from './apply-reservation.js';
 import { applyExpire } from './apply-expire.js';
 import { applyRefund } from './apply-refund.js';
-import { applyAck, applyErpMode, applyPending, applyReconcile } from './apply-outbox.js';
+import { applyAck, applyErpMode, applyPending, applyReconcile, applyStockAck, applyStockPending } from './apply-outbox.js';
 import type { ShardState } from './shard-state.js';
 import { commandError } from './command-guard.js';
 import { refused } from './views.js';
@@ -32,6 +32,7 @@ function applyAnswering(state: ShardState, command: Command, nowMs: number, answ
   const now = nowMs > state.lastNowMs ? nowMs : state.lastNowMs;
   const invalid = commandError(command);
   if (invalid !== null) return refused('invalid_request', invalid);
+  state.stockEvents.nowMs = now;
   const applied = dispatch(state, command, now, answer);
   if (applied.mutated) state.lastNowMs = now;
   return applied;
@@ -51,7 +52,9 @@ function dispatch(state: ShardState, c: Command, nowMs: number, answer: boolean)
     case 'sku.link': return applyLink(state, c);
     case 'erp.pending': return applyPending(state, c.afterSeq, c.max, c.refunds === true);
     case 'erp.ack': return applyAck(state, c.upToSeq);
-    case 'erp.mode': return applyErpMode(state, c.enabled);
+    case 'erp.mode': return applyErpMode(state, c.enabled, c.events);
+    case 'ev.pending': return applyStockPending(state, c.afterSeq, c.max);
+    case 'ev.ack': return applyStockAck(state, c.upToSeq);
     case 'erp.reconcile': return applyReconcile(state);
     case 'sku.audit': return applyAudit(state, c.sku, c.cursor, c.limit);
     case 'sku.list': return applyList(state, c.after, c.limit);

@@ -66,7 +66,11 @@ export function commandError(c: Command): string | null {
     case 'erp.ack':
       return intError(c.upToSeq, 'upToSeq', 0, Number.MAX_SAFE_INTEGER);
     case 'erp.mode':
-      return typeof c.enabled === 'boolean' ? null : 'enabled must be a boolean';
+      return typeof c.enabled === 'boolean' && (c.events === undefined || typeof c.events === 'boolean') ? null : 'enabled (and events) must be booleans';
+    case 'ev.pending':
+      return intError(c.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER) ?? intError(c.max, 'max', 1, 10_000);
+    case 'ev.ack':
+      return intError(c.upToSeq, 'upToSeq', 0, Number.MAX_SAFE_INTEGER);
     case 'drop.put':
       return nameError(c.dropId, 'dropId') ?? queueInputError(c.queue)
         ?? (typeof c.seed === 'string' && typeof c.secret === 'string' ? null : 'seed and secret must be hex strings');

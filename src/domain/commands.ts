@@ -57,7 +57,11 @@ export type Command =
    * whatever its settings) reproduces exactly which pays entered the outbox. Off keeps what
    * is queued; pays while off are counted as not queued and are never delivered.
    */
-  | { t: 'erp.mode'; enabled: boolean }
+  | { t: 'erp.mode'; enabled: boolean; events?: boolean }
+  /** Stock events not yet delivered to the events webhook, after `afterSeq`, at most `max` (a read). */
+  | { t: 'ev.pending'; afterSeq: number; max: number }
+  /** Marks every stock event up to `upToSeq` as delivered (cumulative). */
+  | { t: 'ev.ack'; upToSeq: number }
   /** Per SKU: units sold, delivered, waiting for the ERP and never queued (a read). */
   | { t: 'erp.reconcile' }
   /**
@@ -207,6 +211,26 @@ export interface RefundedEvent extends Omit<PaidEvent, 'type' | 'channel'> {
 /** What the shard's outbox holds, in eventSeq order. */
 export type OutboxEvent = PaidEvent | RefundedEvent;
 
+/**
+ * A stock level crossing of a SKU (shared/API.md "Operators"), queued in the shard's stock
+ * event log when the events webhook is on, and delivered like orders (its own log, so a slow
+ * events receiver never holds back the ERP's orders).
+ */
+export interface StockEvent {
+  type: 'sku.low_stock' | 'sku.sold_out' | 'sku.restocked';
+  /** `<type>:<shardId>.<eventSeq>`: stable across retries, restarts and replays. */
+  eventId: string;
+  shardId: number;
+  /** Consecutive per shard from 1 (a sequence of its own, apart from the orders'). */
+  eventSeq: number;
+  sku: string;
+  dropId: string | null;
+  /** The SKU's units right after the crossing. */
+  available: number;
+  onHand: number;
+  at: number;
+}
+
 export interface SkuView {
   sku: string;
   onHand: number;
@@ -292,8 +316,10 @@ export type Outcome =
        * SKU, the outbox length, truncation, and whether pays enter the outbox now.
        */
       reconcile?: { rows: ReconcileRow[]; totals: ReconcileUnits; outboxLength: number; truncated: boolean; outboxEnabled: boolean | null };
-      /** erp.mode: the mode now, and the mode before (null: none logged yet). */
-      erpMode?: { enabled: boolean; previous: boolean | null };
+      /** erp.mode: the mode now, and the mode before (null: none logged yet); the same for stock events. */
+      erpMode?: { enabled: boolean; previous: boolean | null; events?: boolean; eventsPrevious?: boolean | null };
+      /** ev.pending: stock events (and the last seq assigned is in outboxLastSeq). */
+      stockEvents?: StockEvent[];
     }
   | {
       ok: false;

@@ -4,7 +4,7 @@
 // reads a clock.
 
 import type { Mode, Status } from './codes.js';
-import type { OutboxEvent } from './commands.js';
+import type { OutboxEvent, StockEvent } from './commands.js';
 import { assert } from './assert.js';
 import { ExpiryHeap } from './expiry-heap.js';
 import type { DropState } from './drop-state.js';
@@ -38,6 +38,8 @@ export interface ShardConfig {
   liveReservationsMax: number;
   /** Cap on holds expired by one res.expire command, to keep a turn short. */
   expireBatchMax: number;
+  /** Stock events kept for the events webhook; past it the oldest are dropped (and counted). */
+  stockEventsMax: number;
   /**
    * Only for log records written before `erp.mode` existed: whether their pays were queued
    * for the ERP, which the process's FLASH_ERP_* settings decided then. It is read only
@@ -55,8 +57,40 @@ export const defaultShardConfig: Omit<ShardConfig, 'shardId' | 'shardCount'> = {
   settledReservationsMax: 1_000_000,
   liveReservationsMax: 5_000_000,
   expireBatchMax: 20_000,
+  stockEventsMax: 100_000,
   legacyOutboxEnabled: false,
 };
+
+/**
+ * The shard's log of stock events for the events webhook (shared/API.md "Operators"): on only
+ * while a logged erp.mode says so, consecutive seqs, the oldest dropped past `max` (counted),
+ * so a receiver that is down for days cannot grow a shard without bound. Every SKU of the
+ * shard records into it (stock-events.ts) at the time of the command being applied (`nowMs`,
+ * set by apply before each command, also on replay).
+ */
+export class StockEventLog {
+  enabled: boolean | null = null;
+  lastSeq = 0;
+  dropped = 0;
+  nowMs = 0;
+  readonly queue = new FifoQueue<StockEvent>();
+
+  constructor(readonly shardId: number, readonly max: number) {}
+
+  record(kind: 'low_stock' | 'sold_out' | 'restocked', s: SkuState): void {
+    if (this.enabled !== true) return;
+    const eventSeq = ++this.lastSeq;
+    const type = `sku.${kind}` as const;
+    this.queue.push({
+      type, eventId: `${type}:${this.shardId}.${eventSeq}`, shardId: this.shardId, eventSeq,
+      sku: s.sku, dropId: s.dropId, available: s.available, onHand: s.onHand, at: this.nowMs,
+    });
+    while (this.queue.length > this.max) {
+      this.queue.shift();
+      this.dropped++;
+    }
+  }
+}
 
 export type AuditAction = 'create' | 'update' | 'stock';
 
@@ -109,6 +143,8 @@ export class SkuState {
   erpRefundsDeliveredUnits = 0;
   erpRefundsNotQueuedUnits = 0;
   updatedAtMs: number;
+  /** Where its stock crossings are recorded for the events webhook (set when it joins a shard). */
+  eventLog: StockEventLog | null = null;
   /** Changes of its policy and stock, oldest first (audit.ts): the newest auditEntriesPerSkuMax. */
   audit: AuditEntry[] = [];
   /** The seq of the newest entry dropped from `audit` (0: none). */
@@ -252,11 +288,14 @@ export class ShardState {
    * from before erp.mode; config.legacyOutboxEnabled decides for its records).
    */
   outboxEnabled: boolean | null = null;
+  /** Stock events for the events webhook. */
+  readonly stockEvents: StockEventLog;
 
   constructor(readonly config: ShardConfig) {
     const settledMax = config.settledReservationsMax;
     assert(Number.isSafeInteger(settledMax) && settledMax >= 1, `settledReservationsMax must be an integer >= 1, not ${settledMax}`);
     this.idPrefix = reservationIdPrefix(config.shardId);
+    this.stockEvents = new StockEventLog(config.shardId, config.stockEventsMax);
   }
 }
 
@@ -271,6 +310,7 @@ export function createShardState(
 /** Adds a new SKU to the state (and to its drop's list). */
 export function addSku(state: ShardState, s: SkuState): void {
   state.skus.set(s.sku, s);
+  s.eventLog = state.stockEvents;
   if (s.dropId === null) return;
   let list = state.dropSkus.get(s.dropId);
   if (list === undefined) state.dropSkus.set(s.dropId, (list = []));

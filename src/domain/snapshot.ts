@@ -4,7 +4,7 @@
 
 import { InvariantError, assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
-import type { OutboxEvent } from './commands.js';
+import type { OutboxEvent, StockEvent } from './commands.js';
 import { nonceLength } from './routing.js';
 import { DropState, EntryState, QueueState, type Column, type QueuePolicy } from './drop-state.js';
 import { defaultChannel, type ChannelCaps } from './fields.js';
@@ -91,6 +91,8 @@ export interface ShardSnapshot {
   outboxEnabled?: boolean | null;
   /** Since v5: drops in creation order, with their queues. */
   drops?: DropRow[];
+  /** Since v5: the stock event log for the events webhook. */
+  stockEvents?: { enabled: boolean | null; lastSeq: number; dropped: number; queue: StockEvent[] };
 }
 
 function bytesOf(a: Float64Array | Int32Array | Uint8Array, n: number): Bytes {
@@ -193,6 +195,7 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
     quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
     outboxEnabled: state.outboxEnabled,
     drops: [...state.drops.values()].map((d) => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueRow(d.queue)]),
+    stockEvents: { enabled: state.stockEvents.enabled, lastSeq: state.stockEvents.lastSeq, dropped: state.stockEvents.dropped, queue: [...state.stockEvents.queue] },
   };
 }
 
@@ -283,6 +286,13 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
   }
   state.outboxEnabled = snap.outboxEnabled ?? null;
   if (snap.v < 3) restoreLegacyErpUnits(state, snap);
+  if (snap.stockEvents !== undefined) {
+    const log = state.stockEvents;
+    log.enabled = snap.stockEvents.enabled;
+    log.lastSeq = snap.stockEvents.lastSeq;
+    log.dropped = snap.stockEvents.dropped;
+    for (const e of snap.stockEvents.queue) log.queue.push(e);
+  }
   for (const [dropId, createdAtMs, updatedAtMs, queue] of snap.drops ?? []) {
     const drop = new DropState(dropId, createdAtMs, updatedAtMs);
     drop.queue = queue === null ? null : restoreQueue(queue);

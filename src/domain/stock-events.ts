@@ -11,11 +11,17 @@ export function stockEvents(s: SkuState, availableBefore: number, events: Domain
     if (available <= s.lowStockThreshold && !s.lowStockSignaled) {
       s.lowStockSignaled = true;
       (events ??= []).push({ type: 'low_stock', sku: s.sku, available, threshold: s.lowStockThreshold });
+      s.eventLog?.record('low_stock', s);
     } else if (available > s.lowStockThreshold && s.lowStockSignaled) {
       s.lowStockSignaled = false;
     }
   }
-  if (available === 0 && availableBefore > 0) (events ??= []).push({ type: 'sold_out', sku: s.sku });
-  else if (availableBefore === 0 && available > 0) (events ??= []).push({ type: 'restocked', sku: s.sku });
+  if (available === 0 && availableBefore > 0) {
+    (events ??= []).push({ type: 'sold_out', sku: s.sku });
+    s.eventLog?.record('sold_out', s);
+  } else if (availableBefore === 0 && available > 0) {
+    (events ??= []).push({ type: 'restocked', sku: s.sku });
+    s.eventLog?.record('restocked', s);
+  }
   return events;
 }

@@ -160,6 +160,7 @@ export interface ModelKey {
 export type ModelEvent =
   | { type: 'low_stock'; sku: string; available: number; threshold: number }
   | { type: 'sold_out'; sku: string }
+  | { type: 'restocked'; sku: string }
   /** The reservation (by index) that this command paid. */
   | { type: 'paid'; reservation: number };
 
@@ -743,7 +744,7 @@ type ReserveCommand = Extract<Command, { t: 'res.reserve' }>;
  */
 export type ModelCommand =
   // Drops and queues are not modelled here (test/domain-drops.test.ts checks them).
-  | Exclude<Command, { t: 'res.pay' } | { t: 'res.cancel' } | { t: 'res.get' } | { t: 'res.refund' } | { t: `drop.${string}` } | { t: `q.${string}` } | { t: 'sku.audit' } | { t: 'sku.list' }>
+  | Exclude<Command, { t: 'res.pay' } | { t: 'res.cancel' } | { t: 'res.get' } | { t: 'res.refund' } | { t: `drop.${string}` } | { t: `q.${string}` } | { t: 'sku.audit' } | { t: 'sku.list' } | { t: `ev.${string}` }>
   | { t: 'res.pay'; index: number; id?: unknown; paymentRef?: string }
   | { t: 'res.refund'; index: number; id?: unknown; restock: boolean; reason?: string }
   | { t: 'res.cancel'; index: number; id?: unknown; buyerId?: string }
