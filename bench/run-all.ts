@@ -1,8 +1,9 @@
 // `npm run bench`: the comparison kit (compare.ts: the engine against bare node:http,
 // Redis + Lua, PostgreSQL and itself over NATS, five scenarios), in its own process, with
 // its progress passed through and its JSON result kept. BENCH_SUITES=core,http,compare
-// also runs bench:core and bench:http first (each in its own process: core needs
-// --expose-gc, and none should inherit another's heap). Exits 1 if any of them failed.
+// also runs bench:core and bench:http first, and BENCH_SUITES=...,queue bench:queue last
+// (each in its own process: core and queue need --expose-gc, and none should inherit
+// another's heap). Exits 1 if any of them failed.
 
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
@@ -17,6 +18,7 @@ const known: Step[] = [
   { name: 'core', args: ['--expose-gc', path.join(repoDir, 'dist/bench/core.js')] },
   { name: 'http', args: [path.join(repoDir, 'dist/bench/http.js')] },
   { name: 'compare', args: [path.join(repoDir, 'dist/bench/compare.js')] },
+  { name: 'queue', args: ['--expose-gc', path.join(repoDir, 'dist/bench/queue.js')] },
 ];
 
 function chosenSteps(): Step[] {

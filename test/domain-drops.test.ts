@@ -277,3 +277,85 @@ describe('replay', () => {
     }), { numRuns: 100 });
   });
 });
+
+describe('what an adversarial review found', () => {
+  const drawOn = (mode: 'pre_deduct' | 'on_payment', stock: number, entrants: number, config: Parameters<typeof createShardState>[2] = {}) => {
+    const s = createShardState(0, 1, config);
+    okOf(apply(s, { t: 'sku.upsert', sku: 'bottle', stock, dropId: 'w', mode, maxPerBuyer: 1, holdSeconds: 60 }, T0));
+    okOf(put(s, 'w', { mode: 'draw', opensAt: T0, closesAt: T0 + 1000, qtyPerWinner: 1 }));
+    const buyers = Array.from({ length: entrants }, (_, i) => `b${i}`);
+    for (const b of buyers) okOf(join(s, 'w', b, T0 + 1));
+    return { s, buyers };
+  };
+  const states = (s: ShardState, buyers: string[], t: number) => buyers.map((b) => entry(s, 'w', b, t).state);
+
+  it('a draw on an on_payment SKU makes only as many winners as units: a winner\'s hold takes its unit', () => {
+    const { s, buyers } = drawOn('on_payment', 2, 10);
+    runClock(s, T0 + 1000, T0 + 1100);
+    expect(states(s, buyers, T0 + 1100).filter((x) => x === 'won')).toHaveLength(2);
+    expect(okOf(apply(s, { t: 'sku.get', sku: 'bottle' }, T0 + 1100)).sku).toMatchObject({ reserved: 2, available: 0 });
+  });
+
+  it('runs a large draw in steps of expireBatchMax entries, with the same winners as in one step', () => {
+    const one = drawOn('pre_deduct', 7, 40);
+    const steps = drawOn('pre_deduct', 7, 40, { expireBatchMax: 3 });
+    runClock(one.s, T0 + 1000, T0 + 1100);
+    const first = apply(steps.s, { t: 'res.expire' }, T0 + 1000);
+    expect(first.mutated).toBe(true);
+    expect(states(steps.s, steps.buyers, T0 + 1000).filter((x) => x === 'won')).toHaveLength(3);
+    expect(housekeepingDue(steps.s, T0 + 1000)).toBe(true); // the next step is due at once
+    runClock(steps.s, T0 + 1000, T0 + 1100);
+    expect(states(steps.s, steps.buyers, T0 + 1100)).toEqual(states(one.s, one.buyers, T0 + 1100));
+  });
+
+  it('gives units that come back after the draw to the next entries in its order (a second chance)', () => {
+    const { s, buyers } = drawOn('pre_deduct', 2, 6);
+    runClock(s, T0 + 1000, T0 + 1100);
+    const before = states(s, buyers, T0 + 1100);
+    const winner = buyers[before.indexOf('won')]!;
+    okOf(apply(s, { t: 'res.cancel', id: entry(s, 'w', winner, T0 + 1100).reservationId! }, T0 + 1200));
+    expect(housekeepingDue(s, T0 + 1200)).toBe(true);
+    runClock(s, T0 + 1200, T0 + 1300);
+    const after = states(s, buyers, T0 + 1300);
+    expect(after.filter((x) => x === 'won')).toHaveLength(3); // the cancelled winner stays won (its hold is its history)
+    const order = okOf(apply(s, { t: 'drop.order', dropId: 'w', offset: 0, limit: 100 }, T0 + 1300)).order!.buyers;
+    const winners = order.filter((b) => entry(s, 'w', b, T0 + 1300).state === 'won');
+    expect(winners).toEqual(order.slice(0, 3));
+    expect(okOf(apply(s, { t: 'sku.get', sku: 'bottle' }, T0 + 1300)).sku).toMatchObject({ reserved: 2, available: 0 });
+    expect(housekeepingDue(s, T0 + 1300)).toBe(false);
+  });
+
+  it('does not tell a waiting buyer sold_out while the drop has no SKU yet', () => {
+    const s = shard();
+    okOf(put(s, 'empty', { mode: 'fifo', opensAt: T0, admitPerSecond: 1 }));
+    okOf(join(s, 'empty', 'ann', T0));
+    okOf(join(s, 'empty', 'bob', T0));
+    expect(entry(s, 'empty', 'bob', T0 + 10).state).toBe('waiting');
+  });
+
+  it('counts admitted buyers whose admission has not run out, whenever it is read, as a scan would', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 900 }), { minLength: 3, maxLength: 30 }), fc.array(fc.integer({ min: 0, max: 20_000 }), { minLength: 1, maxLength: 10 }), (gaps, reads) => {
+      const s = shard();
+      okOf(apply(s, { t: 'sku.upsert', sku: 'shoe', stock: 1000, dropId: 'd' }, T0));
+      okOf(put(s, 'd', { mode: 'fifo', opensAt: T0, admitPerSecond: 20, admitSeconds: 3 }));
+      for (let i = 0; i < 100; i++) join(s, 'd', `b${i}`, T0);
+      let t = T0;
+      gaps.forEach((g, n) => {
+        t += g;
+        // Every other step lowers or raises admitSeconds, so admissions end out of order.
+        if (n % 2 === 0) okOf(put(s, 'd', { admitSeconds: 1 + (n % 5) }, t));
+        if (housekeepingDue(s, t)) apply(s, { t: 'res.expire' }, t);
+      });
+      for (const r of reads) {
+        const at = t + r;
+        const byScan = Array.from({ length: 100 }, (_, i) => entry(s, 'd', `b${i}`, at)).filter((e) => e.state === 'admitted').length;
+        expect(okOf(apply(s, { t: 'drop.get', dropId: 'd' }, at)).drop!.queue!.admitted).toBe(byScan);
+      }
+    }), { numRuns: 100 });
+  });
+
+  it('locks qtyPerWinner once the draw has opened', () => {
+    const { s } = drawOn('pre_deduct', 2, 1);
+    expect(codeOf(put(s, 'w', { qtyPerWinner: 2 }, T0 + 10))).toBe('queue_locked');
+  });
+});

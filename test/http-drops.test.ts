@@ -759,3 +759,35 @@ function tally(xs: readonly string[]): Record<string, number> {
   for (const x of xs) out[x] = (out[x] ?? 0) + 1;
   return out;
 }
+
+describe('GET /v1/drops/{dropId}/order in pages', () => {
+  it('pages a long order with offset, limit and next, the pages joining into the whole order, also while late joiners grow it', async () => {
+    const dropId = uniq('order-pages');
+    await createDrop(a, dropId, { mode: 'random', randomizeSeconds: 1, admitPerSecond: 1 });
+    const early = Array.from({ length: 30 }, (_, i) => `pg-${i}`);
+    await inParallel(early, 8, (b) => joinOk(a, dropId, b));
+    const whole = await waitFor('the order revealed', () => getOrder(a, dropId), (r) => r.status === 200);
+    expect(whole.body.order).toHaveLength(30);
+    expect(whole.body.next).toBeUndefined(); // the whole order in one answer: no paging fields
+    expect(whole.body.order).toEqual(seededOrder(whole.body.seed, early).map(sha256Hex));
+    // Late joiners, read concurrently with pages: every page agrees with the whole order.
+    const late = Array.from({ length: 10 }, (_, i) => `pg-late-${i}`);
+    const pages = await Promise.all(late.map(async (b, i) => {
+      await joinOk(a, dropId, b);
+      return a.get(`/v1/drops/${dropId}/order?offset=${i * 3}&limit=3`);
+    }));
+    const final = (await getOrder(a, dropId)).body.order as string[];
+    expect(final).toEqual([...whole.body.order, ...late.map(sha256Hex)]);
+    pages.forEach((p, i) => {
+      expect(p.status, p.text).toBe(200);
+      expect(p.body.order).toEqual(final.slice(i * 3, i * 3 + 3));
+      expect(p.body.offset).toBe(i * 3);
+      expect(p.body.next).toBe(i * 3 + 3);
+    });
+    const last = await a.get(`/v1/drops/${dropId}/order?offset=38&limit=5`);
+    expect([last.body.order, last.body.next, last.body.total]).toEqual([final.slice(38), null, 40]);
+    for (const q of ['limit=0', 'limit=100001', 'offset=-1', 'offset=x', 'limit=1e3']) {
+      expectError(await a.get(`/v1/drops/${dropId}/order?${q}`), 400, 'invalid_request');
+    }
+  });
+});

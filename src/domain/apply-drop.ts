@@ -21,8 +21,12 @@ export const admitStepMs = 100;
 
 export const queueDefaults = { admitPerSecond: 100, admitSeconds: 300, randomizeSeconds: 0, qtyPerWinner: 1 } as const;
 
-/** Entries one queue takes at most (about 100 bytes each in memory); past it joins answer shard_full. */
-export const queueEntriesMax = 10_000_000;
+/**
+ * Entries the queues of one shard take at most, together: about 115 bytes each in memory with
+ * 16-character buyer ids, 300 with 128 (and as much again in the checkpointer's copy); past
+ * it joins answer shard_full.
+ */
+export const queueEntriesMax = 5_000_000;
 
 export const QueueLimits = {
   admitPerSecondMax: 100_000,
@@ -42,6 +46,8 @@ function hasAvailable(skus: SkuState[]): boolean {
 
 /** No unit of the drop available or held: waiting buyers read `sold_out`. */
 function soldOut(skus: SkuState[]): boolean {
+  // A drop whose SKUs are not created yet is not sold out: there is nothing to sell yet.
+  if (skus.length === 0) return false;
   for (const s of skus) if (s.available > 0 || s.reserved > 0) return false;
   return true;
 }
@@ -101,8 +107,9 @@ export function applyDropPut(state: ShardState, c: DropPut, nowMs: number): Appl
     if (q !== null && nowMs >= q.policy.opensAtMs) {
       const p = q.policy;
       const locked = next.mode !== p.mode ? 'mode' : next.opensAtMs !== p.opensAtMs ? 'opensAt'
-        : next.randomizeSeconds !== p.randomizeSeconds ? 'randomizeSeconds' : next.closesAtMs !== p.closesAtMs ? 'closesAt' : null;
-      if (locked !== null) return refused('queue_locked', `the queue of drop ${c.dropId} has opened: ${locked} cannot change (the pace and admitSeconds can)`);
+        : next.randomizeSeconds !== p.randomizeSeconds ? 'randomizeSeconds' : next.closesAtMs !== p.closesAtMs ? 'closesAt'
+          : next.qtyPerWinner !== p.qtyPerWinner ? 'qtyPerWinner' : null;
+      if (locked !== null) return refused('queue_locked', `the queue of drop ${c.dropId} has opened: ${locked} cannot change (admitPerSecond and admitSeconds can)`);
     }
     policy = next;
   }
@@ -147,7 +154,7 @@ export function dropView(state: ShardState, drop: DropState, nowMs: number): Dro
       admitted: admittedNow,
       used: q.counts[EntryState.used]!,
       lapsed: q.counts[EntryState.lapsed]! + (q.counts[EntryState.admitted]! - admittedNow),
-      ...(p.mode === 'draw' ? { won: q.counts[EntryState.won]!, lost: q.drawn ? q.count - q.counts[EntryState.won]! : 0 } : {}),
+      ...(p.mode === 'draw' ? { won: q.counts[EntryState.won]!, lost: drawLost(state, drop, q) } : {}),
       seedSha256: q.seedSha256,
       ...(q.revealed ? { seed: q.seedHex } : {}),
     };
@@ -155,14 +162,28 @@ export function dropView(state: ShardState, drop: DropState, nowMs: number): Dro
   return view;
 }
 
-/** Admitted entries whose admission has not run out by `nowMs` (the heap may hold some that have). */
+/**
+ * Admitted entries whose admission has not run out by `nowMs`: the stored count less those
+ * past due that the clock has not lapsed yet. Those are found by walking only the heap's
+ * nodes due by now (below a node due later, every node is due later), so the cost is the
+ * number past due (none or few between two ticks), never the number admitted.
+ */
 function countAdmittedNow(q: QueueState, nowMs: number): number {
   let n = q.counts[EntryState.admitted]!;
   if (n === 0) return 0;
   const until = q.admittedUntil.data;
   const states = q.states.data;
-  // Usually none or few are past due between two ticks of the shard's timer.
-  for (const i of q.admittedHeap) if (states[i] === EntryState.admitted && until[i]! <= nowMs) n--;
+  const heap = q.admittedHeap;
+  const stack = heap.length > 0 ? [0] : [];
+  while (stack.length > 0) {
+    const k = stack.pop()!;
+    const i = heap[k]!;
+    if (until[i]! > nowMs) continue;
+    if (states[i] === EntryState.admitted) n--;
+    const l = 2 * k + 1;
+    if (l < heap.length) stack.push(l);
+    if (l + 1 < heap.length) stack.push(l + 1);
+  }
   return n;
 }
 
@@ -170,7 +191,7 @@ export function entryView(state: ShardState, drop: DropState, q: QueueState, i: 
   const stored = q.states.data[i]!;
   let name: EntryView['state'] = entryStateNames[stored]!;
   if (stored === EntryState.admitted && q.admittedUntil.data[i]! <= nowMs) name = 'lapsed';
-  else if (stored === EntryState.entered && q.drawn) name = 'lost';
+  else if (stored === EntryState.entered && q.drawn && (q.rank.data[i]! < q.drawCursor || !drawCanGoOn(state, drop, q))) name = 'lost';
   else if (stored === EntryState.waiting && soldOut(dropSkus(state, drop.dropId))) name = 'sold_out';
   const view: EntryView = { dropId: drop.dropId, buyerId: q.buyers[i]!, state: name, joinedAt: q.joinedAt.data[i]! };
   const rank = q.rank.data[i]!;
@@ -230,7 +251,9 @@ export function applyJoin(state: ShardState, c: Join, nowMs: number): Applied {
   const known = q.index.get(c.buyerId);
   if (known !== undefined) return answered({ ok: true, status: 'ok', entry: entryView(state, drop, q, known, nowMs), replayed: true }, false);
   const p = q.policy;
-  if (q.count >= queueEntriesMax) return refused('shard_full', `the queue of drop ${c.dropId} holds its maximum of ${queueEntriesMax} entries`);
+  let entries = 0;
+  for (const d of state.drops.values()) entries += d.queue?.count ?? 0;
+  if (entries >= queueEntriesMax) return refused('shard_full', `the queues of this shard hold their maximum of ${queueEntriesMax} entries`);
   if (nowMs < p.opensAtMs) return refused('queue_not_open', `the queue of drop ${c.dropId} opens at ${p.opensAtMs}`);
   if (p.mode === 'draw' && nowMs >= p.closesAtMs) return refused('queue_closed', `the draw of drop ${c.dropId} closed at ${p.closesAtMs}`);
   for (const s of dropSkus(state, c.dropId)) {
@@ -318,6 +341,7 @@ export function queueDueAtMs(state: ShardState, drop: DropState, nowMs: number):
   const p = q.policy;
   let due = Number.POSITIVE_INFINITY;
   if (p.mode !== 'fifo' && !q.fixed && !q.drawn) due = Math.min(due, q.revealAtMs);
+  if (p.mode === 'draw' && q.drawn && drawCanGoOn(state, drop, q)) due = Math.min(due, nowMs);
   const top = q.peekAdmitted();
   if (top >= 0) due = Math.min(due, q.admittedUntil.data[top]!);
   if (p.mode !== 'draw' && q.fixed && q.admitHead < q.ranked && hasAvailable(dropSkus(state, drop.dropId))) {
@@ -361,8 +385,12 @@ export function queueTick(state: ShardState, drop: DropState, nowMs: number, mak
     fixOrder(q);
     changed++;
   }
-  if (p.mode === 'draw' && !q.drawn && nowMs >= q.revealAtMs) {
-    events = runDraw(state, drop, q, nowMs, makeHold);
+  if (p.mode === 'draw' && nowMs >= q.revealAtMs && (!q.drawn || drawCanGoOn(state, drop, q))) {
+    if (!q.drawn) {
+      fixOrder(q);
+      q.drawn = true;
+    }
+    events = drawStep(state, drop, q, nowMs, makeHold);
     changed++;
   }
   // Admissions that ran out.
@@ -398,17 +426,47 @@ export function queueTick(state: ShardState, drop: DropState, nowMs: number, mak
   return { changed, events };
 }
 
-/** The draw: everyone ordered, winners in order while stock and their quotas allow. */
-function runDraw(state: ShardState, drop: DropState, q: QueueState, nowMs: number, makeHold: MakeHold): DomainEvent[] | null {
-  fixOrder(q);
-  q.drawn = true;
-  // A draw drop has one SKU; should it have several, the first created is drawn for.
-  const sku = dropSkus(state, drop.dropId)[0];
-  if (sku === undefined) return null;
+/** Entries that lost (so far: a second chance may still make some of them win). */
+function drawLost(state: ShardState, drop: DropState, q: QueueState): number {
+  if (!q.drawn) return 0;
+  const untried = drawCanGoOn(state, drop, q) ? q.ranked - q.drawCursor : 0;
+  return q.counts[EntryState.entered]! - untried;
+}
+
+/** The SKU a draw holds units of: a draw drop has one (should it have several, the first created). */
+function drawSku(state: ShardState, drop: DropState): SkuState | undefined {
+  return dropSkus(state, drop.dropId)[0];
+}
+
+/**
+ * Whether a draw that ran has entries left to try and units for the next one: the first pass
+ * stopped at its step bound, or units came back since (a winner's hold expired or was
+ * cancelled, a restock): the next entries in the seeded order get them (a second chance).
+ */
+function drawCanGoOn(state: ShardState, drop: DropState, q: QueueState): boolean {
+  if (q.drawCursor >= q.ranked) return false;
+  const sku = drawSku(state, drop);
+  return sku !== undefined && sku.available >= q.policy.qtyPerWinner;
+}
+
+/**
+ * One step of the draw: the entries from the cursor on, in seeded order, each given a hold of
+ * qtyPerWinner while the SKU has the units and its quota allows (else it loses and the next is
+ * tried), at most expireBatchMax entries per step so that a turn stays short; the clock takes
+ * the next step at once.
+ */
+function drawStep(state: ShardState, drop: DropState, q: QueueState, nowMs: number, makeHold: MakeHold): DomainEvent[] | null {
+  const sku = drawSku(state, drop);
+  if (sku === undefined) {
+    q.drawCursor = q.ranked;
+    return null;
+  }
   const qty = q.policy.qtyPerWinner;
   let events: DomainEvent[] | null = null;
-  for (let r = 0; r < q.ranked && sku.available >= qty; r++) {
-    const i = q.order.data[r]!;
+  const end = Math.min(q.ranked, q.drawCursor + state.config.expireBatchMax);
+  for (; q.drawCursor < end && sku.available >= qty; q.drawCursor++) {
+    const i = q.order.data[q.drawCursor]!;
+    if (q.states.data[i] !== EntryState.entered) continue;
     const buyerId = q.buyers[i]!;
     const d = q.nonceHmac.digest(utf8(buyerId));
     const n = d[0]! * 2 ** 32 + (((d[1]! << 24) | (d[2]! << 16) | (d[3]! << 8) | d[4]!) >>> 0);

@@ -97,7 +97,9 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number, answe
  * The quota, channel cap, stock and capacity checks of a hold, then the hold: a reserve's
  * (after its eligibility) and a draw winner's. Changes nothing when it refuses.
  */
-function hold(state: ShardState, s: SkuState, buyerId: string, qty: number, channel: string, nonce: string, idemKey: string | undefined, nowMs: number): Reservation | Applied {
+function hold(
+  state: ShardState, s: SkuState, buyerId: string, qty: number, channel: string, nonce: string, idemKey: string | undefined, nowMs: number, mode = s.mode,
+): Reservation | Applied {
   const used = s.quota.get(buyerId) ?? 0;
   if (s.maxPerBuyer > 0 && used + qty > s.maxPerBuyer) {
     return refused('quota_exceeded', `buyer may hold or buy at most ${s.maxPerBuyer} units (has ${used})`);
@@ -112,7 +114,7 @@ function hold(state: ShardState, s: SkuState, buyerId: string, qty: number, chan
   const holdMs = s.holdSeconds * 1000;
   const padded = nonce.length === nonceLength ? nonce : nonce.padStart(nonceLength, '0');
   const units = channelUnitsOf(s, channel);
-  const r = new Reservation(state.idPrefix, seq, padded, s, buyerId, qty, units, s.mode, nowMs + holdMs, holdMs, idemKey ?? null);
+  const r = new Reservation(state.idPrefix, seq, padded, s, buyerId, qty, units, mode, nowMs + holdMs, holdMs, idemKey ?? null);
   if (r.holdsUnits) {
     s.reserved += qty;
     units.reserved += qty;
@@ -130,7 +132,9 @@ function hold(state: ShardState, s: SkuState, buyerId: string, qty: number, chan
 export function drawHold(state: ShardState, s: SkuState, buyerId: string, qty: number, channel: string, nonce: string, nowMs: number): { id: string; events: DomainEvent[] | null } | null {
   if (s.channelCaps !== null && !s.channelCaps.has(channel)) return null;
   const before = s.available;
-  const made = hold(state, s, buyerId, qty, channel, nonce, undefined, nowMs);
+  // A winner's unit is promised by the draw, so its hold always takes it, whatever the SKU's
+  // mode: an on_payment hold would take nothing and leave the draw without an end.
+  const made = hold(state, s, buyerId, qty, channel, nonce, undefined, nowMs, s.mode === 'on_payment' ? 'pre_deduct' : s.mode);
   if (!(made instanceof Reservation)) return null;
   return { id: made.id, events: stockEvents(s, before, null) };
 }

@@ -70,6 +70,8 @@ export class QueueState {
   /** Random: the order is fixed (fifo: always). Draw: the draw ran. */
   fixed: boolean;
   drawn = false;
+  /** Draw: the next rank the draw tries (it runs in steps, and goes on when units come back). */
+  drawCursor = 0;
   /** used and won entries: the reservation each one's hold made. */
   readonly holds = new Map<number, string>();
   /** Entries that joined through a channel other than the default (for a draw's holds). */

@@ -6,7 +6,7 @@ import { InvariantError, assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { OutboxEvent, StockEvent } from './commands.js';
 import { nonceLength } from './routing.js';
-import { DropState, EntryState, QueueState, type Column, type QueuePolicy } from './drop-state.js';
+import { DropState, EntryState, QueueState, type EntryStateCode, type QueuePolicy } from './drop-state.js';
 import { defaultChannel, type ChannelCaps } from './fields.js';
 import { Reservation, ShardState, SkuState, addSku, type AuditEntry, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
@@ -35,32 +35,31 @@ type ReservationRow = [
   refund?: [atMs: number, restock: boolean, reason: string | null] | null,
 ];
 
-/** A column of numbers as the bytes of its typed array (platform byte order: little-endian everywhere Node runs). */
-type Bytes = Uint8Array;
-
-interface QueueRow {
+/** A queue without its entries: its policy, secrets and where its clock stands. */
+interface QueueHead {
   policy: QueuePolicy;
   seed: string;
   seedSha256: string;
   secret: string;
   fixed: boolean;
   drawn: boolean;
+  drawCursor: number;
   admitHead: number;
   lastAdmitMs: number;
   window: [number, number][];
-  buyers: string[];
-  joinedAt: Bytes;
-  states: Bytes;
-  admittedAt: Bytes;
-  admittedUntil: Bytes;
-  rank: Bytes;
-  order: Bytes;
-  key: Bytes;
-  holds: [number, string][];
-  channels: [number, string][];
 }
 
-type DropRow = [dropId: string, createdAtMs: number, updatedAtMs: number, queue: QueueRow | null];
+/**
+ * One queue entry, in a top-level list of its own (so a snapshot with millions of entries is
+ * cut into chunks like reservations are); the drop by its index in `drops`, entries of each
+ * queue in joining order. The order is not stored: it is the ranks.
+ */
+type QueueEntryRow = [
+  drop: number, buyerId: string, joinedAt: number, state: number, admittedAt: number, admittedUntil: number,
+  rank: number, key: number, hold: string | null, channel: string | null,
+];
+
+type DropRow = [dropId: string, createdAtMs: number, updatedAtMs: number, queue: QueueHead | null];
 
 export interface ShardSnapshot {
   /**
@@ -89,59 +88,66 @@ export interface ShardSnapshot {
   outboxLastSeq: number;
   /** Since v3: whether pays enter the outbox (null: no erp.mode logged yet). */
   outboxEnabled?: boolean | null;
-  /** Since v5: drops in creation order, with their queues. */
+  /** Since v5: drops in creation order, with their queues' heads, and every queue entry. */
   drops?: DropRow[];
+  queueEntries?: QueueEntryRow[];
   /** Since v5: the stock event log for the events webhook. */
   stockEvents?: { enabled: boolean | null; lastSeq: number; dropped: number; queue: StockEvent[] };
 }
 
-function bytesOf(a: Float64Array | Int32Array | Uint8Array, n: number): Bytes {
-  return new Uint8Array(a.buffer, a.byteOffset, n * a.BYTES_PER_ELEMENT).slice();
-}
-
-function column<A extends Float64Array | Int32Array | Uint8Array>(c: Column<A>, bytes: Bytes, n: number): void {
-  c.ensure(Math.max(n, 16));
-  assert(bytes.length === n * c.data.BYTES_PER_ELEMENT, `snapshot queue column has ${bytes.length} bytes for ${n} entries`);
-  new Uint8Array(c.data.buffer, c.data.byteOffset, bytes.length).set(bytes);
-}
-
-function queueRow(q: QueueState): QueueRow {
-  const n = q.count;
+function queueHead(q: QueueState): QueueHead {
   return {
     policy: { ...q.policy }, seed: q.seedHex, seedSha256: q.seedSha256, secret: q.secretHex, fixed: q.fixed, drawn: q.drawn,
-    admitHead: q.admitHead, lastAdmitMs: q.lastAdmitMs, window: q.window.map(([t, k]) => [t, k]), buyers: q.buyers.slice(),
-    joinedAt: bytesOf(q.joinedAt.data, n), states: bytesOf(q.states.data, n), admittedAt: bytesOf(q.admittedAt.data, n),
-    admittedUntil: bytesOf(q.admittedUntil.data, n), rank: bytesOf(q.rank.data, n), order: bytesOf(q.order.data, q.ranked),
-    key: bytesOf(q.key.data, n), holds: [...q.holds], channels: [...q.channels],
+    drawCursor: q.drawCursor, admitHead: q.admitHead, lastAdmitMs: q.lastAdmitMs, window: q.window.map(([t, k]) => [t, k]),
   };
 }
 
-function restoreQueue(row: QueueRow): QueueState {
-  const q = new QueueState(row.policy, row.seed, row.seedSha256, row.secret);
-  const n = row.buyers.length;
-  for (const buyer of row.buyers) {
-    q.index.set(buyer, q.buyers.length);
-    q.buyers.push(buyer);
-  }
-  q.count = n;
-  column(q.joinedAt, row.joinedAt, n);
-  column(q.states, row.states, n);
-  column(q.admittedAt, row.admittedAt, n);
-  column(q.admittedUntil, row.admittedUntil, n);
-  column(q.rank, row.rank, n);
-  column(q.key, row.key, n);
-  const ranked = row.order.length / 4;
-  column(q.order, row.order, ranked);
-  q.ranked = ranked;
-  Object.assign(q, { fixed: row.fixed, drawn: row.drawn, admitHead: row.admitHead, lastAdmitMs: row.lastAdmitMs, window: row.window });
-  for (const [i, id] of row.holds) q.holds.set(i, id);
-  for (const [i, name] of row.channels) q.channels.set(i, name);
-  const states = q.states.data;
-  for (let i = 0; i < n; i++) {
-    q.counts[states[i]!]!++;
-    if (states[i] === EntryState.admitted) q.pushAdmitted(i);
-  }
+function queueEntryRows(drops: DropState[]): QueueEntryRow[] {
+  const rows: QueueEntryRow[] = [];
+  drops.forEach((d, k) => {
+    const q = d.queue;
+    if (q === null) return;
+    for (let i = 0; i < q.count; i++) {
+      rows.push([k, q.buyers[i]!, q.joinedAt.data[i]!, q.states.data[i]!, q.admittedAt.data[i]!, q.admittedUntil.data[i]!,
+        q.rank.data[i]!, q.key.data[i]!, q.holds.get(i) ?? null, q.channels.get(i) ?? null]);
+    }
+  });
+  return rows;
+}
+
+function restoreQueue(head: QueueHead): QueueState {
+  const q = new QueueState(head.policy, head.seed, head.seedSha256, head.secret);
+  Object.assign(q, {
+    fixed: head.fixed, drawn: head.drawn, drawCursor: head.drawCursor, admitHead: head.admitHead, lastAdmitMs: head.lastAdmitMs, window: head.window,
+  });
   return q;
+}
+
+/** Puts every entry back in its queue, then the order (from the ranks) and the admitted heap. */
+function restoreQueueEntries(queues: (QueueState | null)[], rows: QueueEntryRow[]): void {
+  for (const [k, buyerId, joinedAt, st, admittedAt, admittedUntil, rank, key, hold, channel] of rows) {
+    const q = queues[k];
+    assert(q !== null && q !== undefined, `snapshot queue entry of ${buyerId} names drop ${k}, which has no queue`);
+    const i = q.addEntry(buyerId, joinedAt, st as EntryStateCode);
+    q.admittedAt.data[i] = admittedAt;
+    q.admittedUntil.data[i] = admittedUntil;
+    q.key.data[i] = key;
+    q.rank.data[i] = rank;
+    if (hold !== null) q.holds.set(i, hold);
+    if (channel !== null) q.channels.set(i, channel);
+  }
+  for (const q of queues) {
+    if (q === null) continue;
+    let ranked = 0;
+    for (let i = 0; i < q.count; i++) if (q.rank.data[i]! >= 0) ranked++;
+    q.order.ensure(ranked);
+    for (let i = 0; i < q.count; i++) {
+      const r = q.rank.data[i]!;
+      if (r >= 0) q.order.data[r] = i;
+      if (q.states.data[i] === EntryState.admitted) q.pushAdmitted(i);
+    }
+    q.ranked = ranked;
+  }
 }
 
 function skuRow(s: SkuState): SkuRow {
@@ -194,7 +200,8 @@ export function toSnapshot(state: ShardState): ShardSnapshot {
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
     quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
     outboxEnabled: state.outboxEnabled,
-    drops: [...state.drops.values()].map((d) => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueRow(d.queue)]),
+    drops: [...state.drops.values()].map((d) => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueHead(d.queue)]),
+    queueEntries: queueEntryRows([...state.drops.values()]),
     stockEvents: { enabled: state.stockEvents.enabled, lastSeq: state.stockEvents.lastSeq, dropped: state.stockEvents.dropped, queue: [...state.stockEvents.queue] },
   };
 }
@@ -293,11 +300,14 @@ export function fromSnapshot(snap: ShardSnapshot, config: ShardConfig): ShardSta
     log.dropped = snap.stockEvents.dropped;
     for (const e of snap.stockEvents.queue) log.queue.push(e);
   }
+  const queues: (QueueState | null)[] = [];
   for (const [dropId, createdAtMs, updatedAtMs, queue] of snap.drops ?? []) {
     const drop = new DropState(dropId, createdAtMs, updatedAtMs);
     drop.queue = queue === null ? null : restoreQueue(queue);
+    queues.push(drop.queue);
     state.drops.set(dropId, drop);
   }
+  restoreQueueEntries(queues, snap.queueEntries ?? []);
   for (const [key, i, reviewAtMs] of snap.idempotency) {
     const entry: IdempotencyEntry = { key, reservation: rows[i] as Reservation, reviewAtMs };
     state.idempotency.set(key, entry);

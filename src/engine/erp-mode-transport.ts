@@ -26,6 +26,8 @@ export class ErpModeTransport extends WorkerTransport {
     /** Whether this process delivers to an ERP: paid orders then enter the outbox. */
     private readonly outboxEnabled: boolean,
     private readonly log: Pick<Logger, 'info' | 'warn'>,
+    /** Whether this process delivers stock events (FLASH_EVENTS_WEBHOOK_URL): they are then recorded. */
+    private readonly eventsEnabled = false,
   ) {
     super(opts);
   }
@@ -66,7 +68,7 @@ export class ErpModeTransport extends WorkerTransport {
   private applyMode(shardId: number): ModeEpoch {
     const epoch: ModeEpoch = { state: 'pending', ready: Promise.resolve(null) };
     this.modes.set(shardId, epoch);
-    epoch.ready = super.call(shardId, { t: 'erp.mode', enabled: this.outboxEnabled }).then((o) => {
+    epoch.ready = super.call(shardId, { t: 'erp.mode', enabled: this.outboxEnabled, events: this.eventsEnabled }).then((o) => {
       if (!o.ok) {
         // Not applied (the worker is restarting, or full): the commands waiting get the same
         // answer, and the next command tries again.
@@ -76,6 +78,10 @@ export class ErpModeTransport extends WorkerTransport {
       epoch.state = 'set';
       const previous = o.erpMode?.previous ?? null;
       if (previous !== this.outboxEnabled) this.logChange(shardId, previous);
+      const eventsPrevious = o.erpMode?.eventsPrevious ?? null;
+      if (eventsPrevious !== this.eventsEnabled && (eventsPrevious !== null || this.eventsEnabled)) {
+        this.log.info({ shard: shardId, eventsEnabled: this.eventsEnabled, previous: eventsPrevious }, `stock events ${this.eventsEnabled ? 'recorded for the events webhook' : 'no longer recorded (no FLASH_EVENTS_WEBHOOK_URL); those queued are kept'}`);
+      }
       return null;
     });
     return epoch;

@@ -71,6 +71,7 @@ export class DeliveryWindow {
     for (const event of events) {
       const entry: WindowEntry = { event, state: EntryState.ready, failures: 0, solo: false };
       this.entries.push(entry);
+      // Stock events have no order: each is ready as it comes.
       const paid = event.type === 'order.refunded' ? this.paidUndelivered.get(event.reservationId) : undefined;
       if (paid !== undefined) {
         entry.state = EntryState.waiting;
@@ -79,7 +80,7 @@ export class DeliveryWindow {
         else waiting.push(entry);
         continue;
       }
-      if (event.type !== 'order.refunded') this.paidUndelivered.set(event.reservationId, entry);
+      if (event.type === undefined) this.paidUndelivered.set(event.reservationId, entry);
       this.ready.push(entry);
     }
     this.fetchedSeq = last;
@@ -88,7 +89,8 @@ export class DeliveryWindow {
   /** Marks an entry delivered; a refund that waited for it (its order's order.paid) becomes ready. */
   markDelivered(entry: WindowEntry): void {
     entry.state = EntryState.delivered;
-    if (this.paidUndelivered.get(entry.event.reservationId) === entry) this.paidUndelivered.delete(entry.event.reservationId);
+    const e = entry.event;
+    if (e.type === undefined && this.paidUndelivered.get(e.reservationId) === entry) this.paidUndelivered.delete(e.reservationId);
     const refunds = this.refundsAfter.get(entry);
     if (refunds === undefined) return;
     this.refundsAfter.delete(entry);
@@ -151,7 +153,7 @@ export class DeliveryWindow {
   /** When the oldest undelivered event of the window entered the outbox (paid or refunded), or null. */
   oldestUndeliveredPaidAt(): number | null {
     for (const e of this.entries) {
-      if (e.state !== EntryState.delivered) return e.event.type === 'order.refunded' ? e.event.refundedAt : e.event.paidAt;
+      if (e.state !== EntryState.delivered) return e.event.type === 'order.refunded' ? e.event.refundedAt : e.event.type === undefined ? e.event.paidAt : e.event.at;
     }
     return null;
   }

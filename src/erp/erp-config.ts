@@ -83,9 +83,25 @@ function sinkConfig(env: Env): ErpSinkConfig | null {
 export function loadErpConfig(env: Env = process.env): ErpConfig | null {
   const sink = sinkConfig(env);
   if (sink === null) return null;
+  return { sink, ...pacing(env) };
+}
+
+/**
+ * The events webhook (shared/API.md "Operators"): FLASH_EVENTS_WEBHOOK_URL, signed with
+ * FLASH_EVENTS_SECRET (else FLASH_ERP_SECRET), paced and retried by the same FLASH_ERP_*
+ * settings as orders; null when no URL is set.
+ */
+export function loadEventsConfig(env: Env = process.env): ErpConfig | null {
+  const webhook = url(env, 'FLASH_EVENTS_WEBHOOK_URL', ['http:', 'https:']);
+  if (webhook === null) return null;
+  const secret = env.FLASH_EVENTS_SECRET || env.FLASH_ERP_SECRET || '';
+  if (secret.length < 16) throw new ConfigError('FLASH_EVENTS_SECRET (or FLASH_ERP_SECRET) must be set, at least 16 characters, when FLASH_EVENTS_WEBHOOK_URL is set');
+  return { sink: { kind: 'webhook', url: webhook, secret }, ...pacing(env) };
+}
+
+function pacing(env: Env): Omit<ErpConfig, 'sink'> {
   const retryBaseMs = int(env, 'FLASH_ERP_RETRY_BASE_MS', 100, 1, 60_000);
   return {
-    sink,
     maxRps: int(env, 'FLASH_ERP_MAX_RPS', 50, 1, 100_000),
     concurrency: int(env, 'FLASH_ERP_CONCURRENCY', 8, 1, 1024),
     timeoutMs: int(env, 'FLASH_ERP_TIMEOUT_MS', 5000, 10, 600_000),

@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { TransportOutbox } from './transport-outbox.js';
+import { TransportOutbox, TransportStockOutbox } from './transport-outbox.js';
 import type { DelivererStats } from './deliverer.js';
 import type { ErpConfig } from './erp-config.js';
 import { startErpHandOff, type ErpHandOff } from './erp-hand-off.js';
@@ -19,6 +19,8 @@ import { ShardLease } from '../nats/shard-lease.js';
 
 /** The key of the deliverer's lease, beside `shard-<k>` in `<prefix>_leases`. */
 export const erpLeaseKey = 'erp-deliverer';
+/** The key of the stock events deliverer's lease. */
+export const eventsLeaseKey = 'events-deliverer';
 
 export interface ErpLeaderOptions {
   nc: NatsConnection;
@@ -29,6 +31,12 @@ export interface ErpLeaderOptions {
   leaseTtlMs: number;
   leaseReplicas?: number;
   erp: ErpConfig;
+  /**
+   * What it delivers: the ERP's orders (default: lease `erp-deliverer`, the shards' outbox) or
+   * the stock events (lease `events-deliverer`, the shards' stock event log), each with a
+   * lease of its own so a slow receiver of one never holds back the other.
+   */
+  kind?: 'erp' | 'events';
   /** Calls in flight to one shard before the transport refuses more. */
   mailboxMax?: number;
   log: Logger;
@@ -73,6 +81,14 @@ export class ErpLeader {
   private ticking: Promise<void> | null = null;
   private readonly transport: NatsTransport;
 
+  private get leaseKey(): string {
+    return this.opts.kind === 'events' ? eventsLeaseKey : erpLeaseKey;
+  }
+
+  private get what(): string {
+    return this.opts.kind === 'events' ? 'stock events' : 'ERP';
+  }
+
   constructor(private readonly opts: ErpLeaderOptions) {
     this.transport = new NatsTransport(opts.nc, { shardCount: opts.shardCount, prefix: opts.prefix, mailboxMax: opts.mailboxMax });
     if (opts.registry !== undefined) registerErpMetrics(opts.registry, () => this.handOff?.deliverer ?? null);
@@ -81,7 +97,7 @@ export class ErpLeader {
   async start(): Promise<void> {
     const { nc, prefix, leaseTtlMs, nodeName } = this.opts;
     const kv = await openLeaseBucket(nc, prefix, leaseTtlMs, this.opts.leaseReplicas ?? 1);
-    this.lease = new ShardLease(kv, erpLeaseKey, nodeName, leaseTtlMs);
+    this.lease = new ShardLease(kv, this.leaseKey, nodeName, leaseTtlMs);
     const tickMs = Math.max(50, Math.floor(leaseTtlMs / 6));
     const loop = async (): Promise<void> => {
       this.ticking = this.tick().catch((e: unknown) => this.opts.log.error({ err: e }, 'ERP deliverer lease tick failed'));
@@ -119,7 +135,8 @@ export class ErpLeader {
       // And it starts no call unless the lease is held at that instant (a process that stood
       // still past its lease may run a timer before the watchdog).
       const lease = this.lease!;
-      handOff = await startErpHandOff({ config: this.opts.erp, source: new TransportOutbox(this.transport, shardIds), log, mayStart: () => lease.held });
+      const source = this.opts.kind === 'events' ? new TransportStockOutbox(this.transport, shardIds) : new TransportOutbox(this.transport, shardIds);
+      handOff = await startErpHandOff({ config: this.opts.erp, source, log, mayStart: () => lease.held });
     } catch (e) {
       log.error({ err: e }, 'could not start the ERP deliverer; giving its lease up');
       this.role = 'stopping';
@@ -135,7 +152,7 @@ export class ErpLeader {
     this.handOff = handOff;
     this.role = 'delivering';
     this.deliveringSinceMs = Date.now();
-    log.info({ lease: erpLeaseKey, node: this.opts.nodeName }, 'took the ERP deliverer lease; delivering for every shard');
+    log.info({ lease: this.leaseKey, node: this.opts.nodeName }, `took the ${this.what} deliverer lease; delivering for every shard`);
   }
 
   /** Stops delivering at once (calls in flight aborted), then frees the lease. */
@@ -152,7 +169,7 @@ export class ErpLeader {
     }
     await this.lease!.release();
     this.role = 'standby';
-    if (wasDelivering) this.opts.log.warn({ reason, lease: erpLeaseKey }, 'stopped delivering to the ERP');
+    if (wasDelivering) this.opts.log.warn({ reason, lease: this.leaseKey }, `stopped delivering ${this.what}`);
   }
 
   /** Resolves once no start or demote is under way. */
@@ -165,7 +182,7 @@ export class ErpLeader {
     // A lapsed lease starts nothing more, even before the watchdog has run.
     const role = this.role === 'delivering' && this.lease?.held !== true ? 'stopping' : this.role;
     return {
-      role, lease: erpLeaseKey, deliveringSinceMs: this.deliveringSinceMs,
+      role, lease: this.leaseKey, deliveringSinceMs: this.deliveringSinceMs,
       deliverer: this.handOff?.deliverer.stats() ?? this.lastStats,
     };
   }

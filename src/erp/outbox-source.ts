@@ -1,11 +1,21 @@
 // The contract between a shard's durable outbox of orders and the ERP deliverer.
-// This file owns only types: the shards implement OutboxSource, the deliverer consumes it.
-// It must never grow behaviour; the events are the shard's own types.
+// This file owns only types (and one type guard): the shards implement OutboxSource, the
+// deliverer consumes it. It must never grow behaviour; the events are the shard's own types.
 
-import type { OutboxEvent, PaidEvent, RefundedEvent } from '../domain/index.js';
+import type { OutboxEvent as OrderEvent, PaidEvent, RefundedEvent, StockEvent } from '../domain/index.js';
 
-/** One paid or refunded order waiting in a shard's outbox: the shard's own types, so the two never drift. */
-export type { OutboxEvent, PaidEvent, RefundedEvent };
+/**
+ * One event waiting in a shard's outbox: a paid or refunded order (the ERP's outbox), or a
+ * stock event (the events webhook's log, delivered by a deliverer of its own). The shard's
+ * own types, so the two never drift.
+ */
+export type OutboxEvent = OrderEvent | StockEvent;
+export type { OrderEvent, PaidEvent, RefundedEvent, StockEvent };
+
+/** Whether an event is a stock event (sku.*), not an order. */
+export function isStockEvent(e: OutboxEvent): e is StockEvent {
+  return e.type !== undefined && e.type.startsWith('sku.');
+}
 
 export interface OutboxSource {
   readonly shardIds: readonly number[];

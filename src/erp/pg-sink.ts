@@ -8,7 +8,7 @@
 
 import pg from 'pg';
 import { DeliveryFailure, networkFailureKind, type ErpSink } from './erp-sink.js';
-import type { OutboxEvent } from './outbox-source.js';
+import { isStockEvent, type OrderEvent, type OutboxEvent } from './outbox-source.js';
 import { defaultChannel } from '../domain/index.js';
 import { createTableSql, insertOrdersSql, insertRefundsSql, refundsTableName } from './pg-table-sql.js';
 
@@ -65,6 +65,8 @@ export class PgSink implements ErpSink {
       let orderRows = 0;
       let refundRows = 0;
       for (const e of events) {
+        // Stock events go to the events webhook, never to the ERP's table.
+        if (isStockEvent(e)) throw new DeliveryFailure('unsupported', `the PostgreSQL sink takes orders only, not ${e.type}`);
         if (e.type === 'order.refunded') {
           refunds.push(...orderValues(e), e.refundedAt, e.restock, e.reason);
           refundRows++;
@@ -127,7 +129,7 @@ export class PgSink implements ErpSink {
 }
 
 /** An event's order columns, in the order of orderColumns (a refund's begin the same way). */
-function orderValues(e: OutboxEvent): unknown[] {
+function orderValues(e: OrderEvent): unknown[] {
   return [e.eventId, e.reservationId, e.sku, e.buyerId, e.qty, e.paidAt, e.paymentRef ?? null, e.channel ?? defaultChannel];
 }
 

@@ -25,3 +25,20 @@ export class TransportOutbox implements OutboxSource {
     if (!o.ok) throw new Error(`shard ${shardId} outbox ack failed: ${o.code}: ${o.message}`);
   }
 }
+
+/** The shards' stock event logs (ev.pending, ev.ack) as the events deliverer sees them. */
+export class TransportStockOutbox implements OutboxSource {
+  constructor(private readonly transport: HostingTransport, readonly shardIds: readonly number[]) {}
+
+  async pending(shardId: number, afterSeq: number, max: number): Promise<OutboxEvent[]> {
+    if (this.transport.hosts !== undefined && !this.transport.hosts(shardId)) return [];
+    const o = await this.transport.call(shardId, { t: 'ev.pending', afterSeq, max });
+    if (!o.ok) throw new Error(`shard ${shardId} stock event read failed: ${o.code}: ${o.message}`);
+    return o.stockEvents ?? [];
+  }
+
+  async ack(shardId: number, upToSeq: number): Promise<void> {
+    const o = await this.transport.call(shardId, { t: 'ev.ack', upToSeq });
+    if (!o.ok) throw new Error(`shard ${shardId} stock event ack failed: ${o.code}: ${o.message}`);
+  }
+}

@@ -4,7 +4,7 @@
 // after signing.
 
 import { createHmac } from 'node:crypto';
-import type { OutboxEvent, PaidEvent, RefundedEvent } from './outbox-source.js';
+import type { OutboxEvent, PaidEvent, RefundedEvent, StockEvent } from './outbox-source.js';
 import { defaultChannel } from '../domain/index.js';
 
 /** `{"type":"order.paid","eventId","reservationId","sku","buyerId","qty","paidAt","paymentRef","channel"}` as JSON text. */
@@ -46,9 +46,16 @@ export function orderRefundedBody(e: RefundedEvent): string {
   });
 }
 
+/** `{"type","eventId","sku","dropId","available","onHand","at"}` (shared/API.md "Operators"). */
+export function stockEventBody(e: StockEvent): string {
+  return JSON.stringify({ type: e.type, eventId: e.eventId, sku: e.sku, dropId: e.dropId, available: e.available, onHand: e.onHand, at: e.at });
+}
+
 /** The body of any outbox event. */
 export function eventBody(e: OutboxEvent): string {
-  return e.type === 'order.refunded' ? orderRefundedBody(e) : orderPaidBody(e);
+  if (e.type === 'order.refunded') return orderRefundedBody(e);
+  if (e.type === undefined) return orderPaidBody(e);
+  return stockEventBody(e);
 }
 
 /** The value of header `x-flash-signature`: `sha256=<hex HMAC-SHA256 of the raw body>`. */

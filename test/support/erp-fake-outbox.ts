@@ -4,7 +4,7 @@
 // every unacknowledged event again. It also polices the deliverer: an ack that goes
 // backwards, past the last event, or over an event the ERP never accepted is recorded.
 
-import type { OutboxEvent, OutboxSource, PaidEvent, RefundedEvent } from '../../src/erp/outbox-source.js';
+import type { OrderEvent as OutboxEvent, OutboxSource, PaidEvent, RefundedEvent } from '../../src/erp/outbox-source.js';
 
 export interface FakeOutboxOptions {
   shardIds: readonly number[];
