@@ -69,9 +69,14 @@ export interface ErpStandIn {
 const bodyBytesMax = 64 * 1024;
 /** The exact keys, in order, of each event type's body. */
 const paidKeys = ['type', 'eventId', 'reservationId', 'sku', 'buyerId', 'qty', 'paidAt', 'paymentRef', 'channel'];
+const stockKeys = ['type', 'eventId', 'sku', 'dropId', 'available', 'onHand', 'at'].join(',');
 const bodyKeys: Record<string, string> = {
   'order.paid': paidKeys.join(','),
   'order.refunded': [...paidKeys, 'refundedAt', 'restock', 'reason'].join(','),
+  // The stock events webhook (FLASH_EVENTS_WEBHOOK_URL) posts these; the stand-in takes them too.
+  'sku.low_stock': stockKeys,
+  'sku.sold_out': stockKeys,
+  'sku.restocked': stockKeys,
 };
 
 /** mulberry32: a small seeded generator, uniform in [0, 1). */
@@ -207,7 +212,7 @@ class StandIn implements ErpStandIn {
       return { status: 400, why: 'body is not JSON' };
     }
     const keys = typeof body.type === 'string' && Object.prototype.hasOwnProperty.call(bodyKeys, body.type) ? bodyKeys[body.type] : undefined;
-    if (keys === undefined) return { status: 400, why: 'type is not order.paid or order.refunded' };
+    if (keys === undefined) return { status: 400, why: 'type is not order.paid, order.refunded or a stock event (sku.low_stock, sku.sold_out, sku.restocked)' };
     if (Object.keys(body).join(',') !== keys) return { status: 400, why: `${String(body.type)} body keys are ${Object.keys(body).join(',')}` };
     if (req.headers['idempotency-key'] !== body.eventId) return { status: 400, why: 'idempotency-key differs from eventId' };
     return null;
