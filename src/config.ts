@@ -125,7 +125,18 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     httpInFlightMax: int(env, 'FLASH_HTTP_INFLIGHT_MAX', 10_000, 1, 10_000_000),
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
     checkpointer: (env.FLASH_CHECKPOINTER ?? '').trim() === '' ? true : bool(env, 'FLASH_CHECKPOINTER'),
-    logLevel: env.LOG_LEVEL?.trim() || 'info',
+    logLevel: logLevel(env),
     shutdownGraceMs: int(env, 'FLASH_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };
+}
+
+/** pino's levels (and `silent`). */
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** LOG_LEVEL, checked like every other setting: a typo is a clear ConfigError, not pino's stack trace. */
+export function logLevel(env: Record<string, string | undefined>): string {
+  const raw = env.LOG_LEVEL?.trim() ?? '';
+  if (raw === '') return 'info';
+  if (!(logLevels as readonly string[]).includes(raw)) throw new ConfigError(`LOG_LEVEL=${raw} is not a log level: use one of ${logLevels.join(', ')}`);
+  return raw;
 }

@@ -24,6 +24,12 @@ export interface ApplySummary {
   failed: number;
   /** The first 100 failures. */
   failures: ApplyFailure[];
+  /**
+   * Existing SKUs whose row gave a stock: stock applies when a SKU is created, so theirs was
+   * kept (their other fields were applied). The first 100 names, and how many.
+   */
+  stockKept: string[];
+  stockKeptCount: number;
   /** True when a refusal that no other call can fix (e.g. unauthorized) stopped the rest. */
   stoppedEarly: boolean;
 }
@@ -51,7 +57,7 @@ export function upsertBody(c: SkuUpsert): Record<string, unknown> {
 export async function applyUpserts(
   commands: readonly SkuUpsert[], lines: readonly number[], upsert: (c: SkuUpsert) => Promise<UpsertAnswer>, opts: ApplyOptions,
 ): Promise<ApplySummary> {
-  const summary: ApplySummary = { skus: commands.length, created: 0, updated: 0, failed: 0, failures: [], stoppedEarly: false };
+  const summary: ApplySummary = { skus: commands.length, created: 0, updated: 0, failed: 0, failures: [], stoppedEarly: false, stockKept: [], stockKeptCount: 0 };
   const retries = opts.retries ?? 4;
   let next = 0;
   const one = async (i: number): Promise<void> => {
@@ -63,7 +69,13 @@ export async function applyUpserts(
     }
     if (answer.ok) {
       if (answer.created) summary.created++;
-      else summary.updated++;
+      else {
+        summary.updated++;
+        if (cmd.stock !== undefined) {
+          summary.stockKeptCount++;
+          if (summary.stockKept.length < failuresKept) summary.stockKept.push(cmd.sku);
+        }
+      }
       return;
     }
     summary.failed++;

@@ -78,7 +78,13 @@ export async function runStockImport(
     return errorJson(400, 'invalid_request', message, { errors: parsed.errors, errorCount: parsed.errorCount });
   }
   const summary: ApplySummary = await applyUpserts(parsed.commands, parsed.lines, async (c) => upsertAnswer(await upsert(c)), { concurrency });
-  const counts = { skus: summary.skus, created: summary.created, updated: summary.updated, failed: summary.failed };
+  const counts = {
+    skus: summary.skus, created: summary.created, updated: summary.updated, failed: summary.failed,
+    ...(summary.stockKeptCount === 0 ? {} : {
+      stockKept: summary.stockKeptCount,
+      note: `stock applies when a SKU is created: ${summary.stockKeptCount} existing SKU(s) kept their stock (${summary.stockKept.slice(0, 5).join(', ')}${summary.stockKeptCount > 5 ? ', ...' : ''}); change it with POST /v1/skus/{sku}/stock (or flash stock adjust)`,
+    }),
+  };
   if (summary.failed === 0) return { status: 200, json: JSON.stringify(counts) };
   const first = summary.failures.slice(0, 5).map((f) => `line ${f.line} (${f.sku}): ${f.code}`).join('; ');
   return errorJson(409, 'import_incomplete', `${summary.failed} of ${summary.skus} SKUs were not applied (${first}); the others were. Re-running the same import is safe.`, { ...counts, failures: summary.failures });

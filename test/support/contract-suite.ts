@@ -693,6 +693,13 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         expect(code).not.toBe(0);
         expect(logs).toContain('FLASH_ADMIN_TOKEN');
       });
+
+      it('refuses a LOG_LEVEL that is not a level with the same clean error as any setting (exit 2, no stack trace)', async () => {
+        const { code, logs } = await target.runVariantToExit({ LOG_LEVEL: 'verbose' });
+        expect(code).toBe(2);
+        expect(logs).toContain('LOG_LEVEL=verbose is not a log level');
+        expect(logs).not.toMatch(/\n\s+at /);
+      });
     });
 
     describe('rate limits', () => {
@@ -833,6 +840,21 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         expect((await a.get(`/v1/skus/${sku}/audit`, TOKENS.viewer)).body.items).toMatchObject([
           { actor: 'ops-ann', action: 'create', before: null, after: { onHand: 7, maxPerBuyer: 3 }, reason: 'stock import' },
         ]);
+      });
+    });
+
+    describe('stock import meeting existing SKUs', () => {
+      it('keeps an existing SKU\'s stock and says so: stock applies on create only', async () => {
+        const sku = uniq('imp-again');
+        const send = (stock: number) => a.raw('POST', '/v1/admin/stock-import', { body: `sku,stock,maxPerBuyer\n${sku},${stock},2\n`, headers: { 'content-type': 'text/csv' }, token: TOKENS.operator });
+        const first = await send(5);
+        expect(first.body).toEqual({ skus: 1, created: 1, updated: 0, failed: 0 });
+        const again = await send(50);
+        expect(again.status, again.text).toBe(200);
+        expect(again.body).toMatchObject({ skus: 1, created: 0, updated: 1, failed: 0, stockKept: 1 });
+        expect(again.body.note).toContain('stock applies when a SKU is created');
+        expect(again.body.note).toContain(sku);
+        expect((await getSku(a, sku)).onHand).toBe(5);
       });
     });
 
