@@ -375,7 +375,8 @@ describe('POST /v1/admin/stock-import through the engine process', () => {
     }
     // The same file again updates (stock is used on create only): nothing doubles.
     const again = await send(csv, ADMIN_TOKEN);
-    expect(again.body).toEqual({ skus: 3, created: 0, updated: 3, failed: 0 });
+    expect(again.body).toMatchObject({ skus: 3, created: 0, updated: 3, failed: 0, stockKept: 3 });
+    expect(again.body.note).toMatch(/^stock applies when a SKU is created: 3 existing SKU\(s\) kept their stock/);
     expect((await getSku(a, s1)).onHand).toBe(100);
 
     const [b1, b2, b3] = [uniq('bad-a'), uniq('bad-b'), uniq('bad-c')];
@@ -405,7 +406,8 @@ describe('POST /v1/admin/stock-import through the engine process', () => {
     expectError(await a.get(`/v1/skus/${g}`), 404, 'unknown_sku');
     const byOperator = await send(`sku,stock,maxPerBuyer\n${g},5,1\n${s1},999,3\n`, TOKENS.operator);
     expect(byOperator.status, byOperator.text).toBe(200);
-    expect(byOperator.body).toEqual({ skus: 2, created: 1, updated: 1, failed: 0 });
+    expect(byOperator.body).toMatchObject({ skus: 2, created: 1, updated: 1, failed: 0, stockKept: 1 });
+    expect(byOperator.body.note).toContain(s1);
     expect(await getSku(a, g)).toMatchObject({ onHand: 5, available: 5, maxPerBuyer: 1 });
     expect(await getSku(a, s1)).toMatchObject({ onHand: 100, maxPerBuyer: 3 });
   });
