@@ -768,6 +768,9 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
           expect(overloaded.length).toBeGreaterThan(0);
           for (const r of overloaded) expectError(r, 503, 'overloaded');
           for (const r of replies) expect([200, 503]).toContain(r.status);
+          // Every 5xx is counted by its code, so overload is told apart from an unavailable shard.
+          const text = (await b.get('/metrics')).text;
+          expect(metricValue(text, 'flash_errors_total', { route: 'GET /v1/skus/{sku}', code: 'overloaded' })).toBe(overloaded.length);
         } finally {
           expect(await tight.stop()).toBe(0);
         }
