@@ -6,7 +6,7 @@
 
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
-import { ConfigError, loadConfig, type EngineConfig } from './config.js';
+import { ConfigError, loadConfig, logLevel, type EngineConfig } from './config.js';
 import { checkMeta, DataDirError, lockDataDir } from './engine/data-dir.js';
 import type { ShardObserver, ShardTransport } from './engine/shard-protocol.js';
 import { ErpModeTransport } from './engine/erp-mode-transport.js';
@@ -16,12 +16,13 @@ import { ShardRouter } from './gateway/shard-router.js';
 import { connectNats } from './nats/nats-connect.js';
 import { NatsTransport } from './nats/nats-transport.js';
 import { ShardNode } from './nats/shard-node.js';
-import { describeErpConfig, loadErpConfig, type ErpConfig } from './erp/erp-config.js';
+import { describeErpConfig, loadErpConfig, loadEventsConfig, type ErpConfig } from './erp/erp-config.js';
 import { startErpHandOff } from './erp/erp-hand-off.js';
-import { ErpLeader, erpLeaseKey } from './erp/erp-leader.js';
-import { TransportOutbox } from './erp/transport-outbox.js';
+import { ErpLeader, erpLeaseKey, eventsLeaseKey } from './erp/erp-leader.js';
+import { TransportOutbox, TransportStockOutbox } from './erp/transport-outbox.js';
 import { erpReportRoute } from './erp/erp-report.js';
 import { stockImportRoute } from './admin/stock-import-endpoint.js';
+import { startConsole } from './console/console.js';
 import { loadBuyerTokenConfig } from './gateway/buyer-token.js';
 import { Authenticator } from './gateway/callers.js';
 import { firstRunCredentials } from './gateway/first-run-credentials.js';
@@ -88,20 +89,24 @@ interface ErpRunner {
 async function startErp(
   config: EngineConfig, erpConfig: ErpConfig,
   deps: { local: ErpModeTransport; nc: NatsConnection | null; metrics: GatewayMetrics; log: pino.Logger },
+  kind: 'erp' | 'events' = 'erp',
 ): Promise<ErpRunner> {
   const { local, nc, metrics, log } = deps;
+  // The deliverer's metrics (flash_erp_*) are the ERP's; the stock events deliverer reports in /v1/admin/erp.
+  const registry = kind === 'erp' ? metrics.registry : undefined;
   if (nc === null) {
     const shardIds = Array.from({ length: config.shardCount }, (_, i) => i);
-    const handOff = await startErpHandOff({ config: erpConfig, source: new TransportOutbox(local, shardIds), registry: metrics.registry, log });
+    const source = kind === 'erp' ? new TransportOutbox(local, shardIds) : new TransportStockOutbox(local, shardIds);
+    const handOff = await startErpHandOff({ config: erpConfig, source, ...(registry === undefined ? {} : { registry }), log });
     const status = (): Record<string, unknown> => ({ ...handOff.deliverer.stats() });
     return { status, health: status, stop: (graceMs) => handOff.stop(graceMs) };
   }
   const leader = new ErpLeader({
     nc, prefix: config.natsPrefix, shardCount: config.shardCount, nodeName: config.nodeName, leaseTtlMs: config.leaseTtlMs,
-    leaseReplicas: config.leaseReplicas, erp: erpConfig, mailboxMax: config.mailboxMax, log, registry: metrics.registry,
+    leaseReplicas: config.leaseReplicas, erp: erpConfig, mailboxMax: config.mailboxMax, log, kind, ...(registry === undefined ? {} : { registry }),
   });
   await leader.start();
-  log.info({ ...describeErpConfig(erpConfig), lease: erpLeaseKey }, 'ERP configured: competing for the deployment\'s deliverer lease');
+  log.info({ ...describeErpConfig(erpConfig), lease: kind === 'erp' ? erpLeaseKey : eventsLeaseKey }, `${kind === 'erp' ? 'ERP' : 'stock events webhook'} configured: competing for the deployment's deliverer lease`);
   const health = (): Record<string, unknown> => ({ ...leader.status() });
   return {
     status: () => {
@@ -122,10 +127,11 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   if (config.natsUrl === null) unlock = lockDataDir(config.dataDir);
   // Before connecting anywhere, so that a node with no credential refuses to start at once.
   const auth = authenticator(config, process.env, log);
-  const metrics = new GatewayMetrics();
+  const metrics = new GatewayMetrics({ role: config.role });
   // The ERP hand-off runs where shards are hosted (embedded: this process; over NATS: the
   // shard node holding the deliverer lease); gateways neither load nor need FLASH_ERP_*.
   const erpConfig = config.role !== 'gateway' ? loadErpConfig(process.env) : null;
+  const eventsConfig = config.role !== 'gateway' ? loadEventsConfig(process.env) : null;
   // Each shard this process starts gets its outbox mode from this process's ERP settings,
   // as a logged erp.mode (records from before erp.mode replay with the same setting).
   const local = config.role !== 'gateway'
@@ -141,7 +147,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
       replicated: config.natsUrl !== null,
       onShardLost: (shardId, reason) => node?.shardLost(shardId, reason),
       onSnapshot: (shardId, lsn, file, crc) => node?.shardSnapshot(shardId, lsn, file, crc),
-    }, erpConfig !== null, log)
+    }, erpConfig !== null, log, eventsConfig !== null)
     : null;
   let remote: NatsTransport | null = null;
   let node: ShardNode | null = null;
@@ -167,15 +173,18 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
     if (config.role !== 'shards') remote = new NatsTransport(nc, { shardCount: config.shardCount, prefix: config.natsPrefix, mailboxMax: config.mailboxMax });
   }
   const erp = erpConfig === null || local === null ? null : await startErp(config, erpConfig, { local, nc, metrics, log });
+  const events = eventsConfig === null || local === null ? null : await startErp(config, eventsConfig, { local, nc, metrics, log: log.child({ deliverer: 'stock events' }) }, 'events');
   const transport: ShardTransport | null = remote ?? (node === null ? local : null);
   metrics.attach(local ?? remote!);
   const serveApi = transport !== null;
+  const liveConsole = startConsole({ metrics, log });
   const gateway = new HttpGateway({
     config, router: serveApi ? new ShardRouter(transport) : null, metrics, log, auth,
     health: node === null ? undefined : () => ({ ...node!.status(), ...(erp === null ? {} : { erp: erp.health() }) }),
     features: {
       'admin.stock-import': stockImportRoute,
-      'admin.erp': erpReportRoute(() => erp?.status() ?? null),
+      'admin.erp': erpReportRoute(() => (erp === null && events === null ? null : { ...(erp?.status() ?? {}), ...(events === null ? {} : { eventsWebhook: events.status() }) })),
+      ...liveConsole.routes,
     },
   });
   const port = await gateway.listen(config.port, config.host);
@@ -183,8 +192,10 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   // Order matters: stop taking requests, let in-flight ones finish, then stop the shards
   // (snapshot, release leases), then the NATS connection, then the data-dir lock.
   return [
+    () => liveConsole.close(),
     () => gateway.drain(config.shutdownGraceMs),
     () => erp?.stop(config.shutdownGraceMs),
+    () => events?.stop(config.shutdownGraceMs),
     () => remote?.close(),
     () => node?.close(),
     () => local?.close(),
@@ -194,7 +205,20 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
 }
 
 async function main(): Promise<void> {
-  const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } });
+  // The logger comes first (it reports every other setting's error), so its level is checked on its own.
+  let level = 'info';
+  let levelError: string | null = null;
+  try {
+    level = logLevel(process.env);
+  } catch (e) {
+    levelError = (e as Error).message;
+  }
+  const log = pino({ level, base: { pid: process.pid } });
+  if (levelError !== null) {
+    log.fatal(levelError);
+    log.flush();
+    process.exit(2);
+  }
   if (process.env.FLASH_TEST_FAULT) log.warn({ fault: process.env.FLASH_TEST_FAULT }, 'FLASH_TEST_FAULT is set: a TEST-ONLY fault is injected and acknowledged changes can be lost; never set it outside the test suite');
   let stoppers: Stopper[];
   try {

@@ -23,7 +23,11 @@ const pending = new Map<string, string>([
 ]);
 
 /** Routes the engine adds beyond API.md (documented in the README). */
-const extensions = new Set(['POST /v1/admin/stock-import', 'GET /v1/admin/erp', 'HEAD /healthz']);
+const extensions = new Set([
+  'POST /v1/admin/stock-import', 'GET /v1/admin/erp', 'HEAD /healthz',
+  // The live console (API.md names it, "a web page served by the engine", but no route).
+  'GET /console', 'GET /console/{file}', 'GET /v1/console/stream',
+]);
 
 describe('the route table', () => {
   const inTable = new Set(routeTable.map(routeLabel));

@@ -30,6 +30,28 @@ const eddsa = (key: KeyObject) => (data: string): Buffer => sign(null, Buffer.fr
 let engine: Engine;
 let a: Api;
 
+/**
+ * A call whose answer may never end (an event stream): the whole body of an error, else the
+ * first bytes, after which the call is aborted.
+ */
+async function firstBytes(url: string, token: string): Promise<Reply> {
+  const ctl = new AbortController();
+  const res = await fetch(url, { headers: token === NO_TOKEN ? {} : { authorization: `Bearer ${token}` }, signal: ctl.signal });
+  let text: string;
+  if (res.ok) {
+    const { value } = await res.body!.getReader().read();
+    text = Buffer.from(value ?? new Uint8Array()).toString('utf8');
+    ctl.abort();
+  } else text = await res.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, body };
+}
+
 beforeAll(async () => {
   engine = await startEngine({ env: { FLASH_BUYER_RPS: '1000' } });
   a = api(engine.url);
@@ -95,6 +117,9 @@ describe('every role against every route', () => {
     'POST /v1/drops/{dropId}/queue': { call: (t) => a.post(`/v1/drops/${drop}/queue`, { buyerId: matrixBuyer }, t), okStatus: [200] },
     'GET /v1/drops/{dropId}/queue/{buyerId}': { call: (t) => a.get(`/v1/drops/${drop}/queue/${matrixBuyer}`, t), okStatus: [200] },
     'GET /v1/drops/{dropId}/order': { call: (t) => a.get(`/v1/drops/${revealed}/order`, t), okStatus: [200] },
+    'GET /console': { call: (t) => a.get('/console', t), okStatus: [200] },
+    'GET /console/{file}': { call: (t) => a.get('/console/console.js', t), okStatus: [200] },
+    'GET /v1/console/stream': { call: (t) => firstBytes(`${engine.url}/v1/console/stream`, t), okStatus: [200] },
   };
 
   it('covers every route of the role matrix that needs or accepts a token', () => {

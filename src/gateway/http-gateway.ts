@@ -29,6 +29,8 @@ function ownerOf(caller: Caller): { buyerId?: string } {
 
 /** Drops whose published order a gateway keeps hashed. */
 const orderCacheDrops = 16;
+/** Entries of an order in one answer (and in one read from the shard). */
+const orderPageMax = 100_000;
 
 export interface GatewayDeps {
   config: EngineConfig;
@@ -48,7 +50,7 @@ export interface GatewayDeps {
 }
 
 /** Routes whose handlers a feature provides (see GatewayDeps.features). */
-export const featureRoutes = ['admin.stock-import', 'admin.erp'] as const satisfies readonly RouteName[];
+export const featureRoutes = ['admin.stock-import', 'admin.erp', 'console.page', 'console.asset', 'console.stream'] as const satisfies readonly RouteName[];
 export type FeatureRoute = (typeof featureRoutes)[number];
 const isFeatureRoute = (name: RouteName): name is FeatureRoute => (featureRoutes as readonly RouteName[]).includes(name);
 
@@ -170,6 +172,7 @@ export class HttpGateway {
     const finish = (status: number): void => {
       this.deps.metrics.countRequest(name, status);
       if (status >= 400 && status < 500) this.deps.metrics.countRefusal(label, errorCodeOf(res) ?? 'unknown');
+      else if (status >= 500) this.deps.metrics.countError(label, errorCodeOf(res) ?? 'unknown');
       if (name === 'reservation.create') this.deps.metrics.reserveSeconds.observe((performance.now() - started) / 1000);
       if (--this.inFlight === 0 && this.draining) for (const w of this.drainWaiters.splice(0)) w();
     };
@@ -336,44 +339,52 @@ export class HttpGateway {
 
   /**
    * The fixed order, as sha256(buyerId) hex in order: the shard lists the buyer ids, this
-   * gateway hashes them (node:crypto), so that no buyer id leaves the engine. `?offset=&limit=`
-   * page through a long order (default: all of it).
+   * gateway hashes them (node:crypto), so that no buyer id leaves the engine. A fixed order
+   * only grows at its end (late joiners of a random queue) and its seed never changes once
+   * revealed, so the hashes are kept here (for the last orderCacheDrops drops read) and the
+   * shard is asked only for what follows them, a page at a time. `?offset=&limit=` page
+   * through it; one answer lists at most orderPageMax entries (every entry of any order up to
+   * that size, as API.md says), with `next` (the offset to ask for) when more follow.
    */
   private async order({ req, res, param }: Call): Promise<number> {
     const dropId = skuName(param, 'dropId');
     const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
-    const num = (name: string, fallback: number, min: number): number => {
+    const num = (name: string, fallback: number, min: number, max: number): number => {
       const raw = query.get(name);
       if (raw === null) return fallback;
       const v = Number(raw);
-      if (!/^\d+$/.test(raw) || !Number.isSafeInteger(v) || v < min) throw new InvalidRequest(name, `${name} must be an integer >= ${min}`);
+      if (!/^\d{1,15}$/.test(raw) || v < min || v > max) throw new InvalidRequest(name, `${name} must be an integer in ${min}..${max}`);
       return v;
     };
-    const offset = num('offset', 0, 0);
-    const limit = num('limit', Number.MAX_SAFE_INTEGER, 1);
-    // A fixed order only grows at its end (late joiners of a random queue) and its seed never
-    // changes once revealed, so the hashes are kept here and the shard is asked only for the
-    // entries after them: a public route read over and over costs the shard next to nothing.
+    const offset = num('offset', 0, 0, Number.MAX_SAFE_INTEGER);
+    const limit = num('limit', orderPageMax, 1, orderPageMax);
     let cached = this.orderCache.get(dropId);
-    const outcome = await this.router.callDrop(dropId, { t: 'drop.order', dropId, offset: cached?.hashes.length ?? 0, limit: Number.MAX_SAFE_INTEGER });
-    if (!outcome.ok || outcome.order === undefined) return this.answer(res, Promise.resolve(outcome), 'drop');
-    const o = outcome.order;
-    if (cached === undefined || cached.seed !== o.seed || cached.hashes.length !== o.offset) {
-      cached = { seed: o.seed, hashes: [] };
-      if (o.offset !== 0) {
-        // The cache was stale (cannot happen while a revealed seed never changes): read it all again.
-        this.orderCache.delete(dropId);
-        return this.order({ req, res, param } as Call);
+    let total = -1;
+    let seed = '';
+    // Read what the cache lacks up to the page asked for (and at least once, to learn the
+    // order's length now and that it is still published).
+    do {
+      const from = cached?.hashes.length ?? 0;
+      const outcome = await this.router.callDrop(dropId, { t: 'drop.order', dropId, offset: from, limit: orderPageMax });
+      if (!outcome.ok || outcome.order === undefined) return this.answer(res, Promise.resolve(outcome), 'drop');
+      const o = outcome.order;
+      ({ total, seed } = o);
+      cached = this.orderCache.get(dropId);
+      if (cached === undefined || cached.seed !== o.seed) cached = { seed: o.seed, hashes: [] };
+      // Another read may have appended meanwhile: add only what is still missing.
+      if (o.offset <= cached.hashes.length) {
+        for (let k = cached.hashes.length - o.offset; k < o.buyers.length; k++) cached.hashes.push(createHash('sha256').update(o.buyers[k]!, 'utf8').digest('hex'));
       }
-    }
-    for (const b of o.buyers) cached.hashes.push(createHash('sha256').update(b, 'utf8').digest('hex'));
-    this.orderCache.delete(dropId);
-    this.orderCache.set(dropId, cached);
-    if (this.orderCache.size > orderCacheDrops) this.orderCache.delete(this.orderCache.keys().next().value as string);
-    const total = cached.hashes.length;
-    const order = offset === 0 && limit >= total ? cached.hashes : cached.hashes.slice(offset, offset + limit);
-    const page = order === cached.hashes ? {} : { offset, total };
-    sendJson(res, 200, JSON.stringify({ dropId: o.dropId, seed: o.seed, ...page, order }));
+      this.orderCache.delete(dropId);
+      this.orderCache.set(dropId, cached);
+      if (this.orderCache.size > orderCacheDrops) this.orderCache.delete(this.orderCache.keys().next().value as string);
+      if (o.buyers.length === 0) break;
+    } while (cached.hashes.length < Math.min(total, offset + limit));
+    const hashes = cached!.hashes;
+    const order = hashes.slice(offset, Math.min(total, offset + limit));
+    const end = offset + order.length;
+    const page = offset === 0 && end >= total ? {} : { offset, total, next: end < total ? end : null };
+    sendJson(res, 200, JSON.stringify({ dropId, seed, ...page, order }));
     return 200;
   }
 

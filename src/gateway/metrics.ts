@@ -2,13 +2,27 @@
 // mailbox depth and fsync latency, stock events, and per-SKU stock gauges read from the
 // shards at scrape time. SKU gauges are capped per shard to bound label cardinality.
 
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DomainEvent } from '../domain/index.js';
 import type { ShardTransport } from '../engine/shard-protocol.js';
 
+/** What GatewayMetrics.consoleFigures() reads: cumulative counts since this process started. */
+export interface ConsoleFigures {
+  /** Route name (`reservation.create`) -> status (`201`) -> requests answered. */
+  requests: Record<string, Record<string, number>>;
+  /** Error code -> 4xx answers, over every route. */
+  refusals: Record<string, number>;
+  /** Cumulative histogram of POST /v1/reservations latency, by upper bound in seconds. */
+  reserveBuckets: { le: number; count: number }[];
+}
+
 export class GatewayMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'route' | 'status'>;
+  private readonly errors: Counter<'route' | 'code'>;
   private readonly requestChildren = new Map<string, Counter.Internal>();
   private readonly refusals: Counter<'route' | 'code'>;
   private readonly refusalChildren = new Map<string, Counter.Internal>();
@@ -18,11 +32,20 @@ export class GatewayMetrics {
   private readonly restarts: Counter<'shard'>;
   private transport: ShardTransport | null = null;
 
-  constructor() {
+  /** `role`: this process's FLASH_ROLE, for flash_build_info. */
+  constructor(opts: { role?: string } = {}) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'flash_build_info', help: 'Always 1; the labels say what runs: version (package.json), node (Node.js version), role (FLASH_ROLE)',
+      labelNames: ['version', 'node', 'role'], registers,
+    }).set({ version: engineVersion(), node: process.version, role: opts.role ?? 'unknown' }, 1);
     this.requests = new Counter({ name: 'flash_http_requests_total', help: 'HTTP requests by route and status code', labelNames: ['route', 'status'], registers });
     this.refusals = new Counter({ name: 'flash_refusals_total', help: 'Answers 4xx by route template and error code', labelNames: ['route', 'code'], registers });
+    this.errors = new Counter({
+      name: 'flash_errors_total', help: 'Answers 5xx by route template and error code (overloaded, shard_unavailable, shard_full, shutting_down, internal_error)',
+      labelNames: ['route', 'code'], registers,
+    });
     this.reserveSeconds = new Histogram({
       name: 'flash_reserve_duration_seconds', help: 'Latency of POST /v1/reservations, from request to response',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers,
@@ -31,7 +54,7 @@ export class GatewayMetrics {
       name: 'flash_wal_commit_duration_seconds', help: 'Time from a shard turn applying its commands to its WAL record being durable (apply, waiting for the sync in flight, write, fdatasync)',
       labelNames: ['shard'], buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25], registers,
     });
-    this.stockEvents = new Counter({ name: 'flash_stock_events_total', help: 'low_stock and sold_out crossings per SKU', labelNames: ['type', 'sku'], registers });
+    this.stockEvents = new Counter({ name: 'flash_stock_events_total', help: 'Stock crossings per SKU by type (low_stock, sold_out, restocked)', labelNames: ['type', 'sku'], registers });
     this.restarts = new Counter({ name: 'flash_shard_restarts_total', help: 'Shard worker restarts after a crash', labelNames: ['shard'], registers });
     this.defineShardGauges(registers);
   }
@@ -115,6 +138,11 @@ export class GatewayMetrics {
     child.inc();
   }
 
+  /** Counts a 5xx answer by its code, so overload is told apart from an unavailable shard. */
+  countError(route: string, code: string): void {
+    this.errors.inc({ route, code });
+  }
+
   /** Counts a 4xx answer; `route` is the route's template (`POST /v1/reservations`), so labels are bounded. */
   countRefusal(route: string, code: string): void {
     const key = `${route} ${code}`;
@@ -128,6 +156,42 @@ export class GatewayMetrics {
 
   onEvents(events: DomainEvent[]): void {
     for (const e of events) if (e.type !== 'paid') this.stockEvents.inc({ type: e.type, sku: e.sku });
+    for (const listener of this.eventListeners) {
+      try {
+        listener(events);
+      } catch {
+        // A listener (the live console) must never break the shards' observer.
+      }
+    }
+  }
+
+  private readonly eventListeners = new Set<(events: readonly DomainEvent[]) => void>();
+
+  /** Hears every batch of domain events this process's shards report (the live console's stock events); returns the unsubscribe. */
+  subscribeEvents(listener: (events: readonly DomainEvent[]) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  /**
+   * Read-only figures for the live console, from the counters above: requests per route name
+   * and status, refusals per code (summed over routes), and the cumulative buckets of
+   * flash_reserve_duration_seconds (`le` in seconds, the last one Infinity).
+   */
+  async consoleFigures(): Promise<ConsoleFigures> {
+    const [requests, refusals, reserve] = await Promise.all([this.requests.get(), this.refusals.get(), this.reserveSeconds.get()]);
+    const byRoute: ConsoleFigures['requests'] = {};
+    for (const v of requests.values) {
+      const route = String(v.labels.route);
+      (byRoute[route] ??= {})[String(v.labels.status)] = v.value;
+    }
+    const byCode: Record<string, number> = {};
+    for (const v of refusals.values) byCode[String(v.labels.code)] = (byCode[String(v.labels.code)] ?? 0) + v.value;
+    const reserveBuckets = reserve.values
+      .filter((v) => v.metricName === 'flash_reserve_duration_seconds_bucket')
+      .map((v) => ({ le: v.labels.le === '+Inf' ? Infinity : Number(v.labels.le), count: v.value }))
+      .sort((x, y) => x.le - y.le);
+    return { requests: byRoute, refusals: byCode, reserveBuckets };
   }
 
   onCommit(shardId: number, commitMs: number): void {
@@ -137,4 +201,23 @@ export class GatewayMetrics {
   onRestart(shardId: number): void {
     this.restarts.inc({ shard: String(shardId) });
   }
+}
+
+let version: string | null = null;
+
+/** The engine's version from its package.json (the nearest one above this file: src/ or dist/src/), or `unknown`. */
+function engineVersion(): string {
+  if (version !== null) return version;
+  version = 'unknown';
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version?: unknown };
+      if (typeof pkg.version === 'string') version = pkg.version;
+      break;
+    } catch {
+      // no package.json here (or unreadable): look one directory up
+    }
+  }
+  return version;
 }

@@ -13,7 +13,8 @@ export type RouteName =
   | 'reservation.create' | 'reservation.get' | 'reservation.pay' | 'reservation.cancel' | 'reservation.refund'
   | 'admin.stock-import' | 'admin.erp'
   | 'drop.put' | 'drop.get' | 'drop.join' | 'drop.entry' | 'drop.order'
-  | 'sku.list' | 'sku.audit';
+  | 'sku.list' | 'sku.audit'
+  | 'console.page' | 'console.asset' | 'console.stream';
 
 export interface RouteSpec {
   name: RouteName;
@@ -54,6 +55,10 @@ export const routeTable: readonly RouteSpec[] = [
   { name: 'drop.join', method: 'POST', path: '/v1/drops/{dropId}/queue', access: ['admin', 'shop', 'buyer'], rateLimit: null, body: 'json' },
   { name: 'drop.entry', method: 'GET', path: '/v1/drops/{dropId}/queue/{buyerId}', access: ['admin', 'operator', 'viewer', 'shop', 'buyer'], rateLimit: null, body: 'none' },
   { name: 'drop.order', method: 'GET', path: '/v1/drops/{dropId}/order', access: 'public', rateLimit: null, body: 'none' },
+  // The live console: a page with no data (it asks for a token), its files, and the event stream it reads.
+  { name: 'console.page', method: 'GET', path: '/console', access: 'public', rateLimit: null, body: 'none' },
+  { name: 'console.asset', method: 'GET', path: '/console/{file}', access: 'public', rateLimit: null, body: 'none' },
+  { name: 'console.stream', method: 'GET', path: '/v1/console/stream', access: reads, rateLimit: null, body: 'none' },
 ];
 
 export type Match =

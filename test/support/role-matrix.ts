@@ -30,4 +30,9 @@ export const expectedAccess: Record<string, 'open' | 'public' | CallerKind[]> = 
   'POST /v1/drops/{dropId}/queue': ['admin', 'shop', 'buyer'],
   'GET /v1/drops/{dropId}/queue/{buyerId}': ['admin', 'operator', 'viewer', 'shop', 'buyer'],
   'GET /v1/drops/{dropId}/order': 'public',
+  // The live console: its page and files hold no data (public); its stream is a read ("viewer:
+  // ... console").
+  'GET /console': 'public',
+  'GET /console/{file}': 'public',
+  'GET /v1/console/stream': ['admin', 'operator', 'viewer'],
 };
