@@ -232,6 +232,42 @@ describe('kill -9 under load', () => {
   });
 });
 
+describe('the audit trail across kill -9', () => {
+  it('keeps every acknowledged change of policy and stock, with actor and reason, and a stock import\'s, through SIGKILLs (snapshots included)', async () => {
+    const dataDir = makeDataDir();
+    let engine = await startEngine({ dataDir, env: { FLASH_SNAPSHOT_EVERY: '5' } });
+    let a = api(engine.url);
+    const sku = uniq('audit-kill');
+    const acked: { actor: string; action: string; reason: string | null }[] = [];
+    expect((await a.put(`/v1/skus/${sku}`, { stock: 10, reason: 'launch' }, TOKENS.operator)).status).toBe(201);
+    acked.push({ actor: 'ops-ann', action: 'create', reason: 'launch' });
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 4; i++) {
+        const delta = i % 2 === 0 ? 3 : -1;
+        expect((await a.post(`/v1/skus/${sku}/stock`, { delta, reason: `round ${round} step ${i}` }, TOKENS.operator)).status).toBe(200);
+        acked.push({ actor: 'ops-ann', action: 'stock', reason: `round ${round} step ${i}` });
+      }
+      expect((await a.put(`/v1/skus/${sku}`, { maxPerBuyer: round + 1 }, ADMIN_TOKEN)).status).toBe(200);
+      acked.push({ actor: 'admin', action: 'update', reason: null });
+      await engine.kill9();
+      engine = await startEngine({ dataDir, env: { FLASH_SNAPSHOT_EVERY: '5' } });
+      a = api(engine.url);
+    }
+    const imported = uniq('audit-kill-imp');
+    const r = await a.raw('POST', '/v1/admin/stock-import', { body: `sku,stock\n${imported},4\n`, headers: { 'content-type': 'text/csv' }, token: TOKENS.operator });
+    expect(r.status, r.text).toBe(200);
+    await engine.kill9();
+    engine = await startEngine({ dataDir });
+    a = api(engine.url);
+    const trail = (await a.get(`/v1/skus/${sku}/audit?limit=1000`, TOKENS.viewer)).body.items as { actor: string; action: string; reason: string | null; after: Record<string, number> }[];
+    expect(trail.map((e) => ({ actor: e.actor, action: e.action, reason: e.reason }))).toEqual([...acked].reverse());
+    // The last stock change's after is the SKU's onHand now: 10 + 3 rounds of (+3 -1 +3 -1).
+    expect(trail.find((e) => e.action === 'stock')!.after.onHand).toBe(10 + 3 * 4);
+    expect((await a.get(`/v1/skus/${sku}`)).body.onHand).toBe(10 + 3 * 4);
+    expect((await a.get(`/v1/skus/${imported}/audit`, TOKENS.viewer)).body.items).toMatchObject([{ actor: 'ops-ann', action: 'create', reason: 'stock import' }]);
+  });
+});
+
 describe('SIGTERM', () => {
   it('exits 0 under load, loses nothing acknowledged, and a restart recovers everything', async () => {
     const dataDir = makeDataDir();
