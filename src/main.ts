@@ -9,6 +9,8 @@ import pino from 'pino';
 import { ConfigError, loadConfig, logLevel, type EngineConfig } from './config.js';
 import { checkMeta, DataDirError, lockDataDir } from './engine/data-dir.js';
 import type { ShardObserver, ShardTransport } from './engine/shard-protocol.js';
+import { decode, encode } from './engine/codec.js';
+import type { DomainEvent } from './domain/index.js';
 import { ErpModeTransport } from './engine/erp-mode-transport.js';
 import { HttpGateway } from './gateway/http-gateway.js';
 import { GatewayMetrics } from './gateway/metrics.js';
@@ -54,10 +56,16 @@ function authenticator(config: EngineConfig, env: NodeJS.ProcessEnv, log: pino.L
   return auth;
 }
 
-function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
+/** Where a shard node sends its stock events for the gateways' consoles (set once NATS is up). */
+interface EventRelay {
+  publish: ((events: DomainEvent[]) => void) | null;
+}
+
+function observerFor(metrics: GatewayMetrics, log: pino.Logger, relay: EventRelay): ShardObserver {
   return {
     onEvents: (shardId, events) => {
       metrics.onEvents(events);
+      relay.publish?.(events);
       for (const e of events) {
         if (e.type === 'low_stock' || e.type === 'sold_out') log.warn({ shard: shardId, event: e }, e.type === 'low_stock' ? 'low stock' : 'sold out');
         else if (e.type === 'restocked') log.info({ shard: shardId, event: e }, 'restocked');
@@ -70,6 +78,35 @@ function observerFor(metrics: GatewayMetrics, log: pino.Logger): ShardObserver {
       log.error({ shard: shardId, reason }, 'shard worker died; restarting it from its log');
     },
   };
+}
+
+/**
+ * Over NATS, the stock events of a shard reach only the process that hosts it; the gateways'
+ * live consoles (and `flash events tail`) hear them through `<prefix>.events.stock`: a node
+ * that hosts shards publishes them there (fire and forget: a console is a view, the durable
+ * path is the events webhook), and a process that serves the API hears the other nodes'.
+ */
+function relayStockEvents(nc: NatsConnection, config: EngineConfig, metrics: GatewayMetrics, relay: EventRelay, hosts: boolean, serves: boolean): void {
+  const subject = `${config.natsPrefix}.events.stock`;
+  if (hosts) {
+    relay.publish = (events) => {
+      const stock = events.filter((e) => e.type !== 'paid');
+      if (stock.length > 0) nc.publish(subject, encode({ node: config.nodeName, events: stock }));
+    };
+  }
+  if (!serves) return;
+  const sub = nc.subscribe(subject);
+  void (async () => {
+    for await (const m of sub) {
+      try {
+        const { node, events } = decode<{ node: string; events: DomainEvent[] }>(m.data);
+        // This process's own shards' events reached its listeners already.
+        if (node !== config.nodeName && Array.isArray(events)) metrics.relayEvents(events);
+      } catch {
+        // A malformed message is dropped: the console is a view, never a source of truth.
+      }
+    }
+  })();
 }
 
 /** The ERP hand-off of this process, in whichever form it runs here. */
@@ -131,13 +168,14 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   // The ERP hand-off runs where shards are hosted (embedded: this process; over NATS: the
   // shard node holding the deliverer lease); gateways neither load nor need FLASH_ERP_*.
   const erpConfig = config.role !== 'gateway' ? loadErpConfig(process.env) : null;
+  const relay: EventRelay = { publish: null };
   const eventsConfig = config.role !== 'gateway' ? loadEventsConfig(process.env) : null;
   // Each shard this process starts gets its outbox mode from this process's ERP settings,
   // as a logged erp.mode (records from before erp.mode replay with the same setting).
   const local = config.role !== 'gateway'
     ? new ErpModeTransport({
       dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
-      snapshotEveryCommands: config.snapshotEveryCommands, checkpointer: config.checkpointer, observer: observerFor(metrics, log), buyerRps: config.buyerRps,
+      snapshotEveryCommands: config.snapshotEveryCommands, checkpointer: config.checkpointer, observer: observerFor(metrics, log, relay), buyerRps: config.buyerRps,
       // Records from before erp.mode existed replay with the outbox on, whatever this process's
       // settings: replay never depends on configuration, and no paid order of that era leaves
       // the outbox (a deployment that had no ERP keeps them queued until one is set).
@@ -171,6 +209,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
       log.info({ shardIds, node: config.nodeName }, 'hosting shards behind leases');
     }
     if (config.role !== 'shards') remote = new NatsTransport(nc, { shardCount: config.shardCount, prefix: config.natsPrefix, mailboxMax: config.mailboxMax });
+    relayStockEvents(nc, config, metrics, relay, node !== null, remote !== null);
   }
   const erp = erpConfig === null || local === null ? null : await startErp(config, erpConfig, { local, nc, metrics, log });
   const events = eventsConfig === null || local === null ? null : await startErp(config, eventsConfig, { local, nc, metrics, log: log.child({ deliverer: 'stock events' }) }, 'events');

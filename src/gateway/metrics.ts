@@ -156,6 +156,14 @@ export class GatewayMetrics {
 
   onEvents(events: DomainEvent[]): void {
     for (const e of events) if (e.type !== 'paid') this.stockEvents.inc({ type: e.type, sku: e.sku });
+    this.relayEvents(events);
+  }
+
+  /**
+   * Hands events to the listeners only, without counting them: a gateway over NATS hears
+   * the stock events of shards another process hosts (and counts), so they are counted once.
+   */
+  relayEvents(events: readonly DomainEvent[]): void {
     for (const listener of this.eventListeners) {
       try {
         listener(events);

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../../src/domain/routing.js';
 import { ADMIN_TOKEN, NO_TOKEN, TOKENS, api, sleep, type Api } from './engine-process.js';
 import { createSku, expectCounters, expectError, getSku, metricValue, reserve, reserveOk, uniq, uniqWhere } from './http-kit.js';
+import { SseClient } from './sse-client.js';
 
 /** A running deployment the contract is checked against. */
 export interface ContractTarget {
@@ -843,6 +844,27 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         expect((await a.get(`/v1/skus/${sku}/audit`, TOKENS.viewer)).body.items).toMatchObject([
           { actor: 'ops-ann', action: 'create', before: null, after: { onHand: 7, maxPerBuyer: 3 }, reason: 'stock import' },
         ]);
+      });
+    });
+
+    describe('the live console stream', () => {
+      it('carries the stock events of every shard to the console, whichever node hosts it', async () => {
+        const stream = await SseClient.open(`${target.url}/v1/console/stream`, TOKENS.viewer);
+        try {
+          expect(stream.status).toBe(200);
+          // Two SKUs, most likely on different shards (and, over NATS, nodes): both sell out.
+          const skus = [uniq('console-a'), uniq('console-b')];
+          for (const sku of skus) {
+            await createSku(a, sku, { stock: 1 });
+            await reserveOk(a, { sku, buyerId: 'console-buyer' });
+          }
+          for (const sku of skus) {
+            const e = await stream.waitFor((ev) => ev.event === 'stock' && (JSON.parse(ev.data) as { sku: string }).sku === sku, 30_000, `sold_out of ${sku}`);
+            expect(JSON.parse(e.data)).toMatchObject({ type: 'sold_out', sku });
+          }
+        } finally {
+          stream.close();
+        }
       });
     });
 
