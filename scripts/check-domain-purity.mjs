@@ -1,30 +1,45 @@
-// Lint rule of the house: src/domain is the pure core. It must not import node:*, any
-// package, or any file outside src/domain, and must not read a clock or randomness.
-// Exits 1 naming each offending line.
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// Lint rule of the house: src/domain is the pure core. No file in it (or in a folder under
+// it) may import node:*, any package, or any file outside src/domain, nor read a clock or
+// randomness, nor touch the process, timers, the console or the global object. The code is
+// read by the TypeScript parser (scripts/lint-kit.mjs), so no spelling of an import or a
+// call slips past. Exits 1 naming each offending line.
+import { dirname, join, relative, resolve } from 'node:path';
+import { isValueUse, lineOf, moduleRefs, parse, ts, tsFiles } from './lint-kit.mjs';
 
-const dir = new URL('../src/domain/', import.meta.url).pathname;
-const rules = [
-  [/from\s+['"](?!\.\/)[^'"]+['"]/, 'imports something outside src/domain'],
-  [/import\(\s*['"](?!\.\/)/, 'dynamically imports something outside src/domain'],
-  [/\brequire\s*\(/, 'uses require'],
-  [/\bDate\.now\b|\bnew Date\b|\bperformance\.now\b|\bprocess\.hrtime\b/, 'reads a clock'],
-  [/\bMath\.random\b|\bcrypto\b/, 'uses randomness'],
-  [/\bprocess\.|\bsetTimeout\b|\bsetInterval\b|\bsetImmediate\b|\bconsole\./, 'touches the process, timers or console'],
-];
+// The project's root: this script's parent, or the folder given (tests lint a copy).
+const root = process.argv[2] !== undefined ? resolve(process.argv[2]) : new URL('..', import.meta.url).pathname;
+const dir = join(root, 'src', 'domain');
+/** Globals the core must not read: clocks, randomness, I/O, timers, the process, the global object. */
+const forbidden = new Map([
+  ['Date', 'reads a clock'], ['performance', 'reads a clock'],
+  ['crypto', 'uses randomness'],
+  ['process', 'touches the process'], ['require', 'uses require'], ['globalThis', 'reaches the global object'], ['global', 'reaches the global object'],
+  ['setTimeout', 'uses timers'], ['setInterval', 'uses timers'], ['setImmediate', 'uses timers'], ['queueMicrotask', 'uses timers'],
+  ['clearTimeout', 'uses timers'], ['clearInterval', 'uses timers'], ['console', 'writes to the console'],
+  ['fetch', 'does I/O'], ['Atomics', 'shares memory'], ['SharedArrayBuffer', 'shares memory'],
+]);
 let failures = 0;
-for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
-  const lines = readFileSync(join(dir, file), 'utf8').split('\n');
-  lines.forEach((line, i) => {
-    if (/^\s*(\/\/|\*|\/\*)/.test(line)) return; // comments may name what is forbidden
-    for (const [pattern, why] of rules) {
-      if (pattern.test(line)) {
-        console.error(`src/domain/${file}:${i + 1}: ${why}: ${line.trim()}`);
-        failures++;
-      }
+const fail = (file, line, why) => {
+  console.error(`src/domain/${relative(dir, file)}:${line}: ${why}`);
+  failures++;
+};
+for (const file of tsFiles(dir)) {
+  const source = parse(file);
+  for (const ref of moduleRefs(source)) {
+    if (ref.spec === null) fail(file, ref.line, ref.why);
+    else if (!ref.spec.startsWith('./') && !ref.spec.startsWith('../')) fail(file, ref.line, `imports ${ref.spec}, outside src/domain`);
+    else if (relative(dir, resolve(dirname(file), ref.spec)).startsWith('..')) fail(file, ref.line, `imports ${ref.spec}, outside src/domain`);
+  }
+  const visit = (node) => {
+    if (ts.isIdentifier(node) && forbidden.has(node.text) && isValueUse(node)) fail(file, lineOf(source, node), `${forbidden.get(node.text)}: ${node.text}`);
+    // Math.random, Math['random']
+    if ((ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'Math' && node.name.text === 'random')
+      || (ts.isElementAccessExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'Math')) {
+      fail(file, lineOf(source, node), 'uses randomness: Math.random');
     }
-  });
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
 }
 if (failures > 0) {
   console.error(`domain purity: ${failures} violation(s); the core must stay free of I/O, clocks and randomness`);

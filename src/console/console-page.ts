@@ -7,7 +7,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FeatureHandler } from '../gateway/http-gateway.js';
@@ -28,7 +27,7 @@ function pageDir(): string | null {
 
 function uplotDir(): string | null {
   try {
-    return dirname(createRequire(import.meta.url).resolve('uplot'));
+    return dirname(fileURLToPath(import.meta.resolve('uplot')));
   } catch {
     return null;
   }

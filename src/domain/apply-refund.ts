@@ -10,6 +10,7 @@ import { assertSkuInvariants } from './invariants.js';
 import { recordRefunded } from './apply-outbox.js';
 import type { Reservation, ShardState } from './shard-state.js';
 import { stockEvents } from './stock-events.js';
+import { recordAudit } from './audit.js';
 import { answered, refused, reservationView } from './views.js';
 
 type Refund = Extract<Command, { t: 'res.refund' }>;
@@ -44,11 +45,19 @@ export function applyRefund(state: ShardState, c: Refund, nowMs: number): Applie
     case 'paid': break;
   }
   const before = r.sku.available;
+  const onHandBefore = r.sku.onHand;
   unsell(r, c.restock);
   r.status = 'refunded';
   r.refund = { atMs: nowMs, restock: c.restock, reason: c.reason ?? null };
   recordRefunded(state, r);
   assertSkuInvariants(r.sku);
+  // A return that is not restocked takes units out of stock: a stock change for the audit trail.
+  if (!c.restock) {
+    recordAudit(r.sku, {
+      atMs: nowMs, actor: c.actor ?? 'unknown', action: 'stock', reason: c.reason ?? `refund of ${r.id}, not restocked`,
+      before: { onHand: onHandBefore, available: before }, after: { onHand: r.sku.onHand, available: r.sku.available },
+    });
+  }
   // A restock raises available: it may re-arm the low-stock signal like any other change.
   const events = stockEvents(r.sku, before, null);
   return answered({ ok: true, status: 'ok', reservation: reservationView(r) }, true, events);

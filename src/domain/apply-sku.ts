@@ -158,10 +158,8 @@ export function applyList(state: ShardState, after: string | undefined, limit: n
   return answered({ ok: true, status: 'ok', skus: { items, more: lo + limit < names.length } }, false);
 }
 
-/** SKU names sorted, kept until a SKU is added (an index, not state). */
+/** SKU names sorted: built once, then kept up to date as SKUs are added (an index, not state; SKUs are never removed). */
 function sortedSkuNames(state: ShardState): string[] {
-  if (state.sortedSkuNames === null || state.sortedSkuNames.length !== state.skus.size) {
-    state.sortedSkuNames = [...state.skus.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  }
+  state.sortedSkuNames ??= [...state.skus.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return state.sortedSkuNames;
 }

@@ -8,6 +8,11 @@ import type { AuditView } from './commands.js';
 import type { AuditEntry, SkuState } from './shard-state.js';
 
 export const auditEntriesPerSkuMax = 1000;
+/**
+ * And at most this many bytes of entries (as JSON) per SKU: a policy of 64 channels makes an
+ * entry of several kilobytes, so the count alone would let a few SKUs hold gigabytes.
+ */
+export const auditBytesPerSkuMax = 64 * 1024;
 
 
 /** The SKU's policy and stock as its view names them (the fields an audit entry can show). */
@@ -40,12 +45,25 @@ export function changedFields(before: Record<string, unknown>, after: Record<str
   return [b, a];
 }
 
+/** An entry's size as the snapshot and the audit listing carry it, about. */
+export function auditEntryBytes(e: AuditEntry): number {
+  return JSON.stringify(e).length;
+}
+
+/** Appends an entry, then forgets the oldest while more than the count or the bytes are kept (never the newest). */
 export function recordAudit(s: SkuState, entry: Omit<AuditEntry, 'seq'>): void {
   const seq = (s.audit.length === 0 ? s.auditSeqBase : s.audit[s.audit.length - 1]!.seq) + 1;
-  s.audit.push({ seq, ...entry });
-  if (s.audit.length > auditEntriesPerSkuMax) {
-    const dropped = s.audit.splice(0, s.audit.length - auditEntriesPerSkuMax);
-    s.auditSeqBase = dropped[dropped.length - 1]!.seq;
+  const e: AuditEntry = { seq, ...entry };
+  s.audit.push(e);
+  s.auditBytes += auditEntryBytes(e);
+  let drop = 0;
+  while (s.audit.length - drop > 1 && (s.audit.length - drop > auditEntriesPerSkuMax || s.auditBytes > auditBytesPerSkuMax)) {
+    s.auditBytes -= auditEntryBytes(s.audit[drop]!);
+    drop++;
+  }
+  if (drop > 0) {
+    s.auditSeqBase = s.audit[drop - 1]!.seq;
+    s.audit.splice(0, drop);
   }
 }
 

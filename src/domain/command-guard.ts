@@ -50,7 +50,7 @@ export function commandError(c: Command): string | null {
     case 'res.pay':
       return idError(c.id) ?? (c.paymentRef === null ? null : optional(c.paymentRef, reserveLimits.paymentRef));
     case 'res.refund':
-      return idError(c.id) ?? (typeof c.restock === 'boolean' ? null : 'restock must be a boolean') ?? optional(c.reason, reserveLimits.reason);
+      return idError(c.id) ?? (typeof c.restock === 'boolean' ? null : 'restock must be a boolean') ?? optional(c.reason, reserveLimits.reason) ?? auditError(c);
     case 'res.cancel':
     case 'res.get':
       return idError(c.id) ?? optional(c.buyerId, buyerIdError);

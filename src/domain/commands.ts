@@ -33,7 +33,7 @@ export type Command =
    * A paid reservation becomes refunded: its units go back to available (`restock`) or leave
    * stock (onHand down: a damaged return); sold goes down and the buyer's quota is given back.
    */
-  | { t: 'res.refund'; id: string; restock: boolean; reason?: string }
+  | { t: 'res.refund'; id: string; restock: boolean; reason?: string; actor?: string }
   /** `buyerId` set: only that buyer's reservation (another's answers unknown_reservation). */
   | { t: 'res.cancel'; id: string; buyerId?: string }
   /** Expires due holds and prunes retention queues; appended by the shard's own timer. */

@@ -149,6 +149,8 @@ export class SkuState {
   audit: AuditEntry[] = [];
   /** The seq of the newest entry dropped from `audit` (0: none). */
   auditSeqBase = 0;
+  /** The entries' size as JSON (audit.ts auditEntryBytes), kept under auditBytesPerSkuMax. */
+  auditBytes = 0;
 
   /** Name of the quota scope: the drop's when there is one, else the SKU's. */
   readonly quotaScope: string;
@@ -265,7 +267,7 @@ export class ShardState {
   /** SKUs whose home shard is this one but which live in the shard of their drop. */
   readonly links = new Map<string, string>();
   readonly reservations = new ReservationTable<Reservation>();
-  /** SKU names in order, for listing (an index: rebuilt when the SKU count changes). */
+  /** SKU names in order, for listing (an index: built at the first listing, then kept up to date by addSku). */
   sortedSkuNames: string[] | null = null;
   /** Drops created here (drop.put), with their queues. */
   readonly drops = new Map<string, DropState>();
@@ -311,6 +313,19 @@ export function createShardState(
 export function addSku(state: ShardState, s: SkuState): void {
   state.skus.set(s.sku, s);
   s.eventLog = state.stockEvents;
+  // The listing's sorted index, once built, takes each new name in its place (a binary search
+  // and one splice), so a listing during an import never sorts the whole shard again.
+  const names = state.sortedSkuNames;
+  if (names !== null) {
+    let lo = 0;
+    let hi = names.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (names[mid]! < s.sku) lo = mid + 1;
+      else hi = mid;
+    }
+    names.splice(lo, 0, s.sku);
+  }
   if (s.dropId === null) return;
   let list = state.dropSkus.get(s.dropId);
   if (list === undefined) state.dropSkus.set(s.dropId, (list = []));

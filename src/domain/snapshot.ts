@@ -7,6 +7,7 @@ import type { Mode, Status } from './codes.js';
 import type { OutboxEvent, StockEvent } from './commands.js';
 import { nonceLength } from './routing.js';
 import { DropState, EntryState, QueueState, type EntryStateCode, type QueuePolicy } from './drop-state.js';
+import { auditEntryBytes } from './audit.js';
 import { defaultChannel, type ChannelCaps } from './fields.js';
 import { Reservation, ShardState, SkuState, addSku, type AuditEntry, channelUnitsOf, quotaFor, type IdempotencyEntry, type ShardConfig } from './shard-state.js';
 
@@ -224,6 +225,7 @@ function restoreSku(state: ShardState, row: SkuRow): SkuState {
   if (audit !== undefined) {
     s.auditSeqBase = audit[0];
     s.audit = audit[1].map((e) => ({ ...e }));
+    s.auditBytes = s.audit.reduce((n, e) => n + auditEntryBytes(e), 0);
   }
   return s;
 }

@@ -62,6 +62,8 @@ type WalRecord = [nowMs: number, commands: Command[]];
 
 /** Rows per chunk of a snapshot: a chunk of reservation rows is a few MB, far from any ceiling. */
 const snapshotRowsPerChunk = 50_000;
+/** Chunks are cut smaller past this many bytes (the format's limit is 1 GiB a chunk). */
+const snapshotChunkBytesTarget = 256 * 1024 * 1024;
 
 /**
  * A snapshot as chunks, so that no single buffer (and no 1 GiB frame) bounds a shard's size:
@@ -73,10 +75,23 @@ export function encodeSnapshotChunks(snap: ShardSnapshot, tailCrc: number | null
   // snapshot can still check that last record against the replicated log's.
   const head: Record<string, unknown> = { ...snap, [tailCrcKey]: tailCrc };
   const rest: Uint8Array[] = [];
+  // Every list leaves the head, in chunks of at most snapshotRowsPerChunk rows, and a chunk
+  // that still encodes past snapshotChunkBytesTarget is cut in halves: rows can be large
+  // (a SKU carries its audit trail), and a chunk may never pass the file format's 1 GiB.
+  const put = (name: string, rows: unknown[]): void => {
+    const bytes = encode([name, rows]);
+    if (bytes.length <= snapshotChunkBytesTarget || rows.length === 1) {
+      rest.push(bytes);
+      return;
+    }
+    const half = Math.ceil(rows.length / 2);
+    put(name, rows.slice(0, half));
+    put(name, rows.slice(half));
+  };
   for (const [name, value] of Object.entries(snap)) {
-    if (!Array.isArray(value) || value.length <= snapshotRowsPerChunk) continue;
+    if (!Array.isArray(value) || value.length === 0) continue;
     head[name] = [];
-    for (let i = 0; i < value.length; i += snapshotRowsPerChunk) rest.push(encode([name, value.slice(i, i + snapshotRowsPerChunk)]));
+    for (let i = 0; i < value.length; i += snapshotRowsPerChunk) put(name, value.slice(i, i + snapshotRowsPerChunk));
   }
   return [encode(head), ...rest];
 }

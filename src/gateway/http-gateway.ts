@@ -120,7 +120,7 @@ export class HttpGateway {
       'reservation.get': (c) => this.reservationCall(c.res, c.param, { t: 'res.get', id: c.param, ...ownerOf(c.caller) }),
       'reservation.pay': (c) => this.reservationCall(c.res, c.param, payCommand(c.body, c.param)),
       'reservation.cancel': (c) => this.reservationCall(c.res, c.param, { t: 'res.cancel', id: c.param, ...ownerOf(c.caller) }),
-      'reservation.refund': (c) => this.reservationCall(c.res, c.param, refundCommand(c.body, c.param)),
+      'reservation.refund': (c) => this.reservationCall(c.res, c.param, refundCommand(c.body, c.param, c.caller.name)),
       'drop.put': (c) => this.answer(c.res, this.router.callDrop(c.param, dropPutCommand(c.body, c.param, randomBytes(32).toString('hex'), randomBytes(16).toString('hex'))), 'drop'),
       'drop.get': (c) => this.answer(c.res, this.router.callDrop(skuName(c.param, 'dropId'), { t: 'drop.get', dropId: c.param }), 'drop'),
       'drop.join': (c) => this.join(c),

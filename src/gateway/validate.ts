@@ -90,10 +90,11 @@ export function payCommand(body: Body, id: string): Extract<Command, { t: 'res.p
 }
 
 /** `{"restock": true, "reason": "optional"}`: restock is true when absent; reason is kept on the reservation and in the ERP event. */
-export function refundCommand(body: Body, id: string): Extract<Command, { t: 'res.refund' }> {
+export function refundCommand(body: Body, id: string, actor?: string): Extract<Command, { t: 'res.refund' }> {
   const restock = field(body, 'restock');
   if (restock !== undefined && typeof restock !== 'boolean') throw new InvalidRequest('restock', 'restock must be true or false');
   const cmd: Extract<Command, { t: 'res.refund' }> = { t: 'res.refund', id, restock: restock ?? true };
+  if (actor !== undefined) cmd.actor = actor;
   const why = reason(body);
   if (why !== undefined) cmd.reason = why;
   return cmd;
