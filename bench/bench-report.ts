@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fmt } from '../src/cli/report-kit.js';
 
 /** bench/results/ in the repository, whether run from bench/ (tsx) or dist/bench/ (tsc). */
 const benchDir = fileURLToPath(new URL('.', import.meta.url));
@@ -79,16 +80,7 @@ export function saveResult(name: string, result: unknown): string {
   return file;
 }
 
-/** A GitHub-flavoured markdown table; cells are printed as given. */
-export function markdownTable(header: string[], rows: (string | number)[][]): string {
-  const line = (cells: (string | number)[]): string => `| ${cells.map(String).join(' | ')} |`;
-  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
-}
-
-/** 1234567.8 -> "1,234,568". */
-export function fmt(n: number, digits = 0): string {
-  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-}
+export { fmt, markdownTable } from '../src/cli/report-kit.js';
 
 export function machineLine(info: RunInfo): string {
   const m = info.machine;

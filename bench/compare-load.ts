@@ -4,9 +4,11 @@
 // autocannon's own figures are kept beside ours as a cross-check, never instead of them.
 
 import autocannon from 'autocannon';
-import * as hdr from 'hdr-histogram-js';
+import { emptyLatency, latencyHistogram as histogram, latencySummary as summary, type LatencyMs } from '../src/cli/report-kit.js';
 import { startRssSampler, type RssFigures } from './rss-sampler.js';
 import { shopToken } from './engine-under-test.js';
+
+export type { LatencyMs } from '../src/cli/report-kit.js';
 
 export interface LoadPlan {
   title: string;
@@ -21,16 +23,6 @@ export interface LoadPlan {
   requests: autocannon.Request[];
   /** Processes whose VmRSS is summed and sampled during the run. */
   pids: number[];
-}
-
-export interface LatencyMs {
-  count: number;
-  mean: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p99_9: number;
-  max: number;
 }
 
 export interface LoadResult {
@@ -54,24 +46,6 @@ export interface LoadResult {
   autocannonLatencyMs: { p50: number; p99: number; p99_9: number };
   rss: RssFigures;
 }
-
-type Histogram = ReturnType<typeof hdr.build>;
-
-function histogram(): Histogram {
-  // 1 us .. 120 s at 3 significant digits.
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-}
-
-function summary(h: Histogram): LatencyMs | null {
-  if (h.totalCount === 0) return null;
-  const ms = (us: number): number => Math.round(us) / 1000;
-  return {
-    count: h.totalCount, mean: ms(h.mean), p50: ms(h.getValueAtPercentile(50)), p90: ms(h.getValueAtPercentile(90)),
-    p99: ms(h.getValueAtPercentile(99)), p99_9: ms(h.getValueAtPercentile(99.9)), max: ms(h.maxValue),
-  };
-}
-
-const emptyLatency: LatencyMs = { count: 0, mean: 0, p50: 0, p90: 0, p99: 0, p99_9: 0, max: 0 };
 
 export async function runPlan(plan: LoadPlan): Promise<LoadResult> {
   const all = histogram();

@@ -3,6 +3,7 @@
 // linear scale, values printed on the bars), the fixed-rate latency percentiles on a log
 // scale, and how each system answered the overload. A README can embed the file as is.
 
+import { compactNumber, svgLine, svgRect, svgText } from '../src/cli/report-kit.js';
 import type { SystemRun } from './compare-report.js';
 import { scenarioKeys, scenarioTitles, systemKeys, type ScenarioKey, type SystemKey } from './compare-settings.js';
 
@@ -22,24 +23,11 @@ const shortLabels: Record<SystemKey, string> = {
 };
 const outcomeColors = { '2xx': '#6cbf84', '429': '#e0a526', '503': '#6b7fa3', failed: '#c0392b' } as const;
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const num = (n: number): string => String(Math.round(n * 10) / 10);
-
-function text(x: number, y: number, s: string, o: { size?: number; anchor?: 'start' | 'middle' | 'end'; weight?: string; fill?: string } = {}): string {
-  return `<text x="${num(x)}" y="${num(y)}" font-size="${o.size ?? 11}" text-anchor="${o.anchor ?? 'start'}"${o.weight ? ` font-weight="${o.weight}"` : ''} fill="${o.fill ?? '#222'}">${esc(s)}</text>`;
-}
-const rect = (x: number, y: number, w: number, h: number, fill: string, extra = ''): string =>
-  `<rect x="${num(x)}" y="${num(y)}" width="${num(Math.max(0, w))}" height="${num(Math.max(0, h))}" fill="${fill}"${extra}/>`;
-const line = (x1: number, y1: number, x2: number, y2: number, stroke = '#ccc'): string =>
-  `<line x1="${num(x1)}" y1="${num(y1)}" x2="${num(x2)}" y2="${num(y2)}" stroke="${stroke}" stroke-width="1"/>`;
-
+const text = svgText;
+const rect = svgRect;
+const line = (x1: number, y1: number, x2: number, y2: number, stroke = '#ccc'): string => svgLine(x1, y1, x2, y2, stroke);
 /** 12345 -> "12.3k". */
-export function compact(n: number): string {
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
-  if (n >= 1e4) return `${(n / 1e3).toFixed(0)}k`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
-  return n >= 10 ? n.toFixed(0) : n.toFixed(1);
-}
+export const compact = compactNumber;
 
 function systemsIn(runs: SystemRun[]): SystemKey[] {
   return systemKeys.filter((k) => runs.some((r) => r.system === k));

@@ -8,6 +8,7 @@
 //   flash drop status DROP | entry DROP B   queue figures, seed hash and revealed seed; a buyer's place
 //   flash events tail [--sku S]             stock events (low_stock, sold_out, restocked) as they happen
 //   flash erp                               ERP backlog, oldest undelivered, sold vs delivered per SKU
+//   flash rehearse SCENARIO                 load-test a deployment with a drop scenario; report, chart, exit 1 on a failed check
 //
 // Exit codes: 0 ok; 1 the engine refused (4xx); 2 usage (bad flags, unreadable or invalid
 // file: nothing sent); 3 cannot reach the engine, or it failed (5xx). Errors go to stderr,
@@ -22,6 +23,7 @@ import { CliError, Exit, connection, defaultUrl, type FlashIo, type GlobalOption
 import { runEventsTail } from './flash-events.js';
 import { runStockImport } from './flash-import.js';
 import { dropEntry, dropStatus, erpStatus, limitOption, skuAudit, skuGet, skuList, stockAdjust } from './flash-reads.js';
+import { registerRehearse } from './rehearse-command.js';
 
 export type { FlashIo } from './flash-client.js';
 
@@ -152,6 +154,8 @@ Drops are applied first, so a queue is in place before its SKUs go on sale.`)
     .description('the ERP hand-off: backlog, oldest undelivered, sold vs delivered per SKU')
     .option('--json', 'print the API\'s JSON')
     .action(run(async (cmd) => erpStatus(conn(cmd), io, cmd.opts().json === true)));
+
+  registerRehearse(root, io, run);
 
   // A usage error names the command's usage on the same line.
   const walk = (cmd: Command, path: string[]): void => {
