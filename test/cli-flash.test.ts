@@ -555,3 +555,236 @@ describe('flash events tail', () => {
     expect((await a.get('/v1/skus/cli-events/audit?limit=1', TOKENS.viewer)).body.items[0]).toMatchObject({ action: 'stock', reason: 'found them' });
   });
 });
+
+/** A stand-in HTTP server (another server at --url, or a scripted engine); closed by `close`. */
+async function standInHttp(handler: (req: import('node:http').IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('flash apply: drops that fail and channel policies', () => {
+  it('a new drop whose queue has no mode is refused before anything is sent (exit 2): neither the drop nor its SKU', async () => {
+    const path = file('no-mode.yaml', 'drops:\n  - dropId: cli-no-mode\n    queue: { admitPerSecond: 10, admitSeconds: 60 }\nskus:\n  - sku: cli-no-mode-sku\n    stock: 100\n    dropId: cli-no-mode\n');
+    for (const args of [['apply', path], ['apply', path, '--dry-run']]) {
+      const r = await flash(args);
+      expect(r.code).toBe(2);
+      expect(r.out).toBe('');
+      expect(lines(r.err)).toEqual([
+        `flash: ${path}: 1 error; nothing was applied`,
+        `  ${path}:3: drops[0].queue: queue.mode is required for a new queue: fifo, random or draw (drop cli-no-mode does not exist yet)`,
+      ]);
+    }
+    expect((await a.get('/v1/drops/cli-no-mode')).status).toBe(404);
+    expect((await a.get('/v1/skus/cli-no-mode-sku')).status).toBe(404);
+    // Not on sale without its drop's queue.
+    expect((await a.post('/v1/reservations', { sku: 'cli-no-mode-sku', buyerId: 'anyone', qty: 1 }, TOKENS.shop)).status).toBe(404);
+  });
+
+  it('a SKU whose drop failed at the engine is not sent (its drop failed, and why); the other SKUs are applied', async () => {
+    // A queue that has opened: its mode can no longer change (409 queue_locked).
+    expect((await a.put('/v1/drops/cli-locked', { queue: { mode: 'fifo', opensAt: Date.now() - 60_000, admitPerSecond: 10 } })).status).toBe(201);
+    const path = file('locked.yaml', 'drops:\n  - dropId: cli-locked\n    queue: { mode: random }\nskus:\n  - sku: cli-locked-sku\n    stock: 5\n    dropId: cli-locked\n  - sku: cli-free-sku\n    stock: 1\n');
+    const r = await flash(['apply', path]);
+    expect(r.code).toBe(1);
+    expect(lines(r.out)).toEqual(['created  sku  cli-free-sku', `${path}: 1 drop, 2 SKUs: 1 created, 0 updated, 0 unchanged, 2 failed`]);
+    const drop = `PUT /v1/drops/cli-locked refused: 409 queue_locked: `;
+    expect(lines(r.err)).toEqual([
+      expect.stringContaining(`flash: apply drop cli-locked (${path}:2: drops[0]): ${drop}`),
+      expect.stringContaining(`flash: apply sku cli-locked-sku (${path}:5: skus[0]): not sent: its drop cli-locked failed: ${drop}`),
+    ]);
+    expect((await a.get('/v1/skus/cli-locked-sku')).status).toBe(404);
+    expect((await a.get('/v1/drops/cli-locked')).body.queue.mode).toBe('fifo');
+  });
+
+  it('a channel policy over channels that already have units is sent and reported updated (the view cannot tell); the same again is unchanged', async () => {
+    expect((await a.put('/v1/skus/cli-chan', { stock: 100 })).status).toBe(201);
+    // A sale through the web storefront before any policy: the view lists web (maxUnits null) already.
+    expect((await a.post('/v1/reservations', { sku: 'cli-chan', buyerId: 'w1', qty: 1 }, TOKENS.shopWeb)).status).toBe(201);
+    expect((await a.get('/v1/skus/cli-chan')).body.channels).toEqual({ web: { reserved: 1, sold: 0, maxUnits: null } });
+    const path = file('chan.yaml', 'sku: cli-chan\nchannels:\n  web: {}\n');
+    const dry = await flash(['apply', path, '--dry-run']);
+    expect(dry.code).toBe(0);
+    expect(lines(dry.out)[0]).toBe('would update  sku  cli-chan: channels none → [["web",null]]');
+
+    const r = await flash(['apply', path]);
+    expect(r.code).toBe(0);
+    expect(lines(r.out)).toEqual(['updated  sku  cli-chan: channels none → [["web",null]]', `${path}: 0 drops, 1 SKU: 0 created, 1 updated, 0 unchanged, 0 failed`]);
+    // The policy is in force: the app storefront may no longer reserve.
+    expect((await a.post('/v1/reservations', { sku: 'cli-chan', buyerId: 'a1', qty: 1 }, TOKENS.shopApp)).status).toBe(403);
+    const audit = (await a.get('/v1/skus/cli-chan/audit', TOKENS.viewer)).body.items;
+    expect(audit[0]).toMatchObject({ action: 'update', actor: 'ops-ann', after: { channels: [['web', null]] } });
+
+    const again = await flash(['apply', path]);
+    expect(lines(again.out)[0]).toBe('unchanged  sku  cli-chan');
+    const dryAgain = await flash(['apply', path, '--dry-run']);
+    expect(lines(dryAgain.out)[0]).toBe('unchanged  sku  cli-chan');
+    // Sent, but nothing changed: the engine recorded nothing.
+    expect((await a.get('/v1/skus/cli-chan/audit', TOKENS.viewer)).body.items).toHaveLength(audit.length);
+
+    writeFileSync(path, 'sku: cli-chan\nchannels:\n  web: { maxUnits: 5 }\n');
+    const capped = await flash(['apply', path]);
+    expect(lines(capped.out)[0]).toBe('updated  sku  cli-chan: channels [["web",null]] → [["web",5]]');
+  });
+});
+
+describe('flash stock import and the audit trail', () => {
+  it('records the reason "stock import", as POST /v1/admin/stock-import does', async () => {
+    const r = await flash(['stock', 'import', file('reason.csv', 'sku,stock\ncli-imp-reason,4\n')]);
+    expect(r.code, r.err).toBe(0);
+    const s = await a.raw('POST', '/v1/admin/stock-import', { body: 'sku,stock\ncli-imp-reason-api,4\n', headers: { 'content-type': 'text/csv' }, token: TOKENS.operator });
+    expect(s.status).toBe(200);
+    const viaCli = (await a.get('/v1/skus/cli-imp-reason/audit', TOKENS.viewer)).body.items[0];
+    const viaApi = (await a.get('/v1/skus/cli-imp-reason-api/audit', TOKENS.viewer)).body.items[0];
+    expect(viaCli).toMatchObject({ action: 'create', actor: 'ops-ann', reason: 'stock import' });
+    expect(viaCli.reason).toBe(viaApi.reason);
+  });
+});
+
+describe('flash erp and the stock events deliverer', () => {
+  it('an engine with only FLASH_EVENTS_WEBHOOK_URL: no ERP deliverer, the events deliverer shown apart', async () => {
+    const ev = await startEngine({ env: { FLASH_EVENTS_WEBHOOK_URL: 'http://127.0.0.1:9/ev', FLASH_EVENTS_SECRET: 'ev-secret-0123456789' } });
+    try {
+      const json = JSON.parse((await flash(['erp', '--json'], { env: { FLASH_URL: ev.url } })).out);
+      expect(Object.keys(json.deliverer)).toEqual(['eventsWebhook']);
+      const r = await flash(['erp'], { env: { FLASH_URL: ev.url } });
+      expect(r).toMatchObject({ code: 0, err: '' });
+      expect(r.out).not.toContain('undefined');
+      expect(r.out).toMatch(/^deliverer:\s+none in this process/m);
+      expect(r.out).toMatch(/^delivered:\s+-$/m);
+      expect(r.out).toMatch(/^events webhook:\s+0 delivered, 0 in backlog, 0 failures$/m);
+    } finally {
+      await ev.stop();
+    }
+  });
+
+  it('both deliverers (the ERP\'s figures plus eventsWebhook), and a standby node over NATS', async () => {
+    const at = Date.UTC(2026, 10, 30, 12, 0, 0);
+    const stats = (over: Record<string, unknown>): Record<string, unknown> => ({
+      backlogEvents: 0, backlogMayHaveMore: false, oldestUndeliveredAgeMs: 0, deliveredTotal: 7, callsStarted: 7, callsInFlight: 0, failuresTotal: 0,
+      failuresByKind: {}, lastError: null, shards: [], maxRps: 50, concurrency: 4, maxStartsPerSecond: 3, maxCallsInFlight: 1, firstCallAtMs: at, lastCallAtMs: at, ...over,
+    });
+    let deliverer: unknown = { ...stats({}), eventsWebhook: stats({ deliveredTotal: 3, backlogEvents: 2, failuresTotal: 1, lastError: { kind: 'http_500', message: 'boom', eventId: 'e1', atMs: at } }) };
+    const s = await standInHttp((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ complete: true, shardsAnswered: true, shards: [], totals: { sold: 0 }, skus: [], deliverer }));
+    });
+    try {
+      const both = await flash(['erp'], { env: { FLASH_URL: s.url } });
+      expect(both.code).toBe(0);
+      expect(both.out).toMatch(/^delivered:\s+7$/m);
+      expect(both.out).toMatch(/^deliverer:\s+0 calls in flight, cap 50\/s and 4 at once, 0 failures$/m);
+      expect(both.out).toMatch(/^last error:\s+-$/m);
+      expect(both.out).toMatch(/^events webhook:\s+3 delivered, 2 in backlog, 1 failures$/m);
+      expect(both.out).toMatch(/^events last error:\s+2026-11-30 12:00:00Z http_500: boom$/m);
+      deliverer = { role: 'standby', lease: 'erp', deliveringSinceMs: null };
+      const standby = await flash(['erp'], { env: { FLASH_URL: s.url } });
+      expect(standby.code).toBe(0);
+      expect(standby.out).not.toContain('undefined');
+      expect(standby.out).toMatch(/^deliverer:\s+standby on this node/m);
+      expect(standby.out).not.toMatch(/^events webhook:/m);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('flash stock adjust when the answer is lost', () => {
+  it('a request that reached the engine without an answer says the change may have been applied and how to check; never "try again"', async () => {
+    const { connect, createServer: tcp } = await import('node:net');
+    expect((await a.put('/v1/skus/cli-lost', { stock: 10 })).status).toBe(201);
+    // A proxy that forwards the request and loses the answer (a load balancer timing out).
+    const sockets = new Set<import('node:net').Socket>();
+    const proxy = tcp((client) => {
+      const up = connect(engine.port, '127.0.0.1');
+      sockets.add(client).add(up);
+      client.pipe(up);
+      up.on('data', () => undefined);
+      client.on('error', () => up.destroy());
+      up.on('error', () => client.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+      const r = await flash(['stock', 'adjust', 'cli-lost', '+50', '--reason', 'pallet 7', '--url', url, '--timeout', '1']);
+      expect(r.code).toBe(3);
+      expect(lines(r.err)).toEqual([
+        `flash: stock adjust cli-lost +50: the request reached ${url} but its answer was lost (no answer in time); the change may have been applied: check flash sku audit cli-lost (or flash sku get cli-lost) before retrying (sent again, it would apply twice)`,
+      ]);
+      expect(r.err).not.toMatch(/is it running\?|try again/);
+      expect((await a.get('/v1/skus/cli-lost')).body.onHand).toBe(60);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => proxy.close(r));
+    }
+  });
+
+  it('a 5xx that may have come after the change says so; "nothing was done" (overloaded) and a refused connection invite a retry', async () => {
+    let answer = { status: 504, body: '<html>gateway timeout</html>', type: 'text/html' };
+    const s = await standInHttp((req, res) => {
+      req.resume();
+      res.writeHead(answer.status, { 'content-type': answer.type }).end(answer.body);
+    });
+    try {
+      const timedOut = await flash(['stock', 'adjust', 'cli-x', '+5', '--reason', 'r', '--url', s.url]);
+      expect(timedOut.code).toBe(3);
+      expect(timedOut.err).toBe('flash: stock adjust cli-x +5 failed: the engine answered 504 http_504: <html>gateway timeout</html>; the change may have been applied: check flash sku audit cli-x (or flash sku get cli-x) before retrying (sent again, it would apply twice)\n');
+      answer = { status: 503, body: '{"error":{"code":"overloaded","message":"the engine is overloaded"}}', type: 'application/json' };
+      const overloaded = await flash(['stock', 'adjust', 'cli-x', '+5', '--reason', 'r', '--url', s.url]);
+      expect(overloaded).toMatchObject({ code: 3, err: 'flash: stock adjust cli-x +5 failed: the engine answered 503 overloaded: the engine is overloaded (try again shortly)\n' });
+    } finally {
+      await s.close();
+    }
+    const port = await freePort();
+    const refused = await flash(['stock', 'adjust', 'cli-x', '+5', '--reason', 'r', '--url', `http://127.0.0.1:${port}`]);
+    expect(refused).toMatchObject({ code: 3, err: `flash: cannot reach the engine at http://127.0.0.1:${port} (ECONNREFUSED): is it running? Point --url or FLASH_URL at it\n` });
+  });
+});
+
+describe('flash exit codes: not the engine, and bugs of the tool', () => {
+  it('a URL that answers 2xx with something that is not the engine\'s JSON exits 3 "not an engine answer", never 1 with a stack', async () => {
+    const s = await standInHttp((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html>please log in</html>');
+    });
+    try {
+      for (const args of [['sku', 'list'], ['sku', 'get', 'x'], ['sku', 'audit', 'x'], ['erp'], ['drop', 'status', 'd'], ['drop', 'entry', 'd', 'b'], ['stock', 'adjust', 'x', '+1', '--reason', 'r']]) {
+        const r = await flash([...args, '--url', s.url]);
+        expect({ args, code: r.code, out: r.out, err: r.err }).toEqual({
+          args, code: 3, out: '', err: `flash: ${args.slice(0, args[0] === 'stock' ? 4 : args.length).join(' ')} failed: not an engine answer from ${s.url} (200, text/html): is --url (or FLASH_URL) the engine's address?\n`,
+        });
+      }
+      const apply = await flash(['apply', file('html.yaml', 'sku: cli-html\nstock: 1\n'), '--url', s.url]);
+      expect(apply.code).toBe(3);
+      expect(apply.err).toContain(`GET /v1/skus/cli-html failed: not an engine answer from ${s.url} (200, text/html)`);
+      const imp = await flash(['stock', 'import', file('html.csv', 'sku,stock\ncli-html,1\n'), '--url', s.url]);
+      expect(imp.code).toBe(3);
+      expect(imp.err).toContain('not an engine answer');
+      for (const r of [apply, imp]) expect(r.err).not.toContain('a bug of the tool');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an unexpected error of the tool exits 4 (a bug), not 1 (which means the engine refused)', async () => {
+    let err = '';
+    const code = await runFlash(['sku', 'get', 'cli-adjust'], {
+      stdout: () => {
+        throw new TypeError('cannot write');
+      },
+      stderr: (t) => {
+        err += t;
+      },
+      readFile: (p) => readFileSync(p, 'utf8'),
+      env: { FLASH_URL: engine.url, FLASH_TOKEN: TOKENS.operator, FLASH_DATA_DIR: join(work, 'no-data') },
+      progress: null,
+    });
+    expect(code).toBe(4);
+    expect(err).toMatch(/^flash: unexpected error \(a bug of the tool; please report it\): TypeError: cannot write/);
+  });
+});

@@ -183,7 +183,7 @@ describe('import-stock CLI', () => {
       ['PUT', '/v1/skus/sneaker%3A42', 'Bearer admin-token-123'],
       ['PUT', '/v1/skus/ticket.A', 'Bearer admin-token-123'],
     ]);
-    expect(erp.calls.find((c) => c.path === '/v1/skus/moutai-2026')?.body).toEqual({ stock: 10000, maxPerBuyer: 2, dropId: 'spring' });
+    expect(erp.calls.find((c) => c.path === '/v1/skus/moutai-2026')?.body).toEqual({ stock: 10000, maxPerBuyer: 2, dropId: 'spring', reason: 'stock import' });
     expect(cli.out).toEqual([expect.stringMatching(/^stock\.csv: 3 SKUs, 2 created, 1 updated .*, 0 failed$/)]);
   });
 

@@ -3,16 +3,20 @@
 //   { skus: [{sku, stock?, mode?, holdSeconds?, ..., reason?}], drops: [{dropId, queue?}] }
 //   (or one SKU object, one drop object, or a list of both)
 //
-// The whole file is checked first with the API's own rules (src/gateway/validate.ts); one bad
-// entry and nothing is sent (exit 2). Then each entry is read back (GET) and compared: what
-// already matches is `unchanged` and not sent (no audit noise), the rest is PUT and reported
-// `created` or `updated` with the fields that change. Drops go first, so a queue is in place
-// before the SKUs that join its drop go on sale. `stock` applies on create only, as in the API.
+// The whole file is checked first with the API's own rules (src/gateway/validate.ts), and the
+// file's drops are read to check that a new queue has what the engine needs (its mode); one
+// bad entry and nothing is sent (exit 2). Then each entry is read back (GET) and compared:
+// what already matches is `unchanged` and not sent (no audit noise), the rest is PUT and
+// reported `created` or `updated` with the fields that change. A channel policy is always
+// sent (the SKU view cannot tell a policy from channels that merely have units; the engine
+// records nothing when nothing changes) and the audit trail says whether it changed. Drops
+// go first, so a queue is in place before the SKUs that join its drop go on sale; a SKU
+// whose drop (in the file) failed is not sent. `stock` applies on create only, as in the API.
 
 import { LineCounter, parseDocument } from 'yaml';
 import { skuFields } from '../domain/index.js';
 import { InvalidRequest, dropPutCommand, skuName, upsertCommand } from '../gateway/validate.js';
-import { CliError, Exit, apiError, call, exitOf, failure, seg, type Answer, type Connection, type ExitCode, type FlashIo } from './flash-client.js';
+import { CliError, Exit, apiError, call, failure, guarded, notEngine, seg, type Answer, type Connection, type ExitCode, type FlashIo } from './flash-client.js';
 import { compact } from './flash-format.js';
 
 type Obj = Record<string, unknown>;
@@ -30,6 +34,8 @@ export interface DropEntry {
   name: string;
   body: Obj;
   where: string;
+  /** Where its queue is in the file (for an error about the queue). */
+  queueWhere?: string;
 }
 
 export type Entry = SkuEntry | DropEntry;
@@ -159,7 +165,9 @@ export function readSpec(text: string, file: string): Entry[] {
       if (first !== undefined) errors.push(`${at}: ${kind} ${name} is already declared at ${first}`);
       else seen.set(id, at);
     }
-    if (errors.length === before && name !== null) entries.push({ kind, name, body, where: at } as Entry);
+    if (errors.length === before && name !== null) {
+      entries.push(kind === 'sku' ? { kind, name, body, where: at } : { kind, name, body, where: at, queueWhere: own(item, 'queue') ? where([...path, 'queue']) : at });
+    }
   }
   if (errors.length > 0) {
     throw new CliError(Exit.usage, `${file}: ${errors.length} error${errors.length === 1 ? '' : 's'}; nothing was applied\n  ${errors.slice(0, 100).join('\n  ')}${errors.length > 100 ? `\n  ... and ${errors.length - 100} more` : ''}`);
@@ -168,19 +176,39 @@ export function readSpec(text: string, file: string): Entry[] {
   return entries;
 }
 
-/** The file's channel policy as comparable [name, maxUnits|null] pairs, sorted. */
+/** A channel policy as comparable sorted [name, maxUnits|null] pairs: the wire form ({name: {maxUnits}}), or the audit trail's pairs. */
 function channelPairs(v: unknown): string {
   if (v === null || v === undefined) return '[]';
-  const pairs = Object.keys(v as Obj).map((name) => {
-    const c = (v as Obj)[name] as Obj | null;
-    const cap = c !== null && typeof c === 'object' && own(c, 'maxUnits') ? c.maxUnits : null;
-    return [name, cap ?? null];
-  });
+  const pairs = Array.isArray(v)
+    ? v.map((p) => (Array.isArray(p) ? [p[0], p[1] ?? null] : [p, null]))
+    : Object.keys(v as Obj).map((name) => {
+      const c = (v as Obj)[name] as Obj | null;
+      const cap = c !== null && typeof c === 'object' && own(c, 'maxUnits') ? c.maxUnits : null;
+      return [name, cap ?? null];
+    });
   return JSON.stringify(pairs.sort((a, b) => String(a[0]).localeCompare(String(b[0]))));
 }
 
-/** `field old → new` for each field of the body that differs from the engine's view. */
-export function changes(entry: Entry, view: Obj): string[] {
+const channelsText = (pairs: string): string => (pairs === '[]' ? 'none' : pairs);
+
+/**
+ * Whether a SKU view's channels may differ from its policy: the view lists every channel
+ * that has units, with maxUnits null when the policy does not cap it or when there is no
+ * policy at all, so such a channel may or may not be in the policy. (A channel without units
+ * is listed only when the policy names it, and a policy names at least one channel.)
+ */
+function channelsAmbiguous(view: Obj): boolean {
+  const channels = view.channels;
+  if (!isObj(channels)) return false;
+  return Object.values(channels).some((c) => isObj(c) && (c.maxUnits ?? null) === null && (Number(c.reserved ?? 0) + Number(c.sold ?? 0)) > 0);
+}
+
+/**
+ * `field old → new` for each field of the body that differs from the engine's view.
+ * `policy`: the SKU's channel policy (as channelPairs gives it) when known apart from the
+ * view, which cannot always show it (channelsAmbiguous).
+ */
+export function changes(entry: Entry, view: Obj, policy?: string): string[] {
   const out: string[] = [];
   if (entry.kind === 'sku') {
     for (const k of Object.keys(entry.body)) {
@@ -188,7 +216,8 @@ export function changes(entry: Entry, view: Obj): string[] {
       const want = entry.body[k];
       const have = view[k];
       if (k === 'channels') {
-        if (channelPairs(want) !== channelPairs(have)) out.push(`channels ${channelPairs(have)} → ${channelPairs(want)}`);
+        const before = policy ?? channelPairs(have);
+        if (channelPairs(want) !== before) out.push(`channels ${channelsText(before)} → ${channelsText(channelPairs(want))}`);
         continue;
       }
       if (JSON.stringify(want ?? null) !== JSON.stringify(have ?? null)) out.push(`${k} ${compact(have)} → ${compact(want)}`);
@@ -206,6 +235,20 @@ export function changes(entry: Entry, view: Obj): string[] {
   return out;
 }
 
+/**
+ * What the engine refuses in a queue that is new (its drop does not exist, or has no queue
+ * yet) beyond the file's own checks: it has nothing to take the missing fields from.
+ */
+export function newQueueError(queue: unknown): string | null {
+  if (!isObj(queue)) return null;
+  if (queue.mode === undefined) return 'queue.mode is required for a new queue: fifo, random or draw';
+  if (queue.mode === 'draw') {
+    if (queue.closesAt === undefined) return 'queue.closesAt is required for a draw';
+    if (typeof queue.opensAt === 'number' && typeof queue.closesAt === 'number' && queue.closesAt <= queue.opensAt) return 'queue.closesAt must be after queue.opensAt';
+  }
+  return null;
+}
+
 export interface ApplyResult {
   entry: Entry;
   outcome: 'created' | 'updated' | 'unchanged' | 'would create' | 'would update' | 'failed';
@@ -217,56 +260,200 @@ export interface ApplyResult {
 
 const path = (e: Entry): string => `/v1/${e.kind === 'sku' ? 'skus' : 'drops'}/${seg(e.name)}`;
 
-async function applyOne(conn: Connection, e: Entry, dryRun: boolean): Promise<ApplyResult> {
-  const fail = (what: string, a: Answer): ApplyResult =>
-    ({ entry: e, outcome: 'failed', detail: failure(conn, what, a).message, note: null, exit: exitOf(a.status) });
+/** An entry as the engine has it: null when it does not exist yet. */
+type Read = { view: Obj | null } | { failed: ApplyResult };
+
+function failedResult(conn: Connection, e: Entry, what: string, a: Answer): ApplyResult {
+  const err = a.status >= 200 && a.status < 300 ? notEngine(conn, what, a) : failure(conn, what, a);
+  return { entry: e, outcome: 'failed', detail: err.message, note: null, exit: err.exitCode };
+}
+
+function thrownResult(e: Entry, err: unknown): ApplyResult {
+  if (!(err instanceof CliError)) throw err;
+  return { entry: e, outcome: 'failed', detail: err.message, note: null, exit: err.exitCode };
+}
+
+async function readEntry(conn: Connection, e: Entry): Promise<Read> {
   try {
     const current = await call(conn, 'GET', path(e));
-    let diff: string[] = [];
-    let note: string | null = null;
-    const missing = current.status === 404 && ['unknown_sku', 'unknown_drop'].includes(apiError(current).code);
-    if (!missing) {
-      if (current.status !== 200) return fail(`GET ${path(e)}`, current);
-      const view = current.body as Obj;
-      diff = changes(e, view);
-      if (e.kind === 'sku' && typeof e.body.stock === 'number' && e.body.stock !== view.onHand) {
-        note = `sku ${e.name} exists: stock ${e.body.stock} in the file applies on create only (onHand is ${String(view.onHand)}); change it with flash stock adjust ${e.name} DELTA --reason TEXT`;
-      }
-      if (diff.length === 0) return { entry: e, outcome: 'unchanged', detail: '', note, exit: Exit.ok };
-    }
-    if (dryRun) return { entry: e, outcome: missing ? 'would create' : 'would update', detail: diff.join(', '), note, exit: Exit.ok };
-    const put = await call(conn, 'PUT', path(e), e.body);
-    if (put.status === 201) return { entry: e, outcome: 'created', detail: '', note, exit: Exit.ok };
-    if (put.status === 200) return { entry: e, outcome: 'updated', detail: diff.join(', '), note, exit: Exit.ok };
-    return fail(`PUT ${path(e)}`, put);
+    if (current.status === 404 && ['unknown_sku', 'unknown_drop'].includes(apiError(current).code)) return { view: null };
+    if (current.status !== 200 || !isObj(current.body)) return { failed: failedResult(conn, e, `GET ${path(e)}`, current) };
+    return { view: current.body };
   } catch (err) {
-    if (!(err instanceof CliError)) throw err;
-    return { entry: e, outcome: 'failed', detail: err.message, note: null, exit: err.exitCode };
+    return { failed: thrownResult(e, err) };
   }
 }
 
-/** Applies the entries (drops first), a few at a time; results in the file's order within each kind. */
-export async function applyEntries(conn: Connection, entries: readonly Entry[], opts: { dryRun: boolean; reason?: string; concurrency?: number }): Promise<ApplyResult[]> {
-  const withReason = entries.map((e): Entry => (e.kind === 'sku' && opts.reason !== undefined && !own(e.body, 'reason') ? { ...e, body: { ...e.body, reason: opts.reason } } : e));
-  const results: ApplyResult[] = [];
-  for (const kind of ['drop', 'sku'] as const) {
-    const batch = withReason.filter((e) => e.kind === kind);
-    const out: ApplyResult[] = new Array(batch.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batch.length) {
-        const i = next++;
-        out[i] = await applyOne(conn, batch[i]!, opts.dryRun);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 4, batch.length) }, worker));
-    results.push(...out);
+/** The newest entry of a SKU's audit trail (null: none), or undefined when it cannot be read. */
+async function newestAudit(conn: Connection, sku: string): Promise<Obj | null | undefined> {
+  try {
+    const a = await call(conn, 'GET', `/v1/skus/${seg(sku)}/audit?limit=1`);
+    if (a.status !== 200 || !isObj(a.body) || !Array.isArray(a.body.items)) return undefined;
+    const first: unknown = a.body.items[0];
+    return isObj(first) ? first : null;
+  } catch {
+    return undefined;
   }
-  return results;
+}
+
+/**
+ * A SKU's channel policy from its audit trail (channelPairs form): the newest entry that
+ * records channels (a create records every field, an update the fields it changed).
+ * undefined when the trail cannot be read or no longer holds one.
+ */
+async function policyFromAudit(conn: Connection, sku: string): Promise<string | undefined> {
+  let cursor: string | null = null;
+  for (let page = 0; page < 20; page++) {
+    const q = new URLSearchParams({ limit: '1000' });
+    if (cursor !== null) q.set('cursor', cursor);
+    let a: Answer;
+    try {
+      a = await call(conn, 'GET', `/v1/skus/${seg(sku)}/audit?${q.toString()}`);
+    } catch {
+      return undefined;
+    }
+    if (a.status !== 200 || !isObj(a.body) || !Array.isArray(a.body.items)) return undefined;
+    for (const item of a.body.items as unknown[]) {
+      if (isObj(item) && isObj(item.after) && own(item.after, 'channels')) return channelPairs(item.after.channels);
+    }
+    cursor = typeof a.body.next === 'string' ? a.body.next : null;
+    if (cursor === null) return undefined;
+  }
+  return undefined;
+}
+
+/** `field old → new` of an audit entry's change. */
+function auditChange(entry: Obj): string[] {
+  const before = isObj(entry.before) ? entry.before : {};
+  const after = isObj(entry.after) ? entry.after : {};
+  return Object.keys(after).map((k) => (k === 'channels'
+    ? `channels ${channelsText(channelPairs(before[k]))} → ${channelsText(channelPairs(after[k]))}`
+    : `${k} ${compact(before[k])} → ${compact(after[k])}`));
+}
+
+async function applyDrop(conn: Connection, e: DropEntry, read: Read, dryRun: boolean): Promise<ApplyResult> {
+  if ('failed' in read) return read.failed;
+  const missing = read.view === null;
+  const diff = missing ? [] : changes(e, read.view!);
+  if (!missing && diff.length === 0) return { entry: e, outcome: 'unchanged', detail: '', note: null, exit: Exit.ok };
+  if (dryRun) return { entry: e, outcome: missing ? 'would create' : 'would update', detail: diff.join(', '), note: null, exit: Exit.ok };
+  try {
+    const put = await call(conn, 'PUT', path(e), e.body);
+    if ((put.status === 200 || put.status === 201) && !isObj(put.body)) return failedResult(conn, e, `PUT ${path(e)}`, put);
+    if (put.status === 201) return { entry: e, outcome: 'created', detail: '', note: null, exit: Exit.ok };
+    if (put.status === 200) return { entry: e, outcome: 'updated', detail: diff.join(', '), note: null, exit: Exit.ok };
+    return failedResult(conn, e, `PUT ${path(e)}`, put);
+  } catch (err) {
+    return thrownResult(e, err);
+  }
+}
+
+/**
+ * A SKU: created when missing; else the fields that differ are PUT, and `unchanged` is not
+ * sent. A channel policy given for an existing SKU is always sent: the view cannot show
+ * whether it is in force (channelsAmbiguous), and the engine records no audit entry when
+ * nothing changes; whether it changed is then read from the audit trail.
+ */
+async function applySku(conn: Connection, e: SkuEntry, dryRun: boolean): Promise<ApplyResult> {
+  const read = await readEntry(conn, e);
+  if ('failed' in read) return read.failed;
+  const view = read.view;
+  try {
+    let diff: string[] = [];
+    let note: string | null = null;
+    const channelsGiven = own(e.body, 'channels');
+    if (view !== null) {
+      if (typeof e.body.stock === 'number' && e.body.stock !== view.onHand) {
+        note = `sku ${e.name} exists: stock ${e.body.stock} in the file applies on create only (onHand is ${String(view.onHand)}); change it with flash stock adjust ${e.name} DELTA --reason TEXT`;
+      }
+      if (dryRun) {
+        const policy = channelsGiven && channelsAmbiguous(view) ? await policyFromAudit(conn, e.name) : undefined;
+        diff = changes(e, view, policy);
+        if (diff.length === 0 && channelsGiven && channelsAmbiguous(view) && policy === undefined) {
+          diff = [`channels → ${channelsText(channelPairs(e.body.channels))} (the SKU view cannot show whether this policy is in force; flash apply sends it)`];
+        }
+        return { entry: e, outcome: diff.length === 0 ? 'unchanged' : 'would update', detail: diff.join(', '), note, exit: Exit.ok };
+      }
+      diff = changes(e, view);
+      if (diff.length === 0 && !channelsGiven) return { entry: e, outcome: 'unchanged', detail: '', note, exit: Exit.ok };
+    } else if (dryRun) {
+      return { entry: e, outcome: 'would create', detail: '', note, exit: Exit.ok };
+    }
+    const before = view !== null && channelsGiven ? await newestAudit(conn, e.name) : undefined;
+    const put = await call(conn, 'PUT', path(e), e.body);
+    if ((put.status === 200 || put.status === 201) && !isObj(put.body)) return failedResult(conn, e, `PUT ${path(e)}`, put);
+    if (put.status === 201) return { entry: e, outcome: 'created', detail: '', note, exit: Exit.ok };
+    if (put.status !== 200) return failedResult(conn, e, `PUT ${path(e)}`, put);
+    if (!channelsGiven) return { entry: e, outcome: 'updated', detail: diff.join(', '), note, exit: Exit.ok };
+    // Sent with its channel policy: the audit trail tells whether anything changed.
+    const after = before === undefined ? undefined : await newestAudit(conn, e.name);
+    if (before !== undefined && after !== undefined) {
+      const recorded = after !== null && JSON.stringify(after) !== JSON.stringify(before) && after.action === 'update';
+      return recorded
+        ? { entry: e, outcome: 'updated', detail: auditChange(after).join(', '), note, exit: Exit.ok }
+        : { entry: e, outcome: 'unchanged', detail: '', note, exit: Exit.ok };
+    }
+    // The trail could not be read: never call a change unchanged.
+    const unsure = `channels ${channelsText(channelPairs(e.body.channels))} sent (whether the policy changed could not be read back: flash sku audit ${e.name} shows it)`;
+    return { entry: e, outcome: 'updated', detail: diff.length > 0 ? diff.join(', ') : unsure, note, exit: Exit.ok };
+  } catch (err) {
+    return thrownResult(e, err);
+  }
+}
+
+/** Runs `f` over the items, `concurrency` at a time; results in the items' order. */
+async function pool<T, R>(items: readonly T[], concurrency: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await f(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return out;
+}
+
+/**
+ * Applies the entries: drops first, so a queue is in place before its SKUs go on sale, then
+ * the SKUs; a few at a time, results in the file's order within each kind. Before anything
+ * is sent, the drops are read and a new queue that the engine would refuse for want of a
+ * field (its mode) fails the whole file (exit 2). A SKU whose dropId names a drop of the
+ * file that failed is not sent: on sale without its drop's queue, anyone could reserve it.
+ */
+export async function applyEntries(conn: Connection, entries: readonly Entry[], opts: { dryRun: boolean; reason?: string; concurrency?: number; file?: string }): Promise<ApplyResult[]> {
+  const withReason = entries.map((e): Entry => (e.kind === 'sku' && opts.reason !== undefined && !own(e.body, 'reason') ? { ...e, body: { ...e.body, reason: opts.reason } } : e));
+  const concurrency = opts.concurrency ?? 4;
+  const drops = withReason.filter((e): e is DropEntry => e.kind === 'drop');
+  const skus = withReason.filter((e): e is SkuEntry => e.kind === 'sku');
+
+  const reads = await pool(drops, concurrency, (e) => readEntry(conn, e));
+  const errors: string[] = [];
+  drops.forEach((e, i) => {
+    const read = reads[i]!;
+    if ('failed' in read || (read.view !== null && read.view.queue !== null && read.view.queue !== undefined)) return;
+    const bad = newQueueError(e.body.queue);
+    if (bad !== null) errors.push(`${e.queueWhere ?? e.where}: ${bad}${read.view === null ? ` (drop ${e.name} does not exist yet)` : ` (drop ${e.name} has no queue yet)`}`);
+  });
+  if (errors.length > 0) {
+    const file = opts.file ?? 'the file';
+    throw new CliError(Exit.usage, `${file}: ${errors.length} error${errors.length === 1 ? '' : 's'}; nothing was applied\n  ${errors.join('\n  ')}`);
+  }
+
+  const dropResults = await pool(drops.map((e, i) => ({ e, read: reads[i]! })), concurrency, ({ e, read }) => applyDrop(conn, e, read, opts.dryRun));
+  const failedDrops = new Map<string, ApplyResult>();
+  for (const r of dropResults) if (r.outcome === 'failed') failedDrops.set(r.entry.name, r);
+  const skuResults = await pool(skus, concurrency, async (e): Promise<ApplyResult> => {
+    const drop = typeof e.body.dropId === 'string' ? failedDrops.get(e.body.dropId) : undefined;
+    if (drop !== undefined) return { entry: e, outcome: 'failed', detail: `not sent: its drop ${drop.entry.name} failed: ${drop.detail}`, note: null, exit: drop.exit };
+    return applySku(conn, e, opts.dryRun);
+  });
+  return [...dropResults, ...skuResults];
 }
 
 /** `flash apply`: prints one line per entry and a summary; the exit code is the worst of the entries. */
-export async function runApply(conn: Connection, io: FlashIo, file: string, opts: { dryRun: boolean; reason?: string; json: boolean }): Promise<ExitCode> {
+export const runApply = guarded(async (conn: Connection, io: FlashIo, file: string, opts: { dryRun: boolean; reason?: string; json: boolean }): Promise<ExitCode> => {
   let text: string;
   try {
     text = io.readFile(file);
@@ -281,7 +468,7 @@ export async function runApply(conn: Connection, io: FlashIo, file: string, opts
     }
   }
   const entries = readSpec(text, file);
-  const results = await applyEntries(conn, entries, opts);
+  const results = await applyEntries(conn, entries, { ...opts, file });
   const count = (o: ApplyResult['outcome']): number => results.filter((r) => r.outcome === o).length;
   if (opts.json) {
     io.stdout(`${JSON.stringify(results.map((r) => ({ kind: r.entry.kind, name: r.entry.name, outcome: r.outcome, detail: r.detail || null, note: r.note })))}\n`);
@@ -309,4 +496,4 @@ export async function runApply(conn: Connection, io: FlashIo, file: string, opts
   if (opts.json) io.stderr(`${summary}\n`);
   else io.stdout(`${summary}\n`);
   return results.reduce<ExitCode>((worst, r) => (r.exit > worst ? r.exit : worst), Exit.ok);
-}
+});

@@ -5,11 +5,17 @@
 //
 // Exit codes a script can use: 0 ok; 1 the engine refused (a 4xx); 2 usage (bad flags, an
 // unreadable or invalid file: nothing was sent); 3 the engine cannot be reached, did not
-// answer in time, or failed (a 5xx: overloaded, a shard restarting).
+// answer in time, answered something that is not the engine's JSON, or failed (a 5xx:
+// overloaded, a shard restarting); 4 a bug of the tool (an unexpected error: report it).
+//
+// A write that must not be sent twice (stock adjust: +50 sent twice is +100) goes through
+// `writeOnce`: when the request may have reached the engine but its answer did not reach
+// the tool, the error says the change may have been applied and how to check, never
+// "try again".
 
 import { join } from 'node:path';
 
-export const Exit = { ok: 0, refused: 1, usage: 2, unreachable: 3 } as const;
+export const Exit = { ok: 0, refused: 1, usage: 2, unreachable: 3, internal: 4 } as const;
 export type ExitCode = (typeof Exit)[keyof typeof Exit];
 
 /** A failure that ends the command: `message` is printed as `flash: <message>`. */
@@ -111,7 +117,11 @@ export interface Answer {
   /** The parsed JSON body (undefined when the body is not JSON). */
   body: unknown;
   text: string;
+  /** The answer's content-type (null or absent: none). */
+  contentType?: string | null;
 }
+
+export const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** The API's error, or the status and text when the body is not one. */
 export function apiError(a: Answer): { code: string; message: string } {
@@ -140,11 +150,36 @@ export function headers(conn: Connection, extra: Record<string, string> = {}): R
   return h;
 }
 
-/** One call; a network failure or timeout throws exit 3. Any HTTP answer is returned. */
-export async function call(conn: Connection, method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Answer> {
+/** Network failures before a request is on its way: nothing reached the engine. */
+const notSentCodes = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+]);
+
+/**
+ * Whether a failed call may have reached the engine: anything but a failure to connect (or a
+ * request fetch refused to build) may have. A timeout cannot tell when it struck, so it may.
+ */
+function maybeSent(e: unknown): boolean {
+  const cause = (e as { cause?: { code?: unknown } } | null)?.cause;
+  if (typeof cause?.code === 'string' && notSentCodes.has(cause.code)) return false;
+  // fetch refuses a bad header or URL with a TypeError of its own, before any byte is sent.
+  if (e instanceof TypeError && e.message !== 'fetch failed') return false;
+  return true;
+}
+
+/** A call without a whole answer: whether the request may have reached the engine, and the status if one came. */
+interface Lost {
+  lost: true;
+  error: unknown;
+  sent: boolean;
+  status: number | null;
+}
+
+async function send(conn: Connection, method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Answer | Lost> {
   const timeout = AbortSignal.timeout(conn.timeoutMs);
   let res: Response;
-  let text: string;
   try {
     res = await fetch(conn.url + path, {
       method,
@@ -152,9 +187,15 @@ export async function call(conn: Connection, method: string, path: string, body?
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
     });
+  } catch (e) {
+    return { lost: true, error: e, sent: maybeSent(e), status: null };
+  }
+  let text: string;
+  try {
     text = await res.text();
   } catch (e) {
-    throw unreachable(conn, e);
+    // The status came, so the engine had the request; its body was cut off.
+    return { lost: true, error: e, sent: true, status: res.status };
   }
   let parsed: unknown;
   try {
@@ -162,7 +203,23 @@ export async function call(conn: Connection, method: string, path: string, body?
   } catch {
     parsed = undefined;
   }
-  return { status: res.status, body: parsed, text };
+  return { status: res.status, body: parsed, text, contentType: res.headers.get('content-type') };
+}
+
+/**
+ * One call; a network failure or timeout throws exit 3 ("cannot reach": right for reads and
+ * upserts, which may be sent again). Any HTTP answer is returned.
+ */
+export async function call(conn: Connection, method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Answer> {
+  const a = await send(conn, method, path, body, signal);
+  if ('lost' in a) throw unreachable(conn, a.error);
+  return a;
+}
+
+/** A 2xx whose body is not a JSON object: another server (a login portal, a proxy's page, a wrong port). */
+export function notEngine(conn: Connection, what: string, a: Answer): CliError {
+  return new CliError(Exit.unreachable,
+    `${what} failed: not an engine answer from ${conn.url} (${a.status}, ${a.contentType ?? 'no content-type'}): is --url (or FLASH_URL) the engine's address?`);
 }
 
 const hints: Record<string, string> = {
@@ -203,11 +260,55 @@ export function exitOf(status: number): ExitCode {
   return status >= 400 && status < 500 && status !== 429 ? Exit.refused : Exit.unreachable;
 }
 
-/** A call that must answer 2xx: its JSON body, else the failure thrown. */
-export async function expectOk(conn: Connection, what: string, method: string, path: string, body?: unknown): Promise<unknown> {
+/** A call that must answer 2xx with a JSON object: that object, else the failure thrown. */
+export async function expectOk(conn: Connection, what: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
   const a = await call(conn, method, path, body);
   if (a.status < 200 || a.status > 299) throw failure(conn, what, a);
+  if (!isObject(a.body)) throw notEngine(conn, what, a);
   return a.body;
+}
+
+/** 5xx codes that say the request was turned away before anything was done. */
+const nothingDoneCodes = new Set(['overloaded', 'shutting_down', 'rate_limited']);
+
+/**
+ * A write that must not be sent twice (it is not an upsert: stock adjust): like expectOk,
+ * but when the request may have reached the engine and no answer says what became of it (a
+ * connection lost or a timeout after sending, a 5xx other than "nothing was done"), the
+ * error (exit 3) says the change may have been applied and to `check` before retrying.
+ */
+export async function writeOnce(conn: Connection, what: string, method: string, path: string, body: unknown, check: string): Promise<Record<string, unknown>> {
+  const a = await send(conn, method, path, body, undefined);
+  const mayHave = `the change may have been applied: check ${check} before retrying (sent again, it would apply twice)`;
+  if ('lost' in a) {
+    if (!a.sent) throw unreachable(conn, a.error);
+    const said = a.status === null ? '' : `, after it answered ${a.status}`;
+    throw new CliError(Exit.unreachable, `${what}: the request reached ${conn.url} but its answer was lost (${networkReason(a.error)}${said}); ${mayHave}`);
+  }
+  if (a.status >= 500 || a.status === 429) {
+    const { code, message } = apiError(a);
+    if (!nothingDoneCodes.has(code)) throw new CliError(Exit.unreachable, `${what} failed: the engine answered ${a.status} ${code}: ${message}; ${mayHave}`);
+  }
+  if (a.status < 200 || a.status > 299) throw failure(conn, what, a);
+  if (!isObject(a.body)) throw notEngine(conn, what, a);
+  return a.body;
+}
+
+/** An error that is not a CliError is a bug of the tool: exit 4, with its stack to report. */
+export function internalError(e: unknown): CliError {
+  if (e instanceof CliError) return e;
+  return new CliError(Exit.internal, `unexpected error (a bug of the tool; please report it): ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+}
+
+/** A command whose unexpected errors exit 4 (a bug), never 1 (which means "the engine refused"). */
+export function guarded<A extends unknown[]>(f: (...args: A) => Promise<ExitCode>): (...args: A) => Promise<ExitCode> {
+  return async (...args: A): Promise<ExitCode> => {
+    try {
+      return await f(...args);
+    } catch (e) {
+      throw internalError(e);
+    }
+  };
 }
 
 export const seg = (s: string): string => encodeURIComponent(s);

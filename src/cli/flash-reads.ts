@@ -4,7 +4,7 @@
 
 import { Limits } from '../domain/index.js';
 import { reason as reasonOf } from '../gateway/validate.js';
-import { CliError, Exit, call, expectOk, seg, type Connection, type ExitCode, type FlashIo } from './flash-client.js';
+import { CliError, Exit, call, expectOk, guarded, isObject, seg, writeOnce, type Connection, type ExitCode, type FlashIo } from './flash-client.js';
 import { compact, duration, keyValues, table, time, when } from './flash-format.js';
 
 type Obj = Record<string, unknown>;
@@ -23,7 +23,7 @@ export function limitOption(raw: string | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------
 // Stock
 
-export async function stockAdjust(conn: Connection, io: FlashIo, sku: string, deltaRaw: string, reason: string, json: boolean): Promise<ExitCode> {
+export const stockAdjust = guarded(async (conn: Connection, io: FlashIo, sku: string, deltaRaw: string, reason: string, json: boolean): Promise<ExitCode> => {
   const delta = Number(deltaRaw);
   if (!/^[+-]?\d+$/.test(deltaRaw) || delta === 0 || Math.abs(delta) > Limits.stockMax) {
     throw new CliError(Exit.usage, `DELTA ${deltaRaw} must be a non-zero integer in -${Limits.stockMax}..${Limits.stockMax} (+50 restocks, -5 writes off)`);
@@ -33,7 +33,9 @@ export async function stockAdjust(conn: Connection, io: FlashIo, sku: string, de
   } catch (e) {
     throw new CliError(Exit.usage, `--reason: ${(e as Error).message}`);
   }
-  const view = await expectOk(conn, `stock adjust ${sku} ${deltaRaw}`, 'POST', `/v1/skus/${seg(sku)}/stock`, { delta, reason }) as Obj;
+  // Not an upsert: sent twice, +50 is +100. A lost answer says so rather than "try again".
+  const view = await writeOnce(conn, `stock adjust ${sku} ${deltaRaw}`, 'POST', `/v1/skus/${seg(sku)}/stock`, { delta, reason },
+    `flash sku audit ${sku} (or flash sku get ${sku})`);
   if (json) {
     printJson(io, view);
     return Exit.ok;
@@ -42,7 +44,7 @@ export async function stockAdjust(conn: Connection, io: FlashIo, sku: string, de
   const before = onHand === null ? '?' : String(onHand - delta);
   print(io, [`${sku}: ${delta > 0 ? '+' : ''}${delta} (${reason}): onHand ${before} → ${String(view.onHand)}, available ${String(view.available)}`]);
   return Exit.ok;
-}
+});
 
 // ---------------------------------------------------------------------------------------
 // SKUs
@@ -77,12 +79,12 @@ export function skuLines(v: Obj): string[] {
   ]);
 }
 
-export async function skuGet(conn: Connection, io: FlashIo, sku: string, json: boolean): Promise<ExitCode> {
+export const skuGet = guarded(async (conn: Connection, io: FlashIo, sku: string, json: boolean): Promise<ExitCode> => {
   const v = await expectOk(conn, `sku get ${sku}`, 'GET', `/v1/skus/${seg(sku)}`) as Obj;
   if (json) printJson(io, v);
   else print(io, skuLines(v));
   return Exit.ok;
-}
+});
 
 /** Follows `next` until `limit` items (or the end); returns the items and the cursor after them. */
 async function pages(conn: Connection, what: string, base: string, limit: number | undefined): Promise<{ items: Obj[]; next: string | null }> {
@@ -92,14 +94,16 @@ async function pages(conn: Connection, what: string, base: string, limit: number
     const want = Math.min(1000, limit === undefined ? 1000 : limit - items.length);
     const q = new URLSearchParams({ limit: String(want) });
     if (cursor !== null) q.set('cursor', cursor);
-    const page = await expectOk(conn, what, 'GET', `${base}?${q.toString()}`) as { items?: Obj[]; next?: string | null };
-    items.push(...(page.items ?? []));
-    cursor = page.next ?? null;
-    if (cursor === null || (limit !== undefined && items.length >= limit) || (page.items ?? []).length === 0) return { items, next: cursor };
+    const page = await expectOk(conn, what, 'GET', `${base}?${q.toString()}`);
+    if (!Array.isArray(page.items)) throw new CliError(Exit.unreachable, `${what} failed: the answer from ${conn.url} is not a listing (no items): is --url (or FLASH_URL) the engine's address?`);
+    const got = page.items.filter(isObject);
+    items.push(...got);
+    cursor = typeof page.next === 'string' ? page.next : null;
+    if (cursor === null || (limit !== undefined && items.length >= limit) || got.length === 0) return { items, next: cursor };
   }
 }
 
-export async function skuList(conn: Connection, io: FlashIo, limit: number | undefined, json: boolean): Promise<ExitCode> {
+export const skuList = guarded(async (conn: Connection, io: FlashIo, limit: number | undefined, json: boolean): Promise<ExitCode> => {
   const { items, next } = await pages(conn, 'sku list', '/v1/skus', limit);
   if (json) {
     printJson(io, { items, next });
@@ -113,7 +117,7 @@ export async function skuList(conn: Connection, io: FlashIo, limit: number | und
     items.map((v) => [String(v.sku), num(v.onHand), num(v.available), num(v.reserved), num(v.sold), String(v.mode), num(v.maxPerBuyer), v.dropId === null ? null : String(v.dropId)])));
   if (next !== null) io.stderr(`flash: more SKUs follow; raise --limit to list them\n`);
   return Exit.ok;
-}
+});
 
 function changeText(before: unknown, after: unknown): string {
   if (before === null || typeof before !== 'object') {
@@ -125,7 +129,7 @@ function changeText(before: unknown, after: unknown): string {
   return [...keys].map((k) => `${k} ${compact((before as Obj)[k])} → ${compact(((after ?? {}) as Obj)[k])}`).join(', ');
 }
 
-export async function skuAudit(conn: Connection, io: FlashIo, sku: string, limit: number | undefined, json: boolean): Promise<ExitCode> {
+export const skuAudit = guarded(async (conn: Connection, io: FlashIo, sku: string, limit: number | undefined, json: boolean): Promise<ExitCode> => {
   const { items, next } = await pages(conn, `sku audit ${sku}`, `/v1/skus/${seg(sku)}/audit`, limit);
   if (json) {
     printJson(io, { items, next });
@@ -139,12 +143,12 @@ export async function skuAudit(conn: Connection, io: FlashIo, sku: string, limit
     items.map((e) => [time(e.at), String(e.actor), String(e.action), changeText(e.before, e.after), typeof e.reason === 'string' ? e.reason : null])));
   if (next !== null) io.stderr(`flash: older changes follow; raise --limit to list them\n`);
   return Exit.ok;
-}
+});
 
 // ---------------------------------------------------------------------------------------
 // Drops
 
-export async function dropStatus(conn: Connection, io: FlashIo, dropId: string, json: boolean): Promise<ExitCode> {
+export const dropStatus = guarded(async (conn: Connection, io: FlashIo, dropId: string, json: boolean): Promise<ExitCode> => {
   const v = await expectOk(conn, `drop status ${dropId}`, 'GET', `/v1/drops/${seg(dropId)}`) as Obj;
   if (json) {
     printJson(io, v);
@@ -174,7 +178,7 @@ export async function dropStatus(conn: Connection, io: FlashIo, dropId: string, 
   // The drop's SKUs, as a shop page would show them (public reads).
   const views = await Promise.all(skus.slice(0, 200).map(async (sku) => {
     const a = await call(conn, 'GET', `/v1/skus/${seg(sku)}`);
-    return a.status === 200 ? (a.body as Obj) : { sku };
+    return a.status === 200 && isObject(a.body) ? a.body : { sku };
   }));
   if (views.length > 0) {
     lines.push('', ...table(['SKU', 'ON HAND', 'AVAILABLE', 'RESERVED', 'SOLD', 'MAX/BUYER'],
@@ -182,9 +186,9 @@ export async function dropStatus(conn: Connection, io: FlashIo, dropId: string, 
   }
   print(io, lines);
   return Exit.ok;
-}
+});
 
-export async function dropEntry(conn: Connection, io: FlashIo, dropId: string, buyerId: string, json: boolean): Promise<ExitCode> {
+export const dropEntry = guarded(async (conn: Connection, io: FlashIo, dropId: string, buyerId: string, json: boolean): Promise<ExitCode> => {
   const v = await expectOk(conn, `drop entry ${dropId} ${buyerId}`, 'GET', `/v1/drops/${seg(dropId)}/queue/${seg(buyerId)}`) as Obj;
   if (json) {
     printJson(io, v);
@@ -199,38 +203,83 @@ export async function dropEntry(conn: Connection, io: FlashIo, dropId: string, b
   if (v.reservationId !== undefined) pairs.push(['reservation', String(v.reservationId)]);
   print(io, keyValues(pairs));
   return Exit.ok;
-}
+});
 
 // ---------------------------------------------------------------------------------------
 // ERP
 
-export async function erpStatus(conn: Connection, io: FlashIo, json: boolean): Promise<ExitCode> {
+interface DelivererStatus {
+  /** Its figures (DelivererStats), when it runs or ran in this process; null: none yet. */
+  stats: Obj | null;
+  /** Over NATS, this node's part (standby, delivering, ...); null when embedded. */
+  role: string | null;
+}
+
+function delivererStatus(d: Obj): DelivererStatus | null {
+  const stats = typeof d.deliveredTotal === 'number' ? d : null;
+  const role = typeof d.role === 'string' ? d.role : null;
+  return stats === null && role === null ? null : { stats, role };
+}
+
+/**
+ * GET /v1/admin/erp's `deliverer`: null (none here), the ERP deliverer's status, and with
+ * FLASH_EVENTS_WEBHOOK_URL an `eventsWebhook` key holding the stock events deliverer's (alone
+ * when no ERP sink is configured).
+ */
+function deliverers(d: unknown): { erp: DelivererStatus | null; events: DelivererStatus | null } {
+  if (!isObject(d)) return { erp: null, events: null };
+  const { eventsWebhook, ...erp } = d;
+  return { erp: delivererStatus(erp), events: isObject(eventsWebhook) ? delivererStatus(eventsWebhook) ?? { stats: null, role: null } : null };
+}
+
+function roleText(role: string | null): string {
+  return role === null ? 'configured, no figures yet' : `${role} on this node (another node holds the deliverer lease, or it is starting)`;
+}
+
+function lastErrorText(stats: Obj | null): string {
+  const e = stats?.lastError;
+  return isObject(e) ? `${time(e.atMs)} ${String(e.kind)}: ${String(e.message)}` : '-';
+}
+
+export const erpStatus = guarded(async (conn: Connection, io: FlashIo, json: boolean): Promise<ExitCode> => {
   const r = await expectOk(conn, 'erp', 'GET', '/v1/admin/erp') as Obj;
   if (json) {
     printJson(io, r);
     return Exit.ok;
   }
-  const totals = (r.totals ?? {}) as Obj;
-  const d = (r.deliverer ?? null) as Obj | null;
-  const shards = Array.isArray(r.shards) ? (r.shards as Obj[]) : [];
+  const totals = isObject(r.totals) ? r.totals : {};
+  const shards = Array.isArray(r.shards) ? r.shards.filter(isObject) : [];
   const backlogOrders = shards.reduce((n, s) => n + (num(s.backlogOrders) ?? 0), 0);
-  const lastError = d === null ? null : (d.lastError as Obj | null);
+  const { erp, events } = deliverers(r.deliverer);
+  const stats = erp?.stats ?? null;
   const pairs: [string, string | number | null][] = [
     ['complete', r.complete === true ? 'yes: every paid and refunded order was delivered' : r.shardsAnswered === false ? 'no: some shard did not answer' : 'no: some orders are not delivered yet'],
     ['backlog', `${backlogOrders} event${backlogOrders === 1 ? '' : 's'} in the shards' outboxes`],
-    ['oldest undelivered', d === null ? '-' : num(d.oldestUndeliveredAgeMs) ? `${duration(num(d.oldestUndeliveredAgeMs)!)} old` : 'none'],
-    ['delivered', d === null ? '-' : num(d.deliveredTotal)],
-    ['deliverer', d === null ? 'none in this process (no ERP sink configured here, or another gateway runs it)'
-      : `${String(d.callsInFlight)} calls in flight, cap ${String(d.maxRps)}/s and ${String(d.concurrency)} at once, ${String(d.failuresTotal)} failures`],
-    ['last error', lastError === null ? '-' : `${time(lastError.atMs)} ${String(lastError.kind)}: ${String(lastError.message)}`],
+    ['oldest undelivered', stats === null ? '-' : num(stats.oldestUndeliveredAgeMs) ? `${duration(num(stats.oldestUndeliveredAgeMs)!)} old` : 'none'],
+    ['delivered', stats === null ? '-' : num(stats.deliveredTotal)],
+    ['deliverer', erp === null ? 'none in this process (no ERP sink configured here, or another gateway runs it)'
+      : erp.stats === null ? roleText(erp.role)
+      : `${erp.role === null ? '' : `${erp.role}: `}${String(erp.stats.callsInFlight)} calls in flight, cap ${String(erp.stats.maxRps)}/s and ${String(erp.stats.concurrency)} at once, ${String(erp.stats.failuresTotal)} failures`],
+    ['last error', lastErrorText(stats)],
+  ];
+  // The stock events webhook (FLASH_EVENTS_WEBHOOK_URL) has a deliverer of its own.
+  if (events !== null) {
+    const e = events.stats;
+    pairs.push(
+      ['events webhook', e === null ? roleText(events.role)
+        : `${events.role === null ? '' : `${events.role}: `}${String(e.deliveredTotal)} delivered, ${String(num(e.backlogEvents) ?? 0)} in backlog${e.backlogMayHaveMore === true ? ' (or more)' : ''}${num(e.oldestUndeliveredAgeMs) ? `, oldest ${duration(num(e.oldestUndeliveredAgeMs)!)} old` : ''}, ${String(num(e.failuresTotal) ?? 0)} failures`],
+      ['events last error', lastErrorText(e)],
+    );
+  }
+  pairs.push(
     ['units sold', num(totals.sold)],
     ['units delivered', num(totals.deliveredUnits)],
     ['units undelivered', num(totals.undeliveredUnits)],
     ['units refunded', num(totals.refundedUnits)],
-  ];
+  );
   const lines = keyValues(pairs);
   for (const s of shards) if (typeof s.error === 'string') lines.push(`shard ${String(s.shardId)} did not answer: ${s.error}`);
-  const skus = Array.isArray(r.skus) ? (r.skus as Obj[]) : [];
+  const skus = Array.isArray(r.skus) ? r.skus.filter(isObject) : [];
   if (skus.length > 0) {
     lines.push('', ...table(['SKU', 'SOLD', 'DELIVERED', 'UNDELIVERED', 'NOT QUEUED', 'REFUNDED', 'REFUNDS DELIVERED'],
       [...skus].sort((a, b) => String(a.sku).localeCompare(String(b.sku)))
@@ -238,4 +287,4 @@ export async function erpStatus(conn: Connection, io: FlashIo, json: boolean): P
   }
   print(io, lines);
   return Exit.ok;
-}
+});

@@ -11,7 +11,7 @@
 //   flash rehearse SCENARIO                 load-test a deployment with a drop scenario; report, chart, exit 1 on a failed check
 //
 // Exit codes: 0 ok; 1 the engine refused (4xx); 2 usage (bad flags, unreadable or invalid
-// file: nothing sent); 3 cannot reach the engine, or it failed (5xx). Errors go to stderr,
+// file: nothing sent); 3 cannot reach the engine, or it failed (5xx); 4 a bug of the tool. Errors go to stderr,
 // one line each: what failed, the API's code and message, and what to do.
 // `runFlash(argv, io)` runs it without a process (tests).
 
@@ -38,7 +38,10 @@ Exit codes:
   0  ok
   1  the engine refused something (a 4xx: bad token, unknown SKU, insufficient stock, ...)
   2  usage: bad flags or arguments, an unreadable or invalid file (nothing was sent)
-  3  the engine cannot be reached, did not answer in time, or failed (a 5xx); try again
+  3  the engine cannot be reached, did not answer in time, answered something that is not
+     the engine's JSON, or failed (a 5xx); try again, unless the message says the change
+     may have been applied (stock adjust): check flash sku audit SKU first
+  4  a bug of the tool (an unexpected error; please report it)
 
 Examples:
   flash apply spring-drop.yaml --reason "spring launch"
@@ -192,7 +195,7 @@ export async function runFlash(argv: readonly string[], io: FlashIo = defaultIo)
       return e.exitCode;
     }
     io.stderr(`flash: unexpected error (a bug of the tool; please report it): ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
-    return Exit.refused;
+    return Exit.internal;
   }
 }
 

@@ -33,7 +33,7 @@ async function put(baseUrl: string, token: string | null, c: SkuUpsert): Promise
   let res: Response;
   try {
     res = await fetch(new URL(`/v1/skus/${encodeURIComponent(c.sku)}`, baseUrl), {
-      method: 'PUT', headers, body: JSON.stringify(upsertBody(c)), signal: AbortSignal.timeout(callTimeoutMs),
+      method: 'PUT', headers, body: JSON.stringify({ ...upsertBody(c), reason: 'stock import' }), signal: AbortSignal.timeout(callTimeoutMs),
     });
   } catch (e) {
     return { ok: false, code: 'no_answer', message: e instanceof Error ? e.message : String(e), retryable: true };
