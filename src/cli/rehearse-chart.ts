@@ -49,7 +49,7 @@ export function renderRehearsalChart(r: RehearsalReport): string {
   const out: string[] = [];
   const verdictColor = r.verdict === 'pass' ? '#2e7d32' : '#c62828';
   out.push(svgText(20, 26, `flash rehearse: ${r.scenario.name}`, { size: 16, weight: 'bold' }));
-  out.push(svgRect(W - 150, 10, 130, 24, verdictColor, ' rx="4"'), svgText(W - 85, 27, r.verdict === 'pass' ? 'PASSED' : r.verdict === 'interrupted' ? 'INTERRUPTED' : `FAILED (exit ${r.exitCode})`, { size: 12, anchor: 'middle', weight: 'bold', fill: '#fff' }));
+  out.push(svgRect(W - 150, 10, 130, 24, verdictColor, ' rx="4"'), svgText(W - 85, 27, r.verdict === 'pass' ? 'PASSED' : r.verdict === 'interrupted' ? 'INTERRUPTED' : r.verdict === 'unreachable' ? 'STOPPED (exit 3)' : `FAILED (exit ${r.exitCode})`, { size: 12, anchor: 'middle', weight: 'bold', fill: '#fff' }));
   out.push(svgText(20, 44, `${r.target.url} (${r.target.deployment}), ${r.startedAt.replace('T', ' ').slice(0, 19)}Z, run ${r.runId}`, { size: 10, fill: '#555' }));
   const failed = r.checks.filter((c) => !c.ok).map((c) => c.name).concat(r.targets.filter((t) => !t.ok).map((t) => `target ${t.target.phase}`));
   out.push(svgText(20, 58, failed.length === 0 ? `all ${r.checks.length} checks and ${r.targets.length} targets met` : `failed: ${failed.join('; ')}`.slice(0, 170), { size: 10, fill: failed.length === 0 ? '#2e7d32' : '#c62828' }));

@@ -1,13 +1,18 @@
 // What a rehearsal must show before a drop goes live, each a pass or a fail with the figures:
-// every SKU conserved (onHand = available + reserved + sold, from GET /v1/skus/{sku}); a sell-out
+// every SKU conserved (onHand = available + reserved + sold, from GET /v1/skus/{sku}); no SKU
+// the run created oversold, by the run's own count against the scenario's stock (not the
+// engine's view: an engine that oversells may well report a consistent view); a sell-out
 // granted and sold exactly its stock; every SKU the run created sold exactly the units it paid;
-// no 5xx but 503 overloaded (503 shard_unavailable counted on its own line); every request
+// every flow phase ran its flows in the mix; every phase answered mostly 2xx (a phase of
+// refusals is no measurement); no 401 or 403 forbidden (a credential problem); no redirect; no
+// 5xx but 503 overloaded (503 shard_unavailable counted on its own line); every request
 // answered; the ERP backlog drained in the time the scenario states; and each stated target
-// (p50 / p99 / p99.9 at a rate) met.
+// (p50 / p99 / p99.9 of the 2xx answers, at a rate) met.
 
 import { seg } from './flash-client.js';
 import type { Api } from './rehearse-http.js';
 import { activeMs, type Ledger, type PhaseLog, type StepLog } from './rehearse-load.js';
+import type { CreatedSku, Hold, SkuTally } from './rehearse-phases.js';
 import type { Target } from './rehearse-scenario.js';
 import { fmt, latencyHistogram, latencySummary, type LatencyMs } from './report-kit.js';
 
@@ -29,6 +34,14 @@ export interface SkuFigures {
   /** Created by this run (so every unit it sold was paid by this run). */
   created: boolean;
   paidByRun: number;
+  /** Units this run got held (201s), cancelled, and held or sold at once at most (its own count). */
+  heldByRun: number;
+  cancelledByRun: number;
+  /** The scenario's stock and hold time (SKUs the run created), and the most units this run certainly held or bought at one time (and when: s into the run). */
+  scenarioStock: number | null;
+  holdSeconds: number | null;
+  maxHeldAtOnce: number | null;
+  maxHeldAtS: number | null;
 }
 
 const s = (n: number, one: string, many = `${one}s`): string => `${fmt(n)} ${n === 1 ? one : many}`;
@@ -58,13 +71,67 @@ export function paidCheck(skus: readonly SkuFigures[]): CheckResult | null {
   };
 }
 
+/**
+ * The most units a SKU's holds and sales by this run certainly took at one time, by its own
+ * count: a hold from its answer (the engine granted it by then) until its reserve was sent +
+ * holdSeconds (it may expire from then on; cancelled ones are not counted), a paid one from its
+ * answer on. More than the stock: oversold. Times in ms of the run's clock.
+ */
+export function heldAtOnce(tally: SkuTally | undefined, open: readonly Hold[], holdSeconds: number): { max: number; atMs: number | null } {
+  const events: [number, number][] = [];
+  for (const [from, units] of tally?.paidFromMs ?? []) events.push([from, units]);
+  for (const h of open) {
+    const until = h.sentMs + holdSeconds * 1000;
+    if (h.atMs < until) events.push([h.atMs, h.qty], [until, -h.qty]);
+  }
+  // Ends before starts at the same time: a hold that may have expired is not counted with the next.
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let max = 0;
+  let atMs: number | null = null;
+  for (const [t, d] of events) {
+    now += d;
+    if (now > max) {
+      max = now;
+      atMs = t;
+    }
+  }
+  return { max, atMs };
+}
+
+/** SKUs the run created, against the scenario's stock: onHand equal to it, and never more held or sold at once. */
+export function stockCheck(skus: readonly SkuFigures[]): CheckResult | null {
+  const mine = skus.filter((x) => x.created && x.scenarioStock !== null);
+  if (mine.length === 0) return null;
+  const bad: string[] = [];
+  for (const x of mine) {
+    const problems: string[] = [];
+    if (x.onHand !== x.scenarioStock) problems.push(`onHand ${fmt(x.onHand)}, the scenario's stock ${fmt(x.scenarioStock!)}`);
+    if (x.maxHeldAtOnce !== null && x.maxHeldAtOnce > x.scenarioStock!) {
+      problems.push(`${fmt(x.maxHeldAtOnce)} units held or sold to this run at once (${x.maxHeldAtS === null ? '' : `${x.maxHeldAtS} s into the run, `}holds of ${x.holdSeconds} s) of a stock of ${fmt(x.scenarioStock!)}: oversold`);
+    }
+    if (problems.length > 0) bad.push(`${x.sku}: ${problems.join('; ')}`);
+  }
+  const held = mine.reduce((a, x) => a + x.heldByRun, 0);
+  return {
+    name: 'no SKU oversold (the run\'s own holds and sales against the scenario\'s stock)',
+    ok: bad.length === 0,
+    detail: bad.length === 0
+      ? `${s(mine.length, 'SKU')}: onHand as the scenario put it, ${s(held, 'unit')} held over the run, never more at once than the stock`
+      : `${s(bad.length, 'SKU')} of ${mine.length}: ${bad.slice(0, 5).join('; ')}`,
+  };
+}
+
 export function selloutCheck(log: PhaseLog): CheckResult {
   const e = log.extra as {
     sku: string; stockAtStart: number; soldAtStart: number; reservedAtStart: number; grantedUnits: number; paidUnits: number | null;
+    stockProblem: string | null; created: boolean;
     after: { available: number; reserved: number; sold: number };
   };
   const problems: string[] = [];
-  if (e.grantedUnits !== e.stockAtStart) problems.push(`${fmt(e.grantedUnits)} units held for ${fmt(e.stockAtStart)} available at the start`);
+  if (e.stockProblem !== null) problems.push(e.stockProblem);
+  if (e.stockAtStart <= 0) problems.push('no stock at the start: there was nothing to sell out');
+  if (e.grantedUnits !== e.stockAtStart) problems.push(`${fmt(e.grantedUnits)} units held for ${fmt(e.stockAtStart)} ${e.created ? 'of the scenario\'s stock' : 'available at the start'}`);
   if (e.after.available !== 0) problems.push(`${fmt(e.after.available)} still available`);
   if (e.paidUnits !== null) {
     if (e.paidUnits !== e.stockAtStart) problems.push(`${fmt(e.paidUnits)} units paid`);
@@ -81,6 +148,94 @@ export function selloutCheck(log: PhaseLog): CheckResult {
   };
 }
 
+const pct = (x: number): string => `${Number.isInteger(Math.round(x * 1000) / 10) ? Math.round(x * 100) : (x * 100).toFixed(1)} %`;
+
+const statusOf = (k: string): number => Number(/^(\d{3})/.exec(k)?.[1] ?? 0);
+
+/** Answers of a phase that are expected refusals, left out of its 2xx share: sold_out where selling out is the point, 503 overloaded (shed, checked apart). */
+function expectedRefusal(kind: string, outcome: string): boolean {
+  if (outcome === '503 overloaded') return true;
+  return (kind === 'sellout' || kind === 'queue') && outcome === '409 sold_out';
+}
+
+/** The 2xx share of a phase's answers (expected refusals left out), and its refusals. */
+export function okShareOf(log: { kind: string; outcomes: ReadonlyMap<string, number> }): { ok: number; counted: number; share: number | null; refused: number } {
+  let ok = 0;
+  let counted = 0;
+  let refused = 0;
+  for (const [k, v] of log.outcomes) {
+    const st = statusOf(k);
+    if (st === 0) continue;
+    if (st >= 200 && st < 300) ok += v;
+    else refused += v;
+    if (!expectedRefusal(log.kind, k)) counted += v;
+  }
+  return { ok, counted, share: counted === 0 ? null : ok / counted, refused };
+}
+
+/** Every phase got 2xx answers, at least `minShare` of them (a phase of refusals measured nothing). */
+export function answersCheck(ledger: Ledger, minShare: number): CheckResult {
+  const bad: string[] = [];
+  const good: string[] = [];
+  for (const p of ledger.phases) {
+    const o = okShareOf(p);
+    const top = [...p.outcomes].filter(([k]) => !/^2/.test(k)).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+    if (o.ok === 0) bad.push(`${p.name}: no 2xx answer${top === '' ? '' : ` (${top})`}`);
+    else if (o.share !== null && o.share < minShare) bad.push(`${p.name}: ${pct(o.share)} 2xx (${top})`);
+    else good.push(`${p.name} ${o.share === null ? '-' : pct(o.share)}`);
+  }
+  return {
+    name: `every phase answered 2xx (at least ${pct(minShare)} of its answers; sold_out of a sell-out or queue, and 503 overloaded, left out)`,
+    ok: bad.length === 0,
+    detail: bad.length === 0 ? `2xx share: ${good.join(', ')}` : bad.join('; '),
+  };
+}
+
+
+/** 401, or 403 forbidden (the role may not make the call): a credential of the run is wrong. */
+const credentialOutcome = (k: string): boolean => /^401\b/.test(k) || k === '403 forbidden' || k === '403 http_403';
+
+export function credentialsCheck(ledger: Ledger): CheckResult {
+  const bad = new Map<string, number>();
+  for (const p of ledger.phases) for (const [k, v] of p.outcomes) if (credentialOutcome(k)) bad.set(`${p.name}: ${k}`, (bad.get(`${p.name}: ${k}`) ?? 0) + v);
+  return {
+    name: 'every credential accepted (no 401, no 403 forbidden)',
+    ok: bad.size === 0,
+    detail: bad.size === 0
+      ? 'none refused'
+      : `${[...bad].map(([k, v]) => `${fmt(v)} × ${k}`).join(', ')}: give the right shop, payments or buyer-token secret (FLASH_SHOP_TOKEN, FLASH_PAYMENTS_TOKEN, FLASH_BUYER_TOKEN_SECRET)`,
+  };
+}
+
+export function redirectCheck(ledger: Ledger): CheckResult {
+  const all = outcomesOf(ledger);
+  const bad = [...all].filter(([k]) => statusOf(k) >= 300 && statusOf(k) < 400);
+  return {
+    name: 'answered by the engine itself (no redirect)',
+    ok: bad.length === 0,
+    detail: bad.length === 0 ? 'no 3xx' : `${bad.map(([k, v]) => `${fmt(v)} × ${k}`).join(', ')}: redirects are not followed; point --url at the engine itself`,
+  };
+}
+
+/** A flow phase ran its flows: some started, and each fate of the mix came about for at least half the flows given it. */
+export function flowsCheck(log: PhaseLog): CheckResult {
+  const f = log.extra.flows as {
+    planned: number; started: number; assigned: { pay: number; cancel: number; abandon: number }; noHold: number;
+    pay: number; payOk: number; cancel: number; cancelOk: number; abandon: number;
+  };
+  const name = `flows ${log.name}: every started flow finished, in the mix`;
+  if (f.started === 0) {
+    return { name, ok: false, detail: `no flow started${f.planned === 0 ? ': the steps\' requests (rate x seconds) cannot carry one whole flow (a reserve and its pay or cancel)' : ''}` };
+  }
+  const done = { pay: f.payOk, cancel: f.cancelOk, abandon: f.abandon };
+  const short: string[] = [];
+  for (const fate of ['pay', 'cancel', 'abandon'] as const) {
+    if (f.assigned[fate] > 0 && done[fate] < f.assigned[fate] * 0.5) short.push(`${fmt(done[fate])} of ${fmt(f.assigned[fate])} flows meant to ${fate} did`);
+  }
+  const figures = `${fmt(f.started)} flows started${f.planned > 0 ? ` of ${fmt(f.planned)} planned` : ''}: paid ${fmt(f.payOk)}, cancelled ${fmt(f.cancelOk)}, abandoned ${fmt(f.abandon)}, no hold ${fmt(f.noHold)}`;
+  return { name, ok: short.length === 0, detail: short.length === 0 ? figures : `${short.join('; ')} (${figures})` };
+}
+
 /** Every answer of every phase, by outcome. */
 export function outcomesOf(ledger: Ledger): Map<string, number> {
   const all = new Map<string, number>();
@@ -88,15 +243,13 @@ export function outcomesOf(ledger: Ledger): Map<string, number> {
   return all;
 }
 
-const statusOfKey = (k: string): number => Number(/^(\d{3})/.exec(k)?.[1] ?? 0);
-
 export function serverErrorChecks(ledger: Ledger, shardUnavailableMax: number): CheckResult[] {
   const all = outcomesOf(ledger);
-  const fivexx = [...all].filter(([k]) => statusOfKey(k) >= 500);
+  const fivexx = [...all].filter(([k]) => statusOf(k) >= 500);
   const overloaded = all.get('503 overloaded') ?? 0;
   const shardUnavailable = all.get('503 shard_unavailable') ?? 0;
   const other = fivexx.filter(([k]) => k !== '503 overloaded' && k !== '503 shard_unavailable');
-  const errors = [...all].filter(([k]) => statusOfKey(k) === 0);
+  const errors = [...all].filter(([k]) => statusOf(k) === 0);
   const cut = ledger.phases.flatMap((p) => p.steps).reduce((a, st) => a + st.cutOff, 0);
   return [
     {
@@ -156,7 +309,8 @@ export interface TargetResult {
   target: Target;
   ok: boolean;
   detail: string;
-  measured: { rps: number; latencyMs: LatencyMs | null; steps: string[]; late: number; intended: number };
+  /** latencyMs: of the 2xx answers; refusedShare: the share of answers that were not 2xx. */
+  measured: { rps: number; latencyMs: LatencyMs | null; steps: string[]; late: number; intended: number; ok: number; refusedShare: number };
 }
 
 /** The load steps of a phase a target is judged on (follow-up calls such as paying after a sell-out left out). */
@@ -169,13 +323,16 @@ function judgedSteps(log: PhaseLog, atRps: number | undefined): StepLog[] {
 
 export function targetCheck(ledger: Ledger, t: Target): TargetResult {
   const log = ledger.phases.find((p) => p.name === t.phase);
-  const empty = { rps: 0, latencyMs: null, steps: [], late: 0, intended: 0 };
+  const empty = { rps: 0, latencyMs: null, steps: [], late: 0, intended: 0, ok: 0, refusedShare: 0 };
   if (log === undefined) return { target: t, ok: false, detail: `phase ${t.phase} did not run`, measured: empty };
   const steps = judgedSteps(log, t.atRps);
   if (steps.length === 0) return { target: t, ok: false, detail: `phase ${t.phase} never ran at ${fmt(t.atRps ?? 0)}/s or more`, measured: empty };
+  // Latency of the 2xx answers: a refusal is quick and says nothing of how the engine serves.
   const h = latencyHistogram(3);
-  for (const st of steps) h.add(st.hist);
+  for (const st of steps) h.add(st.okHist);
   const answered = steps.reduce((a, st) => a + st.answered, 0);
+  const ok = steps.reduce((a, st) => a + st.ok, 0);
+  const refusedShare = answered > 0 ? (answered - ok) / answered : 0;
   const ms = steps.reduce((a, st) => a + activeMs(st), 0);
   const rps = ms > 0 ? (answered * 1000) / ms : 0;
   const late = steps.reduce((a, st) => a + st.late, 0);
@@ -188,23 +345,28 @@ export function targetCheck(ledger: Ledger, t: Target): TargetResult {
     else met.push(`${fmt(rps)}/s`);
     if (intended > 0 && late > intended * 0.01) problems.push(`the rate was not held: ${fmt(late)} of ${fmt(intended)} requests sent late (connections waiting on slow answers)`);
   }
-  const pct = [['p50Ms', 'p50', 'p50'], ['p99Ms', 'p99', 'p99'], ['p999Ms', 'p99_9', 'p99.9']] as const;
-  for (const [key, field, label] of pct) {
+  const percentiles = [['p50Ms', 'p50', 'p50'], ['p99Ms', 'p99', 'p99'], ['p999Ms', 'p99_9', 'p99.9']] as const;
+  for (const [key, field, label] of percentiles) {
     const want = t[key];
     if (want === undefined) continue;
     if (lat === null) {
-      problems.push(`no answer to measure ${label} on`);
+      problems.push(`no 2xx answer to measure ${label} on${answered > 0 ? ` (${fmt(answered)} answers, all refused)` : ''}`);
       continue;
     }
     const got = lat[field];
     if (got > want) problems.push(`${label} ${got} ms > ${want} ms`);
     else met.push(`${label} ${got} ms ≤ ${want} ms`);
   }
+  const others = new Map<string, number>();
+  for (const st of steps) for (const [k, v] of st.outcomes) if (!/^2\d\d$/.test(k)) others.set(k, (others.get(k) ?? 0) + v);
+  const refused = ok > 0 && others.size > 0
+    ? `; latency of the ${fmt(ok)} 2xx answers, not of ${[...others].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`
+    : '';
   return {
     target: t,
     ok: problems.length === 0,
-    detail: problems.length === 0 ? `met: ${met.join(', ')}` : `missed: ${problems.join('; ')}${met.length > 0 ? ` (met: ${met.join(', ')})` : ''}`,
-    measured: { rps, latencyMs: lat, steps: steps.map((st) => st.label), late, intended },
+    detail: problems.length === 0 ? `met: ${met.join(', ')}${refused}` : `missed: ${problems.join('; ')}${met.length > 0 ? ` (met: ${met.join(', ')})` : ''}${refused}`,
+    measured: { rps, latencyMs: lat, steps: steps.map((st) => st.label), late, intended, ok, refusedShare },
   };
 }
 
@@ -216,8 +378,18 @@ export function describeTarget(t: Target): string {
   return `${t.phase}: ${parts.join(', ')}${t.atRps !== undefined ? `${parts.length > 0 ? ' ' : ''}at ${fmt(t.atRps)}/s` : ''}`;
 }
 
-/** Reads the SKUs of the run (a few at a time) with the conservation figures. */
-export async function readSkus(api: Api, token: string | null, skus: readonly { sku: string; created: boolean }[], paidUnits: ReadonlyMap<string, number>): Promise<SkuFigures[]> {
+/** Reads the SKUs of the run (a few at a time) with the conservation figures and the run's own count beside them. */
+export async function readSkus(
+  api: Api, token: string | null, skus: readonly { sku: string; created: boolean }[],
+  run: { tallies: ReadonlyMap<string, SkuTally>; holds: ReadonlyMap<string, Hold>; created: ReadonlyMap<string, CreatedSku> },
+): Promise<SkuFigures[]> {
+  const open = new Map<string, Hold[]>();
+  for (const h of run.holds.values()) {
+    if (!run.created.has(h.sku)) continue;
+    let l = open.get(h.sku);
+    if (l === undefined) open.set(h.sku, (l = []));
+    l.push(h);
+  }
   const out: SkuFigures[] = new Array(skus.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -227,7 +399,14 @@ export async function readSkus(api: Api, token: string | null, skus: readonly { 
       const r = await api.expect(`GET /v1/skus/${sku}`, 'sku.get', 'GET', `/v1/skus/${seg(sku)}`, { token });
       const v = r.body as { onHand: number; available: number; reserved: number; sold: number };
       const conserved = [v.onHand, v.available, v.reserved, v.sold].every((x) => Number.isInteger(x) && x >= 0) && v.onHand === v.available + v.reserved + v.sold;
-      out[i] = { sku, onHand: v.onHand, available: v.available, reserved: v.reserved, sold: v.sold, conserved, created, paidByRun: paidUnits.get(sku) ?? 0 };
+      const t = run.tallies.get(sku);
+      const spec = created ? run.created.get(sku) : undefined;
+      const once = spec === undefined ? null : heldAtOnce(t, open.get(sku) ?? [], spec.holdSeconds);
+      out[i] = {
+        sku, onHand: v.onHand, available: v.available, reserved: v.reserved, sold: v.sold, conserved, created, paidByRun: t?.paid ?? 0,
+        heldByRun: t?.held ?? 0, cancelledByRun: t?.cancelled ?? 0, scenarioStock: spec?.stock ?? null, holdSeconds: spec?.holdSeconds ?? null,
+        maxHeldAtOnce: once?.max ?? null, maxHeldAtS: once === null || once.atMs === null ? null : Math.round(once.atMs / 100) / 10,
+      };
     }
   };
   await Promise.all(Array.from({ length: Math.min(16, skus.length) }, worker));

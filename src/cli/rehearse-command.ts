@@ -38,11 +38,18 @@ Scenario (YAML; JSON takes the same shape):
   checks: { erpDrainedWithinSeconds: 60 }
 Load shapes: max (as fast as answered), constant {rps, seconds}, ramp {from, to, steps,
 stepSeconds}, spike {rps, spikeRps, seconds, spikeSeconds, afterSeconds}, overload {times,
-seconds, probeSeconds}. At a rate, latency counts from when each request was meant to be sent.
+seconds, probeSeconds}. At a rate each request is sent at its own planned time and its latency
+counts from then (a stall counts the wait of every request due during it); a flow phase's
+rate x seconds requests carry whole flows (reserve, then pay or cancel). A scenario plans at
+most 2,000,000 requests and 3,600 s of load. Targets are judged on the 2xx answers; a phase
+with no 2xx (or under checks.minOkShare, default 50 %) fails, and so does any 401 or 403
+forbidden. Redirects are never followed: a 3xx is a failed call. --url may carry a base path,
+never a user or password.
 
 Exit codes: 0 every check and target passed; 1 one failed (or the engine refused the setup);
-2 usage, an invalid scenario, a missing credential, a remote target not named (nothing sent);
-3 the engine cannot be reached.
+2 usage, an invalid scenario, a missing credential, a remote target not named (nothing sent),
+or the engine already has a SKU or drop the run would create (nothing changed); 3 the engine
+cannot be reached, redirects, or stopped answering mid-run (the report holds what it got).
 
 Examples:
   flash rehearse deploy/rehearsal/smoke.yaml

@@ -1,8 +1,10 @@
-// The calls `flash rehearse` makes outside autocannon's connections (setting up SKUs and drops,
+// The calls `flash rehearse` makes outside the load's connections (setting up SKUs and drops,
 // paying after a sell-out, polling a queue, reading SKU views, cleaning up), each counted by
 // route and status in the run's ledger like the load itself; the credentials of the run (an
 // operator for setup and reads, the shop, the payments side, buyer tokens minted with the
-// shop's secret); and the engine's own counters read from /metrics.
+// shop's secret); and the engine's own counters read from /metrics. No call follows a
+// redirect: a 3xx answer is a failed call (it would carry the run's tokens and writes to
+// wherever the Location points, past the check of the target).
 
 import { mintBuyerToken } from '../gateway/buyer-token.js';
 import { CliError, Exit, hint, unreachable, type Connection } from './flash-client.js';
@@ -41,7 +43,7 @@ export class Api {
   }
 
   /** One call; any HTTP answer is returned; no answer is status 0 (and filed as such). */
-  async tryCall(route: string, method: string, path: string, opts: { token?: string | null; body?: unknown; filing?: Filing; signal?: AbortSignal } = {}): Promise<Reply & { error?: unknown }> {
+  async tryCall(route: string, method: string, path: string, opts: { token?: string | null; body?: unknown; filing?: Filing; signal?: AbortSignal } = {}): Promise<Reply & { error?: unknown; location?: string }> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
@@ -49,19 +51,27 @@ export class Api {
     const timeout = AbortSignal.timeout(this.conn.timeoutMs);
     let status = 0;
     let text = '';
+    let location: string | null = null;
     try {
       const res = await fetch(this.conn.url + path, {
-        method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), redirect: 'manual',
         signal: opts.signal === undefined ? timeout : AbortSignal.any([timeout, opts.signal]),
       });
+      location = res.headers.get('location');
       text = await res.text();
       status = res.status;
     } catch (e) {
       const timedOut = e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError');
       const code = timedOut ? 'timeout' : 'connection error';
-      this.ledger.unanswered.set(route, (this.ledger.unanswered.get(route) ?? 0) + 1);
+      this.ledger.lost(route);
       if (opts.filing !== undefined) opts.filing.phase.record(opts.filing.step, route, 0, code, 0, this.ledger.now());
       return { status: 0, body: undefined, text: '', code, error: e };
+    }
+    if (status >= 300 && status < 400) {
+      // Not followed: a failed call, filed as `3xx redirect`.
+      if (opts.filing !== undefined) opts.filing.phase.record(opts.filing.step, route, status, 'redirect', (performance.now() - started) * 1000, this.ledger.now());
+      else this.ledger.count(route, status);
+      return { status, body: undefined, text, code: 'redirect', location: redirectTarget(location) };
     }
     let body: unknown;
     try {
@@ -71,21 +81,27 @@ export class Api {
     }
     const code = status >= 300 ? errorCodeOf(text) : null;
     if (opts.filing !== undefined) opts.filing.phase.record(opts.filing.step, route, status, code, (performance.now() - started) * 1000, this.ledger.now());
-    else this.ledger.count(route, status);
+    else {
+      this.ledger.count(route, status);
+      if (status >= 400 && status < 500 && code !== null) this.ledger.refused(code);
+    }
     return { status, body, text, code };
   }
 
-  /** A call that must be answered: no answer ends the run (exit 3). */
+  /** A call that must be answered by the engine itself: no answer, or a redirect, ends the run (exit 3). */
   async call(route: string, method: string, path: string, opts: { token?: string | null; body?: unknown } = {}): Promise<Reply> {
     const r = await this.tryCall(route, method, path, opts);
     if (r.status === 0) throw unreachable(this.conn, r.error);
+    if (r.code === 'redirect') {
+      throw new CliError(Exit.unreachable, `${method} ${path} answered ${r.status}, a redirect${r.location === undefined ? '' : ` to ${r.location}`}: flash rehearse follows no redirect (it would take the run's tokens and load past the check of the target); point --url at the engine itself`);
+    }
     return r;
   }
 
-  /** A call that must answer 2xx: else exit 1 (4xx) or 3 (no answer, 5xx). */
-  async expect(what: string, route: string, method: string, path: string, opts: { token?: string | null; body?: unknown; tokenSource?: string } = {}): Promise<Reply> {
+  /** A call that must answer 2xx (or a status of `accept`): else exit 1 (4xx) or 3 (no answer, a redirect, 5xx). */
+  async expect(what: string, route: string, method: string, path: string, opts: { token?: string | null; body?: unknown; tokenSource?: string; accept?: readonly number[] } = {}): Promise<Reply> {
     const r = await this.call(route, method, path, opts);
-    if (r.status >= 200 && r.status < 300) return r;
+    if ((r.status >= 200 && r.status < 300) || opts.accept?.includes(r.status) === true) return r;
     const message = ((r.body as { error?: { message?: unknown } } | undefined)?.error?.message as string | undefined) ?? r.text.slice(0, 200);
     const refused = r.status >= 400 && r.status < 500 && r.status !== 429;
     const h = !refused ? '' : r.code === 'unauthorized' || r.code === 'forbidden'
@@ -114,11 +130,16 @@ export class Buyers {
     return mintBuyerToken(this.secret, claims);
   }
 
-  /** Tokens for buyers 0..count-1 of `idOf`, minted ahead so minting is not in the load. */
-  mintAhead(idOf: (n: number) => string, count: number): string[] {
-    const out = new Array<string>(count);
-    for (let n = 0; n < count; n++) out[n] = this.token(idOf(n));
-    return out;
+}
+
+/** Where a redirect points, without any user or password in it (never printed). */
+function redirectTarget(location: string | null): string | undefined {
+  if (location === null) return undefined;
+  try {
+    const u = new URL(location, 'http://relative.invalid');
+    return u.host === 'relative.invalid' ? u.pathname : u.origin;
+  } catch {
+    return undefined;
   }
 }
 
@@ -158,7 +179,8 @@ function labels(s: string): Record<string, string> {
 export function parseMetrics(text: string): EngineCounters {
   const c: EngineCounters = { requests: new Map(), refusals: new Map(), reserveBuckets: [], role: null, version: null };
   for (const line of text.split('\n')) {
-    const m = /^([a-z_:]+)\{([^}]*)\}\s+(\S+)/.exec(line);
+    // Label values may hold braces (route="GET /v1/skus/{sku}"): read them as quoted strings.
+    const m = /^([a-z_:]+)\{((?:[^"}]|"(?:[^"\\]|\\.)*")*)\}\s+(\S+)/.exec(line);
     if (m === null) continue;
     const [, name, rawLabels, rawValue] = m;
     const v = Number(rawValue);

@@ -1,32 +1,37 @@
-// The load side of `flash rehearse`: autocannon drives the connections, and every answer is
+// The load side of `flash rehearse`: a small open-loop sender (node:http keep-alive
+// connections, at most one request in flight on each) drives every step, and every answer is
 // filed here, by route and status (to hold beside the engine's flash_http_requests_total), by
-// outcome (201, 409 sold_out, 503 overloaded, ...), per phase, per step and per second, with
-// its latency in an hdr histogram.
+// outcome (201, 409 sold_out, 503 overloaded, 307 redirect, timeout, ...), per phase, per
+// step and per second, with its latency in an hdr histogram (all answers, and 2xx apart).
 //
-// Latency at a constant rate is corrected for coordinated omission, as wrk2 does: it is
-// measured from the time the request was meant to be sent, not from when a busy connection got
-// round to sending it. autocannon keeps a rate by giving each connection a quota per second
-// (the overall rate shared out); here the i-th request of a connection's second is meant for
-// second start + the connection's offset + i / its rate, evenly spread, so a connection held up
-// by a slow answer counts the wait of every request that queued behind it. A request sent
-// early (autocannon sends a quota back to back) is measured from when it was sent; so that the
-// quotas do not all fall at the same instant, a rate is shared by up to 10 autocannon instances
-// started 1/10 s apart. A step runs a fixed number of requests (rate x seconds), so every
-// request sent is answered and counted on both sides; a request a connection could not send
-// within its planned seconds goes out late, is counted as `late`, and is measured from the end
-// of the plan (a lower bound of its wait). A step whose late share passes 1 % did not hold its
-// rate, and a target at that rate fails. As fast as answered (closed loop), latency is the
-// time from send to answer.
+// A step starts sequences (a reserve; a flow's reserve then its pay or cancel): at a rate,
+// sequence k is meant to start at step start + k / rate, each at its own time (wrk2's pacing,
+// not a quota per second sent in a burst), on whichever connection is free; when none is free
+// it waits for one, and its latency is measured from when it was meant to be sent, so a stall
+// counts the wait of every request that was due during it (coordinated omission corrected).
+// A sequence's next request (a flow's pay) is sent as soon as the answer before it came, and
+// is measured from then. A request meant for the step's planned seconds but sent after them
+// is counted `late`: a step whose late share passes 1 % did not hold its rate, and a target at
+// that rate fails. As fast as answered (closed loop) every connection starts a new sequence as
+// soon as its last one ended, until the step's seconds (or count) are used; latency is then
+// from send to answer. A step never cuts a started sequence short: it ends when every request
+// it sent was answered, timed out (each request has its own timeout) or failed to connect, so
+// every request is counted once on both sides. Redirects are never followed: a 3xx answer is
+// filed as a failure. A step stops early after many connection errors in a row (the engine is
+// gone: nothing is hammered), on Ctrl-C, when it overruns its time guard, or when the
+// scenario's request cap is reached.
 
-import autocannon from 'autocannon';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import { latencyHistogram, recordUs, type Histogram } from './report-kit.js';
 
 type Obj = Record<string, unknown>;
 
-/** The outcome an answer is filed under: `201`, `409 sold_out`, `503 overloaded`, `timeout`, ... */
+/** The outcome an answer is filed under: `201`, `409 sold_out`, `307 redirect`, `timeout`, ... */
 export function outcomeOf(status: number, code: string | null): string {
   if (status === 0) return code ?? 'no answer';
   if (status >= 200 && status < 300) return String(status);
+  if (status >= 300 && status < 400) return `${status} redirect`;
   return `${status} ${code ?? `http_${status}`}`;
 }
 
@@ -40,6 +45,8 @@ const bump = <K>(m: Map<K, number>, k: K, n = 1): void => {
   m.set(k, (m.get(k) ?? 0) + n);
 };
 
+const is2xx = (status: number): boolean => status >= 200 && status < 300;
+
 export interface SecondBucket {
   answers: number;
   ok: number;
@@ -47,8 +54,8 @@ export interface SecondBucket {
   hist: Histogram;
 }
 
-/** A step's time without the stagger of its instances (what its rate is measured over), ms. */
-export const activeMs = (s: { startMs: number; endMs: number; staggerMs: number }): number => Math.max(0, s.endMs - s.startMs - s.staggerMs);
+/** A step's time, ms (what its rate is measured over). */
+export const activeMs = (s: { startMs: number; endMs: number }): number => Math.max(0, s.endMs - s.startMs);
 
 export class StepLog {
   startMs = 0;
@@ -57,15 +64,17 @@ export class StepLog {
   intended: number | null = null;
   sent = 0;
   answered = 0;
-  /** Sent after the step's planned seconds: the connection could not keep its rate. */
+  /** 2xx answers. */
+  ok = 0;
+  /** Meant for the step's planned seconds, sent after them: the connections could not keep the rate. */
   late = 0;
-  /** Sent, then cut off unanswered when a timed step ended (closed loop only). */
+  /** Sent, then given up unanswered when the step was stopped (Ctrl-C, its time guard, the engine gone). */
   cutOff = 0;
-  /** The last of the staggered instances started this long after the first. */
-  staggerMs = 0;
   errors = 0;
   readonly outcomes = new Map<string, number>();
+  /** Latency of every answer, and of the 2xx answers alone (what targets are judged on). */
   readonly hist = latencyHistogram(3);
+  readonly okHist = latencyHistogram(3);
 
   constructor(
     readonly label: string,
@@ -82,6 +91,7 @@ export class PhaseLog {
   readonly outcomes = new Map<string, number>();
   readonly routes = new Map<string, Map<number, number>>();
   readonly hist = latencyHistogram(3);
+  readonly okHist = latencyHistogram(3);
   readonly seconds = new Map<number, SecondBucket>();
   /** Figures of the phase's own kind (sell-out, flows, queue), for the report. */
   readonly extra: Obj = {};
@@ -125,11 +135,22 @@ export class PhaseLog {
     bump(r, status);
     step.answered++;
     b.answers++;
-    if (status >= 200 && status < 300) b.ok++;
     recordUs(this.hist, latencyUs);
     recordUs(step.hist, latencyUs);
     recordUs(b.hist, latencyUs);
+    if (is2xx(status)) {
+      b.ok++;
+      step.ok++;
+      recordUs(this.okHist, latencyUs);
+      recordUs(step.okHist, latencyUs);
+    }
   }
+}
+
+/** The scenario's cap on the requests of its load, shared by every step of the run. */
+export interface RequestBudget {
+  readonly max: number;
+  remaining: number;
 }
 
 /** Everything one run sent and got back, from the first call to the last. */
@@ -139,8 +160,15 @@ export class Ledger {
   /** route -> status -> answers, for every call of the run (setup, load, checks, cleanup). */
   readonly requests = new Map<string, Map<number, number>>();
   readonly phases: PhaseLog[] = [];
-  /** Calls that got no answer at all (network errors, timeouts), by route. */
+  /** Calls that got no answer at all (network errors, timeouts, cut off), by route. */
   readonly unanswered = new Map<string, number>();
+  /** 4xx answers of calls outside the phases (setup's look for names, reads, cleanup), by the API's code. */
+  readonly refusals = new Map<string, number>();
+  readonly budget: RequestBudget;
+
+  constructor(requestsMax = Number.MAX_SAFE_INTEGER) {
+    this.budget = { max: requestsMax, remaining: requestsMax };
+  }
 
   /** Milliseconds since the run started. */
   now(): number {
@@ -153,6 +181,14 @@ export class Ledger {
     bump(r, status);
   }
 
+  refused(code: string): void {
+    bump(this.refusals, code);
+  }
+
+  lost(route: string): void {
+    bump(this.unanswered, route);
+  }
+
   phase(name: string, kind: string, description: string): PhaseLog {
     const p = new PhaseLog(this, name, kind, description);
     p.startMs = this.now();
@@ -161,237 +197,248 @@ export class Ledger {
   }
 }
 
-/** One request of a connection's sequence (a flow is reserve, then pay or cancel). */
+/** When a request of a sequence was sent and answered (ms, run clock). */
+export interface Timing {
+  sentMs: number;
+  atMs: number;
+}
+
+/** One request of a sequence (a flow is reserve, then pay or cancel). */
 export interface RequestSpec {
   route: string;
   method: 'GET' | 'POST' | 'PUT';
-  /** The request to send, built just before it is sent; null skips it (the sequence starts over). */
+  /** The request to send, built just before it is sent; null ends the sequence (nothing sent). */
   build(context: Obj): { route?: string; path: string; headers: Record<string, string>; body?: string } | null;
-  /** Sees each answer's status and body, with the connection's context (reset each sequence). */
-  onAnswer?(status: number, body: string, context: Obj): void;
+  /** Sees each answer's status and body, with the sequence's context. */
+  onAnswer?(status: number, body: string, context: Obj, timing: Timing): void;
+  /** The request got no answer (a timeout, a connection error, cut off): it may or may not have been applied. */
+  onLost?(context: Obj): void;
 }
 
 export interface LoadRun {
+  /** The engine's URL (a base path in it is put before every request's path). */
   url: string;
+  /** At most this many requests in flight, one per keep-alive connection. */
   connections: number;
-  /** Requests per second over all connections; null: as fast as answered. */
-  rps: number | null;
-  /** A timed step (closed loop); ignored when amount is set. */
+  /** Sequences started per second, each at its own time; null: as fast as answered (closed loop). */
+  rate: number | null;
+  /** Sequences to start; null (closed loop only): as many as `seconds` allow. */
+  count: number | null;
+  /** The planned seconds: requests sent after them are late (at a rate); no sequence starts after them (closed loop without a count). */
   seconds: number;
-  /** A fixed number of requests (every rate step, a sell-out's buyers). */
-  amount: number | null;
   timeoutSeconds: number;
+  /** The sequence each start sends: requests[0], then on each answer the next one. */
   requests: RequestSpec[];
   phase: PhaseLog;
   step: StepLog;
   signal?: AbortSignal;
-  /** A timed-out step is stopped after this long (a rate the target cannot take would run on). */
+  /** A step still running after this long is stopped (a rate the target cannot take would run on). */
   maxSeconds?: number;
 }
 
-interface Inflight {
-  route: string;
-  /** When it was sent, and when it was meant to be (ms, run clock). */
-  sentMs: number;
-  startMs: number;
+export interface LoadEnd {
+  /** Why the step stopped before it was done: Ctrl-C, its time guard, the request cap, or the engine gone. */
+  stopped: 'signal' | 'guard' | 'cap' | 'engine gone' | null;
+  detail: string | null;
 }
 
-interface ClientLike {
-  rate?: number;
-  responseMax?: number;
-  reqsMadeThisSecond: number;
-  on(event: string, f: (...args: unknown[]) => void): void;
+/** Connection errors in a row after which a step gives up: the engine is gone, and is not hammered. */
+export function deadAfter(connections: number): number {
+  return Math.max(50, 2 * connections);
 }
 
-/**
- * autocannon shares a rate out as whole requests per connection per second; with a count of
- * connections that divides the rate (at least half of those asked for) every connection
- * gets the same share, and a step of rate x seconds ends on time on every one of them.
- */
-export function evenConnections(connections: number, rps: number): number {
-  for (let c = connections; c >= Math.ceil(connections / 2); c--) if (rps % c === 0) return c;
-  return connections;
-}
-
-/**
- * How many autocannon instances share a rate, started 1/J s apart. autocannon sends each
- * connection's quota back to back when its second begins, and the connections of one instance
- * begin their seconds together; J instances turn one burst a second into J smaller ones.
- * At most 10, at least two connections each, and J divides the rate.
- */
-export function staggerOf(rps: number, connections: number): number {
-  for (let j = Math.min(10, Math.floor(connections / 2)); j > 1; j--) if (rps % j === 0) return j;
-  return 1;
-}
+const lostCode = (e: unknown): string => {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'ECONNRESET' || code === 'EPIPE' ? 'connection closed' : 'connection error';
+};
 
 /** Runs one step; every answer, failure and cut-off is filed in run.phase / run.step. */
-export async function runLoad(ledger: Ledger, run: LoadRun): Promise<void> {
+export async function runLoad(ledger: Ledger, run: LoadRun): Promise<LoadEnd> {
   const { phase, step } = run;
-  let sending: Inflight | null = null;
-  let lastCode: string | null = null;
-  const clients: Inflight[][] = [];
+  const url = new URL(run.url);
+  const secure = url.protocol === 'https:';
+  const base = url.pathname.replace(/\/+$/, '');
+  const n = Math.max(1, run.connections);
+  const agent = secure
+    ? new https.Agent({ keepAlive: true, maxSockets: n, maxFreeSockets: n, scheduling: 'lifo' })
+    : new http.Agent({ keepAlive: true, maxSockets: n, maxFreeSockets: n, scheduling: 'lifo' });
+  const request = secure ? https.request : http.request;
+  const timeoutMs = run.timeoutSeconds * 1000;
+  const intervalMs = run.rate === null ? 0 : 1000 / run.rate;
+  step.connections = n;
+  const t0 = ledger.now();
+  const plannedEndMs = t0 + run.seconds * 1000;
+  const end: LoadEnd = { stopped: null, detail: null };
 
-  const specs = run.requests;
-  // The route of each answer is the one its request was built for, kept in the connection's
-  // context (onResponse sees it just before autocannon reports the answer). `sending` names
-  // the entry of the request being sent right now, for requests that get no answer; it is
-  // cleared once that send is over, so that a connection being set up never relabels another's.
-  let lastRoute: string | null = null;
-  const requests: autocannon.Request[] = specs.map((spec) => ({
-    method: spec.method,
-    path: '/',
-    setupRequest: (req: autocannon.Request, context: Obj) => {
-      const built = spec.build(context);
-      if (built === null) return null as unknown as autocannon.Request;
-      const route = built.route ?? spec.route;
-      context.route = route;
-      if (sending !== null) sending.route = route;
-      return { ...req, method: spec.method, path: built.path, headers: built.headers, body: built.body ?? '' };
-    },
-    onResponse: (status: number, body: string, context: Obj) => {
-      lastCode = status >= 300 ? errorCodeOf(body) : null;
-      lastRoute = typeof context.route === 'string' ? context.route : spec.route;
-      spec.onAnswer?.(status, body, context);
-    },
-  } as unknown as autocannon.Request));
+  let started = 0;
+  let inFlight = 0;
+  let capped = false;
+  let inRow = 0;
+  let lastError = '';
+  const ready: { k: number; context: Obj; readyMs: number }[] = [];
+  const live = new Set<{ cut: () => void }>();
+  let timer: NodeJS.Timeout | null = null;
+  let failure: unknown = null;
+  let finished = false;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
 
-  const lose = (list: Inflight[], code: string): void => {
-    const at = ledger.now();
-    for (const f of list.splice(0)) {
-      phase.record(step, f.route, 0, code, 0, at);
-      ledger.unanswered.set(f.route, (ledger.unanswered.get(f.route) ?? 0) + 1);
-    }
+  const startsLeft = (): boolean => {
+    if (capped || end.stopped !== null) return false;
+    if (run.count !== null) return started < run.count;
+    return ledger.now() < plannedEndMs;
   };
 
-  /** The hooks of one instance's connections; `rps` is the instance's share of the rate. */
-  const setupClientOf = (rps: number | null) => {
-    let count = 0;
-    return (raw: unknown): void => {
-      const client = raw as ClientLike;
-      const k = count++;
-      const inflight: Inflight[] = [];
-      clients.push(inflight);
-      sending = null;
-      const rate = client.rate ?? 0;
-      // The seconds this connection's share needs at its rate: a send after them is late.
-      const plannedWindows = rate > 0 && client.responseMax ? Math.ceil(client.responseMax / rate) : Infinity;
-      // The instance's schedule is one request every 1/rps; connection k takes every k-th of it.
-      const offsetMs = rps === null ? 0 : (k * 1000) / rps;
-      // autocannon's seconds for this connection: which one (n), when it began, what was sent in it.
-      let n = -1;
-      let windowStart = 0;
-      let firstStart = 0;
-      let sentInWindow = 0;
-      client.on('request', () => {
-        const now = ledger.now();
-        // With pipelining 1 an entry still here lost its answer to a closed connection.
-        if (inflight.length > 0) lose(inflight, 'connection closed');
-        let startMs = now;
-        if (rate > 0) {
-          // autocannon counts the requests of its current second (its quota resets each second).
-          const i = Math.max(0, client.reqsMadeThisSecond - 1);
-          if (n < 0) {
-            n = 0;
-            windowStart = firstStart = now;
-          } else if (i === 0) {
-            // A new second of autocannon's: when the last one's quota was used up the connection
-            // waited for this tick and sends on it; else it was busy and its seconds went on.
-            const passed = Math.max(1, Math.floor((now - windowStart) / 1000));
-            n += passed;
-            windowStart = sentInWindow >= rate && passed === 1 ? now : windowStart + passed * 1000;
-            sentInWindow = 0;
-          }
-          sentInWindow++;
-          let intended: number;
-          if (n >= plannedWindows) {
-            step.late++;
-            intended = firstStart + plannedWindows * 1000;
-          } else {
-            intended = windowStart + offsetMs + (i * 1000) / rate;
-          }
-          startMs = Math.min(now, intended);
-        }
-        step.sent++;
-        const f: Inflight = { route: specs[0]!.route, sentMs: now, startMs };
-        inflight.push(f);
-        sending = f;
-        queueMicrotask(() => {
-          if (sending === f) sending = null;
-        });
-      });
-      client.on('response', (status: unknown) => {
-        const now = ledger.now();
-        const f = inflight.shift();
-        const code = lastCode;
-        const route = lastRoute;
-        lastCode = null;
-        lastRoute = null;
-        if (f === undefined) return; // an answer to a request already given up on
-        phase.record(step, route ?? f.route, Number(status), code, (now - f.startMs) * 1000, now);
-      });
-      client.on('timeout', () => lose(inflight, 'timeout'));
-      client.on('connError', () => lose(inflight, 'connection error'));
-    };
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    if (timer !== null) clearTimeout(timer);
+    agent.destroy();
+    resolveDone();
   };
 
-  // The instances: one as fast as answered; at a rate, J staggered ones sharing rate and count.
-  const total = Math.max(1, run.connections);
-  const J = run.rps !== null && run.amount !== null ? staggerOf(run.rps, total) : 1;
-  const plans: { delayMs: number; connections: number; rps: number | null; amount: number | null }[] = [];
-  for (let j = 0; j < J; j++) {
-    const rps = run.rps === null ? null : run.rps / J;
-    const amount = run.amount === null ? null : Math.floor(run.amount / J) + (j < run.amount % J ? 1 : 0);
-    if (amount === 0) continue;
-    let connections = Math.max(1, Math.floor(total / J));
-    if (rps !== null) connections = evenConnections(Math.min(connections, rps), rps);
-    if (amount !== null) connections = Math.min(connections, amount);
-    plans.push({ delayMs: (j * 1000) / J, connections, rps, amount });
-  }
-  step.connections = plans.reduce((a, p) => a + p.connections, 0);
-  step.staggerMs = plans.length > 1 ? plans[plans.length - 1]!.delayMs : 0;
-
-  const instances: autocannon.Instance[] = [];
-  let stopped = false;
-  const stopAll = (): void => {
-    stopped = true;
-    for (const i of instances) i.stop();
+  /** Stops the step: nothing more is sent, and what is in flight is given up (cut off). */
+  const stop = (why: Exclude<LoadEnd['stopped'], null>, detail: string): void => {
+    if (end.stopped !== null) return;
+    end.stopped = why;
+    end.detail = detail;
+    ready.length = 0;
+    for (const r of [...live]) r.cut();
   };
-  run.signal?.addEventListener('abort', stopAll, { once: true });
-  const guard = run.maxSeconds === undefined ? undefined : setTimeout(() => {
-    phase.notes.push(`step ${step.label} stopped after ${run.maxSeconds} s: the target answered too slowly to finish it`);
-    stopAll();
-  }, run.maxSeconds * 1000);
-  const start = (plan: (typeof plans)[number]): Promise<void> => new Promise<void>((resolve, reject) => {
-    if (stopped) return resolve();
+
+  /** Sends request k of a sequence; false when it was not built (the sequence ends). */
+  const send = (k: number, context: Obj, intendedMs: number, first: boolean): boolean => {
+    const spec = run.requests[k]!;
+    const built = spec.build(context);
+    if (built === null) return false;
+    const route = built.route ?? spec.route;
+    const body = built.body ?? '';
+    const headers: Record<string, string> = { ...built.headers };
+    if (body !== '' || spec.method !== 'GET') headers['content-length'] = String(Buffer.byteLength(body));
+    let req: http.ClientRequest;
     try {
-      instances.push((autocannon as unknown as (o: autocannon.Options, cb: (err: unknown) => void) => autocannon.Instance)({
-        url: run.url,
-        connections: plan.connections,
-        pipelining: 1,
-        timeout: run.timeoutSeconds,
-        sampleInt: 100,
-        duration: run.seconds,
-        ...(plan.amount !== null ? { amount: plan.amount } : {}),
-        ...(plan.rps !== null ? { overallRate: plan.rps } : {}),
-        requests,
-        setupClient: setupClientOf(plan.rps),
-        excludeErrorStats: true,
-      } as autocannon.Options, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve())));
+      req = request({ protocol: url.protocol, hostname: url.hostname, port: url.port, method: spec.method, path: base + built.path, headers, agent });
     } catch (e) {
-      reject(e instanceof Error ? e : new Error(String(e)));
+      // A request node refuses to build (a header it will not send): nothing sent, the step ends.
+      failure ??= e;
+      stop('guard', `a ${route} request could not be built: ${e instanceof Error ? e.message : String(e)}`);
+      return false;
     }
-  });
+    ledger.budget.remaining--;
+    inFlight++;
+    step.sent++;
+    const sentMs = ledger.now();
+    if (first && run.rate !== null && intendedMs < plannedEndMs && sentMs > plannedEndMs) step.late++;
+    let settled = false;
+    let res: http.IncomingMessage | null = null;
+    let text = '';
+    const settle = (status: number, code: string | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timeout);
+      live.delete(entry);
+      inFlight--;
+      const at = ledger.now();
+      if (status === 0) {
+        ledger.lost(route);
+        if (code === 'cut off') step.cutOff++;
+        else phase.record(step, route, 0, code, 0, at);
+        spec.onLost?.(context);
+        if (code === 'connection error' || code === 'connection closed') {
+          inRow++;
+          lastError = code;
+          if (inRow >= deadAfter(n)) stop('engine gone', `${inRow} connection errors in a row (${lastError}): the engine at ${url.host} stopped answering`);
+        }
+      } else {
+        inRow = 0;
+        phase.record(step, route, status, code, (at - intendedMs) * 1000, at);
+        spec.onAnswer?.(status, text, context, { sentMs, atMs: at });
+        if (k + 1 < run.requests.length && end.stopped === null) ready.push({ k: k + 1, context, readyMs: at });
+      }
+      pump();
+    };
+    // Each request has its own timeout, from when it was sent: a timeout is filed against it alone.
+    const timeout = setTimeout(() => {
+      req.destroy();
+      settle(0, 'timeout');
+    }, timeoutMs);
+    const entry = {
+      cut: (): void => {
+        req.destroy();
+        settle(0, 'cut off');
+      },
+    };
+    live.add(entry);
+    req.on('response', (r) => {
+      res = r;
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => {
+        if (text.length < 65_536) text += c;
+      });
+      r.on('end', () => settle(r.statusCode ?? 0, (r.statusCode ?? 0) >= 300 ? errorCodeOf(text) : null));
+      r.on('error', () => settle(0, 'connection closed'));
+    });
+    req.on('error', (e) => settle(0, lostCode(e)));
+    // A connection closed before the whole answer came (a complete one still ends with 'end').
+    req.on('close', () => {
+      if (res === null || !res.complete) settle(0, 'connection closed');
+    });
+    req.end(body === '' ? undefined : body);
+    return true;
+  };
+
+  const pump = (): void => {
+    if (finished) return;
+    if (timer !== null) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    while (inFlight < n && end.stopped === null) {
+      const next = ready.shift();
+      if (next !== undefined) {
+        send(next.k, next.context, next.readyMs, false);
+        continue;
+      }
+      if (!startsLeft()) break;
+      const now = ledger.now();
+      const due = run.rate === null ? now : t0 + started * intervalMs;
+      if (due > now) {
+        timer = setTimeout(pump, Math.max(0, Math.ceil(due - now)));
+        break;
+      }
+      if (ledger.budget.remaining <= 0) {
+        // The scenario's cap: no new sequence; those started still end.
+        capped = true;
+        break;
+      }
+      started++;
+      send(0, {}, due, true);
+    }
+    if (inFlight === 0 && ready.length === 0 && !startsLeft()) finish();
+  };
+
+  const onAbort = (): void => {
+    stop('signal', 'interrupted');
+    pump();
+  };
+  run.signal?.addEventListener('abort', onAbort, { once: true });
+  if (run.signal?.aborted) onAbort();
+  const guard = run.maxSeconds === undefined ? undefined : setTimeout(() => {
+    stop('guard', `step ${step.label} stopped after ${run.maxSeconds} s: the target answered too slowly to finish it`);
+    pump();
+  }, run.maxSeconds * 1000);
   try {
-    await Promise.all(plans.map((plan) => (plan.delayMs === 0 ? start(plan) : new Promise<void>((res) => setTimeout(res, plan.delayMs)).then(() => start(plan)))));
+    pump();
+    await done;
   } finally {
-    run.signal?.removeEventListener('abort', stopAll);
+    run.signal?.removeEventListener('abort', onAbort);
     clearTimeout(guard);
   }
-  // What is still in flight was cut off by the end of a timed step.
-  for (const list of clients) {
-    for (const f of list.splice(0)) {
-      step.cutOff++;
-      ledger.unanswered.set(f.route, (ledger.unanswered.get(f.route) ?? 0) + 1);
-    }
+  if (failure !== null) throw failure instanceof Error ? failure : new Error(String(failure));
+  if (capped && end.stopped === null) {
+    end.stopped = 'cap';
+    end.detail = `step ${step.label} stopped after ${step.sent.toLocaleString('en-US')} requests: the scenario's cap of ${ledger.budget.max.toLocaleString('en-US')} requests was reached`;
   }
+  if (end.stopped === 'guard' || end.stopped === 'cap') phase.notes.push(end.detail!);
+  return end;
 }

@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import type { CheckResult, SkuFigures, TargetResult } from './rehearse-checks.js';
-import { describeTarget } from './rehearse-checks.js';
+import { describeTarget, okShareOf } from './rehearse-checks.js';
 import type { EngineCounters } from './rehearse-http.js';
 import { bucketQuantileMs, counterDelta } from './rehearse-http.js';
 import { activeMs, type Ledger, type PhaseLog } from './rehearse-load.js';
@@ -28,6 +28,8 @@ export interface StepReport {
   errors: number;
   achievedRps: number;
   latencyMs: LatencyMs | null;
+  /** Latency of the 2xx answers alone (what targets are judged on). */
+  okLatencyMs: LatencyMs | null;
   outcomes: Record<string, number>;
 }
 
@@ -54,6 +56,10 @@ export interface PhaseReport {
   answers: number;
   achievedRps: number;
   latencyMs: LatencyMs | null;
+  okLatencyMs: LatencyMs | null;
+  /** 2xx answers, and their share of the answers (sold_out of a sell-out or queue, and 503 overloaded, left out); null: none to count. */
+  ok: number;
+  okShare: number | null;
   outcomes: Record<string, number>;
   routes: Record<string, Record<string, number>>;
   steps: StepReport[];
@@ -83,7 +89,8 @@ export interface RehearsalReport {
   finishedAt: string;
   seconds: number;
   machine: string;
-  verdict: 'pass' | 'fail' | 'interrupted';
+  /** unreachable: the engine stopped answering mid-run (exit 3); the report holds what the run got. */
+  verdict: 'pass' | 'fail' | 'interrupted' | 'unreachable';
   exitCode: number;
   checks: CheckResult[];
   targets: TargetResult[];
@@ -117,17 +124,19 @@ function phaseReport(p: PhaseLog): PhaseReport {
     return {
       label: s.label, mode: s.mode, rps: s.rps, connections: s.connections, startS: round(s.startMs / 1000, 3), seconds: round(seconds, 3),
       intended: s.intended, sent: s.sent, answered: s.answered, late: s.late, cutOff: s.cutOff, errors: s.errors,
-      achievedRps: active > 0 ? round(s.answered / active) : 0, latencyMs: latencySummary(s.hist), outcomes: obj(s.outcomes),
+      achievedRps: active > 0 ? round(s.answered / active) : 0, latencyMs: latencySummary(s.hist), okLatencyMs: latencySummary(s.okHist), outcomes: obj(s.outcomes),
     };
   });
   const answers = steps.reduce((a, s) => a + s.answered, 0);
-  // The phase's rate is over its steps' own time (without the stagger of their instances, nor the reads between steps).
+  // The phase's rate is over its steps' own time (without the reads between steps).
   const seconds = p.steps.reduce((a, s) => a + activeMs(s), 0) / 1000;
   const routes: Record<string, Record<string, number>> = {};
   for (const [route, statuses] of p.routes) routes[route] = obj(statuses);
+  const share = okShareOf(p);
   return {
     name: p.name, kind: p.kind, description: p.description, startS: round(p.startMs / 1000, 3), endS: round(p.endMs / 1000, 3), answers,
-    achievedRps: seconds > 0 ? round(answers / seconds) : 0, latencyMs: latencySummary(p.hist), outcomes: obj(p.outcomes), routes, steps, series,
+    achievedRps: seconds > 0 ? round(answers / seconds) : 0, latencyMs: latencySummary(p.hist), okLatencyMs: latencySummary(p.okHist),
+    ok: share.ok, okShare: share.share === null ? null : round(share.share, 4), outcomes: obj(p.outcomes), routes, steps, series,
     extra: p.extra, notes: p.notes,
   };
 }
@@ -145,7 +154,7 @@ export function engineComparison(ledger: Ledger, before: EngineCounters | null, 
     const [route, status] = k.split(' ') as [string, string];
     return { route, status: Number(status), rehearsal: ledger.requests.get(route)?.get(Number(status)) ?? 0, engine: delta.requests.get(route)?.get(Number(status)) ?? 0 };
   }).filter((r) => !notCompared.has(r.route)).sort((a, b) => a.route.localeCompare(b.route) || a.status - b.status);
-  const ours = new Map<string, number>();
+  const ours = new Map<string, number>(ledger.refusals);
   for (const p of ledger.phases) {
     for (const [k, v] of p.outcomes) {
       const m = /^4\d\d (\S+)$/.exec(k);
@@ -203,14 +212,14 @@ const count2xx = (o: Record<string, number>): number => Object.entries(o).filter
 function phaseExtra(p: PhaseReport): string[] {
   const e = p.extra as Obj;
   const out: string[] = [];
-  if (p.kind === 'sellout') {
+  if (p.kind === 'sellout' && e.after !== undefined) {
     const after = e.after as Obj;
-    out.push(`Sell-out of \`${String(e.sku)}\`: ${fmt(Number(e.stockAtStart))} units available at the start, ${fmt(Number(e.buyers))} buyers; ${fmt(Number(e.grantedUnits))} units held` +
+    out.push(`Sell-out of \`${String(e.sku)}\`: ${fmt(Number(e.stockAtStart))} units to sell at the start (${e.created === true ? `the scenario's stock less what the run held and paid; the engine showed ${fmt(Number(e.engineAvailableAtStart))} available` : 'the engine\'s view of an existing SKU'}), ${fmt(Number(e.buyers))} buyers; ${fmt(Number(e.grantedUnits))} units held` +
       `${e.paidUnits === null ? '' : `, ${fmt(Number(e.paidUnits))} paid`}; afterwards available ${String(after.available)}, reserved ${String(after.reserved)}, sold ${String(after.sold)}.`);
   }
   if (p.kind === 'flow' && e.flows !== undefined) {
     const f = e.flows as Record<string, number>;
-    out.push(`Flows: ${fmt(f.pay ?? 0)} paid (${fmt(f.payOk ?? 0)} answered 200), ${fmt(f.cancel ?? 0)} cancelled (${fmt(f.cancelOk ?? 0)} answered 200), ${fmt(f.abandon ?? 0)} abandoned (left to expire), ${fmt(f.noHold ?? 0)} got no hold.`);
+    out.push(`Flows: ${fmt(f.started ?? 0)} started${(f.planned ?? 0) > 0 ? ` of ${fmt(f.planned ?? 0)} planned (each step's rate x seconds requests, whole flows only)` : ''}; ${fmt(f.pay ?? 0)} paid (${fmt(f.payOk ?? 0)} answered 200), ${fmt(f.cancel ?? 0)} cancelled (${fmt(f.cancelOk ?? 0)} answered 200), ${fmt(f.abandon ?? 0)} abandoned (left to expire), ${fmt(f.noHold ?? 0)} got no hold.`);
   }
   if (p.kind === 'queue') {
     const w = e.joinToAdmittedMs as Obj | null;
@@ -226,7 +235,7 @@ function phaseExtra(p: PhaseReport): string[] {
 
 export function renderMarkdown(r: RehearsalReport, chartFile: string | null): string {
   const lines: string[] = [];
-  const verdict = r.verdict === 'pass' ? 'PASSED' : r.verdict === 'interrupted' ? 'INTERRUPTED' : 'FAILED';
+  const verdict = r.verdict === 'pass' ? 'PASSED' : r.verdict === 'interrupted' ? 'INTERRUPTED' : r.verdict === 'unreachable' ? 'STOPPED: the engine stopped answering (a partial report)' : 'FAILED';
   lines.push(`# Drop rehearsal: ${r.scenario.name}: ${verdict}`, '');
   lines.push(`Target ${r.target.url} (${r.target.deployment}); scenario \`${r.scenario.file}\`; run \`${r.runId}\`, names prefixed \`${r.prefix}\`; ` +
     `${r.startedAt.replace('T', ' ').slice(0, 19)}Z, ${fmt(r.seconds, 1)} s; ${r.machine}. Exit status ${r.exitCode}.`, '');
@@ -235,14 +244,14 @@ export function renderMarkdown(r: RehearsalReport, chartFile: string | null): st
   if (r.targets.length > 0) {
     lines.push('## Targets', '', markdownTable(['', 'target', 'measured', 'detail'], r.targets.map((t) => [
       pf(t.ok), describeTarget(t.target),
-      `${fmt(t.measured.rps)}/s, p50 ${ms(t.measured.latencyMs?.p50)} / p99 ${ms(t.measured.latencyMs?.p99)} / p99.9 ${ms(t.measured.latencyMs?.p99_9)} ms over ${t.measured.steps.join(', ') || '-'}`,
+      `${fmt(t.measured.rps)}/s; 2xx p50 ${ms(t.measured.latencyMs?.p50)} / p99 ${ms(t.measured.latencyMs?.p99)} / p99.9 ${ms(t.measured.latencyMs?.p99_9)} ms, ${fmt(t.measured.refusedShare * 100, 1)} % not 2xx, over ${t.measured.steps.join(', ') || '-'}`,
       t.detail,
     ])), '');
   }
   lines.push('## Phases', '');
-  lines.push('Latency in ms. At a constant rate it is measured from when each request was meant to be sent (coordinated omission corrected); as fast as answered, from when it was sent.', '');
-  lines.push(markdownTable(['phase', 'answers', 'per s', '2xx', 'refusals and errors', 'p50', 'p99', 'p99.9', 'max'], r.phases.map((p) => [
-    p.name, fmt(p.answers), fmt(p.achievedRps), fmt(count2xx(p.outcomes)), refusalsText(p.outcomes),
+  lines.push('Latency in ms, of every answer (targets are judged on the 2xx answers alone). At a rate each request is sent at its own planned time and measured from it, so a stall counts the wait of every request due during it (coordinated omission corrected, as wrk2 does); a flow\'s pay or cancel, and a step as fast as answered, from when it was sent. The 2xx share leaves out sold_out of a sell-out or queue, and 503 overloaded.', '');
+  lines.push(markdownTable(['phase', 'answers', 'per s', '2xx', '2xx share', 'refusals and errors', 'p50', 'p99', 'p99.9', 'max'], r.phases.map((p) => [
+    p.name, fmt(p.answers), fmt(p.achievedRps), fmt(count2xx(p.outcomes)), p.okShare === null ? '-' : `${fmt(p.okShare * 100, 1)} %`, refusalsText(p.outcomes),
     ms(p.latencyMs?.p50), ms(p.latencyMs?.p99), ms(p.latencyMs?.p99_9), ms(p.latencyMs?.max),
   ])), '');
   for (const p of r.phases) {
@@ -271,7 +280,7 @@ export function renderMarkdown(r: RehearsalReport, chartFile: string | null): st
       x.route, x.status, fmt(x.rehearsal), fmt(x.engine), x.rehearsal === x.engine ? 'same' : x.engine > x.rehearsal ? `engine +${fmt(x.engine - x.rehearsal)}` : `run +${fmt(x.rehearsal - x.engine)}`,
     ])), '');
     if (e.refusals.length > 0) {
-      lines.push(`Refusals by code (4xx), this run's load against \`flash_refusals_total\`: ${e.refusals.map((x) => `${x.code} ${fmt(x.rehearsal)} / ${fmt(x.engine)}`).join(', ')}.`, '');
+      lines.push(`Refusals by code (4xx), every call of this run (the setup's look for the names it creates included) against \`flash_refusals_total\`: ${e.refusals.map((x) => `${x.code} ${fmt(x.rehearsal)} / ${fmt(x.engine)}`).join(', ')}.`, '');
     }
     if (e.reserveBucketMs.count > 0) {
       lines.push(`\`flash_reserve_duration_seconds\` over the run (${fmt(e.reserveBucketMs.count)} reserves, measured inside the engine, so without the network and the client): p50 ≤ ${ms(e.reserveBucketMs.p50)} ms, p99 ≤ ${ms(e.reserveBucketMs.p99)} ms (bucket bounds).`, '');

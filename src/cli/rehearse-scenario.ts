@@ -118,7 +118,8 @@ export interface Scenario {
   drops: DropSpec[];
   phases: Phase[];
   targets: Target[];
-  checks: { erpDrainedWithinSeconds: number | null; shardUnavailableMax: number };
+  /** minOkShare: the least share of 2xx among a phase's answers (sold_out in a sell-out or queue, and 503 overloaded, left out). */
+  checks: { erpDrainedWithinSeconds: number | null; shardUnavailableMax: number; minOkShare: number };
 }
 
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -194,6 +195,19 @@ class Problems {
 
 const rpsMax = 1_000_000;
 const secondsMax = 3600;
+
+/**
+ * The caps of one scenario: the requests its load plans (rate x seconds of every step at a
+ * rate, the buyers of sell-outs and queues) and the seconds it plans to run. The run keeps a
+ * figure per request and per hold, so a plan past them would exhaust the tool's memory long
+ * before it ended; a step as fast as answered, and an overload's step at a multiple of the
+ * measured capacity, are stopped at the requests cap when they reach it.
+ */
+export const requestsMax = 2_000_000;
+
+/** A phase passes with at least this share of 2xx answers (sold_out in a sell-out or queue, and 503 overloaded, left out). */
+export const defaultMinOkShare = 0.5;
+export const loadSecondsMax = 3600;
 
 function readShape(p: Problems, v: unknown, path: (string | number)[], allowed: readonly Shape['shape'][]): Shape | null {
   if (!isObj(v)) {
@@ -371,7 +385,7 @@ export function readScenario(text: string, file: string, cliPrefix: string | nul
           p.keys(ph, path, [...common, 'sku', 'buyers', 'pay', 'load'], 'a sellout phase');
           const sku = skuRef(ph, path, false);
           if (sku.length > 1) p.add([...path, 'sku'], 'a sell-out is of one SKU (not a group)');
-          const buyers = p.int(ph, 'buyers', path, 1, 10_000_000, null);
+          const buyers = p.int(ph, 'buyers', path, 1, requestsMax, null);
           const load = own(ph, 'load') ? readShape(p, ph.load, loadPath, ['max', 'constant']) : { shape: 'max' as const, seconds: 0 };
           const spec = skus.find((s) => s.skus.includes(sku[0] ?? ''));
           const stock = spec !== undefined && !spec.existing && typeof spec.body.stock === 'number' ? spec.body.stock : null;
@@ -411,6 +425,9 @@ export function readScenario(text: string, file: string, cliPrefix: string | nul
           const dropName = p.str(ph, 'drop', path, true);
           const drop = drops.find((d) => d.name === dropName);
           if (dropName !== null && drop === undefined) p.add([...path, 'drop'], `${dropName} is not a drop of this scenario (declared under drops)`);
+          if (drop !== undefined && !drop.existing && drop.body.queue === undefined) {
+            p.add([...path, 'drop'], `drop ${drop.name} has no queue, so buyers cannot join it: give it one under drops (queue: {mode: fifo, admitPerSecond: 200})`);
+          }
           let sku: string[] = [];
           if (own(ph, 'sku')) sku = skuRef(ph, path, false);
           else if (drop !== undefined) {
@@ -420,7 +437,7 @@ export function readScenario(text: string, file: string, cliPrefix: string | nul
           }
           const load = own(ph, 'load') ? readShape(p, ph.load, loadPath, ['max', 'constant']) : null;
           phases.push({
-            ...base, kind, drop: drop?.dropId ?? '', sku: sku[0] ?? '', buyers: p.int(ph, 'buyers', path, 1, 1_000_000, null),
+            ...base, kind, drop: drop?.dropId ?? '', sku: sku[0] ?? '', buyers: p.int(ph, 'buyers', path, 1, requestsMax, null),
             pollMs: p.int(ph, 'pollMs', path, 10, 60_000, 250), seconds: p.int(ph, 'seconds', path, 1, secondsMax, 30), pollers: p.int(ph, 'pollers', path, 1, 1000, 32),
             load: load?.shape === 'constant' ? { shape: 'constant', rps: load.rps } : { shape: 'max' },
           });
@@ -450,14 +467,25 @@ export function readScenario(text: string, file: string, cliPrefix: string | nul
     });
   }
 
-  const checks = { erpDrainedWithinSeconds: null as number | null, shardUnavailableMax: 0 };
+  const checks = { erpDrainedWithinSeconds: null as number | null, shardUnavailableMax: 0, minOkShare: defaultMinOkShare };
   if (own(value, 'checks')) {
     const c = value.checks;
-    if (!isObj(c)) p.add(['checks'], 'checks must be an object {erpDrainedWithinSeconds?, shardUnavailableMax?}');
+    if (!isObj(c)) p.add(['checks'], 'checks must be an object {erpDrainedWithinSeconds?, shardUnavailableMax?, minOkShare?}');
     else {
-      p.keys(c, ['checks'], ['erpDrainedWithinSeconds', 'shardUnavailableMax'], 'checks');
+      p.keys(c, ['checks'], ['erpDrainedWithinSeconds', 'shardUnavailableMax', 'minOkShare'], 'checks');
       if (own(c, 'erpDrainedWithinSeconds')) checks.erpDrainedWithinSeconds = p.int(c, 'erpDrainedWithinSeconds', ['checks'], 1, 3600, 60);
       checks.shardUnavailableMax = p.int(c, 'shardUnavailableMax', ['checks'], 0, 1_000_000_000, 0);
+      if (own(c, 'minOkShare')) checks.minOkShare = p.positive(c, 'minOkShare', ['checks'], 1, defaultMinOkShare);
+    }
+  }
+
+  if (phases.length > 0) {
+    const plan = plannedLoad(phases);
+    if (plan.requests > requestsMax) {
+      p.add(['phases'], `the phases plan ${plan.requests.toLocaleString('en-US')} requests (rate x seconds of every step, the buyers of each sell-out and queue); a scenario plans at most ${requestsMax.toLocaleString('en-US')}: split it into several runs, or lower the rates or seconds`);
+    }
+    if (plan.seconds > loadSecondsMax) {
+      p.add(['phases'], `the phases plan ${plan.seconds.toLocaleString('en-US')} s of load; a scenario plans at most ${loadSecondsMax.toLocaleString('en-US')} s: split it into several runs`);
     }
   }
 
@@ -465,6 +493,35 @@ export function readScenario(text: string, file: string, cliPrefix: string | nul
     throw new CliError(Exit.usage, `${file}: ${p.list.length} error${p.list.length === 1 ? '' : 's'}; nothing was sent\n  ${p.list.slice(0, 50).join('\n  ')}${p.list.length > 50 ? `\n  ... and ${p.list.length - 50} more` : ''}`);
   }
   return { file, name, prefix: runPrefix, timeoutSeconds, skus, drops, phases, targets, checks };
+}
+
+/**
+ * What the phases plan: requests (the known part: every step at a rate, the buyers of
+ * sell-outs and queues) and seconds (a sell-out or queue join as fast as answered counts none).
+ */
+export function plannedLoad(phases: readonly Phase[]): { requests: number; seconds: number } {
+  let requests = 0;
+  let seconds = 0;
+  for (const ph of phases) {
+    switch (ph.kind) {
+      case 'sellout':
+        requests += ph.buyers;
+        if (ph.load.shape === 'constant') seconds += ph.buyers / ph.load.rps;
+        break;
+      case 'queue':
+        requests += ph.buyers;
+        seconds += ph.seconds + (ph.load.shape === 'constant' ? ph.buyers / ph.load.rps : 0);
+        break;
+      case 'reserve':
+      case 'flow':
+        for (const st of stepsOf(ph.load)) {
+          seconds += st.seconds;
+          if (st.rps !== null) requests += st.rps * st.seconds;
+        }
+        break;
+    }
+  }
+  return { requests, seconds: Math.ceil(seconds) };
 }
 
 /** One step of a load shape: a rate (requests per second over all connections) or null (as fast as answered). */

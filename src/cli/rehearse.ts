@@ -1,29 +1,36 @@
 // `flash rehearse SCENARIO`: load-test your own deployment before the big day. It sets up the
-// scenario's SKUs and drops (named `rehearsal-<runid>-...`, or uses existing ones), runs its
-// phases (a hot-SKU sell-out, many SKUs, full flows, queue joins, an overload at a multiple of
-// the measured capacity) with autocannon, shows a live progress line on stderr, checks what
-// matters (every SKU conserved, exactly the stock sold, no 5xx but 503 overloaded, the ERP
-// backlog drained, the stated targets), holds its counts beside the engine's own /metrics,
-// and writes report.md, report.json and chart.svg to --out. Exit 0 when every check and target
-// passed, 1 when one failed (so a release can be gated on it), 2 usage (nothing sent; a target
-// that is not this machine is refused unless named with --target-is or --allow-remote), 3 the
-// engine cannot be reached.
+// scenario's SKUs and drops (named `rehearsal-<runid>-...`, or uses existing ones; it never
+// changes one it did not create), runs its phases (a hot-SKU sell-out, many SKUs, full flows,
+// queue joins, an overload at a multiple of the measured capacity) with its own paced sender,
+// shows a live progress line on stderr, checks what matters (every SKU conserved, none
+// oversold by the run's own count, exactly the stock sold, the phases answered 2xx, no
+// credential refused, no redirect, no 5xx but 503 overloaded, the ERP backlog drained, the
+// stated targets), holds its counts beside the engine's own /metrics, and writes report.md,
+// report.json and chart.svg to --out. Exit 0 when every check and target passed, 1 when one
+// failed (so a release can be gated on it), 2 usage (nothing sent, or nothing changed when
+// the engine already has a SKU or drop the run would create; a target that is not this
+// machine is refused unless named with --target-is or --allow-remote), 3 the engine cannot be
+// reached, redirects elsewhere, or stopped answering mid-run (the report then holds what the
+// run got).
 
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { Limits } from '../domain/index.js';
-import { CliError, Exit, connection, seg, type ExitCode, type FlashIo, type GlobalOptions } from './flash-client.js';
+import { CliError, Exit, connection, defaultUrl, seg, type ExitCode, type FlashIo, type GlobalOptions } from './flash-client.js';
 import { duration } from './flash-format.js';
 import { renderRehearsalChart } from './rehearse-chart.js';
 import {
   conservationCheck, describeTarget, erpCheck, paidCheck, readSkus, selloutCheck, serverErrorChecks, targetCheck,
   type CheckResult, type TargetResult,
 } from './rehearse-checks.js';
+import {
+  answersCheck, credentialsCheck, flowsCheck, redirectCheck, stockCheck, type SkuFigures,
+} from './rehearse-checks.js';
 import { Api, Buyers, eachLimit, scrapeMetrics, type Credentials } from './rehearse-http.js';
 import { Ledger, activeMs, type PhaseLog, type StepLog } from './rehearse-load.js';
-import { identityOf, runPhase, type RunContext } from './rehearse-phases.js';
+import { identityOf, runPhase, type CreatedSku, type RunContext } from './rehearse-phases.js';
 import { buildReport, deploymentOf, engineComparison, machineLine, writeReport, type RehearsalReport } from './rehearse-report.js';
-import { describeShape, prefixMax, readScenario, stepsOf, type Scenario } from './rehearse-scenario.js';
+import { describeShape, prefixMax, readScenario, requestsMax, stepsOf, type Scenario } from './rehearse-scenario.js';
 import { fmt, latencySummary } from './report-kit.js';
 
 export interface RehearseOptions {
@@ -64,6 +71,26 @@ export function checkTarget(rawUrl: string, opts: { targetIs?: string; allowRemo
   throw new CliError(Exit.usage, `refusing to load ${url.origin}: it is not this machine, and a rehearsal sends thousands of requests. If it is yours to load, say so on the command line: --target-is ${hostPort} (or --allow-remote ${host}); nothing was sent`);
 }
 
+/**
+ * Refuses (exit 2, nothing sent) a URL with a user or password in it (never printed: the
+ * run's tokens are the credentials), a query or a fragment. A path is the engine's base path:
+ * every call of the run, the load's included, goes under it.
+ */
+export function checkUrl(rawUrl: string): void {
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    throw new CliError(Exit.usage, '--url is not a URL; give one like http://127.0.0.1:8080');
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new CliError(Exit.usage, `--url must not carry a user or password (${url.protocol}//<user:password>@${url.host}${url.pathname === '/' ? '' : url.pathname}): give the operator's token with --operator-token or FLASH_OPERATOR_TOKEN; nothing was sent`);
+  }
+  if (url.search !== '' || url.hash !== '') {
+    throw new CliError(Exit.usage, `--url must be the engine's address and base path only (${url.origin}${url.pathname}), without a query or fragment; nothing was sent`);
+  }
+}
+
 /** KEY=value pairs of the tokens.env a first `npm start` wrote (only for an engine on this machine). */
 function firstRunSecrets(io: FlashIo, loopback: boolean): Map<string, { value: string; source: string }> {
   const out = new Map<string, { value: string; source: string }>();
@@ -99,13 +126,18 @@ export function credentialsOf(io: FlashIo, opts: RehearseOptions, conn: { url: s
     throw new CliError(Exit.usage, `the buyer-token secret of ${secret.source} is shorter than 32 bytes; give the engine's FLASH_BUYER_TOKEN_SECRET`);
   }
   const audience = io.env.FLASH_BUYER_TOKEN_AUDIENCE;
-  return {
+  const c: Credentials = {
     operator,
     shop: pick(opts.shopToken, '--shop-token', 'FLASH_SHOP_TOKEN', 'SHOP_TOKEN'),
     payments: pick(opts.paymentsToken, '--payments-token', 'FLASH_PAYMENTS_TOKEN', 'PAYMENTS_TOKEN'),
     buyerSecret: secret,
     audience: audience === undefined || audience === '' ? null : audience,
   };
+  // A token goes into an authorization header: visible ASCII only (never printed).
+  for (const t of [c.operator, c.shop, c.payments]) {
+    if (t !== null && !/^[\x21-\x7e]+$/.test(t.value)) throw new CliError(Exit.usage, `the token of ${t.source} holds a character an HTTP header cannot carry (a space or line break?); nothing was sent`);
+  }
+  return c;
 }
 
 /** Every credential the scenario needs is at hand, or a usage error naming the flag (nothing sent). */
@@ -220,33 +252,78 @@ interface Setup {
   /** SKUs of the run with whether this run created them (201). */
   skus: { sku: string; created: boolean }[];
   dropsCreated: string[];
+  /** The SKUs the run created, with the scenario's stock and hold time. */
+  created: Map<string, CreatedSku>;
+}
+
+/** The engine's hold time when a SKU states none (src/domain/fields.ts: holdSeconds, default 600). */
+const engineDefaultHoldSeconds = 600;
+
+/**
+ * Before anything is written: GET every SKU and drop the run means to create (none may exist:
+ * PUT is an upsert, and would change a SKU or drop the run does not own) and every one it
+ * means to use as it is (each must exist, and a queue phase's drop must have a queue).
+ * Anything amiss is a usage error naming each (exit 2), with nothing changed.
+ */
+async function preflight(api: Api, s: Scenario, c: Credentials): Promise<void> {
+  const token = c.operator?.value ?? null;
+  const problems: string[] = [];
+  const queued = new Set(s.phases.flatMap((p) => (p.kind === 'queue' ? [p.drop] : [])));
+  const look = async (what: string, route: string, path: string, existing: boolean, check?: (body: unknown) => string | null): Promise<void> => {
+    const r = await api.expect(`GET ${path}`, route, 'GET', path, { token, accept: [404] });
+    if (r.status === 404) {
+      if (existing) problems.push(`${what} is marked existing: true but the engine has none of that name`);
+      return;
+    }
+    if (!existing) problems.push(`${what} exists already on the engine: the run would change it (PUT is an upsert); give another --prefix, or mark it existing: true to use it as it is`);
+    else {
+      const p = check?.(r.body) ?? null;
+      if (p !== null) problems.push(p);
+    }
+  };
+  for (const d of s.drops) {
+    await look(`drop ${d.dropId}`, 'drop.get', `/v1/drops/${seg(d.dropId)}`, d.existing, (body) =>
+      queued.has(d.dropId) && ((body as { queue?: unknown } | undefined)?.queue ?? null) === null ? `drop ${d.dropId} has no queue, and a queue phase joins it` : null);
+  }
+  const work = s.skus.flatMap((spec) => spec.skus.map((sku) => ({ sku, spec })));
+  await eachLimit(work, 8, async ({ sku, spec }) => look(`sku ${sku}`, 'sku.get', `/v1/skus/${seg(sku)}`, spec.existing));
+  if (problems.length > 0) {
+    problems.sort();
+    throw new CliError(Exit.usage, `the engine does not match the scenario; nothing was changed\n  ${problems.slice(0, 20).join('\n  ')}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ''}`);
+  }
 }
 
 async function setUp(api: Api, s: Scenario, c: Credentials, runId: string): Promise<Setup> {
   const token = c.operator?.value ?? null;
   const dropsCreated: string[] = [];
+  const changed: string[] = [];
   for (const d of s.drops) {
-    if (d.existing) {
-      await api.expect(`drop ${d.dropId} (existing)`, 'drop.get', 'GET', `/v1/drops/${seg(d.dropId)}`);
-      continue;
-    }
+    if (d.existing) continue;
     const r = await api.expect(`PUT /v1/drops/${d.dropId}`, 'drop.put', 'PUT', `/v1/drops/${seg(d.dropId)}`, { token, body: d.body, tokenSource: c.operator?.source });
     if (r.status === 201) dropsCreated.push(d.dropId);
+    else changed.push(`drop ${d.dropId}`);
   }
   const skus: Setup['skus'] = [];
   const work = s.skus.flatMap((spec) => spec.skus.map((sku) => ({ sku, spec })));
-  const created = new Set<string>();
+  const created = new Map<string, CreatedSku>();
   await eachLimit(work, 8, async ({ sku, spec }) => {
-    if (spec.existing) {
-      await api.expect(`sku ${sku} (existing)`, 'sku.get', 'GET', `/v1/skus/${seg(sku)}`);
-      return;
-    }
+    if (spec.existing) return;
     const body = { reason: `flash rehearse ${runId}`, ...spec.body };
     const r = await api.expect(`PUT /v1/skus/${sku}`, 'sku.put', 'PUT', `/v1/skus/${seg(sku)}`, { token, body, tokenSource: c.operator?.source });
-    if (r.status === 201) created.add(sku);
+    if (r.status !== 201) {
+      changed.push(`sku ${sku}`);
+      return;
+    }
+    const answered = (r.body as { holdSeconds?: unknown } | undefined)?.holdSeconds;
+    const holdSeconds = typeof spec.body.holdSeconds === 'number' ? spec.body.holdSeconds : typeof answered === 'number' ? answered : engineDefaultHoldSeconds;
+    created.set(sku, { stock: spec.body.stock as number, holdSeconds });
   });
+  if (changed.length > 0) {
+    // Made between the look before and the PUT: the run changed what it does not own; it stops here.
+    throw new CliError(Exit.refused, `the engine already had ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ` and ${changed.length - 5} more` : ''} when the run created it (made meanwhile by someone else?): the PUT updated it; the run stopped before any load`);
+  }
   for (const { sku } of work) skus.push({ sku, created: created.has(sku) });
-  return { skus, dropsCreated };
+  return { skus, dropsCreated, created };
 }
 
 async function cleanUp(ctx: RunContext, setup: Setup, runId: string): Promise<Record<string, unknown>> {
@@ -254,7 +331,7 @@ async function cleanUp(ctx: RunContext, setup: Setup, runId: string): Promise<Re
   let holdsCancelled = 0;
   let holdsNotCancelled = 0;
   await eachLimit([...ctx.holds], 16, async ([id, hold]) => {
-    const r = await api.tryCall('reservation.cancel', 'POST', `/v1/reservations/${seg(id)}/cancel`, { token: hold.token ?? ctx.cancelToken, body: {} });
+    const r = await api.tryCall('reservation.cancel', 'POST', `/v1/reservations/${seg(id)}/cancel`, { token: ctx.cancelToken ?? hold.owner?.token(hold.n) ?? null, body: {} });
     if (r.status === 200) {
       holdsCancelled++;
       ctx.holds.delete(id);
@@ -299,6 +376,7 @@ function timestamp(d = new Date()): string {
 }
 
 export async function runRehearse(global: GlobalOptions, io: FlashIo, file: string, opts: RehearseOptions): Promise<ExitCode> {
+  checkUrl(global.url ?? io.env.FLASH_URL ?? defaultUrl);
   const conn = connection(global, io);
   checkTarget(conn.url, opts);
   if (opts.prefix !== undefined && (opts.prefix.length > prefixMax || !/^[A-Za-z0-9._:-]+$/.test(opts.prefix))) {
@@ -320,7 +398,7 @@ export async function runRehearse(global: GlobalOptions, io: FlashIo, file: stri
   }
   const outDir = resolve(opts.out ?? `rehearsal-${timestamp()}`);
 
-  const ledger = new Ledger();
+  const ledger = new Ledger(requestsMax);
   const api = new Api(conn, ledger);
   const health = await api.call('healthz', 'GET', '/healthz');
   if (health.status !== 200) throw new CliError(Exit.unreachable, `the engine at ${conn.url} is not serving: GET /healthz answered ${health.status}; try again once it is up`);
@@ -328,6 +406,7 @@ export async function runRehearse(global: GlobalOptions, io: FlashIo, file: stri
   const deployment = deploymentOf(before?.role ?? null);
   io.stderr(`rehearse: ${scenario.name} against ${conn.url} (${deployment}), run ${runId}, names prefixed ${scenario.prefix}\n`);
 
+  await preflight(api, scenario, creds);
   const setup = await setUp(api, scenario, creds, runId);
   const createdCount = setup.skus.filter((x) => x.created).length;
   io.stderr(`rehearse: set up ${setup.dropsCreated.length} drop${setup.dropsCreated.length === 1 ? '' : 's'} and ${createdCount} SKU${createdCount === 1 ? '' : 's'}${setup.skus.length > createdCount ? ` (${setup.skus.length - createdCount} existing)` : ''}\n`);
@@ -335,12 +414,14 @@ export async function runRehearse(global: GlobalOptions, io: FlashIo, file: stri
   const progress = new Progress(io, ledger, scenario.phases.length);
   const ctx: RunContext = {
     api, ledger, creds, buyers: new Buyers(creds.buyerSecret?.value ?? null, creds.audience), prefix: scenario.prefix,
-    timeoutSeconds: scenario.timeoutSeconds, signal: io.signal, holds: new Map(), paidUnits: new Map(),
+    timeoutSeconds: scenario.timeoutSeconds, signal: io.signal, holds: new Map(), tallies: new Map(), created: setup.created,
     cancelToken: creds.payments?.value ?? creds.shop?.value ?? null,
     onStep: (phase, step) => progress.onStep(phase, step),
   };
   progress.start();
   let interrupted = false;
+  // The engine stopped answering mid-run: the run ends with exit 3, and a partial report.
+  let gone: CliError | null = null;
   let cleanup: Record<string, unknown> | null = null;
   try {
     for (const [i, phase] of scenario.phases.entries()) {
@@ -355,21 +436,45 @@ export async function runRehearse(global: GlobalOptions, io: FlashIo, file: stri
     if (io.signal?.aborted) interrupted = true;
   } catch (e) {
     progress.stop();
-    if (opts.cleanup) await cleanUp(ctx, setup, runId).catch(() => undefined);
-    throw e;
+    if (!(e instanceof CliError && e.exitCode === Exit.unreachable)) {
+      if (opts.cleanup) await cleanUp(ctx, setup, runId).catch(() => undefined);
+      throw e;
+    }
+    gone = e;
+    const open = ledger.phases[ledger.phases.length - 1];
+    if (open !== undefined && open.endMs === 0) open.endMs = ledger.now();
   }
   progress.stop();
 
   // The checks.
   const token = creds.operator?.value ?? null;
-  const skus = await readSkus(api, token, setup.skus, ctx.paidUnits);
-  const checks: CheckResult[] = [conservationCheck(skus)];
-  const paid = paidCheck(skus);
-  if (paid !== null) checks.push(paid);
-  for (const p of ledger.phases) if (p.kind === 'sellout') checks.push(selloutCheck(p));
+  let skus: SkuFigures[] = [];
+  const checks: CheckResult[] = [];
+  if (gone !== null) checks.push({ name: 'the engine answered to the end of the run', ok: false, detail: gone.message });
+  try {
+    skus = await readSkus(api, token, setup.skus, ctx);
+  } catch (e) {
+    if (!(e instanceof CliError && e.exitCode === Exit.unreachable)) throw e;
+    if (gone === null) {
+      gone = e;
+      checks.push({ name: 'the engine answered to the end of the run', ok: false, detail: e.message });
+    }
+  }
+  if (skus.length > 0 || gone === null) {
+    checks.push(conservationCheck(skus));
+    const stock = stockCheck(skus);
+    if (stock !== null) checks.push(stock);
+    const paid = paidCheck(skus);
+    if (paid !== null) checks.push(paid);
+  }
+  for (const p of ledger.phases) {
+    if (p.kind === 'sellout' && p.extra.after !== undefined) checks.push(selloutCheck(p));
+    if (p.kind === 'flow' && p.extra.flows !== undefined) checks.push(flowsCheck(p));
+  }
+  checks.push(answersCheck(ledger, scenario.checks.minOkShare), credentialsCheck(ledger), redirectCheck(ledger));
   checks.push(...serverErrorChecks(ledger, scenario.checks.shardUnavailableMax));
   let erp: Record<string, unknown> | null = null;
-  if (scenario.checks.erpDrainedWithinSeconds !== null) {
+  if (scenario.checks.erpDrainedWithinSeconds !== null && gone === null) {
     io.stderr(`rehearse: waiting up to ${scenario.checks.erpDrainedWithinSeconds} s for the ERP backlog to drain\n`);
     const r = await erpCheck(api, token, scenario.checks.erpDrainedWithinSeconds, io.signal);
     checks.push(r.check);
@@ -378,30 +483,36 @@ export async function runRehearse(global: GlobalOptions, io: FlashIo, file: stri
   const targets: TargetResult[] = scenario.targets.map((t) => targetCheck(ledger, t));
   if (opts.cleanup) {
     io.stderr('rehearse: cleaning up: cancelling holds, writing off stock\n');
-    cleanup = await cleanUp(ctx, setup, runId);
+    if (gone === null) cleanup = await cleanUp(ctx, setup, runId);
+    else cleanup = await cleanUp(ctx, setup, runId).catch(() => null);
   }
-  const after = await scrapeMetrics(api);
+  const after = gone === null ? await scrapeMetrics(api) : null;
 
-  const ok = !interrupted && checks.every((c) => c.ok) && targets.every((t) => t.ok);
-  const exitCode: ExitCode = ok ? Exit.ok : Exit.refused;
+  const ok = !interrupted && gone === null && checks.every((c) => c.ok) && targets.every((t) => t.ok);
+  const exitCode: ExitCode = gone !== null ? Exit.unreachable : ok ? Exit.ok : Exit.refused;
   const report: RehearsalReport = buildReport({
     ledger,
     scenario: { file, name: scenario.name },
     target: { url: conn.url, deployment: deploymentOf(after?.role ?? before?.role ?? null) },
     runId, prefix: scenario.prefix, startedAt: new Date(ledger.startedAt).toISOString(), machine: machineLine(),
-    verdict: interrupted ? 'interrupted' : ok ? 'pass' : 'fail', exitCode,
+    verdict: gone !== null ? 'unreachable' : interrupted ? 'interrupted' : ok ? 'pass' : 'fail', exitCode,
     checks, targets, skus, engine: engineComparison(ledger, before, after), erp, cleanup,
   });
   const paths = writeReport(outDir, report, renderRehearsalChart(report));
   if (opts.json) io.stdout(`${JSON.stringify(report)}\n`);
   else io.stdout(summary(report, paths.md));
+  if (gone !== null) io.stderr(`flash: ${gone.message}\n`);
   return exitCode;
+}
+
+export function verdictWord(v: RehearsalReport['verdict']): string {
+  return v === 'pass' ? 'PASSED' : v === 'interrupted' ? 'INTERRUPTED' : v === 'unreachable' ? 'STOPPED (the engine stopped answering)' : 'FAILED';
 }
 
 /** What stdout shows at the end: the verdict, each check and target, the phases, where the report is. */
 function summary(r: RehearsalReport, md: string): string {
   const lines: string[] = [];
-  lines.push(`${r.verdict === 'pass' ? 'PASSED' : r.verdict === 'interrupted' ? 'INTERRUPTED' : 'FAILED'}: ${r.scenario.name} against ${r.target.url} (${r.target.deployment}) in ${duration(r.seconds * 1000)}`);
+  lines.push(`${verdictWord(r.verdict)}: ${r.scenario.name} against ${r.target.url} (${r.target.deployment}) in ${duration(r.seconds * 1000)}`);
   for (const c of r.checks) lines.push(`  ${c.ok ? 'pass' : 'FAIL'}  ${c.name}: ${c.detail}`);
   for (const t of r.targets) lines.push(`  ${t.ok ? 'pass' : 'FAIL'}  target ${describeTarget(t.target)}: ${t.detail}`);
   for (const p of r.phases) {
