@@ -10,6 +10,7 @@
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { seededRandom } from './seeded-random.js';
 
 export const FailureMode = { status500: '500', status503: '503', drop: 'drop' } as const;
 export type FailureMode = (typeof FailureMode)[keyof typeof FailureMode];
@@ -79,17 +80,6 @@ const bodyKeys: Record<string, string> = {
   'sku.restocked': stockKeys,
 };
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Counts arrivals within any sliding window of one second; keeps only the last second. */
 class StartsWindow {

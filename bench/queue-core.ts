@@ -13,6 +13,7 @@ import { createHmac } from 'node:crypto';
 import { apply, createShardState, fromSnapshot, toSnapshot, type Command, type ShardState } from '../src/domain/index.js';
 import { decodeSnapshotChunks, encodeSnapshotChunks } from '../src/engine/shard-runtime.js';
 import { fmt, progress } from './bench-report.js';
+import { seededRandom } from './seeded-random.js';
 import { checkState, type StateCheck } from './state-check.js';
 
 export interface QueueCoreSettings {
@@ -133,17 +134,6 @@ function dropState(dropId: string, queue: Extract<Command, { t: 'drop.put' }>['q
   return state;
 }
 
-/** A small deterministic PRNG (mulberry32), so every run reads the same buyers. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Join commands as a shard receives them: built in batches of 1,000 and passed through
@@ -193,7 +183,7 @@ function joinRun(state: ShardState, mode: 'fifo' | 'random', dropId: string, n: 
 }
 
 function entryReads(state: ShardState, dropId: string, n: number, reads: number, prefix: string): QueueCoreFigures['entry'] {
-  const rnd = prng(42);
+  const rnd = seededRandom(42);
   const picks = new Int32Array(reads);
   const commands: Command[] = new Array<Command>(reads);
   for (let k = 0; k < reads; k++) {
@@ -237,7 +227,7 @@ function snapshotRun(state: ShardState, dropId: string, n: number, prefix: strin
   const fromSnapshotMs = performance.now() - t;
   const restoredEntries = restored.drops.get(dropId)?.queue?.count ?? 0;
   let answersEqual = restoredEntries === n;
-  const rnd = prng(7);
+  const rnd = seededRandom(7);
   for (let k = 0; k < 2000 && answersEqual; k++) {
     const c: Command = { t: 'q.entry', dropId, buyerId: buyerIdOf(prefix, Math.floor(rnd() * n)) };
     answersEqual = JSON.stringify(apply(state, c, t0Ms + 3000).outcome) === JSON.stringify(apply(restored, c, t0Ms + 3000).outcome);

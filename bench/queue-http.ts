@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type autocannon from 'autocannon';
 import { fmt, progress } from './bench-report.js';
+import { seededRandom } from './seeded-random.js';
 import { runPlan, type LatencyMs, type LoadResult } from './compare-load.js';
 import { call, launchEngine, shopToken, type Engine } from './engine-under-test.js';
 
@@ -142,16 +143,6 @@ function entryRequests(dropId: string, prefix: string, next: () => number, onEnt
   return [r];
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function dropQueue(port: number, dropId: string): Promise<Record<string, number>> {
   const r = await call(port, 'GET', `/v1/drops/${dropId}`);
@@ -365,7 +356,7 @@ export async function benchQueueHttp(tmp: string, s: QueueHttpSettings, children
   let warmUp: QueueHttpFigures['warmUp'] = null;
   if (s.warmUp > 0) {
     await setUpDrop(engine.port, 'warm-drop', 'warm-drop-sku');
-    const rnd = prng(1);
+    const rnd = seededRandom(1);
     const wj = await runPlan({ title: 'warm-up joins', url, connections: s.connections, durationSeconds: 0, amount: s.warmUp, timeoutSeconds: 30, requests: joinRequests('warm-drop', 'w-'), pids });
     const wp = await runPlan({ title: 'warm-up polls', url, connections: s.connections, durationSeconds: 0, amount: s.warmUp, timeoutSeconds: 30, requests: entryRequests('warm-drop', 'w-', () => Math.floor(rnd() * s.warmUp)), pids });
     warmUp = { joins: wj, polls: wp };
@@ -383,7 +374,7 @@ export async function benchQueueHttp(tmp: string, s: QueueHttpSettings, children
   const engineRssMiBAfter = rssMiB(engine.child.pid);
 
   progress(`polls: ${fmt(s.polls)} reads of random joined buyers`);
-  const rnd = prng(2);
+  const rnd = seededRandom(2);
   const states: Record<string, number> = {};
   const polls = await runPlan({
     title: 'polls', url, connections: s.connections, durationSeconds: 0, amount: s.polls, timeoutSeconds: 30, pids,

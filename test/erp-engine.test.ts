@@ -17,7 +17,7 @@ import {
   ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, makeDataDir, sleep, startEngine, stopAllEngines, type Api, type Engine,
 } from './support/engine-process.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
-import { createSku, expectError, getSku, metricValue, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
+import { createSku, expectError, getSku, inParallel, metricValue, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
 
 const SECRET = 'e2e-erp-secret-0123456789abcdef';
 const SHARDS = 2;
@@ -35,19 +35,6 @@ async function standIn(opts: { latencyMs: number; jitterMs: number; errorRate: n
   return s;
 }
 
-/** Runs `fn` over `items` with at most `n` at a time; results in item order. */
-async function inParallel<T, R>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return out;
-}
 
 async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs: number, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -15,7 +15,7 @@ import {
   ADMIN_TOKEN, TOKENS, api, buyerToken, makeDataDir, sleep, startEngine, stopAllEngines, type Api, type Engine,
 } from './support/engine-process.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
-import { createSku, expectError, getSku, metricValue, reserve, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
+import { createSku, expectError, getSku, inParallel, metricValue, reserve, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
 
 const SHARDS = 2;
 const SECRET = 'refund-erp-secret-0123456789';
@@ -37,19 +37,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) =>
   }
 }
 
-/** Runs `fn` over `items` with at most `n` at a time; results in item order. */
-async function inParallel<T, R>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return out;
-}
 
 /** Reserves (shop) and pays (payments); returns the paid reservation. */
 async function buy(a: Api, sku: string, buyerId: string, qty = 1, paymentRef = `pi-${buyerId}`): Promise<any> {

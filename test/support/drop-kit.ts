@@ -90,19 +90,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v
   }
 }
 
-/** Runs `fn` over `items` with at most `n` at a time; results in item order. */
-export async function inParallel<T, R>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return out;
-}
+export { inParallel } from './http-kit.js';
 
 export const sha256Hex = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 

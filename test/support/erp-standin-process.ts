@@ -18,7 +18,7 @@ function build(): string {
   if (builtDir !== null) return builtDir;
   const dir = mkdtempSync(join(tmpdir(), 'erp-standin-'));
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
-  for (const name of ['erp-standin', 'erp-standin-main']) {
+  for (const name of ['erp-standin', 'erp-standin-main', 'seeded-random']) {
     const source = readFileSync(join(benchDir, `${name}.ts`), 'utf8');
     const out = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });
     writeFileSync(join(dir, `${name}.js`), out.outputText);

@@ -95,3 +95,17 @@ export function uniqWhere(prefix: string, accept: (name: string) => boolean): st
   }
   throw new Error(`no name with prefix ${prefix} satisfied the condition in 10,000 attempts`);
 }
+
+/** Runs `fn` over `items` with at most `n` at a time; results in item order. */
+export async function inParallel<T, R>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return out;
+}

@@ -1,0 +1,13 @@
+// mulberry32: a small seeded generator, uniform in [0, 1), so a run (the ERP stand-in's
+// failures, a benchmark's buyers) can be repeated exactly from its seed.
+
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
