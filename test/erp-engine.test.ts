@@ -17,7 +17,7 @@ import {
   ADMIN_TOKEN, NO_TOKEN, TOKENS, api, buyerToken, makeDataDir, sleep, startEngine, stopAllEngines, type Api, type Engine,
 } from './support/engine-process.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
-import { createSku, expectError, getSku, inParallel, metricValue, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
+import { createSku, expectError, getSku, inParallel, metricValue, waitFor, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
 
 const SECRET = 'e2e-erp-secret-0123456789abcdef';
 const SHARDS = 2;
@@ -36,15 +36,6 @@ async function standIn(opts: { latencyMs: number; jitterMs: number; errorRate: n
 }
 
 
-async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs: number, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}; last: ${JSON.stringify(v)}`);
-    await sleep(everyMs);
-  }
-}
 
 /** Two SKU names, one owned by each shard, so that both shards' outboxes are drained. */
 function skusOnEveryShard(prefix: string): string[] {

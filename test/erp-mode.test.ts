@@ -8,9 +8,9 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { shardForSku } from '../src/domain/routing.js';
-import { TOKENS, api, makeDataDir, sleep, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
+import { TOKENS, api, makeDataDir, startEngine, stopAllEngines, type Api } from './support/engine-process.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
-import { createSku, noRefundUnits, uniqWhere } from './support/http-kit.js';
+import { createSku, noRefundUnits, uniqWhere, waitFor } from './support/http-kit.js';
 
 const SECRET = 'erp-mode-secret-0123456789';
 let erp: StandInProcess | null = null;
@@ -20,15 +20,6 @@ afterAll(async () => {
   await erp?.close();
 });
 
-async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}; last: ${JSON.stringify(v)}`);
-    await sleep(25);
-  }
-}
 
 /** Pays `count` orders over `skus` (qty 1..3); returns reservation id -> qty. */
 async function payOrders(a: Api, skus: string[], count: number, tag: string): Promise<Map<string, number>> {

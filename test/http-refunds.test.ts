@@ -15,7 +15,7 @@ import {
   ADMIN_TOKEN, TOKENS, api, buyerToken, makeDataDir, sleep, startEngine, stopAllEngines, type Api, type Engine,
 } from './support/engine-process.js';
 import { startStandInProcess, type StandInProcess } from './support/erp-standin-process.js';
-import { createSku, expectError, getSku, inParallel, metricValue, reserve, reserveOk, uniq, uniqWhere } from './support/http-kit.js';
+import { createSku, expectError, getSku, inParallel, metricValue, reserve, reserveOk, uniq, uniqWhere, waitFor } from './support/http-kit.js';
 
 const SHARDS = 2;
 const SECRET = 'refund-erp-secret-0123456789';
@@ -27,15 +27,6 @@ afterAll(async () => {
   await Promise.all(standIns.map((s) => s.close()));
 });
 
-async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs: number, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}; last: ${JSON.stringify(v)}`);
-    await sleep(everyMs);
-  }
-}
 
 
 /** Reserves (shop) and pays (payments); returns the paid reservation. */

@@ -7,17 +7,11 @@
 
 import { createHash, createHmac } from 'node:crypto';
 import { expect } from 'vitest';
+import type { QueueInput } from '../../src/domain/index.js';
 import { NO_TOKEN, TOKENS, buyerToken, sleep, type Api, type Reply } from './engine-process.js';
 
-export interface QueueBody {
-  mode?: 'fifo' | 'random' | 'draw';
-  opensAt?: number;
-  randomizeSeconds?: number;
-  admitPerSecond?: number;
-  admitSeconds?: number;
-  closesAt?: number;
-  qtyPerWinner?: number;
-}
+/** A queue as `PUT /v1/drops/{dropId}` takes it: the core's QueueInput, field for field. */
+export type QueueBody = QueueInput;
 
 export const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -79,16 +73,7 @@ export async function getEntry(a: Api, dropId: string, buyerId: string, token: s
   return r.body;
 }
 
-/** Polls `probe` until `done` holds; fails with the last value after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 60_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}; last: ${JSON.stringify(v)}`);
-    await sleep(everyMs);
-  }
-}
+export { waitFor } from './http-kit.js';
 
 export { inParallel } from './http-kit.js';
 

@@ -3,7 +3,7 @@
 // text reader for gauges.
 
 import { expect } from 'vitest';
-import { ADMIN_TOKEN, type Api, type Reply } from './engine-process.js';
+import { ADMIN_TOKEN, sleep, type Api, type Reply } from './engine-process.js';
 
 let counter = 0;
 /** A SKU-safe name unique within this test process. */
@@ -108,4 +108,15 @@ export async function inParallel<T, R>(items: readonly T[], n: number, fn: (item
   };
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
   return out;
+}
+
+/** Polls `probe` until `done` holds; fails with the last value after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 60_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (done(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}; last: ${JSON.stringify(v)}`);
+    await sleep(everyMs);
+  }
 }
