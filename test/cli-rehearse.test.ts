@@ -122,7 +122,7 @@ interface Report {
   phases: {
     name: string; outcomes: Record<string, number>; extra: Record<string, unknown>; notes: string[];
     latencyMs: { p50: number; p90: number; p99: number } | null;
-    steps: { label: string; mode: string; sent: number; answered: number; cutOff: number; late: number; errors: number }[];
+    steps: { label: string; mode: string; sender: string; intended: number | null; sent: number; answered: number; cutOff: number; late: number; errors: number }[];
   }[];
   skus: { sku: string; onHand: number; available: number; reserved: number; sold: number; conserved: boolean }[];
   requests: Record<string, Record<string, number>>;
@@ -262,6 +262,13 @@ checks:
     const report = readReport(out);
     expect(report.verdict).toBe('pass');
     expect(report.target.deployment).toMatch(/^embedded engine/);
+    // As fast as answered on autocannon (the sell-out, the overload's probe); at a rate, the paced sender.
+    const senders = report.phases.flatMap((p) => p.steps.filter((s) => s.mode !== 'calls').map((s) => `${p.name}:${s.mode}:${s.sender}`));
+    expect(senders).toContain('hot:closed loop:autocannon');
+    expect(senders).toContain('overload:closed loop:autocannon');
+    expect(senders).toContain('many:constant rate:paced');
+    expect(senders.filter((x) => x.includes('closed loop')).every((x) => x.endsWith('autocannon'))).toBe(true);
+    expect(senders.filter((x) => x.includes('constant rate')).every((x) => x.endsWith('paced'))).toBe(true);
     expect(report.checks.map((c) => [c.name, c.ok])).toEqual([
       ['every SKU conserved (onHand = available + reserved + sold)', true],
       ['no SKU oversold (the run\'s own holds and sales against the scenario\'s stock)', true],
@@ -500,6 +507,43 @@ describe('flash rehearse, after an adversarial review', () => {
     const scenario = file('timeouts.yaml', 'timeoutSeconds: 1\nskus: [{sku: tee, stock: 1000000}]\nphases: [{name: c, kind: reserve, sku: tee, as: shop, connections: 5, load: {shape: constant, rps: 10, seconds: 3}}]\n');
     await rehearse([scenario, '--out', out], fakeCreds(f.url));
     expect(readReport(out).phases[0]!.steps[0]).toMatchObject({ sent: 30, answered: 25, outcomes: { 201: 25, timeout: 5 } });
+  });
+
+  it('as fast as answered, on autocannon: a timeout and a closed connection are filed against their own requests, and exactly the planned buyers are sent', async () => {
+    const hung = await fake('hangfirst=3');
+    const out1 = join(work, 'ac-timeouts');
+    const s1 = file('ac-timeouts.yaml', 'timeoutSeconds: 1\nskus: [{sku: hot, stock: 30}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 40, connections: 4, as: shop, pay: false}]\n');
+    const r1 = await rehearse([s1, '--out', out1], fakeCreds(hung.url));
+    expect(r1.code, r1.out + r1.err).toBe(1);
+    const t = readReport(out1).phases[0]!.steps[0]!;
+    expect(t).toMatchObject({ sender: 'autocannon', mode: 'closed loop', intended: 40, sent: 40, answered: 37, cutOff: 0, outcomes: { 201: 30, '409 sold_out': 7, timeout: 3 } });
+    const closing = await fake('closefirst=5');
+    const out2 = join(work, 'ac-closed');
+    const s2 = file('ac-closed.yaml', 'skus: [{sku: hot, stock: 50}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 60, connections: 3, as: shop, pay: false}]\n');
+    const r2 = await rehearse([s2, '--out', out2], fakeCreds(closing.url));
+    const c = readReport(out2).phases[0]!.steps[0]!;
+    expect(c).toMatchObject({ sender: 'autocannon', sent: 60, answered: 55, cutOff: 0, outcomes: { 201: 50, '409 sold_out': 5, 'connection closed': 5 } });
+    expect(r2.code).toBe(1); // 'every request answered' fails, and says so
+  });
+
+  it('as fast as answered, a flow phase runs whole flows on autocannon: every started flow is finished when the step ends', async () => {
+    const f = await fake('');
+    const out = join(work, 'ac-flows');
+    const scenario = file('ac-flows.yaml', 'skus: [{sku: tee, stock: 1000000}]\nphases: [{name: flows, kind: flow, sku: tee, as: shop, connections: 6, mix: {pay: 2, cancel: 1, abandon: 1}, load: {shape: max, seconds: 1}}]\n');
+    const r = await rehearse([scenario, '--out', out], fakeCreds(f.url));
+    expect(r.code, r.out + r.err).toBe(0);
+    const report = readReport(out);
+    const step = report.phases[0]!.steps[0]!;
+    const flows = report.phases[0]!.extra.flows as { started: number; pay: number; payOk: number; cancel: number; cancelOk: number; abandon: number };
+    expect(step).toMatchObject({ sender: 'autocannon', cutOff: 0 });
+    expect(flows.started).toBeGreaterThan(10);
+    // Every flow: its reserve, then its pay or cancel unless abandoned; nothing cut off at the end.
+    expect(flows.pay + flows.cancel + flows.abandon).toBe(flows.started);
+    expect(flows.payOk).toBe(flows.pay);
+    expect(flows.cancelOk).toBe(flows.cancel);
+    expect(step.sent).toBe(flows.started + flows.pay + flows.cancel);
+    expect(step.answered).toBe(step.sent);
+    expect(check(report, 'flows flows').ok).toBe(true);
   });
 
   it('at a constant rate a stall counts the wait of every request due during it (coordinated omission, as wrk2)', async () => {

@@ -1,8 +1,9 @@
-// The load side of `flash rehearse`: a small open-loop sender (node:http keep-alive
-// connections, at most one request in flight on each) drives every step, and every answer is
-// filed here, by route and status (to hold beside the engine's flash_http_requests_total), by
-// outcome (201, 409 sold_out, 503 overloaded, 307 redirect, timeout, ...), per phase, per
-// step and per second, with its latency in an hdr histogram (all answers, and 2xx apart).
+// The load side of `flash rehearse`: the ledger every answer is filed in, by route and status
+// (to hold beside the engine's flash_http_requests_total), by outcome (201, 409 sold_out, 503
+// overloaded, 307 redirect, timeout, ...), per phase, per step and per second, with its latency
+// in an hdr histogram (all answers, and 2xx apart); and the paced sender (node:http keep-alive
+// connections, at most one request in flight on each) that runs the steps at a rate. Steps as
+// fast as answered run on autocannon (rehearse-autocannon.ts) where the target allows.
 //
 // A step starts sequences (a reserve; a flow's reserve then its pay or cancel): at a rate,
 // sequence k is meant to start at step start + k / rate, each at its own time (wrk2's pacing,
@@ -68,6 +69,8 @@ export class StepLog {
   ok = 0;
   /** Meant for the step's planned seconds, sent after them: the connections could not keep the rate. */
   late = 0;
+  /** What sent the step's requests: autocannon (as fast as answered, http) or the paced sender. */
+  sender: 'autocannon' | 'paced' = 'paced';
   /** Sent, then given up unanswered when the step was stopped (Ctrl-C, its time guard, the engine gone). */
   cutOff = 0;
   errors = 0;

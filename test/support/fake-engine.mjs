@@ -9,6 +9,7 @@
 //   stall=<ms>@<s>   every reserve arriving in the <ms> from <s> s after the first reserve is
 //                    held until those <ms> are over
 //   hangfirst=<n>    never answers the first <n> reserves
+//   closefirst=<n>   closes the connection of each of the first <n> reserves, unanswered
 //   die=<s>          the process exits <s> s after the first reserve (its port then refuses)
 // BASE: a base path the API is served under (anything else is 404). PORT: the port. It prints
 // `LISTENING <port>` once up, and its counts by route on SIGTERM.
@@ -25,6 +26,7 @@ const drops = new Map();
 const holds = new Map();
 let nres = 0;
 let hungSoFar = 0;
+let closedSoFar = 0;
 let firstReserve = null;
 const counts = {};
 const bump = (k) => (counts[k] = (counts[k] ?? 0) + 1);
@@ -92,6 +94,7 @@ const server = createServer((req, res) => {
       firstReserve ??= now;
       if (modes.has('die') && now - firstReserve > Number(modes.get('die')) * 1000) process.exit(0);
       if (modes.has('hangfirst') && ++hungSoFar <= Number(modes.get('hangfirst'))) return;
+      if (modes.has('closefirst') && ++closedSoFar <= Number(modes.get('closefirst'))) return req.socket.destroy();
       if (modes.has('stall')) {
         const [ms, at] = modes.get('stall').split('@').map(Number);
         const from = firstReserve + at * 1000;
