@@ -122,7 +122,7 @@ interface Report {
   phases: {
     name: string; outcomes: Record<string, number>; extra: Record<string, unknown>; notes: string[];
     latencyMs: { p50: number; p90: number; p99: number } | null;
-    steps: { label: string; mode: string; sender: string; intended: number | null; sent: number; answered: number; cutOff: number; late: number; errors: number }[];
+    steps: { label: string; mode: string; intended: number | null; sent: number; answered: number; cutOff: number; late: number; errors: number }[];
   }[];
   skus: { sku: string; onHand: number; available: number; reserved: number; sold: number; conserved: boolean }[];
   requests: Record<string, Record<string, number>>;
@@ -262,13 +262,6 @@ checks:
     const report = readReport(out);
     expect(report.verdict).toBe('pass');
     expect(report.target.deployment).toMatch(/^embedded engine/);
-    // As fast as answered on autocannon (the sell-out, the overload's probe); at a rate, the paced sender.
-    const senders = report.phases.flatMap((p) => p.steps.filter((s) => s.mode !== 'calls').map((s) => `${p.name}:${s.mode}:${s.sender}`));
-    expect(senders).toContain('hot:closed loop:autocannon');
-    expect(senders).toContain('overload:closed loop:autocannon');
-    expect(senders).toContain('many:constant rate:paced');
-    expect(senders.filter((x) => x.includes('closed loop')).every((x) => x.endsWith('autocannon'))).toBe(true);
-    expect(senders.filter((x) => x.includes('constant rate')).every((x) => x.endsWith('paced'))).toBe(true);
     expect(report.checks.map((c) => [c.name, c.ok])).toEqual([
       ['every SKU conserved (onHand = available + reserved + sold)', true],
       ['no SKU oversold (the run\'s own holds and sales against the scenario\'s stock)', true],
@@ -509,24 +502,53 @@ describe('flash rehearse, after an adversarial review', () => {
     expect(readReport(out).phases[0]!.steps[0]).toMatchObject({ sent: 30, answered: 25, outcomes: { 201: 25, timeout: 5 } });
   });
 
-  it('as fast as answered, on autocannon: a timeout and a closed connection are filed against their own requests, and exactly the planned buyers are sent', async () => {
+  it('as fast as answered: a timeout and a closed connection are filed against their own requests, and exactly the planned buyers are sent', async () => {
     const hung = await fake('hangfirst=3');
     const out1 = join(work, 'ac-timeouts');
     const s1 = file('ac-timeouts.yaml', 'timeoutSeconds: 1\nskus: [{sku: hot, stock: 30}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 40, connections: 4, as: shop, pay: false}]\n');
     const r1 = await rehearse([s1, '--out', out1], fakeCreds(hung.url));
     expect(r1.code, r1.out + r1.err).toBe(1);
     const t = readReport(out1).phases[0]!.steps[0]!;
-    expect(t).toMatchObject({ sender: 'autocannon', mode: 'closed loop', intended: 40, sent: 40, answered: 37, cutOff: 0, outcomes: { 201: 30, '409 sold_out': 7, timeout: 3 } });
+    expect(t).toMatchObject({ mode: 'closed loop', intended: 40, sent: 40, answered: 37, cutOff: 0, outcomes: { 201: 30, '409 sold_out': 7, timeout: 3 } });
     const closing = await fake('closefirst=5');
     const out2 = join(work, 'ac-closed');
     const s2 = file('ac-closed.yaml', 'skus: [{sku: hot, stock: 50}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 60, connections: 3, as: shop, pay: false}]\n');
     const r2 = await rehearse([s2, '--out', out2], fakeCreds(closing.url));
     const c = readReport(out2).phases[0]!.steps[0]!;
-    expect(c).toMatchObject({ sender: 'autocannon', sent: 60, answered: 55, cutOff: 0, outcomes: { 201: 50, '409 sold_out': 5, 'connection closed': 5 } });
+    expect(c).toMatchObject({ sent: 60, answered: 55, cutOff: 0, outcomes: { 201: 50, '409 sold_out': 5, 'connection closed': 5 } });
     expect(r2.code).toBe(1); // 'every request answered' fails, and says so
   });
 
-  it('as fast as answered, a flow phase runs whole flows on autocannon: every started flow is finished when the step ends', async () => {
+  it('an answer that closes its connection (the engine sheds with 503 overloaded and connection: close) costs no other request', async () => {
+    // autocannon's client writes the next request on such a connection and loses it: measured
+    // with the real engine shedding, 2,261 of 5,000 requests never reached it. Why the
+    // rehearsal runs on node:http.
+    const f = await fake('overloadclose=30');
+    const out = join(work, 'shed-close');
+    const scenario = file('shed-close.yaml', 'skus: [{sku: hot, stock: 100}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 200, connections: 8, as: shop, pay: false}]\n');
+    const r = await rehearse([scenario, '--out', out], fakeCreds(f.url));
+    const step = readReport(out).phases[0]!.steps[0]!;
+    expect(step).toMatchObject({ sent: 200, answered: 200, errors: 0, cutOff: 0, outcomes: { '503 overloaded': 30, 201: 100, '409 sold_out': 70 } });
+    expect(r.code, r.out + r.err).toBe(0);
+  });
+
+  it('reaches an engine at an IPv6 loopback address', async () => {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./support/fake-engine.mjs', import.meta.url))], {
+      env: { ...process.env, PORT: '0', MODE: '', HOST: '::1' }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    fakes.push(child);
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('exit', () => reject(new Error('the fake engine exited before listening')));
+      child.stdout!.once('data', (c) => resolve(Number(/LISTENING (\d+)/.exec(String(c))?.[1])));
+    });
+    const out = join(work, 'ipv6');
+    const scenario = file('ipv6.yaml', 'skus: [{sku: hot, stock: 10}, {sku: tee, stock: 100}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 20, as: shop, pay: false}, {name: many, kind: reserve, sku: tee, as: shop, load: {shape: constant, rps: 20, seconds: 1}}]\n');
+    const r = await rehearse([scenario, '--out', out], fakeCreds(`http://[::1]:${port}`));
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(readReport(out).phases.map((p) => p.steps[0]!.answered)).toEqual([20, 20]);
+  });
+
+  it('as fast as answered, a flow phase runs whole flows: every started flow is finished when the step ends', async () => {
     const f = await fake('');
     const out = join(work, 'ac-flows');
     const scenario = file('ac-flows.yaml', 'skus: [{sku: tee, stock: 1000000}]\nphases: [{name: flows, kind: flow, sku: tee, as: shop, connections: 6, mix: {pay: 2, cancel: 1, abandon: 1}, load: {shape: max, seconds: 1}}]\n');
@@ -535,7 +557,7 @@ describe('flash rehearse, after an adversarial review', () => {
     const report = readReport(out);
     const step = report.phases[0]!.steps[0]!;
     const flows = report.phases[0]!.extra.flows as { started: number; pay: number; payOk: number; cancel: number; cancelOk: number; abandon: number };
-    expect(step).toMatchObject({ sender: 'autocannon', cutOff: 0 });
+    expect(step).toMatchObject({ mode: 'closed loop', cutOff: 0 });
     expect(flows.started).toBeGreaterThan(10);
     // Every flow: its reserve, then its pay or cancel unless abandoned; nothing cut off at the end.
     expect(flows.pay + flows.cancel + flows.abandon).toBe(flows.started);

@@ -1,9 +1,8 @@
-// The load side of `flash rehearse`: the ledger every answer is filed in, by route and status
-// (to hold beside the engine's flash_http_requests_total), by outcome (201, 409 sold_out, 503
-// overloaded, 307 redirect, timeout, ...), per phase, per step and per second, with its latency
-// in an hdr histogram (all answers, and 2xx apart); and the paced sender (node:http keep-alive
-// connections, at most one request in flight on each) that runs the steps at a rate. Steps as
-// fast as answered run on autocannon (rehearse-autocannon.ts) where the target allows.
+// The load side of `flash rehearse`: a small open-loop sender (node:http keep-alive
+// connections, at most one request in flight on each) drives every step, and every answer is
+// filed here, by route and status (to hold beside the engine's flash_http_requests_total), by
+// outcome (201, 409 sold_out, 503 overloaded, 307 redirect, timeout, ...), per phase, per
+// step and per second, with its latency in an hdr histogram (all answers, and 2xx apart).
 //
 // A step starts sequences (a reserve; a flow's reserve then its pay or cancel): at a rate,
 // sequence k is meant to start at step start + k / rate, each at its own time (wrk2's pacing,
@@ -69,8 +68,6 @@ export class StepLog {
   ok = 0;
   /** Meant for the step's planned seconds, sent after them: the connections could not keep the rate. */
   late = 0;
-  /** What sent the step's requests: autocannon (as fast as answered, http) or the paced sender. */
-  sender: 'autocannon' | 'paced' = 'paced';
   /** Sent, then given up unanswered when the step was stopped (Ctrl-C, its time guard, the engine gone). */
   cutOff = 0;
   errors = 0;
@@ -261,6 +258,8 @@ export async function runLoad(ledger: Ledger, run: LoadRun): Promise<LoadEnd> {
   const url = new URL(run.url);
   const secure = url.protocol === 'https:';
   const base = url.pathname.replace(/\/+$/, '');
+  // An IPv6 literal is bracketed in a URL, not in a host to dial.
+  const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const n = Math.max(1, run.connections);
   const agent = secure
     ? new https.Agent({ keepAlive: true, maxSockets: n, maxFreeSockets: n, scheduling: 'lifo' })
@@ -320,7 +319,7 @@ export async function runLoad(ledger: Ledger, run: LoadRun): Promise<LoadEnd> {
     if (body !== '' || spec.method !== 'GET') headers['content-length'] = String(Buffer.byteLength(body));
     let req: http.ClientRequest;
     try {
-      req = request({ protocol: url.protocol, hostname: url.hostname, port: url.port, method: spec.method, path: base + built.path, headers, agent });
+      req = request({ protocol: url.protocol, hostname, port: url.port, method: spec.method, path: base + built.path, headers, agent });
     } catch (e) {
       // A request node refuses to build (a header it will not send): nothing sent, the step ends.
       failure ??= e;

@@ -15,8 +15,7 @@
 import { CliError, Exit, seg } from './flash-client.js';
 import type { Api, Buyers, Credentials } from './rehearse-http.js';
 import { eachLimit } from './rehearse-http.js';
-import { runStep } from './rehearse-autocannon.js';
-import { activeMs, deadAfter, type LoadEnd, type Ledger, type PhaseLog, type RequestSpec, type StepLog, type Timing } from './rehearse-load.js';
+import { activeMs, deadAfter, runLoad, type LoadEnd, type Ledger, type PhaseLog, type RequestSpec, type StepLog, type Timing } from './rehearse-load.js';
 import { describeShape, stepsOf, type FlowPhase, type Identity, type Phase, type QueuePhase, type ReservePhase, type SelloutPhase } from './rehearse-scenario.js';
 import { fmt, latencyHistogram, latencySummary, recordUs } from './report-kit.js';
 
@@ -286,7 +285,7 @@ export async function runSellout(ctx: RunContext, phase: SelloutPhase): Promise<
   const step = log.step(rps === null ? 'reserve (max)' : `reserve ${rps}/s`, rps === null ? 'closed loop' : 'constant rate', rps, phase.connections);
   step.intended = phase.buyers;
   ctx.onStep(log, step);
-  const end = await runStep(ctx.ledger, {
+  const end = await runLoad(ctx.ledger, {
     url: ctx.api.url, connections: phase.connections, rate: rps, count: phase.buyers, seconds: rps === null ? 0 : phase.buyers / rps, timeoutSeconds: ctx.timeoutSeconds,
     requests: [reserveSpec(ctx, phase, who, () => phase.sku, { n: 0 }, (id) => granted.push(id))],
     phase: log, step, signal: ctx.signal, maxSeconds: Math.ceil(rps === null ? 120 + phase.buyers / 100 : (phase.buyers / rps) * 3 + ctx.timeoutSeconds + 10),
@@ -466,7 +465,7 @@ export async function runShaped(ctx: RunContext, phase: ReservePhase | FlowPhase
     // Buyer tokens (a bounded chunk) are minted before the step, so that minting is not in its figures.
     who.mintAhead(counter.n, count ?? Math.min(100_000, plan.seconds * 10_000));
     ctx.onStep(log, step);
-    const end = await runStep(ctx.ledger, {
+    const end = await runLoad(ctx.ledger, {
       url: ctx.api.url, connections: phase.connections, rate, count, seconds: plan.seconds, timeoutSeconds: ctx.timeoutSeconds,
       requests, phase: log, step, signal: ctx.signal, maxSeconds: plan.seconds * 3 + ctx.timeoutSeconds + 5,
     });
@@ -512,7 +511,7 @@ export async function runQueue(ctx: RunContext, phase: QueuePhase): Promise<Phas
   join.intended = phase.buyers;
   ctx.onStep(log, join);
   let n = 0;
-  const joinEnd = await runStep(ctx.ledger, {
+  const joinEnd = await runLoad(ctx.ledger, {
     url: ctx.api.url, connections: phase.connections, rate: rps, count: phase.buyers, seconds: rps === null ? 0 : phase.buyers / rps, timeoutSeconds: ctx.timeoutSeconds,
     requests: [{
       route: 'drop.join',

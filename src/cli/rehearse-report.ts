@@ -16,8 +16,6 @@ type Obj = Record<string, unknown>;
 export interface StepReport {
   label: string;
   mode: string;
-  /** What sent the step's requests: autocannon or the paced sender. */
-  sender: string;
   rps: number | null;
   connections: number;
   startS: number;
@@ -124,7 +122,7 @@ function phaseReport(p: PhaseLog): PhaseReport {
     const seconds = Math.max(0, (s.endMs - s.startMs) / 1000);
     const active = activeMs(s) / 1000;
     return {
-      label: s.label, mode: s.mode, sender: s.sender, rps: s.rps, connections: s.connections, startS: round(s.startMs / 1000, 3), seconds: round(seconds, 3),
+      label: s.label, mode: s.mode, rps: s.rps, connections: s.connections, startS: round(s.startMs / 1000, 3), seconds: round(seconds, 3),
       intended: s.intended, sent: s.sent, answered: s.answered, late: s.late, cutOff: s.cutOff, errors: s.errors,
       achievedRps: active > 0 ? round(s.answered / active) : 0, latencyMs: latencySummary(s.hist), okLatencyMs: latencySummary(s.okHist), outcomes: obj(s.outcomes),
     };
@@ -251,7 +249,7 @@ export function renderMarkdown(r: RehearsalReport, chartFile: string | null): st
     ])), '');
   }
   lines.push('## Phases', '');
-  lines.push('Latency in ms, of every answer (targets are judged on the 2xx answers alone). At a rate each request is sent at its own planned time and measured from it, so a stall counts the wait of every request due during it (coordinated omission corrected, as wrk2 does); a flow\'s pay or cancel, and a step as fast as answered, from when it was sent. Steps as fast as answered run on autocannon (http targets), steps at a rate on the paced sender. The 2xx share leaves out sold_out of a sell-out or queue, and 503 overloaded.', '');
+  lines.push('Latency in ms, of every answer (targets are judged on the 2xx answers alone). At a rate each request is sent at its own planned time and measured from it, so a stall counts the wait of every request due during it (coordinated omission corrected, as wrk2 does); a flow\'s pay or cancel, and a step as fast as answered, from when it was sent. The 2xx share leaves out sold_out of a sell-out or queue, and 503 overloaded.', '');
   lines.push(markdownTable(['phase', 'answers', 'per s', '2xx', '2xx share', 'refusals and errors', 'p50', 'p99', 'p99.9', 'max'], r.phases.map((p) => [
     p.name, fmt(p.answers), fmt(p.achievedRps), fmt(count2xx(p.outcomes)), p.okShare === null ? '-' : `${fmt(p.okShare * 100, 1)} %`, refusalsText(p.outcomes),
     ms(p.latencyMs?.p50), ms(p.latencyMs?.p99), ms(p.latencyMs?.p99_9), ms(p.latencyMs?.max),
@@ -259,7 +257,7 @@ export function renderMarkdown(r: RehearsalReport, chartFile: string | null): st
   for (const p of r.phases) {
     lines.push(`### ${p.name} (${p.kind})`, '', `${p.description}.`, '');
     lines.push(markdownTable(['step', 'load', 'planned', 'sent', 'answered', 'late', 'per s', 'p50', 'p99', 'p99.9', 'outcomes'], p.steps.map((s) => [
-      s.label, s.mode === 'constant rate' ? `${fmt(s.rps ?? 0)}/s, ${s.connections} conn.` : s.mode === 'closed loop' ? `max, ${s.connections} conn.${s.sender === 'autocannon' ? ', autocannon' : ''}` : `calls, ${s.connections} at once`,
+      s.label, s.mode === 'constant rate' ? `${fmt(s.rps ?? 0)}/s, ${s.connections} conn.` : s.mode === 'closed loop' ? `max, ${s.connections} conn.` : `calls, ${s.connections} at once`,
       s.intended === null ? '-' : fmt(s.intended), fmt(s.sent), fmt(s.answered), s.mode === 'constant rate' ? fmt(s.late) : '-', fmt(s.achievedRps),
       ms(s.latencyMs?.p50), ms(s.latencyMs?.p99), ms(s.latencyMs?.p99_9),
       Object.entries(s.outcomes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${fmt(v)}`).join(', ') + (s.cutOff > 0 ? `; ${fmt(s.cutOff)} cut off at the end` : ''),

@@ -1,17 +1,17 @@
 // `flash rehearse SCENARIO`: load-test your own deployment before the big day. It sets up the
 // scenario's SKUs and drops (named `rehearsal-<runid>-...`, or uses existing ones; it never
 // changes one it did not create), runs its phases (a hot-SKU sell-out, many SKUs, full flows,
-// queue joins, an overload at a multiple of the measured capacity; as fast as answered on
-// autocannon, at a rate on its own paced sender), shows a live progress line on stderr,
-// checks what matters (every SKU conserved, none oversold by the run's own count, exactly the
-// stock sold, the phases answered 2xx, no credential refused, no redirect, no 5xx but 503
-// overloaded, the ERP backlog drained, the stated targets), holds its counts beside the
-// engine's own /metrics, and writes report.md, report.json and chart.svg to --out. Exit 0
-// when every check and target passed, 1 when one failed (so a release can be gated on it), 2
-// usage (nothing sent, or nothing changed when the engine already has a SKU or drop the run
-// would create; a target that is not this machine is refused unless named with --target-is
-// or --allow-remote), 3 the engine cannot be reached, redirects elsewhere, or stopped
-// answering mid-run (the report then holds what the run got).
+// queue joins, an overload at a multiple of the measured capacity) with its own paced sender,
+// shows a live progress line on stderr, checks what matters (every SKU conserved, none
+// oversold by the run's own count, exactly the stock sold, the phases answered 2xx, no
+// credential refused, no redirect, no 5xx but 503 overloaded, the ERP backlog drained, the
+// stated targets), holds its counts beside the engine's own /metrics, and writes report.md,
+// report.json and chart.svg to --out. Exit 0 when every check and target passed, 1 when one
+// failed (so a release can be gated on it), 2 usage (nothing sent, or nothing changed when
+// the engine already has a SKU or drop the run would create; a target that is not this
+// machine is refused unless named with --target-is or --allow-remote), 3 the engine cannot be
+// reached, redirects elsewhere, or stopped answering mid-run (the report then holds what the
+// run got).
 
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';

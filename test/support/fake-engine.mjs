@@ -10,6 +10,8 @@
 //                    held until those <ms> are over
 //   hangfirst=<n>    never answers the first <n> reserves
 //   closefirst=<n>   closes the connection of each of the first <n> reserves, unanswered
+//   overloadclose=<n> answers the first <n> reserves 503 overloaded with `connection: close`,
+//                    as the engine's gateway does when it sheds
 //   die=<s>          the process exits <s> s after the first reserve (its port then refuses)
 // BASE: a base path the API is served under (anything else is 404). PORT: the port. It prints
 // `LISTENING <port>` once up, and its counts by route on SIGTERM.
@@ -27,6 +29,7 @@ const holds = new Map();
 let nres = 0;
 let hungSoFar = 0;
 let closedSoFar = 0;
+let shedSoFar = 0;
 let firstReserve = null;
 const counts = {};
 const bump = (k) => (counts[k] = (counts[k] ?? 0) + 1);
@@ -95,6 +98,11 @@ const server = createServer((req, res) => {
       if (modes.has('die') && now - firstReserve > Number(modes.get('die')) * 1000) process.exit(0);
       if (modes.has('hangfirst') && ++hungSoFar <= Number(modes.get('hangfirst'))) return;
       if (modes.has('closefirst') && ++closedSoFar <= Number(modes.get('closefirst'))) return req.socket.destroy();
+      if (modes.has('overloadclose') && ++shedSoFar <= Number(modes.get('overloadclose'))) {
+        const t = JSON.stringify({ error: { code: 'overloaded', message: 'busy' } });
+        res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(t), connection: 'close' });
+        return res.end(t);
+      }
       if (modes.has('stall')) {
         const [ms, at] = modes.get('stall').split('@').map(Number);
         const from = firstReserve + at * 1000;
