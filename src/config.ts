@@ -43,6 +43,8 @@ export interface EngineConfig {
   snapshotEveryCommands: number;
   /** Snapshots by a checkpointer thread per shard (FLASH_CHECKPOINTER, default on), never on the shard's thread. */
   checkpointer: boolean;
+  /** FLASH_CHECKPOINT_CPU_PERCENT: the share of one core a checkpoint's encoding and writing may take (5..100). */
+  checkpointCpuPercent: number;
   logLevel: string;
   shutdownGraceMs: number;
 }
@@ -125,6 +127,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     httpInFlightMax: int(env, 'FLASH_HTTP_INFLIGHT_MAX', 10_000, 1, 10_000_000),
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
     checkpointer: (env.FLASH_CHECKPOINTER ?? '').trim() === '' ? true : bool(env, 'FLASH_CHECKPOINTER'),
+    checkpointCpuPercent: int(env, 'FLASH_CHECKPOINT_CPU_PERCENT', 25, 5, 100),
     logLevel: logLevel(env),
     shutdownGraceMs: int(env, 'FLASH_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };

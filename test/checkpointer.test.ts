@@ -71,6 +71,35 @@ describe('the checkpointer (engine)', () => {
     await engine.kill9();
   }, 60_000);
 
+  it('paces a checkpoint at FLASH_CHECKPOINT_CPU_PERCENT: at 5 % it rests between slices of work, at 100 % never, and either snapshot is whole', async () => {
+    const stagesOf = (logs: string): { restedMs: number; writeMs: number }[] => logs.split('\n').filter((l) => l.includes('"checkpoint stages"')).map((l) => JSON.parse(l) as { restedMs: number; writeMs: number });
+    for (const percent of ['5', '100']) {
+      const dataDir = makeDataDir();
+      const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '8000', FLASH_CHECKPOINT_CPU_PERCENT: percent, LOG_LEVEL: 'info' };
+      let engine = await startEngine({ dataDir, env });
+      const sku = uniq(`ckpt-pace-${percent}`);
+      await createSku(api(engine.url), sku, { stock: 1_000_000, holdSeconds: 3600 });
+      const l = load(engine, sku, 16);
+      // Two snapshots, the second of at least 8,000 holds: tens of ms of encoding, many slices.
+      for (let waited = 0; stagesOf(engine.logs()).length < 2 && waited < 1200; waited++) await sleep(50);
+      const acked = await l.stop();
+      const stages = stagesOf(engine.logs());
+      expect(stages.length, engine.logs().slice(-2000)).toBeGreaterThanOrEqual(2);
+      if (percent === '5') expect(stages.some((st) => st.restedMs > 0)).toBe(true);
+      else expect(stages.every((st) => st.restedMs === 0)).toBe(true);
+      await engine.kill9();
+      engine = await startEngine({ dataDir, env });
+      const recovered = engine.logs().split('\n').find((x) => x.includes('"shard recovered"')) ?? '';
+      expect(recovered).toMatch(/"snapshotLsn":[1-9]/);
+      expect(engine.logs()).not.toMatch(/snapshot invalid/);
+      // Every acknowledged hold is there: the counters, and a sample of them one by one.
+      await expectAllHeld(engine, sku, acked.filter((_, i) => i % 50 === 0));
+      const v = await api(engine.url).get(`/v1/skus/${sku}`);
+      expect(v.body.reserved).toBeGreaterThanOrEqual(acked.length);
+      await engine.kill9();
+    }
+  }, 120_000);
+
   for (const step of ['encoded', 'written', 'renamed', 'verified'] as const) {
     it(`loses nothing acknowledged when killed -9 at the checkpoint step "${step}", and never loads a partial snapshot`, async () => {
       const dataDir = makeDataDir();

@@ -103,17 +103,16 @@ function queueHead(q: QueueState): QueueHead {
   };
 }
 
-function queueEntryRows(drops: DropState[]): QueueEntryRow[] {
-  const rows: QueueEntryRow[] = [];
-  drops.forEach((d, k) => {
-    const q = d.queue;
-    if (q === null) return;
+function* queueEntryRows(drops: DropState[], rows: QueueEntryRow[], tick: () => boolean): Generator<void, void, void> {
+  for (let k = 0; k < drops.length; k++) {
+    const q = drops[k]!.queue;
+    if (q === null) continue;
     for (let i = 0; i < q.count; i++) {
       rows.push([k, q.buyers[i]!, q.joinedAt.data[i]!, q.states.data[i]!, q.admittedAt.data[i]!, q.admittedUntil.data[i]!,
         q.rank.data[i]!, q.key.data[i]!, q.holds.get(i) ?? null, q.channels.get(i) ?? null]);
+      if (tick()) yield;
     }
-  });
-  return rows;
+  }
 }
 
 function restoreQueue(head: QueueHead): QueueState {
@@ -159,14 +158,15 @@ function skuRow(s: SkuState): SkuRow {
     [s.auditSeqBase, s.audit.map((e) => ({ ...e }))]];
 }
 
-function quotaRows(state: ShardState): [string, string, number][] {
-  const rows: [string, string, number][] = [];
-  const add = (scope: string, quota: Map<string, number>): void => {
-    for (const [buyer, units] of quota) rows.push([scope, buyer, units]);
-  };
-  for (const s of state.skus.values()) if (s.dropId === null) add(s.quotaScope, s.quota);
-  for (const [dropId, quota] of state.dropQuotas) add(`d\u0001${dropId}`, quota);
-  return rows;
+function* quotaRows(state: ShardState, rows: [string, string, number][], tick: () => boolean): Generator<void, void, void> {
+  function* add(scope: string, quota: Map<string, number>): Generator<void, void, void> {
+    for (const [buyer, units] of quota) {
+      rows.push([scope, buyer, units]);
+      if (tick()) yield;
+    }
+  }
+  for (const s of state.skus.values()) if (s.dropId === null) yield* add(s.quotaScope, s.quota);
+  for (const [dropId, quota] of state.dropQuotas) yield* add(`d\u0001${dropId}`, quota);
 }
 
 function restoreQuotas(state: ShardState, rows: [string, string, number][]): void {
@@ -179,30 +179,56 @@ function restoreQuotas(state: ShardState, rows: [string, string, number][]): voi
 }
 
 export function toSnapshot(state: ShardState): ShardSnapshot {
+  const steps = toSnapshotInSteps(state, Number.POSITIVE_INFINITY);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * toSnapshot in steps: it yields after every `rowsPerStep` rows, so a caller that owns a copy
+ * of the state (the checkpointer) can rest between steps and leave the cores to others. The
+ * state must not change until it returns; the result is the same as toSnapshot's.
+ */
+export function* toSnapshotInSteps(state: ShardState, rowsPerStep: number): Generator<void, ShardSnapshot, void> {
+  let n = 0;
+  const tick = (): boolean => {
+    if (++n < rowsPerStep) return false;
+    n = 0;
+    return true;
+  };
   const index = new Map<Reservation, number>();
   const reservations: ReservationRow[] = [];
   for (const r of state.reservations.values()) {
     index.set(r, reservations.length);
     reservations.push([r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
       r.status, r.settledAtMs, r.paymentRef, r.channel.name, r.erpQueued, r.refund === null ? null : [r.refund.atMs, r.refund.restock, r.refund.reason]]);
+    if (tick()) yield;
   }
   const settledOrder: number[] = [];
   for (const r of state.settled) {
     const i = index.get(r);
     if (i !== undefined) settledOrder.push(i);
+    if (tick()) yield;
   }
   const idempotency: [string, number, number][] = [];
   for (const e of state.idempotencyQueue) {
     const i = index.get(e.reservation);
     if (state.idempotency.get(e.key) === e && i !== undefined) idempotency.push([e.key, i, e.reviewAtMs]);
+    if (tick()) yield;
   }
+  const quotas: [string, string, number][] = [];
+  yield* quotaRows(state, quotas, tick);
+  const queueEntries: QueueEntryRow[] = [];
+  yield* queueEntryRows([...state.drops.values()], queueEntries, tick);
   return {
     v: 5, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
     skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
-    quotas: quotaRows(state), idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
+    quotas, idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
     outboxEnabled: state.outboxEnabled,
     drops: [...state.drops.values()].map((d) => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueHead(d.queue)]),
-    queueEntries: queueEntryRows([...state.drops.values()]),
+    queueEntries,
     stockEvents: { enabled: state.stockEvents.enabled, lastSeq: state.stockEvents.lastSeq, dropped: state.stockEvents.dropped, queue: [...state.stockEvents.queue] },
   };
 }

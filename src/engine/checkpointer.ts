@@ -10,13 +10,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { createShardState, fromSnapshot, toSnapshot, type ShardConfig } from '../domain/index.js';
+import { createShardState, fromSnapshot, toSnapshotInSteps, type ShardConfig } from '../domain/index.js';
 import { crc32c } from '../wal/crc32c.js';
-import { writeFileDurable } from '../wal/durable-fs.js';
+import { fsyncDir } from '../wal/durable-fs.js';
 import { snapshotFileName } from '../wal/segment-name.js';
-import { encodeChunkedSnapshot, readSnapshotFile } from '../wal/snapshot-codec.js';
+import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
-import { applyRecord, decodeSnapshotWithTail, encodeSnapshotChunks } from './shard-runtime.js';
+import { applyRecord, decodeSnapshotWithTail, snapshotChunks } from './shard-runtime.js';
 
 export interface CheckpointerData {
   dir: string;
@@ -25,6 +25,22 @@ export interface CheckpointerData {
   config?: Partial<ShardConfig>;
   /** A snapshot is due after this many logged commands. */
   everyCommands: number;
+  /**
+   * The share of one core a snapshot may take (0 < share <= 1): collecting, encoding and
+   * writing it and reading it back run in slices of a few ms with rests between them, so the
+   * shard and the gateway, which share the machine's cores with it, are never kept waiting
+   * for long (default 0.25).
+   */
+  cpuShare?: number;
+}
+
+/** Where a checkpoint's time went (ms): collecting the state, encoding and writing it, syncing and renaming, reading it back (each with its rests), and the rests in all. */
+export interface SnapshotStages {
+  collectMs: number;
+  writeMs: number;
+  restedMs: number;
+  syncMs: number;
+  verifyMs: number;
 }
 
 /** From the shard's thread: records up to `lsn` may be read and snapshotted. */
@@ -33,12 +49,12 @@ export type ToCheckpointer = { k: 'upTo'; lsn: number } | { k: 'stop' };
 /** To the shard's thread. */
 export type FromCheckpointer =
   | { k: 'ready'; lsn: number }
-  | { k: 'snapshot'; lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number }
+  | { k: 'snapshot'; lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number; stages: SnapshotStages }
   | { k: 'failed'; message: string };
 
 // TEST-ONLY FAULT (test/checkpointer-crash.test.ts): FLASH_TEST_FAULT=checkpoint_kill_at:<step>
 // kills the whole process with SIGKILL at one step of the second snapshot this thread
-// writes: `encoded` (state collected and encoded, nothing written), `written` (the temp file
+// writes: `encoded` (state collected, nothing written), `written` (the temp file
 // written, not yet synced or renamed), `renamed` (renamed into place, the directory not yet
 // synced), `verified` (read back and checked, the shard not yet told).
 const testFaultStep = /^checkpoint_kill_at:(encoded|written|renamed|verified)$/.exec(process.env.FLASH_TEST_FAULT ?? '')?.[1] ?? null;
@@ -63,14 +79,22 @@ if (loaded !== null) {
 let commandsSinceSnapshot = 0;
 let upTo = follower.lastLsn;
 let working = false;
+let stopped = false;
+const cpuShare = Math.min(1, Math.max(0.05, data.cpuShare ?? 0.25));
+/** Work of a slice before a rest (ms); the rest is as long as the share asks. */
+const sliceMs = 4;
+/** Reservation rows per chunk: small, so that one chunk is about one slice of work. */
+const rowsPerChunk = 2_000;
 
 function post(m: FromCheckpointer): void {
-  port!.postMessage(m);
+  if (!stopped) port!.postMessage(m);
 }
 
+const rest = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 /** Reads what became durable, and snapshots when due; runs on this thread's own time. */
-function work(): void {
-  if (working) return;
+async function work(): Promise<void> {
+  if (working || stopped) return;
   working = true;
   try {
     if (upTo > follower.lastLsn) {
@@ -79,54 +103,116 @@ function work(): void {
         tailCrc = crc32c(payload);
       });
     }
-    if (commandsSinceSnapshot >= data.everyCommands) snapshot();
+    // While a snapshot is written this copy stands still (its rows are the snapshot's);
+    // what became durable meanwhile is read right after.
+    if (commandsSinceSnapshot >= data.everyCommands) await snapshot();
   } finally {
     working = false;
   }
+  if (!stopped && upTo > follower.lastLsn) setImmediate(run);
 }
 
-/** A durable, checked snapshot of this copy at the lsn it has reached. */
-function snapshot(): void {
+function run(): void {
+  work().catch((e: unknown) => {
+    if (stopped) return;
+    post({ k: 'failed', message: e instanceof Error ? e.message : String(e) });
+    stopped = true;
+    follower.close();
+    port!.close();
+  });
+}
+
+let sliceStart = 0;
+let restedMs = 0;
+
+/** After a slice of work, a rest as long as the share asks (none at 100 %). */
+async function maybeRest(): Promise<void> {
+  if (cpuShare >= 1) return;
+  const worked = performance.now() - sliceStart;
+  if (worked < sliceMs) return;
+  const pause = (worked * (1 - cpuShare)) / cpuShare;
+  await rest(pause);
+  if (stopped) throw new Error('stopped during a checkpoint');
+  restedMs += pause;
+  sliceStart = performance.now();
+}
+
+/** Runs steps of work (a generator that yields between them), resting between slices. */
+async function paced<T>(steps: Generator<void, T, void>): Promise<T> {
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    await maybeRest();
+  }
+}
+
+/**
+ * A durable, checked snapshot of this copy at the lsn it has reached. Every part of it that
+ * takes time (collecting the rows, encoding and writing them, reading the file back) runs in
+ * slices of about sliceMs with rests between them, at most cpuShare of a core.
+ */
+async function snapshot(): Promise<void> {
   const started = performance.now();
+  sliceStart = started;
+  restedMs = 0;
   const lsn = follower.lastLsn;
   const commands = commandsSinceSnapshot;
-  const parts = encodeChunkedSnapshot(lsn, encodeSnapshotChunks(toSnapshot(state), tailCrc));
+  const snap = await paced(toSnapshotInSteps(state, rowsPerChunk));
+  const collected = performance.now();
   testFaultPoint('encoded');
   const name = snapshotFileName(lsn);
   const file = path.join(data.dir, name);
   // A temp name of its own: the shard thread may write a snapshot of the same lsn (at close).
-  const bytes = writeFileDurable(data.dir, name, parts, { tmpSuffix: '.ckpt.tmp', onStep: testFaultPoint });
+  const tmp = `${file}.ckpt.tmp`;
+  const fd = fs.openSync(tmp, 'w');
+  let bytes: number;
+  let written: number;
+  try {
+    const writer = new ChunkedSnapshotWriter(fd, lsn);
+    for (const chunk of snapshotChunks(snap, tailCrc, rowsPerChunk)) {
+      writer.add(chunk);
+      await maybeRest();
+    }
+    bytes = writer.finish();
+    written = performance.now();
+    testFaultPoint('written');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  testFaultPoint('renamed');
+  fsyncDir(data.dir);
+  const synced = performance.now();
   // Read back: a snapshot the shard counts on (and drops its log for) is one that loads.
   const check = fs.openSync(file, 'r');
   try {
-    const decoded = readSnapshotFile(check, lsn);
+    const decoded = await paced(readSnapshotFileInSteps(check, lsn, false));
     if (!decoded.ok) throw new Error(`snapshot ${file} does not read back: ${decoded.reason}`);
   } finally {
     fs.closeSync(check);
   }
   testFaultPoint('verified');
+  const verified = performance.now();
   snapshotsWritten++;
   commandsSinceSnapshot = 0;
-  post({ k: 'snapshot', lsn, file, crc: tailCrc, bytes, ms: performance.now() - started, commands });
+  const r = (x: number): number => Math.round(x);
+  post({
+    k: 'snapshot', lsn, file, crc: tailCrc, bytes, ms: verified - started, commands,
+    stages: { collectMs: r(collected - started), writeMs: r(written - collected), restedMs: r(restedMs), syncMs: r(synced - written), verifyMs: r(verified - synced) },
+  });
 }
 
 port.on('message', (m: ToCheckpointer) => {
   if (m.k === 'stop') {
+    stopped = true;
     follower.close();
     port.close();
     return;
   }
   if (m.lsn > upTo) upTo = m.lsn;
   // Messages that arrived meanwhile are read first, so a burst of them is one read.
-  setImmediate(() => {
-    try {
-      work();
-    } catch (e) {
-      post({ k: 'failed', message: e instanceof Error ? e.message : String(e) });
-      follower.close();
-      port.close();
-    }
-  });
+  setImmediate(run);
 });
 
 post({ k: 'ready', lsn: follower.lastLsn });

@@ -71,29 +71,40 @@ const snapshotChunkBytesTarget = 256 * 1024 * 1024;
  * `[list name, rows]`, a slice of one list in order.
  */
 export function encodeSnapshotChunks(snap: ShardSnapshot, tailCrc: number | null = null): Uint8Array[] {
+  return [...snapshotChunks(snap, tailCrc)];
+}
+
+/**
+ * The same chunks, made one at a time as they are asked for (the checkpointer writes each
+ * before it makes the next, and rests between them); `rowsPerChunk` sets their size.
+ */
+export function* snapshotChunks(snap: ShardSnapshot, tailCrc: number | null = null, rowsPerChunk = snapshotRowsPerChunk): Generator<Uint8Array> {
   // The crc32c of the record the snapshot ends at rides along, so a node whose disk ends at a
   // snapshot can still check that last record against the replicated log's.
   const head: Record<string, unknown> = { ...snap, [tailCrcKey]: tailCrc };
-  const rest: Uint8Array[] = [];
-  // Every list leaves the head, in chunks of at most snapshotRowsPerChunk rows, and a chunk
-  // that still encodes past snapshotChunkBytesTarget is cut in halves: rows can be large
-  // (a SKU carries its audit trail), and a chunk may never pass the file format's 1 GiB.
-  const put = (name: string, rows: unknown[]): void => {
-    const bytes = encode([name, rows]);
-    if (bytes.length <= snapshotChunkBytesTarget || rows.length === 1) {
-      rest.push(bytes);
-      return;
-    }
-    const half = Math.ceil(rows.length / 2);
-    put(name, rows.slice(0, half));
-    put(name, rows.slice(half));
-  };
+  const lists: [string, unknown[]][] = [];
   for (const [name, value] of Object.entries(snap)) {
     if (!Array.isArray(value) || value.length === 0) continue;
     head[name] = [];
-    for (let i = 0; i < value.length; i += snapshotRowsPerChunk) put(name, value.slice(i, i + snapshotRowsPerChunk));
+    lists.push([name, value]);
   }
-  return [encode(head), ...rest];
+  yield encode(head);
+  // Every list leaves the head, in chunks of at most rowsPerChunk rows, and a chunk that still
+  // encodes past snapshotChunkBytesTarget is cut in halves: rows can be large (a SKU carries
+  // its audit trail), and a chunk may never pass the file format's 1 GiB.
+  function* put(name: string, rows: unknown[]): Generator<Uint8Array> {
+    const bytes = encode([name, rows]);
+    if (bytes.length <= snapshotChunkBytesTarget || rows.length === 1) {
+      yield bytes;
+      return;
+    }
+    const half = Math.ceil(rows.length / 2);
+    yield* put(name, rows.slice(0, half));
+    yield* put(name, rows.slice(half));
+  }
+  for (const [name, value] of lists) {
+    for (let i = 0; i < value.length; i += rowsPerChunk) yield* put(name, value.slice(i, i + rowsPerChunk));
+  }
 }
 
 /** The adapter's field in a snapshot's first chunk (not part of the shard's state). */

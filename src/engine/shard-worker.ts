@@ -42,6 +42,8 @@ export interface ShardWorkerData {
    * thread, when no batch waits (and forced at four times the interval).
    */
   checkpointer?: boolean;
+  /** The share of one core (percent) the checkpointer's snapshot writing may take (default 25). */
+  checkpointCpuPercent?: number;
 }
 
 const data = workerData as ShardWorkerData;
@@ -66,7 +68,7 @@ let checkpointerTimer: NodeJS.Timeout | null = null;
 if (data.checkpointer !== false) {
   const everyCommands = data.snapshotEveryCommands ?? 1_000_000;
   const cp = new Worker(new URL('./checkpointer.js', import.meta.url), {
-    workerData: { dir: data.dir, shardId: data.shardId, shardCount: data.shardCount, config: data.config, everyCommands } satisfies CheckpointerData,
+    workerData: { dir: data.dir, shardId: data.shardId, shardCount: data.shardCount, config: data.config, everyCommands, cpuShare: (data.checkpointCpuPercent ?? 25) / 100 } satisfies CheckpointerData,
   });
   checkpointer = cp;
   const startedMs = performance.now();
@@ -75,7 +77,10 @@ if (data.checkpointer !== false) {
       // Its own recovery (the newest snapshot and the log after it) ran beside the shard's.
       post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs) } });
     } else if (m.k === 'snapshot') {
-      if (!closed && runtime.adoptSnapshot(m)) announceSnapshot();
+      if (!closed && runtime.adoptSnapshot(m)) {
+        post({ k: 'log', level: 'info', msg: 'checkpoint stages', data: { lsn: m.lsn, ...m.stages } });
+        announceSnapshot();
+      }
     } else if (m.k === 'failed') {
       checkpointerGone(`checkpointer failed: ${m.message}`);
     }

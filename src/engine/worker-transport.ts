@@ -22,6 +22,8 @@ export interface WorkerTransportOptions {
   snapshotEveryCommands?: number;
   /** Snapshots by a checkpointer thread per shard (default true); false: on the shard's thread. */
   checkpointer?: boolean;
+  /** The share of one core (percent) a checkpoint's encoding and writing may take; default 25. */
+  checkpointCpuPercent?: number;
   observer?: ShardObserver;
   restartDelayMsMax?: number;
   /** FLASH_BUYER_RPS, held in each shard for every gateway (0 = off). */
@@ -115,6 +117,7 @@ class WorkerShard {
     const data: ShardWorkerData = {
       dir, shardId: this.shardId, shardCount: this.opts.shardCount, config: this.opts.config,
       snapshotEveryCommands: this.opts.snapshotEveryCommands, buyerRps: this.opts.buyerRps, checkpointer: this.opts.checkpointer,
+      checkpointCpuPercent: this.opts.checkpointCpuPercent,
       replicated: this.opts.replicated === true,
     };
     // A larger young generation: a shard allocates a few short-lived objects per command, and

@@ -36,23 +36,60 @@ export function encodeSnapshotHeader(lsn: number, payload: Uint8Array): Buffer {
   return header;
 }
 
-/** The bytes of a version 2 snapshot file, in order: its header, then each chunk's header and bytes. */
-export function encodeChunkedSnapshot(lsn: number, chunks: readonly Uint8Array[]): Uint8Array[] {
+function chunkedHeader(lsn: number, count: number): Buffer {
   const header = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
   MAGIC.copy(header, 0);
   header.writeUInt32LE(SNAPSHOT_VERSION_CHUNKED, OFFSET_VERSION);
   writeLsn(header, OFFSET_LSN, lsn);
-  header.writeUInt32LE(chunks.length, OFFSET_LENGTH);
+  header.writeUInt32LE(count, OFFSET_LENGTH);
   header.writeUInt32LE(crc32c(header, OFFSET_LSN, OFFSET_CRC), OFFSET_CRC);
-  const out: Uint8Array[] = [header];
-  for (const chunk of chunks) {
-    if (chunk.length > SNAPSHOT_CHUNK_BYTES_MAX) throw new RangeError(`snapshot chunk of ${chunk.length} bytes is over the maximum of ${SNAPSHOT_CHUNK_BYTES_MAX}`);
-    const h = Buffer.alloc(CHUNK_HEADER_BYTES);
-    h.writeUInt32LE(chunk.length, 0);
-    h.writeUInt32LE(crc32c(chunk), 4);
-    out.push(h, chunk);
-  }
+  return header;
+}
+
+function chunkHeader(chunk: Uint8Array): Buffer {
+  if (chunk.length > SNAPSHOT_CHUNK_BYTES_MAX) throw new RangeError(`snapshot chunk of ${chunk.length} bytes is over the maximum of ${SNAPSHOT_CHUNK_BYTES_MAX}`);
+  const h = Buffer.alloc(CHUNK_HEADER_BYTES);
+  h.writeUInt32LE(chunk.length, 0);
+  h.writeUInt32LE(crc32c(chunk), 4);
+  return h;
+}
+
+/** The bytes of a version 2 snapshot file, in order: its header, then each chunk's header and bytes. */
+export function encodeChunkedSnapshot(lsn: number, chunks: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [chunkedHeader(lsn, chunks.length)];
+  for (const chunk of chunks) out.push(chunkHeader(chunk), chunk);
   return out;
+}
+
+/**
+ * Writes a version 2 snapshot file through `fd` one chunk at a time, as the chunks are made
+ * (no list of every chunk is held): each chunk at once, the header (which counts them) last,
+ * at offset 0. The caller syncs, renames and verifies, as for a whole file.
+ */
+export class ChunkedSnapshotWriter {
+  private position = SNAPSHOT_HEADER_BYTES;
+  private count = 0;
+
+  constructor(private readonly fd: number, private readonly lsn: number) {}
+
+  add(chunk: Uint8Array): void {
+    const h = chunkHeader(chunk);
+    writeAll(this.fd, h, this.position);
+    writeAll(this.fd, chunk, this.position + h.length);
+    this.position += h.length + chunk.length;
+    this.count++;
+  }
+
+  /** Writes the header; returns the file's size in bytes. */
+  finish(): number {
+    writeAll(this.fd, chunkedHeader(this.lsn, this.count), 0);
+    return this.position;
+  }
+}
+
+function writeAll(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, position + done);
 }
 
 /**
@@ -60,6 +97,19 @@ export function encodeChunkedSnapshot(lsn: number, chunks: readonly Uint8Array[]
  * single buffer holds the whole file). Version 1 gives one chunk: its payload.
  */
 export function readSnapshotFile(fd: number, lsnFromName: number): SnapshotDecode {
+  const steps = readSnapshotFileInSteps(fd, lsnFromName, true);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * readSnapshotFile in steps: it yields after each chunk checked, so a reader with time to
+ * spare (the checkpointer reading back what it wrote) can rest between chunks. Without
+ * `keepChunks` it only checks them (the snapshot it returns has no chunks).
+ */
+export function* readSnapshotFileInSteps(fd: number, lsnFromName: number, keepChunks: boolean): Generator<void, SnapshotDecode, void> {
   const size = fs.fstatSync(fd).size;
   const read = (position: number, length: number): Buffer | null => {
     if (position + length > size) return null;
@@ -97,8 +147,9 @@ export function readSnapshotFile(fd: number, lsnFromName: number): SnapshotDecod
     const chunk = read(position + CHUNK_HEADER_BYTES, length);
     if (chunk === null) return bad(`chunk ${i + 1} of ${count} is cut short`);
     if (crc32c(chunk) !== h.readUInt32LE(4)) return bad(`chunk ${i + 1} checksum mismatch`);
-    chunks.push(chunk);
+    if (keepChunks || i === 0) chunks.push(chunk);
     position += CHUNK_HEADER_BYTES + length;
+    yield;
   }
   if (position !== size) return bad(`${size - position} bytes after the last chunk`);
   return { ok: true, snapshot: { lsn, payload: chunks[0] ?? new Uint8Array(0), chunks } };
