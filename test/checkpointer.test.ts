@@ -100,6 +100,37 @@ describe('the checkpointer (engine)', () => {
     }
   }, 120_000);
 
+  it('never snapshots on the shard thread while a slow checkpointer serves it: every snapshot written is one the checkpointer made, and none is left over', async () => {
+    // At 5 % of a core each checkpoint takes many times longer than 4 intervals of commands
+    // under this load: once, the shard forced snapshots of its own then, stalling itself, and
+    // every later checkpoint came too late to be adopted, its file left on disk.
+    const dataDir = makeDataDir();
+    const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '300', FLASH_CHECKPOINT_CPU_PERCENT: '5', LOG_LEVEL: 'info' };
+    let engine = await startEngine({ dataDir, env });
+    const sku = uniq('ckpt-slow');
+    await createSku(api(engine.url), sku, { stock: 1_000_000, holdSeconds: 3600 });
+    const l = load(engine, sku, 8);
+    const lsnsOf = (msg: string): number[] => engine.logs().split('\n').filter((x) => x.includes(`"${msg}"`)).map((x) => Number((JSON.parse(x) as { lsn: number }).lsn));
+    // Long enough for the state to grow to tens of thousands of holds (checkpoints of seconds).
+    await sleep(12_000);
+    for (let waited = 0; lsnsOf('checkpoint stages').length < 6 && waited < 1200; waited++) await sleep(50);
+    const acked = await l.stop();
+    await sleep(200);
+    const adopted = lsnsOf('checkpoint stages');
+    const written = lsnsOf('wal snapshot written');
+    expect(adopted.length).toBeGreaterThanOrEqual(6);
+    expect(written.filter((lsn) => !adopted.includes(lsn)), 'snapshots written on the shard thread').toEqual([]);
+    // Pruning keeps two; a third may be one just renamed, about to be adopted.
+    expect(snapshots(dataDir).length).toBeLessThanOrEqual(3);
+    await engine.kill9();
+    engine = await startEngine({ dataDir, env });
+    expect(engine.logs()).not.toMatch(/snapshot invalid/);
+    const v = await api(engine.url).get(`/v1/skus/${sku}`);
+    expect(v.body.reserved).toBeGreaterThanOrEqual(acked.length);
+    await expectAllHeld(engine, sku, acked.filter((_, i) => i % 50 === 0));
+    await engine.kill9();
+  }, 120_000);
+
   for (const step of ['encoded', 'written', 'renamed', 'verified'] as const) {
     it(`loses nothing acknowledged when killed -9 at the checkpoint step "${step}", and never loads a partial snapshot`, async () => {
       const dataDir = makeDataDir();

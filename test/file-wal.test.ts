@@ -5,6 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileWal, PAYLOAD_BYTES_MAX } from '../src/wal/file-wal.js';
+import { snapshotFileName } from '../src/wal/segment-name.js';
+import { encodeChunkedSnapshot } from '../src/wal/snapshot-codec.js';
 import {
   appendRange,
   lsnOfFile,
@@ -235,6 +237,29 @@ describe('FileWal snapshots', () => {
 
     const again = recoverOnce({ dir, segmentBytesMax: 100 });
     expect(again.result).toMatchObject({ snapshotLsn: 85, lastLsn: 90, recordsReplayed: 5 });
+  });
+
+  it('adopts a snapshot written beside it (a checkpointer\'s), and removes one that is stale instead of leaving it unpruned', () => {
+    const dir = makeTempDir();
+    const { wal } = openWal({ dir, segmentBytesMax: 100 });
+    appendRange(wal, 1, 40, 10, 3);
+    const beside = (lsn: number): string => {
+      const file = path.join(dir, snapshotFileName(lsn));
+      fs.writeFileSync(file, Buffer.concat(encodeChunkedSnapshot(lsn, [payloadFor(lsn, 20)])));
+      return file;
+    };
+    expect(wal.adoptSnapshot(20, beside(20), 1, 1)).toBe(true);
+    wal.writeSnapshot(30, payloadFor(30, 50));
+    // A checkpoint of lsn 25 that finished after the log's own snapshot of 30: refused, and gone.
+    const stale = beside(25);
+    expect(wal.adoptSnapshot(25, stale, 1, 1)).toBe(false);
+    expect(fs.existsSync(stale)).toBe(false);
+    // One of an lsn the log wrote itself is refused and kept: it is the log's own file.
+    expect(wal.adoptSnapshot(30, path.join(dir, snapshotFileName(30)), 1, 1)).toBe(false);
+    expect(snapshotFiles(dir)).toEqual([snapshotFileName(20), snapshotFileName(30)]);
+    expect(wal.adoptSnapshot(40, beside(40), 1, 1)).toBe(true);
+    wal.close();
+    expect(snapshotFiles(dir)).toEqual([snapshotFileName(30), snapshotFileName(40)]);
   });
 
   it('rolls to a fresh segment before a snapshot, so later records start a new file', () => {

@@ -286,9 +286,13 @@ function committed(error: Error | null): void {
   releaseDurable();
   if (testFaultKillAt !== null) testFaultPoint('answered');
   if (shutdownWaiting !== null) return shutdown(shutdownWaiting);
-  if (runtime.snapshotForced()) {
+  if (checkpointer === null && runtime.snapshotForced()) {
     // The log grew to four snapshot intervals under load: commit what is staged and take
-    // the snapshot now, busy or not (this turn's answers wait for it).
+    // the snapshot now, busy or not (this turn's answers wait for it). Never while a
+    // checkpointer serves this shard: a paced checkpoint takes longer than four intervals on
+    // a busy shard, and a snapshot of this thread's would stop the shard, make the
+    // checkpoint under way stale (refused, its file wasted), and let the log behind it go
+    // before the checkpointer has read it. A checkpointer that fails hands this back.
     const failures = runtime.snapshotFailures;
     runtime.commit();
     releaseDurable();

@@ -288,7 +288,12 @@ export class FileWal {
     walAssert(Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= this.lsnDurable, `adopted snapshot lsn ${lsn} must be within 1..durableLsn ${this.lsnDurable}`);
     walAssert(path.resolve(file) === path.join(this.dir, snapshotFileName(lsn)), `adopted snapshot ${file} is not this log's snapshot of lsn ${lsn}`);
     const lsnNewest = this.snapshotLsnsValid[this.snapshotLsnsValid.length - 1] ?? 0;
-    if (lsn <= lsnNewest) return false;
+    if (lsn <= lsnNewest) {
+      // Stale (this log has a newer snapshot): its file would never be pruned, so it goes now,
+      // unless it is a file this log knows (one of the same lsn it wrote itself).
+      if (!this.snapshotFileLsns.includes(lsn)) fs.rmSync(file, { force: true });
+      return false;
+    }
     this.snapshotLsnsValid.push(lsn);
     if (this.snapshotLsnsValid.length > 2) this.snapshotLsnsValid.shift();
     if (!this.snapshotFileLsns.includes(lsn)) this.snapshotFileLsns.push(lsn);
