@@ -45,6 +45,8 @@ export interface EngineConfig {
   checkpointer: boolean;
   /** FLASH_CHECKPOINT_CPU_PERCENT: the share of one core a checkpoint's encoding and writing may take (5..100). */
   checkpointCpuPercent: number;
+  /** FLASH_REUSE_PORT: gateways (FLASH_ROLE=gateway) on one machine share the port (SO_REUSEPORT). */
+  reusePort: boolean;
   logLevel: string;
   shutdownGraceMs: number;
 }
@@ -82,6 +84,26 @@ function shardIds(env: Env, shardCount: number): number[] | null {
     }
   }
   return [...new Set(ids)].sort((a, b) => a - b);
+}
+
+/** The Node version from which server.listen() takes reusePort. */
+const reusePortSince: [number, number] = [22, 12];
+
+/**
+ * FLASH_REUSE_PORT=1: several gateway processes on one machine listen on the same port and
+ * the kernel spreads connections over them. Only gateways, which hold no state: two engines
+ * hosting shards behind one port would each sell the same stock.
+ */
+function reusePort(env: Env, role: string, nodeVersion = process.versions.node): boolean {
+  if (!bool(env, 'FLASH_REUSE_PORT')) return false;
+  if (role !== 'gateway') {
+    throw new ConfigError(`FLASH_REUSE_PORT=1 is for FLASH_ROLE=gateway (stateless gateways in front of shard nodes over NATS); this is FLASH_ROLE=${role}, which hosts shards, and two of those behind one port would each sell the same stock`);
+  }
+  const [major = 0, minor = 0] = nodeVersion.split('.').map(Number);
+  if (major < reusePortSince[0] || (major === reusePortSince[0] && minor < reusePortSince[1])) {
+    throw new ConfigError(`FLASH_REUSE_PORT=1 needs Node ${reusePortSince.join('.')} or later (server.listen's reusePort); this is Node ${nodeVersion}`);
+  }
+  return true;
 }
 
 function prefix(env: Env): string {
@@ -128,6 +150,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
     checkpointer: (env.FLASH_CHECKPOINTER ?? '').trim() === '' ? true : bool(env, 'FLASH_CHECKPOINTER'),
     checkpointCpuPercent: int(env, 'FLASH_CHECKPOINT_CPU_PERCENT', 25, 5, 100),
+    reusePort: reusePort(env, role),
     logLevel: logLevel(env),
     shutdownGraceMs: int(env, 'FLASH_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };

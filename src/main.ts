@@ -226,8 +226,8 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
       ...liveConsole.routes,
     },
   });
-  const port = await gateway.listen(config.port, config.host);
-  log.info({ port, host: config.host, role: config.role }, `listening on http://${config.host}:${port}`);
+  const port = await gateway.listen(config.port, config.host, config.reusePort);
+  log.info({ port, host: config.host, role: config.role, ...(config.reusePort ? { reusePort: true } : {}) }, `listening on http://${config.host}:${port}`);
   // Order matters: stop taking requests, let in-flight ones finish, then stop the shards
   // (snapshot, release leases), then the NATS connection, then the data-dir lock.
   return [

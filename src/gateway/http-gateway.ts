@@ -436,8 +436,8 @@ export class HttpGateway {
     }
   }
 
-  listen(port: number, host: string): Promise<number> {
-    return listenOn(this.server, port, host);
+  listen(port: number, host: string, reusePort = false): Promise<number> {
+    return listenOn(this.server, port, host, reusePort);
   }
 
   /** Stops accepting, lets in-flight calls finish (up to graceMs), closes idle sockets. */

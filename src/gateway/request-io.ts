@@ -67,10 +67,14 @@ export function readJson(req: IncomingMessage, done: (err: BodyError | null, bod
 }
 
 /** Listens and resolves with the bound port (the real one when `port` is 0). */
-export function listenOn(server: Server, port: number, host: string): Promise<number> {
+/**
+ * Listens on host:port. `reusePort` (SO_REUSEPORT, Node 22.12 or later on Linux): several
+ * processes may listen on the same port, and the kernel spreads new connections over them.
+ */
+export function listenOn(server: Server, port: number, host: string, reusePort = false): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, ...(reusePort ? { reusePort: true } : {}) }, () => {
       const address = server.address();
       resolve(typeof address === 'object' && address !== null ? address.port : port);
     });

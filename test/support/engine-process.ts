@@ -62,6 +62,8 @@ const startTimeoutMs = 15_000;
 export interface EngineOptions {
   env?: Record<string, string>;
   dataDir?: string;
+  /** A port of the caller's (gateways sharing one with FLASH_REUSE_PORT); default: a free one. */
+  port?: number;
 }
 
 export interface Engine {
@@ -156,8 +158,8 @@ export async function runEngineToExit(opts: EngineOptions & { timeoutMs?: number
   return { code: first.code, logs: output() };
 }
 
-async function startOnce(dataDir: string, env: Record<string, string> | undefined): Promise<Engine> {
-  const port = await freePort();
+async function startOnce(dataDir: string, env: Record<string, string> | undefined, givenPort?: number): Promise<Engine> {
+  const port = givenPort ?? (await freePort());
   const { tracked, output, onOutput } = spawnEngine(port, dataDir, env);
   const { child, exited } = tracked;
   await new Promise<void>((res, reject) => {
@@ -211,9 +213,9 @@ export async function startEngine(opts: EngineOptions = {}): Promise<Engine> {
   // The free port may be taken by someone else between our probe and the engine's listen.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOnce(dataDir, opts.env);
+      return await startOnce(dataDir, opts.env, opts.port);
     } catch (e) {
-      if (attempt >= 3 || !String((e as Error).message).includes('EADDRINUSE')) throw e;
+      if (attempt >= 3 || opts.port !== undefined || !String((e as Error).message).includes('EADDRINUSE')) throw e;
     }
   }
 }

@@ -190,8 +190,8 @@ export interface NatsDeployment {
    * `dataDir` (a node restarted on its disk).
    */
   startNode(shardIds: number[], opts?: { waitServing?: boolean; env?: Record<string, string>; dataDir?: string }): Promise<ShardNode>;
-  /** Starts another gateway on the same NATS server and prefix. */
-  startGateway(env?: Record<string, string>): Promise<Engine>;
+  /** Starts another gateway on the same NATS server and prefix (on `port`, when given). */
+  startGateway(env?: Record<string, string>, port?: number): Promise<Engine>;
   /** Runs a gateway that is expected to refuse to start. */
   runGatewayToExit(env?: Record<string, string>): Promise<{ code: number | null; logs: string }>;
   /** Everything every process of the deployment printed. */
@@ -279,8 +279,8 @@ export async function startNatsDeployment(opts: NatsDeploymentOptions): Promise<
   };
 
   const gatewayEnv = (env?: Record<string, string>): Record<string, string> => ({ ...common, FLASH_ROLE: 'gateway', ...(opts.gatewayEnv ?? {}), ...(env ?? {}) });
-  const startGateway = async (env?: Record<string, string>): Promise<Engine> => {
-    const g = await startEngine({ env: gatewayEnv(env) });
+  const startGateway = async (env?: Record<string, string>, port?: number): Promise<Engine> => {
+    const g = await startEngine({ env: gatewayEnv(env), ...(port === undefined ? {} : { port }) });
     gateways.push(g);
     return g;
   };
