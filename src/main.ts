@@ -28,6 +28,7 @@ import { startConsole } from './console/console.js';
 import { loadBuyerTokenConfig } from './gateway/buyer-token.js';
 import { Authenticator } from './gateway/callers.js';
 import { firstRunCredentials } from './gateway/first-run-credentials.js';
+import { deploymentFingerprint, kernelMigratesQueuedConnections, portPeerProblem } from './gateway/port-peers.js';
 
 /**
  * Who may call this engine. Closed by default: with no credential configured (and no
@@ -217,15 +218,31 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   metrics.attach(local ?? remote!);
   const serveApi = transport !== null;
   const liveConsole = startConsole({ metrics, log });
+  // Gateways sharing a port name their deployment in /healthz, and check the port's before joining it.
+  const fingerprint = config.reusePort
+    ? deploymentFingerprint({
+      natsPrefix: config.natsPrefix, shardCount: config.shardCount, natsUrl: config.natsUrl, devMode: config.devMode, adminToken: config.adminToken, tokensFile: config.tokensFile,
+      buyerTokens: { secret: process.env.FLASH_BUYER_TOKEN_SECRET, publicKey: process.env.FLASH_BUYER_TOKEN_PUBLIC_KEY, audience: process.env.FLASH_BUYER_TOKEN_AUDIENCE },
+    })
+    : null;
   const gateway = new HttpGateway({
     config, router: serveApi ? new ShardRouter(transport) : null, metrics, log, auth,
-    health: node === null ? undefined : () => ({ ...node!.status(), ...(erp === null ? {} : { erp: erp.health() }) }),
+    health: node === null
+      ? (fingerprint === null ? undefined : () => ({ deployment: fingerprint }))
+      : () => ({ ...node!.status(), ...(erp === null ? {} : { erp: erp.health() }) }),
     features: {
       'admin.stock-import': stockImportRoute,
       'admin.erp': erpReportRoute(() => (erp === null && events === null ? null : { ...(erp?.status() ?? {}), ...(events === null ? {} : { eventsWebhook: events.status() }) })),
       ...liveConsole.routes,
     },
   });
+  if (fingerprint !== null) {
+    const problem = await portPeerProblem(config.host, config.port, fingerprint);
+    if (problem !== null) throw new ConfigError(problem);
+    if (!kernelMigratesQueuedConnections()) {
+      log.warn('FLASH_REUSE_PORT: net.ipv4.tcp_migrate_req is not 1, so when this gateway stops, connections the kernel has queued to it and it has not yet accepted are reset instead of moved to the other gateways of the port (clients retry them with their idempotency keys); set it to 1 (Linux 5.14 or later) for a hand-over without resets');
+    }
+  }
   const port = await gateway.listen(config.port, config.host, config.reusePort);
   log.info({ port, host: config.host, role: config.role, ...(config.reusePort ? { reusePort: true } : {}) }, `listening on http://${config.host}:${port}`);
   // Order matters: stop taking requests, let in-flight ones finish, then stop the shards

@@ -437,13 +437,23 @@ export class HttpGateway {
   }
 
   listen(port: number, host: string, reusePort = false): Promise<number> {
+    this.sharesPort = reusePort;
     return listenOn(this.server, port, host, reusePort);
   }
 
+  /** Listening with reusePort: other gateways serve the same port. */
+  private sharesPort = false;
+
   /** Stops accepting, lets in-flight calls finish (up to graceMs), closes idle sockets. */
   async drain(graceMs: number): Promise<void> {
-    this.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.sharesPort) {
+      // Other gateways take the port's new connections from now on. Connections this one
+      // accepted just before (their request not read yet, so "idle") are served for a moment
+      // rather than reset or answered 503: a hand-over loses nothing.
+      await new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, graceMs)).unref());
+    }
+    this.draining = true;
     this.server.closeIdleConnections();
     if (this.inFlight > 0) {
       await Promise.race([

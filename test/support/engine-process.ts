@@ -147,7 +147,7 @@ function spawnEngine(port: number, dataDir: string, extra?: Record<string, strin
 /** Runs an engine that is expected to refuse to start; resolves with its exit code and output. */
 export async function runEngineToExit(opts: EngineOptions & { timeoutMs?: number } = {}): Promise<{ code: number | null; logs: string }> {
   const dataDir = opts.dataDir ?? makeDataDir();
-  const { tracked, output } = spawnEngine(await freePort(), dataDir, opts.env);
+  const { tracked, output } = spawnEngine(opts.port ?? (await freePort()), dataDir, opts.env);
   const timeout = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), opts.timeoutMs ?? startTimeoutMs).unref());
   const first = await Promise.race([tracked.exited, timeout]);
   if (first === 'timeout') {

@@ -193,7 +193,7 @@ export interface NatsDeployment {
   /** Starts another gateway on the same NATS server and prefix (on `port`, when given). */
   startGateway(env?: Record<string, string>, port?: number): Promise<Engine>;
   /** Runs a gateway that is expected to refuse to start. */
-  runGatewayToExit(env?: Record<string, string>): Promise<{ code: number | null; logs: string }>;
+  runGatewayToExit(env?: Record<string, string>, port?: number): Promise<{ code: number | null; logs: string }>;
   /** Everything every process of the deployment printed. */
   logs(): string;
   /** SIGTERM to gateways, then shard nodes, then (if we started it) the NATS server. */
@@ -297,7 +297,7 @@ export async function startNatsDeployment(opts: NatsDeploymentOptions): Promise<
     return {
       nats, prefix, shards, dataDir, url: gateway.url, gateway, nodes, gateways,
       startNode, startGateway,
-      runGatewayToExit: (env) => runEngineToExit({ env: gatewayEnv(env) }),
+      runGatewayToExit: (env, port) => runEngineToExit({ env: gatewayEnv(env), ...(port === undefined ? {} : { port }) }),
       logs: () => [...gateways.map((g, i) => `--- gateway ${i + 1}\n${g.logs()}`), ...nodes.map((n) => `--- ${n.name}\n${n.engine.logs()}`)].join('\n'),
       stopAll,
     };
