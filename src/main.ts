@@ -227,9 +227,8 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
     : null;
   const gateway = new HttpGateway({
     config, router: serveApi ? new ShardRouter(transport) : null, metrics, log, auth,
-    health: node === null
-      ? (fingerprint === null ? undefined : () => ({ deployment: fingerprint }))
-      : () => ({ ...node!.status(), ...(erp === null ? {} : { erp: erp.health() }) }),
+    health: node === null ? undefined : () => ({ ...node!.status(), ...(erp === null ? {} : { erp: erp.health() }) }),
+    ...(fingerprint === null ? {} : { localHealth: () => ({ deployment: fingerprint }) }),
     features: {
       'admin.stock-import': stockImportRoute,
       'admin.erp': erpReportRoute(() => (erp === null && events === null ? null : { ...(erp?.status() ?? {}), ...(events === null ? {} : { eventsWebhook: events.status() }) })),

@@ -7,6 +7,7 @@
 // setting is refused at start (exit 2, naming the version); an engine that hosts shards
 // refuses it on any Node (two of those behind one port would each sell the same stock).
 import { createServer, request } from 'node:http';
+import { networkInterfaces } from 'node:os';
 import { nodeHasReusePort } from '../src/config.js';
 import { kernelMigratesQueuedConnections } from '../src/gateway/port-peers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,7 +109,15 @@ describe('several gateways on one machine (FLASH_REUSE_PORT)', () => {
 
     it('joins only gateways of its own deployment: another deployment\'s gateway, or anything else, on the port is refused (exit 2)', async () => {
       const port = await freePort();
-      const a = await d.startGateway({ FLASH_REUSE_PORT: '1' }, port);
+      const a = await d.startGateway({ FLASH_REUSE_PORT: '1', HOST: '0.0.0.0' }, port);
+      // The deployment's fingerprint is shown to callers on this machine only.
+      const local = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { deployment?: string };
+      expect(local.deployment).toMatch(/^[0-9a-f]{24}$/);
+      const ip = Object.values(networkInterfaces()).flat().find((x) => x !== undefined && x.family === 'IPv4' && !x.internal)?.address;
+      expect(ip, 'this machine has a non-loopback IPv4 address').toBeDefined();
+      const remote = (await (await fetch(`http://${ip}:${port}/healthz`)).json()) as { deployment?: string; status?: string };
+      expect(remote.status).toBe('ok');
+      expect(remote.deployment).toBeUndefined();
       const other = await d.runGatewayToExit({ FLASH_REUSE_PORT: '1', FLASH_NATS_PREFIX: `${d.prefix}other` }, port);
       expect(other.code, other.logs).toBe(2);
       expect(other.logs).toMatch(/served by gateways of another deployment/);

@@ -40,6 +40,8 @@ export interface GatewayDeps {
   auth: Authenticator;
   /** Extra fields for /healthz (e.g. which shards a node serves). */
   health?: () => Record<string, unknown>;
+  /** Extra fields for /healthz asked from this machine only (a FLASH_REUSE_PORT gateway's deployment). */
+  localHealth?: () => Record<string, unknown>;
   /**
    * Routes served by features above the gateway (stock import, the ERP report, the console):
    * main wires them in, so the gateway imports no feature. A route without one answers 404.
@@ -193,7 +195,7 @@ export class HttpGateway {
         if (typeof caller === 'number') return finish(caller);
       }
     }
-    if (route.name === 'healthz') return finish(this.healthz(res));
+    if (route.name === 'healthz') return finish(this.healthz(req, res));
     if (route.name === 'metrics') return void this.metrics(res).then(finish);
     if (this.deps.router === null) return finish(sendError(res, 'not_found', 'this node serves only /healthz and /metrics (FLASH_ROLE=shards)'));
     if (this.inFlight > this.deps.config.httpInFlightMax) {
@@ -419,9 +421,11 @@ export class HttpGateway {
     return status;
   }
 
-  private healthz(res: ServerResponse): number {
+  private healthz(req: IncomingMessage, res: ServerResponse): number {
     if (this.draining) return sendError(res, 'shutting_down', 'the engine is shutting down');
-    sendJson(res, 200, JSON.stringify({ status: 'ok', role: this.deps.config.role, ...this.deps.health?.() }));
+    const addr = req.socket.remoteAddress ?? '';
+    const local = addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
+    sendJson(res, 200, JSON.stringify({ status: 'ok', role: this.deps.config.role, ...this.deps.health?.(), ...(local ? this.deps.localHealth?.() : {}) }));
     return 200;
   }
 

@@ -2,10 +2,11 @@
 // hands each new connection to any of them, so a gateway of another deployment (another NATS
 // prefix, another shard count, other credentials, or development mode) on the same port would
 // sell another deployment's stock, or let callers in on a share of connections. Each such
-// gateway publishes a fingerprint of what makes a deployment in its /healthz, and a gateway
-// about to join a port that something already serves reads it first and refuses on a mismatch.
+// gateway publishes a fingerprint of what makes a deployment in its /healthz (to callers on
+// this machine only), and a gateway about to join a port that something already serves reads
+// it first and refuses on a mismatch.
 
-import { createHash } from 'node:crypto';
+import { scryptSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
 export interface DeploymentIdentity {
@@ -19,7 +20,11 @@ export interface DeploymentIdentity {
   buyerTokens: Record<string, string | undefined>;
 }
 
-/** A short hash of what must be equal on every gateway of a port (secrets enter only hashed). */
+/**
+ * A short hash of what must be equal on every gateway of a port. Secrets are part of it, so
+ * it is slow to compute (scrypt: a guess costs as much), and /healthz shows it only to
+ * callers on this machine.
+ */
 export function deploymentFingerprint(d: DeploymentIdentity): string {
   let tokens = '';
   if (d.tokensFile !== null) {
@@ -31,7 +36,7 @@ export function deploymentFingerprint(d: DeploymentIdentity): string {
   }
   const nats = (d.natsUrl ?? '').split(',').map((u) => u.trim()).filter((u) => u !== '').sort();
   const material = JSON.stringify([d.natsPrefix, d.shardCount, nats, d.devMode, d.adminToken ?? '', tokens, Object.entries(d.buyerTokens).sort()]);
-  return createHash('sha256').update(material).digest('hex').slice(0, 24);
+  return scryptSync(material, 'flash-reuse-port-v1', 12, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }).toString('hex');
 }
 
 /**
