@@ -504,15 +504,15 @@ describe('flash rehearse, after an adversarial review', () => {
 
   it('as fast as answered: a timeout and a closed connection are filed against their own requests, and exactly the planned buyers are sent', async () => {
     const hung = await fake('hangfirst=3');
-    const out1 = join(work, 'ac-timeouts');
-    const s1 = file('ac-timeouts.yaml', 'timeoutSeconds: 1\nskus: [{sku: hot, stock: 30}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 40, connections: 4, as: shop, pay: false}]\n');
+    const out1 = join(work, 'max-timeouts');
+    const s1 = file('max-timeouts.yaml', 'timeoutSeconds: 1\nskus: [{sku: hot, stock: 30}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 40, connections: 4, as: shop, pay: false}]\n');
     const r1 = await rehearse([s1, '--out', out1], fakeCreds(hung.url));
     expect(r1.code, r1.out + r1.err).toBe(1);
     const t = readReport(out1).phases[0]!.steps[0]!;
     expect(t).toMatchObject({ mode: 'closed loop', intended: 40, sent: 40, answered: 37, cutOff: 0, outcomes: { 201: 30, '409 sold_out': 7, timeout: 3 } });
     const closing = await fake('closefirst=5');
-    const out2 = join(work, 'ac-closed');
-    const s2 = file('ac-closed.yaml', 'skus: [{sku: hot, stock: 50}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 60, connections: 3, as: shop, pay: false}]\n');
+    const out2 = join(work, 'max-closed');
+    const s2 = file('max-closed.yaml', 'skus: [{sku: hot, stock: 50}]\nphases: [{name: hot, kind: sellout, sku: hot, buyers: 60, connections: 3, as: shop, pay: false}]\n');
     const r2 = await rehearse([s2, '--out', out2], fakeCreds(closing.url));
     const c = readReport(out2).phases[0]!.steps[0]!;
     expect(c).toMatchObject({ sent: 60, answered: 55, cutOff: 0, outcomes: { 201: 50, '409 sold_out': 5, 'connection closed': 5 } });
@@ -550,8 +550,8 @@ describe('flash rehearse, after an adversarial review', () => {
 
   it('as fast as answered, a flow phase runs whole flows: every started flow is finished when the step ends', async () => {
     const f = await fake('');
-    const out = join(work, 'ac-flows');
-    const scenario = file('ac-flows.yaml', 'skus: [{sku: tee, stock: 1000000}]\nphases: [{name: flows, kind: flow, sku: tee, as: shop, connections: 6, mix: {pay: 2, cancel: 1, abandon: 1}, load: {shape: max, seconds: 1}}]\n');
+    const out = join(work, 'max-flows');
+    const scenario = file('max-flows.yaml', 'skus: [{sku: tee, stock: 1000000}]\nphases: [{name: flows, kind: flow, sku: tee, as: shop, connections: 6, mix: {pay: 2, cancel: 1, abandon: 1}, load: {shape: max, seconds: 1}}]\n');
     const r = await rehearse([scenario, '--out', out], fakeCreds(f.url));
     expect(r.code, r.out + r.err).toBe(0);
     const report = readReport(out);
