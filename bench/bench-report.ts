@@ -126,3 +126,10 @@ export function envInt(name: string, fallback: number, min: number, max: number)
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}=${raw} must be an integer in ${min}..${max}`);
   return n;
 }
+
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}

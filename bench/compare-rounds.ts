@@ -4,6 +4,7 @@
 // over the rounds. The medians of one row may come from different rounds, so a row is a
 // set of typical figures, not one run.
 
+import { median } from './bench-report.js';
 import type { MedianRun, RunRecord } from './compare-report.js';
 import type { CheckDetail, ScenarioFigures } from './compare-scenarios.js';
 
@@ -13,11 +14,6 @@ export function roundOrder<T>(keys: readonly T[], round: number): T[] {
   return [...keys.slice(shift), ...keys.slice(0, shift)];
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /**
  * The median of the numbers found at the same place in each value (null and undefined

@@ -4,7 +4,7 @@
 // loop is apply() alone. Every state it builds is handed back to be checked.
 
 import { apply, createShardState, reservationId, type Command, type ShardState } from '../src/domain/index.js';
-import { progress } from './bench-report.js';
+import { median, progress } from './bench-report.js';
 import { checkState, type StateCheck } from './state-check.js';
 
 type Reserve = Extract<Command, { t: 'res.reserve' }>;
@@ -85,12 +85,6 @@ function settleCommands(reserves: readonly Reserve[], t: 'res.pay' | 'res.cancel
 
 function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 function warmUp(count: number): StateCheck {

@@ -12,11 +12,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { finish, fmt, machineLine, markdownTable, progress, repoDir, runInfo, envInt, cpuBusyPct } from './bench-report.js';
+import { finish, fmt, machineLine, markdownTable, median, progress, repoDir, runInfo, envInt, cpuBusyPct } from './bench-report.js';
 import { freePort, startServer, type ChildServer } from './child-server.js';
 import { benchAuthEnv, shopToken, skuName, skuTotals, startEngine, type SkuSetup } from './engine-under-test.js';
 import { runLoad, type LoadFigures, type LoadSettings } from './http-load.js';
-import { createSkusThrough, startNatsCluster, type NatsCluster } from './nats-cluster.js';
+import { cleanEnv, createSkusThrough, startNatsCluster, type NatsCluster } from './nats-cluster.js';
 import { nodeHasReusePort } from '../src/config.js';
 import { processCpuSeconds, threadCpuSeconds } from './process-cpu.js';
 
@@ -76,24 +76,16 @@ async function startGateways(cluster: NatsCluster, port: number, count: number, 
   const gateways: ChildServer[] = [];
   for (let i = 0; i < count; i++) {
     const gatewayDir = path.join(dir, `gateway-${count}-${i}`);
-    const env: Record<string, string> = {};
-    for (const k of Object.keys(process.env)) if (k.startsWith('FLASH_')) env[k] = '';
     gateways.push(await startServer({
       name: `gateway ${i + 1}/${count}`, args: [path.join(repoDir, 'dist/src/main.js')], port, readyPath: '/healthz',
-      env: {
-        ...env, HOST: '127.0.0.1', LOG_LEVEL: 'warn', PORT: String(port), FLASH_ROLE: 'gateway', FLASH_REUSE_PORT: '1', FLASH_NATS_URL: cluster.natsUrl,
+      env: cleanEnv({
+        PORT: String(port), FLASH_ROLE: 'gateway', FLASH_REUSE_PORT: '1', FLASH_NATS_URL: cluster.natsUrl,
         FLASH_NATS_PREFIX: cluster.prefix, FLASH_SHARDS: String(cluster.shardCount), ...benchAuthEnv(gatewayDir), FLASH_BUYER_RPS: '0', FLASH_IP_RPS: '0', FLASH_DATA_DIR: gatewayDir,
-      },
+      }),
     }));
   }
   return gateways;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function main(): Promise<void> {
   if (!nodeHasReusePort()) {

@@ -17,7 +17,7 @@ import { startNatsServerCluster, startSingleNatsServer, type NatsServerProcess, 
 export { startNatsServer, type NatsServerProcess } from './nats-servers.js';
 
 /** Every FLASH_* of our own environment blanked (each one's default), then `env`. */
-function cleanEnv(env: Record<string, string>): Record<string, string> {
+export function cleanEnv(env: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const k of Object.keys(process.env)) if (k.startsWith('FLASH_')) out[k] = '';
   return { ...out, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };

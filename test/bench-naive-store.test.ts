@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NaiveStore } from '../bench/baseline-naive.js';
-import { deepMedian, median, roundOrder } from '../bench/compare-rounds.js';
+import { median } from '../bench/bench-report.js';
+import { deepMedian, roundOrder } from '../bench/compare-rounds.js';
 
 const dirs: string[] = [];
 const stores: NaiveStore[] = [];
