@@ -15,8 +15,9 @@ import { dirname, join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFlash, type FlashIo } from '../src/cli/flash.js';
+import { runFlash } from '../src/cli/flash.js';
 import { SseParser } from '../src/cli/flash-events.js';
+import { runFlashCaptured, type Ran } from './support/flash-run.js';
 import { ADMIN_TOKEN, TOKENS, api, freePort, sleep, startEngine, stopAllEngines, type Api, type Engine } from './support/engine-process.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -52,32 +53,10 @@ afterAll(async () => {
   if (work !== undefined) rmSync(work, { recursive: true, force: true });
 });
 
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
 /** runFlash in-process, talking to the test engine with the operator token unless `env` says otherwise. */
-async function flash(args: string[], opts: { env?: Record<string, string | undefined>; progress?: NodeJS.WritableStream; signal?: AbortSignal; onOut?: (out: string) => void } = {}): Promise<Ran> {
-  let out = '';
-  let err = '';
-  const io: FlashIo = {
-    stdout: (t) => {
-      out += t;
-      opts.onOut?.(out);
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    readFile: (p) => readFileSync(p, 'utf8'),
-    // An empty data directory: no tokens.env of a developer's engine is ever read.
-    env: { FLASH_URL: engine.url, FLASH_TOKEN: TOKENS.operator, FLASH_DATA_DIR: join(work, 'no-data'), ...opts.env },
-    progress: opts.progress ?? null,
-    signal: opts.signal,
-  };
-  const code = await runFlash(args, io);
-  return { code, out, err };
+function flash(args: string[], opts: { env?: Record<string, string | undefined>; progress?: NodeJS.WritableStream; signal?: AbortSignal; onOut?: (out: string) => void } = {}): Promise<Ran> {
+  // An empty data directory: no tokens.env of a developer's engine is ever read.
+  return runFlashCaptured(args, { FLASH_URL: engine.url, FLASH_TOKEN: TOKENS.operator, FLASH_DATA_DIR: join(work, 'no-data'), ...opts.env }, opts);
 }
 
 /** The built CLI as a script runs it: a child process, in an empty directory, with only the FLASH_* given. */

@@ -14,9 +14,9 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFlash, type FlashIo } from '../src/cli/flash.js';
 import { heldAtOnce } from '../src/cli/rehearse-checks.js';
 import { BUYER_TOKEN_SECRET, TOKENS, freePort, startEngine, stopAllEngines, type Engine } from './support/engine-process.js';
+import { runFlashCaptured, type Ran } from './support/flash-run.js';
 import { startNatsDeployment, stopAllNatsServers } from './support/nats-deployment.js';
 
 let work: string;
@@ -61,31 +61,15 @@ afterAll(async () => {
   if (work !== undefined) rmSync(work, { recursive: true, force: true });
 });
 
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
 /** Every credential a rehearsal may use, as the environment of a CI job would give them. */
 const credentials = (url: string): Record<string, string> => ({
   FLASH_URL: url, FLASH_TOKEN: TOKENS.operator, FLASH_SHOP_TOKEN: TOKENS.shop, FLASH_PAYMENTS_TOKEN: TOKENS.payments,
   FLASH_BUYER_TOKEN_SECRET: BUYER_TOKEN_SECRET,
 });
 
-async function rehearse(args: string[], env: Record<string, string | undefined>): Promise<Ran> {
-  let out = '';
-  let err = '';
-  const io: FlashIo = {
-    stdout: (t) => (out += t),
-    stderr: (t) => (err += t),
-    readFile: (p) => readFileSync(p, 'utf8'),
-    // An empty data directory: no tokens.env of a developer's engine is ever read.
-    env: { FLASH_DATA_DIR: join(work, 'no-data'), ...env },
-    progress: null,
-  };
-  const code = await runFlash(['rehearse', ...args], io);
-  return { code, out, err };
+function rehearse(args: string[], env: Record<string, string | undefined>): Promise<Ran> {
+  // An empty data directory: no tokens.env of a developer's engine is ever read.
+  return runFlashCaptured(['rehearse', ...args], { FLASH_DATA_DIR: join(work, 'no-data'), ...env });
 }
 
 function file(name: string, text: string): string {

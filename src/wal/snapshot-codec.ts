@@ -6,6 +6,7 @@
 
 import * as fs from 'node:fs';
 import { crc32c } from './crc32c.js';
+import { writeAllSync } from './durable-fs.js';
 import { readLsn, writeLsn } from './wal-frame.js';
 import type { WalSnapshot } from './wal-types.js';
 
@@ -74,23 +75,20 @@ export class ChunkedSnapshotWriter {
 
   add(chunk: Uint8Array): void {
     const h = chunkHeader(chunk);
-    writeAll(this.fd, h, this.position);
-    writeAll(this.fd, chunk, this.position + h.length);
+    writeAllSync(this.fd, h, 0, h.length, this.position);
+    writeAllSync(this.fd, chunk, 0, chunk.length, this.position + h.length);
     this.position += h.length + chunk.length;
     this.count++;
   }
 
   /** Writes the header; returns the file's size in bytes. */
   finish(): number {
-    writeAll(this.fd, chunkedHeader(this.lsn, this.count), 0);
+    const header = chunkedHeader(this.lsn, this.count);
+    writeAllSync(this.fd, header, 0, header.length, 0);
     return this.position;
   }
 }
 
-function writeAll(fd: number, data: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, position + done);
-}
 
 /**
  * Reads and validates a snapshot file of either version through `fd`, chunk by chunk (no
