@@ -12,6 +12,7 @@
 // checkpointer's copy of the state. Ends by checking every preloaded hold is still held.
 
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import autocannon from 'autocannon';
@@ -21,6 +22,7 @@ import { call, engineEnv, inParallel, shopToken } from './engine-under-test.js';
 import { Ledger, runLoad as runPaced, type StepLog } from '../src/cli/rehearse-load.js';
 import { emptyLatency, latencySummary } from '../src/cli/report-kit.js';
 import { runLoad } from './http-load.js';
+import { startRssSampler } from './rss-sampler.js';
 
 const settings = {
   preload: envInt('BENCH_PRELOAD', 1_000_000, 10_000, 20_000_000),
@@ -65,6 +67,8 @@ interface RunFigures {
   snapshotsDuringRun: number;
   snapshotMsMean: number | null;
   rssMiBAfterRecovery: number | null;
+  /** The engine's peak resident memory while the load ran (sampled every 100 ms). */
+  rssMiBPeak: number | null;
 }
 
 interface FixedRateResult {
@@ -97,12 +101,15 @@ async function fixedRate(url: string, rate: number, seconds: number, prefix: str
     });
     return { requests: res.requests.total, non2xx: res.non2xx, errors: res.errors, latency: { p50: res.latency.p50, p99: res.latency.p99, p99_9: res.latency.p99_9, max: res.latency.max } };
   }
+  // One set of connections for the warm-up and the measured run: a run that opened all of
+  // them at its start would measure that, not the engine.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: settings.connections, maxFreeSockets: settings.connections, scheduling: 'lifo' });
   const paced = async (secs: number): Promise<StepLog> => {
     const ledger = new Ledger();
     const phase = ledger.phase('fixed', 'reserve', '');
     const step = phase.step(`${rate}/s`, 'constant rate', rate, settings.connections);
     await runPaced(ledger, {
-      url, connections: settings.connections, rate, count: rate * secs, seconds: secs, timeoutSeconds: 30,
+      url, connections: settings.connections, rate, count: rate * secs, seconds: secs, timeoutSeconds: 30, agent,
       requests: [{ route: 'reservation.create', method: 'POST', build: () => ({ path: '/v1/reservations', headers, body: `{"sku":"${sku(n % settings.skus)}","buyerId":"${prefix}${n++}","qty":1}` }) }],
       phase, step,
     });
@@ -113,6 +120,7 @@ async function fixedRate(url: string, rate: number, seconds: number, prefix: str
   // its HTTP path, and the first second's answers would measure that, not snapshots.
   await paced(settings.warmupSeconds);
   const step = await paced(seconds);
+  agent.destroy();
   const l = latencySummary(step.hist) ?? emptyLatency;
   const non2xx = [...step.outcomes].filter(([k]) => !/^2\d\d$/.test(k) && !/^(timeout|connection)/.test(k)).reduce((a, [, v]) => a + v, 0);
   return { requests: step.answered, non2xx, errors: step.errors, latency: { p50: l.p50, p99: l.p99, p99_9: l.p99_9, max: l.max } };
@@ -179,14 +187,16 @@ async function main(): Promise<void> {
       const rss = rssMiB(engine.child.pid);
       progress(`${c.name}: machine ${busy}% busy before; engine RSS ${fmt(rss ?? NaN)} MiB after recovery`);
       const logStart = (engine.output?.() ?? '').length;
+      const sampler = startRssSampler(engine.child.pid === undefined ? [] : [engine.child.pid]);
       const res = await fixedRate(`http://127.0.0.1:${engine.port}`, rate, settings.seconds, `r${k}-`);
+      const rssRun = sampler.stop();
       const written = (engine.output?.() ?? '').slice(logStart).split('\n').filter((l) => l.includes('"wal snapshot written"'));
       const ms = written.map((l) => Number((JSON.parse(l) as { ms?: number }).ms ?? NaN)).filter(Number.isFinite);
       const f: RunFigures = {
         config: c.name, rate, requests: res.requests, non2xx: res.non2xx, errors: res.errors,
         latencyMs: { p50: res.latency.p50, p99: res.latency.p99, p99_9: res.latency.p99_9, max: res.latency.max },
         snapshotsDuringRun: written.length, snapshotMsMean: ms.length > 0 ? ms.reduce((a, b) => a + b, 0) / ms.length : null,
-        rssMiBAfterRecovery: rss,
+        rssMiBAfterRecovery: rss, rssMiBPeak: rssRun.peakMiB,
       };
       progress(`${c.name}: p50 ${f.latencyMs.p50} ms, p99 ${f.latencyMs.p99} ms, p99.9 ${f.latencyMs.p99_9} ms, worst ${f.latencyMs.max} ms; ${f.snapshotsDuringRun} snapshots; non-2xx ${f.non2xx}, errors ${f.errors}`);
       runs.push(f);
@@ -208,8 +218,8 @@ async function main(): Promise<void> {
     const metP99 = ckpt.latencyMs.p99 < settings.goal.p99MsMax;
     const enough = ckpt.snapshotsDuringRun >= 3;
     const rows = runs.map((r) => [r.config, fmt(r.latencyMs.p50, 1), fmt(r.latencyMs.p99, 1), fmt(r.latencyMs.p99_9, 1), fmt(r.latencyMs.max, 1),
-      String(r.snapshotsDuringRun), r.snapshotMsMean === null ? '-' : fmt(r.snapshotMsMean), `${fmt(r.requests)} / ${r.non2xx} / ${r.errors}`, fmt(r.rssMiBAfterRecovery ?? NaN)]);
-    const table = markdownTable(['snapshots', 'p50 ms', 'p99 ms', 'p99.9 ms', 'worst ms', 'snapshots in the run', 'mean ms per snapshot (write)', 'answers / non-2xx / errors', 'RSS MiB after recovery'], rows);
+      String(r.snapshotsDuringRun), r.snapshotMsMean === null ? '-' : fmt(r.snapshotMsMean), `${fmt(r.requests)} / ${r.non2xx} / ${r.errors}`, fmt(r.rssMiBAfterRecovery ?? NaN), fmt(r.rssMiBPeak ?? NaN)]);
+    const table = markdownTable(['snapshots', 'p50 ms', 'p99 ms', 'p99.9 ms', 'worst ms', 'snapshots in the run', 'mean ms per snapshot (write)', 'answers / non-2xx / errors', 'RSS MiB after recovery', 'peak RSS MiB during the run'], rows);
     const goals = markdownTable(['goal', 'reached', 'met'], [
       [`worst answer with the checkpointer <= ${settings.goal.worstRatioMax} x the worst with no snapshot work at all (no checkpointer)`, `${fmt(worstRatio, 2)} x (${ckpt.latencyMs.max} ms vs ${bare.latencyMs.max} ms)`, metWorst ? 'met' : 'NOT met'],
       [`p99 with the checkpointer < ${settings.goal.p99MsMax} ms`, `${ckpt.latencyMs.p99} ms`, metP99 ? 'met' : 'NOT met'],

@@ -7,8 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { toSnapshot, toSnapshotInSteps, type Command } from '../src/domain/index.js';
-import { ShardRuntime, decodeSnapshotChunks, encodeSnapshotChunks, snapshotChunks } from '../src/engine/shard-runtime.js';
+import { snapshotPieces, toSnapshot, type Command, type ShardSnapshot } from '../src/domain/index.js';
+import { ShardRuntime, decodeSnapshotChunks, decodeSnapshotWithTail, encodeSnapshotChunks, encodeSnapshotPieces, snapshotChunks } from '../src/engine/shard-runtime.js';
 import { ChunkedSnapshotWriter, encodeChunkedSnapshot, readSnapshotFile, readSnapshotFileInSteps } from '../src/wal/snapshot-codec.js';
 import { snapshotFileName } from '../src/wal/segment-name.js';
 import { appendRange, makeTempDir, openWal, removeTempDirs, snapshotFiles } from './wal-test-kit.js';
@@ -118,26 +118,52 @@ describe('a shard snapshot in chunks', () => {
     expect(whole.quotas.length).toBeGreaterThan(0);
     expect(whole.queueEntries?.length).toBe(3_000);
     expect(whole.settledOrder.length).toBe(500);
-    // Resting between steps changes nothing: the steps make the very same snapshot.
-    let yields = 0;
-    const steps = toSnapshotInSteps(rt.state, 1_000);
-    let r = steps.next();
-    for (; r.done !== true; r = steps.next()) yields++;
-    expect(r.value).toEqual(whole);
-    expect(yields).toBeGreaterThanOrEqual(9);
+    // The places that settled reservations and idempotency keys refer by are right.
+    expect(whole.settledOrder).toEqual(Array.from({ length: 500 }, (_, i) => i));
+    expect(whole.idempotency.length).toBe(9_000);
+    for (const [key, i] of whole.idempotency) expect(key.startsWith(`${whole.reservations[i]![3]}\u0000`) && key.endsWith(`\u0000${whole.reservations[i]![8]}`)).toBe(true);
+    // In pieces of at most 1,000 rows, with steps to rest at between them: the same snapshot.
+    let head: ShardSnapshot | null = null;
+    let steps = 0;
+    let pieces = 0;
+    for (const piece of snapshotPieces(rt.state, 1_000)) {
+      steps++;
+      if (piece === null) continue;
+      if ('head' in piece) {
+        expect(head).toBeNull();
+        head = piece.head;
+        for (const list of ['skus', 'reservations', 'quotas', 'idempotency', 'settledOrder', 'queueEntries'] as const) expect(head[list]).toEqual([]);
+        continue;
+      }
+      pieces++;
+      expect(piece.rows.length).toBeGreaterThan(0);
+      expect(piece.rows.length).toBeLessThanOrEqual(1_000);
+      const list = head![piece.list] as unknown[];
+      for (const row of piece.rows) list.push(row);
+    }
+    expect(head).toEqual(whole);
+    expect(pieces).toBeGreaterThanOrEqual(9 + 9 + 3 + 1);
+    expect(steps).toBeGreaterThan(pieces);
+    // Streamed from the live state, encoded a piece at a time: the chunks decode to the same.
+    const live = [...encodeSnapshotPieces(snapshotPieces(rt.state, 2_000), 1234)].filter((c): c is Uint8Array => c !== null);
+    expect(decodeSnapshotWithTail(live)).toEqual({ snapshot: whole, tailCrc: 1234 });
     // Streamed a chunk at a time, header last: byte for byte the file of the whole chunks.
     const chunks = [...snapshotChunks(whole, 1234, 2_000)];
     expect(chunks.length).toBeGreaterThan(5);
     expect(decodeSnapshotChunks(chunks)).toEqual(whole);
     const file = path.join(dir, 'streamed.snap');
     const fd = fs.openSync(file, 'w');
-    const writer = new ChunkedSnapshotWriter(fd, 77);
+    // Synced every 64 KiB on the way (as the checkpointer does every 1 MB): the same bytes.
+    const writer = new ChunkedSnapshotWriter(fd, 77, 64 * 1024);
     for (const c of chunks) writer.add(c);
     const bytes = writer.finish();
     fs.closeSync(fd);
     const expected = Buffer.concat(encodeChunkedSnapshot(77, chunks));
     expect(bytes).toBe(expected.length);
     expect(fs.readFileSync(file).equals(expected)).toBe(true);
+    expect(expected.length).toBeGreaterThan(4 * 64 * 1024);
+    expect(writer.syncs).toBeGreaterThanOrEqual(2);
+    expect(writer.syncs).toBeLessThanOrEqual(Math.floor(expected.length / (64 * 1024)));
     // The checkpointer's read-back checks every chunk without keeping them, and catches a bad one.
     const check = (lsn: number): ReturnType<typeof readSnapshotFile> => {
       const f = fs.openSync(file, 'r');

@@ -103,18 +103,6 @@ function queueHead(q: QueueState): QueueHead {
   };
 }
 
-function* queueEntryRows(drops: DropState[], rows: QueueEntryRow[], tick: () => boolean): Generator<void, void, void> {
-  for (let k = 0; k < drops.length; k++) {
-    const q = drops[k]!.queue;
-    if (q === null) continue;
-    for (let i = 0; i < q.count; i++) {
-      rows.push([k, q.buyers[i]!, q.joinedAt.data[i]!, q.states.data[i]!, q.admittedAt.data[i]!, q.admittedUntil.data[i]!,
-        q.rank.data[i]!, q.key.data[i]!, q.holds.get(i) ?? null, q.channels.get(i) ?? null]);
-      if (tick()) yield;
-    }
-  }
-}
-
 function restoreQueue(head: QueueHead): QueueState {
   const q = new QueueState(head.policy, head.seed, head.seedSha256, head.secret);
   Object.assign(q, {
@@ -158,17 +146,6 @@ function skuRow(s: SkuState): SkuRow {
     [s.auditSeqBase, s.audit.map((e) => ({ ...e }))]];
 }
 
-function* quotaRows(state: ShardState, rows: [string, string, number][], tick: () => boolean): Generator<void, void, void> {
-  function* add(scope: string, quota: Map<string, number>): Generator<void, void, void> {
-    for (const [buyer, units] of quota) {
-      rows.push([scope, buyer, units]);
-      if (tick()) yield;
-    }
-  }
-  for (const s of state.skus.values()) if (s.dropId === null) yield* add(s.quotaScope, s.quota);
-  for (const [dropId, quota] of state.dropQuotas) yield* add(`d\u0001${dropId}`, quota);
-}
-
 function restoreQuotas(state: ShardState, rows: [string, string, number][]): void {
   for (const [scope, buyer, units] of rows) {
     const name = scope.slice(2);
@@ -178,59 +155,144 @@ function restoreQuotas(state: ShardState, rows: [string, string, number][]): voi
   }
 }
 
+/** The lists of a snapshot, each of which may be given in pieces. */
+export type SnapshotListName = 'skus' | 'links' | 'reservations' | 'settledOrder' | 'quotas' | 'idempotency' | 'outbox' | 'drops' | 'queueEntries';
+
+/**
+ * A snapshot in pieces: first its head (every field, each list empty), then rows of one list
+ * at a time, in order within each list. Appending each piece's rows to the head's list gives
+ * the snapshot (toSnapshot does exactly that).
+ */
+export type SnapshotPiece = { head: ShardSnapshot } | { list: SnapshotListName; rows: unknown[] };
+
 export function toSnapshot(state: ShardState): ShardSnapshot {
-  const steps = toSnapshotInSteps(state, Number.POSITIVE_INFINITY);
-  for (;;) {
-    const r = steps.next();
-    if (r.done === true) return r.value;
+  let snap: ShardSnapshot | null = null;
+  for (const piece of snapshotPieces(state, Number.POSITIVE_INFINITY)) {
+    if (piece === null) continue;
+    if ('head' in piece) {
+      snap = piece.head;
+      continue;
+    }
+    const list = snap![piece.list] as unknown[];
+    for (const row of piece.rows) list.push(row);
   }
+  return snap!;
 }
 
 /**
- * toSnapshot in steps: it yields after every `rowsPerStep` rows, so a caller that owns a copy
- * of the state (the checkpointer) can rest between steps and leave the cores to others. The
- * state must not change until it returns; the result is the same as toSnapshot's.
+ * The snapshot of `state` as a stream of pieces of at most `rowsPerPiece` rows, made as they
+ * are asked for: no list of every row is ever held, so a caller that writes each piece as it
+ * comes (the checkpointer) holds one piece at a time, not a second copy of the state, and
+ * gives its GC almost nothing to do. It yields null after each `rowsPerPiece` rows looked at
+ * that made no piece yet, so such a caller can rest between steps and leave the cores to
+ * others. The state must not change until the stream ends.
+ *
+ * Settled reservations and idempotency keys refer to reservations by their place in the
+ * reservation list; only the reservations so referred to are indexed, before the list is
+ * walked.
  */
-export function* toSnapshotInSteps(state: ShardState, rowsPerStep: number): Generator<void, ShardSnapshot, void> {
+export function* snapshotPieces(state: ShardState, rowsPerPiece: number): Generator<SnapshotPiece | null, void, void> {
   let n = 0;
   const tick = (): boolean => {
-    if (++n < rowsPerStep) return false;
+    if (++n < rowsPerPiece) return false;
     n = 0;
     return true;
   };
-  const index = new Map<Reservation, number>();
-  const reservations: ReservationRow[] = [];
-  for (const r of state.reservations.values()) {
-    index.set(r, reservations.length);
-    reservations.push([r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
-      r.status, r.settledAtMs, r.paymentRef, r.channel.name, r.erpQueued, r.refund === null ? null : [r.refund.atMs, r.refund.restock, r.refund.reason]]);
-    if (tick()) yield;
-  }
-  const settledOrder: number[] = [];
-  for (const r of state.settled) {
-    const i = index.get(r);
-    if (i !== undefined) settledOrder.push(i);
-    if (tick()) yield;
-  }
-  const idempotency: [string, number, number][] = [];
-  for (const e of state.idempotencyQueue) {
-    const i = index.get(e.reservation);
-    if (state.idempotency.get(e.key) === e && i !== undefined) idempotency.push([e.key, i, e.reviewAtMs]);
-    if (tick()) yield;
-  }
-  const quotas: [string, string, number][] = [];
-  yield* quotaRows(state, quotas, tick);
-  const queueEntries: QueueEntryRow[] = [];
-  yield* queueEntryRows([...state.drops.values()], queueEntries, tick);
-  return {
+  const head: ShardSnapshot = {
     v: 5, shardId: state.config.shardId, shardCount: state.config.shardCount, seq: state.seq, lastNowMs: state.lastNowMs,
-    skus: [...state.skus.values()].map(skuRow), links: [...state.links], reservations, settledOrder,
-    quotas, idempotency, outbox: [...state.outbox], outboxLastSeq: state.outboxLastSeq,
-    outboxEnabled: state.outboxEnabled,
-    drops: [...state.drops.values()].map((d) => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueHead(d.queue)]),
-    queueEntries,
+    skus: [], links: [], reservations: [], settledOrder: [], quotas: [], idempotency: [], outbox: [], outboxLastSeq: state.outboxLastSeq,
+    outboxEnabled: state.outboxEnabled, drops: [], queueEntries: [],
     stockEvents: { enabled: state.stockEvents.enabled, lastSeq: state.stockEvents.lastSeq, dropped: state.stockEvents.dropped, queue: [...state.stockEvents.queue] },
   };
+  yield { head };
+  // Rows of one list, given a piece at a time.
+  let rows: unknown[] = [];
+  function* flushIfFull(list: SnapshotListName): Generator<SnapshotPiece | null, void, void> {
+    if (rows.length >= rowsPerPiece) {
+      yield { list, rows };
+      rows = [];
+      n = 0;
+    } else if (tick()) {
+      yield null;
+    }
+  }
+  function* flush(list: SnapshotListName): Generator<SnapshotPiece | null, void, void> {
+    if (rows.length > 0) yield { list, rows };
+    rows = [];
+  }
+  for (const sku of state.skus.values()) {
+    rows.push(skuRow(sku));
+    yield* flushIfFull('skus');
+  }
+  yield* flush('skus');
+  for (const link of state.links) {
+    rows.push(link);
+    yield* flushIfFull('links');
+  }
+  yield* flush('links');
+  // The reservations referred to by place, and (once the list is walked) their places.
+  const place = new Map<Reservation, number>();
+  for (const r of state.settled) {
+    place.set(r, -1);
+    if (tick()) yield null;
+  }
+  for (const e of state.idempotencyQueue) {
+    if (state.idempotency.get(e.key) === e) place.set(e.reservation, -1);
+    if (tick()) yield null;
+  }
+  let at = 0;
+  for (const r of state.reservations.values()) {
+    if (place.has(r)) place.set(r, at);
+    at++;
+    rows.push([r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
+      r.status, r.settledAtMs, r.paymentRef, r.channel.name, r.erpQueued, r.refund === null ? null : [r.refund.atMs, r.refund.restock, r.refund.reason]] satisfies ReservationRow);
+    yield* flushIfFull('reservations');
+  }
+  yield* flush('reservations');
+  for (const r of state.settled) {
+    const i = place.get(r) ?? -1;
+    if (i >= 0) rows.push(i);
+    yield* flushIfFull('settledOrder');
+  }
+  yield* flush('settledOrder');
+  for (const e of state.idempotencyQueue) {
+    const i = place.get(e.reservation) ?? -1;
+    if (state.idempotency.get(e.key) === e && i >= 0) rows.push([e.key, i, e.reviewAtMs]);
+    yield* flushIfFull('idempotency');
+  }
+  yield* flush('idempotency');
+  place.clear();
+  const quotaScopes: [string, Map<string, number>][] = [];
+  for (const s of state.skus.values()) if (s.dropId === null) quotaScopes.push([s.quotaScope, s.quota]);
+  for (const [dropId, quota] of state.dropQuotas) quotaScopes.push([`d\u0001${dropId}`, quota]);
+  for (const [scope, quota] of quotaScopes) {
+    for (const [buyer, units] of quota) {
+      rows.push([scope, buyer, units]);
+      yield* flushIfFull('quotas');
+    }
+  }
+  yield* flush('quotas');
+  for (const e of state.outbox) {
+    rows.push(e);
+    yield* flushIfFull('outbox');
+  }
+  yield* flush('outbox');
+  const drops = [...state.drops.values()];
+  for (const d of drops) {
+    rows.push([d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueHead(d.queue)] satisfies DropRow);
+    yield* flushIfFull('drops');
+  }
+  yield* flush('drops');
+  for (let k = 0; k < drops.length; k++) {
+    const q = drops[k]!.queue;
+    if (q === null) continue;
+    for (let i = 0; i < q.count; i++) {
+      rows.push([k, q.buyers[i]!, q.joinedAt.data[i]!, q.states.data[i]!, q.admittedAt.data[i]!, q.admittedUntil.data[i]!,
+        q.rank.data[i]!, q.key.data[i]!, q.holds.get(i) ?? null, q.channels.get(i) ?? null] satisfies QueueEntryRow);
+      yield* flushIfFull('queueEntries');
+    }
+  }
+  yield* flush('queueEntries');
 }
 
 function restoreSku(state: ShardState, row: SkuRow): SkuState {

@@ -2,21 +2,22 @@
 // built the same way recovery builds it (the newest snapshot, then the log's records through
 // the same pure apply), follows the log as the shard tells it which lsn is durable (and, when
 // replicated, acknowledged), and when a snapshot is due writes one at the lsn it has reached:
-// collect and encode on this thread, then temp file, fsync, rename, fsync dir, then read the
-// file back and check every chunk before telling the shard, which only then counts it and
+// rows made, encoded and written a chunk at a time into a temp file (synced every 1 MB on
+// the way), then fsync, rename, fsync dir, then read the file back and check every chunk
+// before telling the shard, which only then counts it and
 // drops the log behind it. So a snapshot, however large the shard, never stops the shard's
 // thread; its cost is a second copy of the state in memory and this thread's CPU.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { createShardState, fromSnapshot, toSnapshotInSteps, type ShardConfig } from '../domain/index.js';
+import { createShardState, fromSnapshot, snapshotPieces, type ShardConfig } from '../domain/index.js';
 import { crc32c } from '../wal/crc32c.js';
 import { fsyncDir } from '../wal/durable-fs.js';
 import { snapshotFileName } from '../wal/segment-name.js';
 import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
-import { applyRecord, decodeSnapshotWithTail, snapshotChunks } from './shard-runtime.js';
+import { applyRecord, decodeSnapshotWithTail, encodeSnapshotPieces } from './shard-runtime.js';
 
 export interface CheckpointerData {
   dir: string;
@@ -34,10 +35,12 @@ export interface CheckpointerData {
   cpuShare?: number;
 }
 
-/** Where a checkpoint's time went (ms): collecting the state, encoding and writing it, syncing and renaming, reading it back (each with its rests), and the rests in all. */
+/** Where a checkpoint's time went (ms): making, encoding and writing its rows (and the syncs on the way), syncing and renaming, reading it back (each with its rests), and the rests in all. */
 export interface SnapshotStages {
-  collectMs: number;
   writeMs: number;
+  /** Syncs while writing (every syncEveryBytes) and the time they waited on the disk. */
+  writeSyncs: number;
+  writeSyncMs: number;
   restedMs: number;
   syncMs: number;
   verifyMs: number;
@@ -54,10 +57,10 @@ export type FromCheckpointer =
 
 // TEST-ONLY FAULT (test/checkpointer-crash.test.ts): FLASH_TEST_FAULT=checkpoint_kill_at:<step>
 // kills the whole process with SIGKILL at one step of the second snapshot this thread
-// writes: `encoded` (state collected, nothing written), `written` (the temp file
+// writes: `writing` (the temp file partly written: its first chunks, no header), `written` (the temp file
 // written, not yet synced or renamed), `renamed` (renamed into place, the directory not yet
 // synced), `verified` (read back and checked, the shard not yet told).
-const testFaultStep = /^checkpoint_kill_at:(encoded|written|renamed|verified)$/.exec(process.env.FLASH_TEST_FAULT ?? '')?.[1] ?? null;
+const testFaultStep = /^checkpoint_kill_at:(writing|written|renamed|verified)$/.exec(process.env.FLASH_TEST_FAULT ?? '')?.[1] ?? null;
 let snapshotsWritten = 0;
 function testFaultPoint(step: string): void {
   if (testFaultStep === step && snapshotsWritten === 1) process.kill(process.pid, 'SIGKILL');
@@ -92,16 +95,27 @@ function post(m: FromCheckpointer): void {
 
 const rest = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Log records read and applied between two looks at the clock (a step of the catch-up). */
+const recordsPerStep = 1_000;
+/** While a snapshot is written, its file is synced every this many bytes (see ChunkedSnapshotWriter). */
+const syncEveryBytes = 1024 * 1024;
+
+function onRecord(lsn: number, payload: Uint8Array): void {
+  commandsSinceSnapshot += applyRecord(state, lsn, payload);
+  tailCrc = crc32c(payload);
+}
+
 /** Reads what became durable, and snapshots when due; runs on this thread's own time. */
 async function work(): Promise<void> {
   if (working || stopped) return;
   working = true;
   try {
-    if (upTo > follower.lastLsn) {
-      follower.readTo(upTo, (lsn, payload) => {
-        commandsSinceSnapshot += applyRecord(state, lsn, payload);
-        tailCrc = crc32c(payload);
-      });
+    // In steps with rests, like a snapshot: after a checkpoint the log it stood still for
+    // (seconds of a busy shard) is a burst of work that would otherwise take a core at once.
+    sliceStart = performance.now();
+    while (upTo > follower.lastLsn) {
+      follower.readTo(upTo, onRecord, recordsPerStep);
+      if (upTo > follower.lastLsn) await maybeRest();
     }
     // While a snapshot is written this copy stands still (its rows are the snapshot's);
     // what became durable meanwhile is read right after.
@@ -148,8 +162,12 @@ async function paced<T>(steps: Generator<void, T, void>): Promise<T> {
 
 /**
  * A durable, checked snapshot of this copy at the lsn it has reached. Every part of it that
- * takes time (collecting the rows, encoding and writing them, reading the file back) runs in
- * slices of about sliceMs with rests between them, at most cpuShare of a core.
+ * takes time (making the rows, encoding and writing them, reading the file back) runs in
+ * slices of about sliceMs with rests between them, at most cpuShare of a core. The rows are
+ * made from the copy a chunk at a time and each chunk is written before the next is made,
+ * so a checkpoint holds one chunk, never a second snapshot-sized heap: a snapshot of a
+ * million holds built whole first (1 GB of rows here) cost this thread a major GC whose
+ * concurrent marking took both cores of the machine for most of a second.
  */
 async function snapshot(): Promise<void> {
   const started = performance.now();
@@ -157,9 +175,6 @@ async function snapshot(): Promise<void> {
   restedMs = 0;
   const lsn = follower.lastLsn;
   const commands = commandsSinceSnapshot;
-  const snap = await paced(toSnapshotInSteps(state, rowsPerChunk));
-  const collected = performance.now();
-  testFaultPoint('encoded');
   const name = snapshotFileName(lsn);
   const file = path.join(data.dir, name);
   // A temp name of its own: the shard thread may write a snapshot of the same lsn (at close).
@@ -167,12 +182,23 @@ async function snapshot(): Promise<void> {
   const fd = fs.openSync(tmp, 'w');
   let bytes: number;
   let written: number;
+  let writeSyncs = 0;
+  let writeSyncMs = 0;
   try {
-    const writer = new ChunkedSnapshotWriter(fd, lsn);
-    for (const chunk of snapshotChunks(snap, tailCrc, rowsPerChunk)) {
-      writer.add(chunk);
+    const writer = new ChunkedSnapshotWriter(fd, lsn, syncEveryBytes);
+    let chunks = 0;
+    for (const chunk of encodeSnapshotPieces(snapshotPieces(state, rowsPerChunk), tailCrc)) {
+      if (chunk !== null) {
+        const syncedBefore = writer.syncMs;
+        writer.add(chunk);
+        // A sync on the way waited on the disk, not the CPU: it buys no rest.
+        sliceStart += writer.syncMs - syncedBefore;
+        if (++chunks === 2) testFaultPoint('writing');
+      }
       await maybeRest();
     }
+    writeSyncs = writer.syncs;
+    writeSyncMs = writer.syncMs;
     bytes = writer.finish();
     written = performance.now();
     testFaultPoint('written');
@@ -201,7 +227,7 @@ async function snapshot(): Promise<void> {
   const r = (x: number): number => Math.round(x);
   post({
     k: 'snapshot', lsn, file, crc: tailCrc, bytes, ms: verified - started, commands,
-    stages: { collectMs: r(collected - started), writeMs: r(written - collected), restedMs: r(restedMs), syncMs: r(synced - written), verifyMs: r(verified - synced) },
+    stages: { writeMs: r(written - started), writeSyncs, writeSyncMs: r(writeSyncMs), restedMs: r(restedMs), syncMs: r(synced - written), verifyMs: r(verified - synced) },
   });
 }
 

@@ -7,7 +7,7 @@
 
 import {
   apply, createShardState, fromSnapshot, housekeepingDue, replay, toSnapshot,
-  type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState,
+  type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState, type SnapshotListName, type SnapshotPiece,
 } from '../domain/index.js';
 import { InvariantError, assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
@@ -75,23 +75,37 @@ export function encodeSnapshotChunks(snap: ShardSnapshot, tailCrc: number | null
 }
 
 /**
- * The same chunks, made one at a time as they are asked for (the checkpointer writes each
- * before it makes the next, and rests between them); `rowsPerChunk` sets their size.
+ * The same chunks, made one at a time as they are asked for; `rowsPerChunk` sets their size.
  */
 export function* snapshotChunks(snap: ShardSnapshot, tailCrc: number | null = null, rowsPerChunk = snapshotRowsPerChunk): Generator<Uint8Array> {
-  // The crc32c of the record the snapshot ends at rides along, so a node whose disk ends at a
-  // snapshot can still check that last record against the replicated log's.
-  const head: Record<string, unknown> = { ...snap, [tailCrcKey]: tailCrc };
-  const lists: [string, unknown[]][] = [];
+  for (const chunk of encodeSnapshotPieces(piecesOf(snap, rowsPerChunk), tailCrc)) if (chunk !== null) yield chunk;
+}
+
+/** A whole snapshot as pieces: its head with the lists emptied, then each list in slices. */
+function* piecesOf(snap: ShardSnapshot, rowsPerChunk: number): Generator<SnapshotPiece> {
+  const head: Record<string, unknown> = { ...snap };
+  const lists: [SnapshotListName, unknown[]][] = [];
   for (const [name, value] of Object.entries(snap)) {
     if (!Array.isArray(value) || value.length === 0) continue;
     head[name] = [];
-    lists.push([name, value]);
+    lists.push([name as SnapshotListName, value]);
   }
-  yield encode(head);
-  // Every list leaves the head, in chunks of at most rowsPerChunk rows, and a chunk that still
-  // encodes past snapshotChunkBytesTarget is cut in halves: rows can be large (a SKU carries
-  // its audit trail), and a chunk may never pass the file format's 1 GiB.
+  yield { head: head as unknown as ShardSnapshot };
+  for (const [list, rows] of lists) {
+    for (let i = 0; i < rows.length; i += rowsPerChunk) yield { list, rows: rows.slice(i, i + rowsPerChunk) };
+  }
+}
+
+/**
+ * Encodes a snapshot given in pieces (snapshotPieces of a live state, or a whole snapshot
+ * cut up) as the chunks of its file, one at a time as they are asked for: the checkpointer
+ * writes each before it makes the next, and rests between them. It yields null where the
+ * pieces do (a step that made no chunk yet).
+ */
+export function* encodeSnapshotPieces(pieces: Iterable<SnapshotPiece | null>, tailCrc: number | null): Generator<Uint8Array | null> {
+  // Every list leaves the head, in chunks, and a chunk that still encodes past
+  // snapshotChunkBytesTarget is cut in halves: rows can be large (a SKU carries its audit
+  // trail), and a chunk may never pass the file format's 1 GiB.
   function* put(name: string, rows: unknown[]): Generator<Uint8Array> {
     const bytes = encode([name, rows]);
     if (bytes.length <= snapshotChunkBytesTarget || rows.length === 1) {
@@ -102,8 +116,12 @@ export function* snapshotChunks(snap: ShardSnapshot, tailCrc: number | null = nu
     yield* put(name, rows.slice(0, half));
     yield* put(name, rows.slice(half));
   }
-  for (const [name, value] of lists) {
-    for (let i = 0; i < value.length; i += rowsPerChunk) yield* put(name, value.slice(i, i + rowsPerChunk));
+  for (const piece of pieces) {
+    if (piece === null) yield null;
+    // The crc32c of the record the snapshot ends at rides along, so a node whose disk ends at
+    // a snapshot can still check that last record against the replicated log's.
+    else if ('head' in piece) yield encode({ ...piece.head, [tailCrcKey]: tailCrc });
+    else yield* put(piece.list, piece.rows);
   }
 }
 

@@ -66,12 +66,23 @@ export function encodeChunkedSnapshot(lsn: number, chunks: readonly Uint8Array[]
  * Writes a version 2 snapshot file through `fd` one chunk at a time, as the chunks are made
  * (no list of every chunk is held): each chunk at once, the header (which counts them) last,
  * at offset 0. The caller syncs, renames and verifies, as for a whole file.
+ *
+ * With `syncEveryBytes`, it also syncs the file each time that many bytes were written since
+ * the last sync (RocksDB's bytes_per_sync, PostgreSQL's checkpoint_flush_after), so dirty
+ * pages never pile up: one sync of a whole snapshot at the end (hundreds of MB) fills the
+ * disk's queue and, on ext4, holds the journal commit that the shard's log fdatasync waits
+ * for. Measured here: a log fdatasync beside a 120 MB write synced once at its end waited
+ * up to 189-226 ms, synced every 1 MB at most 74-83 ms.
  */
 export class ChunkedSnapshotWriter {
   private position = SNAPSHOT_HEADER_BYTES;
   private count = 0;
+  private unsynced = 0;
+  /** Syncs made while writing, and the time they waited on the disk (ms). */
+  syncs = 0;
+  syncMs = 0;
 
-  constructor(private readonly fd: number, private readonly lsn: number) {}
+  constructor(private readonly fd: number, private readonly lsn: number, private readonly syncEveryBytes = 0) {}
 
   add(chunk: Uint8Array): void {
     const h = chunkHeader(chunk);
@@ -79,6 +90,14 @@ export class ChunkedSnapshotWriter {
     writeAllSync(this.fd, chunk, 0, chunk.length, this.position + h.length);
     this.position += h.length + chunk.length;
     this.count++;
+    this.unsynced += h.length + chunk.length;
+    if (this.syncEveryBytes > 0 && this.unsynced >= this.syncEveryBytes) {
+      const t = performance.now();
+      fs.fdatasyncSync(this.fd);
+      this.syncMs += performance.now() - t;
+      this.syncs++;
+      this.unsynced = 0;
+    }
   }
 
   /** Writes the header; returns the file's size in bytes. */

@@ -20,8 +20,11 @@ export class WalFollower {
   private segmentLsn = 0;
   private fd = -1;
   private offset = 0;
+  /** The next read of the segment takes all of the rest (a frame longer than readBytesMax). */
+  private uncapped = false;
 
-  constructor(dir: string) {
+  /** `readBytesMax`: the most one read of a segment takes (a frame longer than it is read whole). */
+  constructor(dir: string, private readonly readBytesMax = 4 * 1024 * 1024) {
     this.dir = path.resolve(dir);
   }
 
@@ -61,13 +64,23 @@ export class WalFollower {
     return null;
   }
 
-  /** Hands every record after the last one read, up to and including `lsn`, to `onRecord`, in order. */
-  readTo(lsn: number, onRecord: OnRecord): number {
+  /**
+   * Hands every record after the last one read, up to and including `lsn`, to `onRecord`, in
+   * order; at most `maxRecords` of them (the rest on the next call), so that a reader with
+   * time to spare can catch up on a long stretch of log in steps. It reads a segment
+   * `readBytesMax` at a time (one step never reads a whole 64 MB segment for a few records).
+   */
+  readTo(lsn: number, onRecord: OnRecord, maxRecords = Number.POSITIVE_INFINITY): number {
+    const target = Math.min(lsn, this.lsnNext - 1 + maxRecords);
     let read = 0;
-    while (this.lsnNext <= lsn) {
+    while (this.lsnNext <= target) {
       if (this.fd < 0 || !this.inCurrentSegment()) this.openSegmentOf(this.lsnNext);
       const size = fs.fstatSync(this.fd).size;
-      const bytes = Buffer.allocUnsafe(size - this.offset);
+      // A frame longer than the cap is read whole: the cap only bounds a step, never a record.
+      const rest = size - this.offset;
+      const want = rest > this.readBytesMax && !this.uncapped ? this.readBytesMax : rest;
+      this.uncapped = false;
+      const bytes = Buffer.allocUnsafe(want);
       let got = 0;
       while (got < bytes.length) {
         const n = fs.readSync(this.fd, bytes, got, bytes.length - got, this.offset + got);
@@ -77,15 +90,21 @@ export class WalFollower {
       const view = bytes.subarray(0, got);
       let end = 0;
       const scan = scanFrames(view, this.lsnNext, (frameLsn, payloadStart, payloadEnd) => {
-        if (frameLsn > lsn) return;
+        if (frameLsn > target) return;
         onRecord(frameLsn, view.subarray(payloadStart, payloadEnd));
         end = payloadEnd;
         read++;
       });
-      const reached = Math.min(scan.lsnNext - 1, lsn);
+      const reached = Math.min(scan.lsnNext - 1, target);
       this.offset += end;
       this.lsnNext = reached + 1;
-      if (this.lsnNext > lsn) break;
+      if (this.lsnNext > target) break;
+      // The read stopped short of the file's end: what was cut off is read next (whole, if
+      // not even one frame fit).
+      if (want < rest) {
+        if (end === 0) this.uncapped = true;
+        continue;
+      }
       // The rest must be in the next segment: this one holds nothing more that is durable.
       if (scan.end === 'corrupt') throw new WalCorruptionError(this.segmentPath(this.segmentLsn), this.offset, scan.reason);
       if (!this.nextSegmentStartsAt(this.lsnNext)) {
