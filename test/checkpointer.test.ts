@@ -98,7 +98,7 @@ describe('the checkpointer (engine)', () => {
       expect(v.body.reserved).toBeGreaterThanOrEqual(acked.length);
       await engine.kill9();
     }
-  }, 120_000);
+  }, 240_000);
 
   it('never snapshots on the shard thread while a slow checkpointer serves it: every snapshot written is one the checkpointer made, and none is left over', async () => {
     // At 5 % of a core each checkpoint takes many times longer than 4 intervals of commands

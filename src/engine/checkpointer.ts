@@ -81,6 +81,8 @@ if (loaded !== null) {
 }
 let commandsSinceSnapshot = 0;
 let upTo = follower.lastLsn;
+/** The catch-up after a checkpoint: up to here the log is read in paced steps. */
+let pacedTo = 0;
 let working = false;
 let stopped = false;
 const cpuShare = Math.min(1, Math.max(0.05, data.cpuShare ?? 0.25));
@@ -110,13 +112,19 @@ async function work(): Promise<void> {
   if (working || stopped) return;
   working = true;
   try {
-    // In steps with rests, like a snapshot: after a checkpoint the log it stood still for
-    // (seconds of a busy shard) is a burst of work that would otherwise take a core at once.
-    sliceStart = performance.now();
-    while (upTo > follower.lastLsn) {
-      follower.readTo(upTo, onRecord, recordsPerStep);
-      if (upTo > follower.lastLsn) await maybeRest();
+    // The log that became durable while a checkpoint stood this copy still (seconds of a
+    // busy shard) is a burst of work the checkpoint caused: it is read in steps with rests,
+    // like the checkpoint. Only that stretch: what comes after is read as it comes, so the
+    // copy never falls behind for good, whatever the share (at 5 % of a core a paced reader
+    // can be slower than a busy shard's log, and then no snapshot would ever be due again).
+    if (pacedTo > follower.lastLsn) {
+      sliceStart = performance.now();
+      while (pacedTo > follower.lastLsn) {
+        follower.readTo(pacedTo, onRecord, recordsPerStep);
+        if (pacedTo > follower.lastLsn) await maybeRest();
+      }
     }
+    if (upTo > follower.lastLsn) follower.readTo(upTo, onRecord);
     // While a snapshot is written this copy stands still (its rows are the snapshot's);
     // what became durable meanwhile is read right after.
     if (commandsSinceSnapshot >= data.everyCommands) await snapshot();
@@ -224,6 +232,7 @@ async function snapshot(): Promise<void> {
   const verified = performance.now();
   snapshotsWritten++;
   commandsSinceSnapshot = 0;
+  pacedTo = upTo;
   const r = (x: number): number => Math.round(x);
   post({
     k: 'snapshot', lsn, file, crc: tailCrc, bytes, ms: verified - started, commands,
