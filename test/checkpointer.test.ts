@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileWal } from '../src/wal/file-wal.js';
 import { WalFollower } from '../src/wal/wal-follower.js';
+import { scanFrames } from '../src/wal/wal-frame.js';
 import { api, makeDataDir, sleep, startEngine, stopAllEngines, type Engine } from './support/engine-process.js';
 import { createSku, uniq } from './support/http-kit.js';
 
@@ -232,6 +233,32 @@ describe('the WAL follower', () => {
       expect(follower.readTo(300, () => undefined, 13)).toBe(0);
       follower.close();
       wal.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('checks no frame past the last one a reader wants (a catch-up step does not checksum the rest of its read)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flash-follower-'));
+    try {
+      const wal = new FileWal({ dir });
+      wal.recover(() => undefined, () => undefined);
+      for (let lsn = 1; lsn <= 10; lsn++) wal.append(Buffer.from(`record ${lsn} `.repeat(4)));
+      wal.commit();
+      wal.close();
+      const segment = readdirSync(dir).find((f) => f.startsWith('wal-'))!;
+      const bytes = readFileSync(join(dir, segment));
+      const ends: number[] = [];
+      expect(scanFrames(bytes, 1, (_lsn, _start, end) => ends.push(end)).end).toBe('clean');
+      // Damage record 7: a scan of all of it stops there; one that wants up to 6 never sees it.
+      bytes[ends[5]! + 20]! ^= 0xff;
+      const all = scanFrames(bytes, 1, () => undefined);
+      expect(all.end).not.toBe('clean');
+      expect(all.lsnNext).toBe(7);
+      const seen: number[] = [];
+      const upTo6 = scanFrames(bytes, 1, (lsn) => seen.push(lsn), 6);
+      expect(upTo6).toEqual({ end: 'clean', goodBytes: ends[5], lsnNext: 7, reason: '' });
+      expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -60,14 +60,16 @@ export type OnFrame = (lsn: number, payloadStart: number, payloadEnd: number) =>
 
 /**
  * Scans `bytes` as a sequence of frames whose first lsn must be `lsnFirst` and whose lsns
- * rise by one. Stops at the first frame that is damaged or out of sequence.
+ * rise by one. Stops at the first frame that is damaged or out of sequence, or after the
+ * frame of `lsnLast` (a reader that wants no more: the frames after it are not checked;
+ * `goodBytes` is then where that frame ends, and `end` is 'clean').
  */
-export function scanFrames(bytes: Uint8Array, lsnFirst: number, onFrame: OnFrame): FrameScan {
+export function scanFrames(bytes: Uint8Array, lsnFirst: number, onFrame: OnFrame, lsnLast = Number.POSITIVE_INFINITY): FrameScan {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const size = bytes.length;
   let offset = 0;
   let lsnNext = lsnFirst;
-  while (offset < size) {
+  while (offset < size && lsnNext <= lsnLast) {
     if (size - offset < FRAME_HEADER_BYTES) {
       return { end: 'torn', goodBytes: offset, lsnNext, reason: 'incomplete frame header' };
     }
@@ -91,7 +93,7 @@ export function scanFrames(bytes: Uint8Array, lsnFirst: number, onFrame: OnFrame
     lsnNext++;
     offset = frameEnd;
   }
-  return { end: 'clean', goodBytes: size, lsnNext, reason: '' };
+  return { end: 'clean', goodBytes: offset, lsnNext, reason: '' };
 }
 
 /**
