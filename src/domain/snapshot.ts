@@ -205,31 +205,24 @@ export function* snapshotPieces(state: ShardState, rowsPerPiece: number): Genera
     stockEvents: { enabled: state.stockEvents.enabled, lastSeq: state.stockEvents.lastSeq, dropped: state.stockEvents.dropped, queue: [...state.stockEvents.queue] },
   };
   yield { head };
-  // Rows of one list, given a piece at a time.
-  let rows: unknown[] = [];
-  function* flushIfFull(list: SnapshotListName): Generator<SnapshotPiece | null, void, void> {
-    if (rows.length >= rowsPerPiece) {
-      yield { list, rows };
-      rows = [];
-      n = 0;
-    } else if (tick()) {
-      yield null;
+  // Each list is given in pieces of rowsPerPiece rows; an item that makes no row (undefined)
+  // still counts as a row looked at, so a long stretch of them has steps to rest at too.
+  function* list(name: SnapshotListName, items: Iterable<unknown>): Generator<SnapshotPiece | null, void, void> {
+    let rows: unknown[] = [];
+    for (const row of items) {
+      if (row !== undefined) rows.push(row);
+      if (rows.length >= rowsPerPiece) {
+        yield { list: name, rows };
+        rows = [];
+        n = 0;
+      } else if (tick()) {
+        yield null;
+      }
     }
+    if (rows.length > 0) yield { list: name, rows };
   }
-  function* flush(list: SnapshotListName): Generator<SnapshotPiece | null, void, void> {
-    if (rows.length > 0) yield { list, rows };
-    rows = [];
-  }
-  for (const sku of state.skus.values()) {
-    rows.push(skuRow(sku));
-    yield* flushIfFull('skus');
-  }
-  yield* flush('skus');
-  for (const link of state.links) {
-    rows.push(link);
-    yield* flushIfFull('links');
-  }
-  yield* flush('links');
+  yield* list('skus', mapped(state.skus.values(), skuRow));
+  yield* list('links', state.links);
   // The reservations referred to by place, and (once the list is walked) their places.
   const place = new Map<Reservation, number>();
   for (const r of state.settled) {
@@ -241,58 +234,47 @@ export function* snapshotPieces(state: ShardState, rowsPerPiece: number): Genera
     if (tick()) yield null;
   }
   let at = 0;
-  for (const r of state.reservations.values()) {
+  yield* list('reservations', mapped(state.reservations.values(), (r): ReservationRow => {
     if (place.has(r)) place.set(r, at);
     at++;
-    rows.push([r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
-      r.status, r.settledAtMs, r.paymentRef, r.channel.name, r.erpQueued, r.refund === null ? null : [r.refund.atMs, r.refund.restock, r.refund.reason]] satisfies ReservationRow);
-    yield* flushIfFull('reservations');
-  }
-  yield* flush('reservations');
-  for (const r of state.settled) {
+    return [r.id, r.seq, r.sku.sku, r.buyerId, r.qty, r.mode, r.createdAtMs, r.expiresAtMs, r.idemKey,
+      r.status, r.settledAtMs, r.paymentRef, r.channel.name, r.erpQueued, r.refund === null ? null : [r.refund.atMs, r.refund.restock, r.refund.reason]];
+  }));
+  yield* list('settledOrder', mapped(state.settled, (r) => {
     const i = place.get(r) ?? -1;
-    if (i >= 0) rows.push(i);
-    yield* flushIfFull('settledOrder');
-  }
-  yield* flush('settledOrder');
-  for (const e of state.idempotencyQueue) {
+    return i >= 0 ? i : undefined;
+  }));
+  yield* list('idempotency', mapped(state.idempotencyQueue, (e) => {
     const i = place.get(e.reservation) ?? -1;
-    if (state.idempotency.get(e.key) === e && i >= 0) rows.push([e.key, i, e.reviewAtMs]);
-    yield* flushIfFull('idempotency');
-  }
-  yield* flush('idempotency');
+    return state.idempotency.get(e.key) === e && i >= 0 ? [e.key, i, e.reviewAtMs] : undefined;
+  }));
   place.clear();
-  const quotaScopes: [string, Map<string, number>][] = [];
-  for (const s of state.skus.values()) if (s.dropId === null) quotaScopes.push([s.quotaScope, s.quota]);
-  for (const [dropId, quota] of state.dropQuotas) quotaScopes.push([`d\u0001${dropId}`, quota]);
-  for (const [scope, quota] of quotaScopes) {
-    for (const [buyer, units] of quota) {
-      rows.push([scope, buyer, units]);
-      yield* flushIfFull('quotas');
-    }
-  }
-  yield* flush('quotas');
-  for (const e of state.outbox) {
-    rows.push(e);
-    yield* flushIfFull('outbox');
-  }
-  yield* flush('outbox');
+  yield* list('quotas', quotaRows(state));
+  yield* list('outbox', state.outbox);
   const drops = [...state.drops.values()];
-  for (const d of drops) {
-    rows.push([d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueHead(d.queue)] satisfies DropRow);
-    yield* flushIfFull('drops');
-  }
-  yield* flush('drops');
+  yield* list('drops', drops.map((d): DropRow => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueHead(d.queue)]));
+  yield* list('queueEntries', queueEntryRows(drops));
+}
+
+function* mapped<T, R>(items: Iterable<T>, f: (item: T) => R): Generator<R, void, void> {
+  for (const item of items) yield f(item);
+}
+
+/** [scope, buyer, units]: the SKUs' own scopes in SKU order, then the drops' in drop order. */
+function* quotaRows(state: ShardState): Generator<[string, string, number], void, void> {
+  for (const s of state.skus.values()) if (s.dropId === null) for (const [buyer, units] of s.quota) yield [s.quotaScope, buyer, units];
+  for (const [dropId, quota] of state.dropQuotas) for (const [buyer, units] of quota) yield [`d\u0001${dropId}`, buyer, units];
+}
+
+function* queueEntryRows(drops: DropState[]): Generator<QueueEntryRow, void, void> {
   for (let k = 0; k < drops.length; k++) {
     const q = drops[k]!.queue;
     if (q === null) continue;
     for (let i = 0; i < q.count; i++) {
-      rows.push([k, q.buyers[i]!, q.joinedAt.data[i]!, q.states.data[i]!, q.admittedAt.data[i]!, q.admittedUntil.data[i]!,
-        q.rank.data[i]!, q.key.data[i]!, q.holds.get(i) ?? null, q.channels.get(i) ?? null] satisfies QueueEntryRow);
-      yield* flushIfFull('queueEntries');
+      yield [k, q.buyers[i]!, q.joinedAt.data[i]!, q.states.data[i]!, q.admittedAt.data[i]!, q.admittedUntil.data[i]!,
+        q.rank.data[i]!, q.key.data[i]!, q.holds.get(i) ?? null, q.channels.get(i) ?? null];
     }
   }
-  yield* flush('queueEntries');
 }
 
 function restoreSku(state: ShardState, row: SkuRow): SkuState {

@@ -108,7 +108,6 @@ export class ChunkedSnapshotWriter {
   }
 }
 
-
 /**
  * Reads and validates a snapshot file of either version through `fd`, chunk by chunk (no
  * single buffer holds the whole file). Version 1 gives one chunk: its payload.

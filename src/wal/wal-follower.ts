@@ -89,22 +89,19 @@ export class WalFollower {
         got += n;
       }
       const view = bytes.subarray(0, got);
-      let end = 0;
       // Frames past the target are not even checked: a step of a catch-up reads up to a
       // MB for its records and would otherwise checksum all of it, again on every step.
       const scan = scanFrames(view, this.lsnNext, (frameLsn, payloadStart, payloadEnd) => {
         onRecord(frameLsn, view.subarray(payloadStart, payloadEnd));
-        end = payloadEnd;
         read++;
       }, target);
-      const reached = Math.min(scan.lsnNext - 1, target);
-      this.offset += end;
-      this.lsnNext = reached + 1;
+      this.offset += scan.goodBytes;
+      this.lsnNext = scan.lsnNext;
       if (this.lsnNext > target) break;
       // The read stopped short of the file's end: what was cut off is read next (whole, if
       // not even one frame fit).
       if (want < rest) {
-        if (end === 0) this.uncapped = true;
+        if (scan.goodBytes === 0) this.uncapped = true;
         continue;
       }
       // The rest must be in the next segment: this one holds nothing more that is durable.

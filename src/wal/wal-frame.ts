@@ -44,7 +44,7 @@ export function encodeFrame(target: Buffer, offset: number, lsn: number, payload
 /**
  * How a scan of one segment ended. `goodBytes` is where the last good frame ends (and where
  * the damage starts); `lsnNext` is the lsn the next frame would have had.
- * - clean: every byte belongs to a good frame.
+ * - clean: every byte belongs to a good frame (or, given lsnLast, every byte up to its frame).
  * - torn: the damage has the shape of a write cut short at the end of the file.
  * - corrupt: anything else, such as a bad frame with real data after it.
  */
