@@ -63,6 +63,24 @@ export function spellReservationId(prefix: string, seq: number, nonce: string): 
   return prefix + seq.toString(36) + nonce;
 }
 
+/**
+ * Whether `id` is exactly spellReservationId(prefix, seq, nonce), without spelling it (a
+ * snapshot of a million holds checks every id it restores).
+ */
+export function spellsReservationId(id: string, prefix: string, seq: number, nonce: string): boolean {
+  if (!Number.isSafeInteger(seq) || seq < 0) return id === spellReservationId(prefix, seq, nonce);
+  let digits = 1;
+  for (let v = seq; v >= 36; v = Math.floor(v / 36)) digits++;
+  if (id.length !== prefix.length + digits + nonce.length || !id.startsWith(prefix) || !id.endsWith(nonce)) return false;
+  let v = seq;
+  for (let i = prefix.length + digits - 1; i >= prefix.length; i--) {
+    const d = v % 36;
+    v = Math.floor(v / 36);
+    if (id.charCodeAt(i) !== (d < 10 ? 48 + d : 87 + d)) return false;
+  }
+  return true;
+}
+
 /** The shard named by a reservation id, or -1 when the id is not one of ours. */
 export function shardOfReservationId(id: string, shardCount: number): number {
   const dot = id.indexOf('.');

@@ -11,13 +11,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { createShardState, fromSnapshot, snapshotPieces, type ShardConfig } from '../domain/index.js';
+import { createShardState, snapshotPieces, type ShardConfig } from '../domain/index.js';
 import { crc32c } from '../wal/crc32c.js';
 import { fsyncDir } from '../wal/durable-fs.js';
 import { snapshotFileName } from '../wal/segment-name.js';
 import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
-import { applyRecord, decodeSnapshotWithTail, encodeSnapshotPieces } from './shard-runtime.js';
+import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunks } from './shard-runtime.js';
 
 export interface CheckpointerData {
   dir: string;
@@ -75,9 +75,9 @@ let state = createShardState(data.shardId, data.shardCount, data.config);
 let tailCrc: number | null = null;
 const loaded = follower.loadSnapshot();
 if (loaded !== null) {
-  const decoded = decodeSnapshotWithTail(loaded.chunks);
-  state = fromSnapshot(decoded.snapshot, state.config);
-  tailCrc = decoded.tailCrc;
+  const restored = restoreSnapshotChunks(loaded.chunks, state.config);
+  state = restored.state;
+  tailCrc = restored.tailCrc;
 }
 let commandsSinceSnapshot = 0;
 let upTo = follower.lastLsn;

@@ -6,7 +6,7 @@
 // must end the owning thread (memory is then ahead of the log, so it must be rebuilt by replay).
 
 import {
-  apply, createShardState, fromSnapshot, housekeepingDue, replay, toSnapshot,
+  apply, createShardState, housekeepingDue, SnapshotRestorer, replay, toSnapshot,
   type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState, type SnapshotListName, type SnapshotPiece,
 } from '../domain/index.js';
 import { InvariantError, assert } from '../domain/assert.js';
@@ -133,16 +133,39 @@ export function decodeSnapshotChunks(chunks: readonly Uint8Array[]): ShardSnapsh
 }
 
 export function decodeSnapshotWithTail(chunks: readonly Uint8Array[]): { snapshot: ShardSnapshot; tailCrc: number | null } {
-  const snap = decode<Record<string, unknown>>(chunks[0]!);
-  const tailCrc = typeof snap[tailCrcKey] === 'number' ? (snap[tailCrcKey] as number) : null;
-  delete snap[tailCrcKey];
+  const { head, tailCrc } = decodeHead(chunks[0]!);
+  const snap = head as unknown as Record<string, unknown>;
   for (let i = 1; i < chunks.length; i++) {
     const [name, rows] = decode<[string, unknown[]]>(chunks[i]!);
     const list = snap[name];
     assert(Array.isArray(list), `snapshot chunk ${i} names ${name}, not a list of the snapshot`);
     for (const row of rows) list.push(row);
   }
-  return { snapshot: snap as unknown as ShardSnapshot, tailCrc };
+  return { snapshot: head, tailCrc };
+}
+
+function decodeHead(chunk: Uint8Array): { head: ShardSnapshot; tailCrc: number | null } {
+  const head = decode<Record<string, unknown>>(chunk);
+  const tailCrc = typeof head[tailCrcKey] === 'number' ? (head[tailCrcKey] as number) : null;
+  delete head[tailCrcKey];
+  return { head: head as unknown as ShardSnapshot, tailCrc };
+}
+
+/**
+ * The state a snapshot file's chunks hold, decoded and restored a chunk at a time: the rows
+ * of one chunk are garbage once restored, so the heap never holds a decoded copy of the whole
+ * snapshot beside the state (recovery of a million holds spent 41 % of its time in GC when
+ * it did). The same state as fromSnapshot(decodeSnapshotChunks(chunks)).
+ */
+export function restoreSnapshotChunks(chunks: readonly Uint8Array[], config: ShardConfig): { state: ShardState; tailCrc: number | null } {
+  const { head, tailCrc } = decodeHead(chunks[0]!);
+  const restorer = new SnapshotRestorer(head, config);
+  for (let i = 1; i < chunks.length; i++) {
+    const [name, rows] = decode<[string, unknown[]]>(chunks[i]!);
+    assert(typeof name === 'string' && Array.isArray(rows), `snapshot chunk ${i} is not a list's rows`);
+    restorer.add(name, rows);
+  }
+  return { state: restorer.finish(), tailCrc };
 }
 
 /** Replays one record into `state`; returns its command count. Every command must change state. */
@@ -201,10 +224,10 @@ export class ShardRuntime {
     const result = wal.recover(
       (snap) => {
         if (snap === null) return;
-        const decoded = decodeSnapshotWithTail(snap.chunks);
-        state = fromSnapshot(decoded.snapshot, state.config);
-        tailCrc = decoded.tailCrc;
-        snapshotCrc = decoded.tailCrc;
+        const restored = restoreSnapshotChunks(snap.chunks, state.config);
+        state = restored.state;
+        tailCrc = restored.tailCrc;
+        snapshotCrc = restored.tailCrc;
       },
       (lsn, payload) => {
         commandsReplayed += applyRecord(state, lsn, payload);
