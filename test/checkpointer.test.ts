@@ -72,7 +72,7 @@ describe('the checkpointer (engine)', () => {
     await engine.kill9();
   }, 60_000);
 
-  it('paces a checkpoint at FLASH_CHECKPOINT_CPU_PERCENT: at 5 % it rests between slices of work, at 100 % never, and either snapshot is whole', async () => {
+  it('paces a checkpoint, and the load of its copy after a restart, at FLASH_CHECKPOINT_CPU_PERCENT: at 5 % it rests between slices of work, at 100 % never, and either snapshot is whole', async () => {
     const stagesOf = (logs: string): { restedMs: number; writeMs: number }[] => logs.split('\n').filter((l) => l.includes('"checkpoint stages"')).map((l) => JSON.parse(l) as { restedMs: number; writeMs: number });
     for (const percent of ['5', '100']) {
       const dataDir = makeDataDir();
@@ -93,6 +93,12 @@ describe('the checkpointer (engine)', () => {
       const recovered = engine.logs().split('\n').find((x) => x.includes('"shard recovered"')) ?? '';
       expect(recovered).toMatch(/"snapshotLsn":[1-9]/);
       expect(engine.logs()).not.toMatch(/snapshot invalid/);
+      // The checkpointer loads its copy from that snapshot (of at least 8,000 holds) at the same pace.
+      for (let waited = 0; !engine.logs().includes('"checkpointer ready"') && waited < 1200; waited++) await sleep(50);
+      const ready = JSON.parse(engine.logs().split('\n').find((x) => x.includes('"checkpointer ready"')) ?? '{}') as { restedMs?: number; lsn?: number };
+      expect(ready.lsn, engine.logs().slice(-2000)).toBeGreaterThan(0);
+      if (percent === '5') expect(ready.restedMs).toBeGreaterThan(0);
+      else expect(ready.restedMs).toBe(0);
       // Every acknowledged hold is there: the counters, and a sample of them one by one.
       await expectAllHeld(engine, sku, acked.filter((_, i) => i % 50 === 0));
       const v = await api(engine.url).get(`/v1/skus/${sku}`);

@@ -17,7 +17,7 @@ import { fsyncDir } from '../wal/durable-fs.js';
 import { snapshotFileName } from '../wal/segment-name.js';
 import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
-import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunks } from './shard-runtime.js';
+import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps } from './shard-runtime.js';
 
 export interface CheckpointerData {
   dir: string;
@@ -51,7 +51,8 @@ export type ToCheckpointer = { k: 'upTo'; lsn: number } | { k: 'stop' };
 
 /** To the shard's thread. */
 export type FromCheckpointer =
-  | { k: 'ready'; lsn: number }
+  /** Its copy is loaded (resting restedMs ms on the way, at its CPU share). */
+  | { k: 'ready'; lsn: number; restedMs: number }
   | { k: 'snapshot'; lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number; stages: SnapshotStages }
   | { k: 'failed'; message: string };
 
@@ -73,14 +74,10 @@ if (port === null) throw new Error('checkpointer must run in a worker thread');
 const follower = new WalFollower(data.dir);
 let state = createShardState(data.shardId, data.shardCount, data.config);
 let tailCrc: number | null = null;
-const loaded = follower.loadSnapshot();
-if (loaded !== null) {
-  const restored = restoreSnapshotChunks(loaded.chunks, state.config);
-  state = restored.state;
-  tailCrc = restored.tailCrc;
-}
+/** Until its copy is loaded (load below), this thread reads no log. */
+let loading = true;
 let commandsSinceSnapshot = 0;
-let upTo = follower.lastLsn;
+let upTo = 0;
 /** The catch-up after a checkpoint: up to here the log is read in paced steps. */
 let pacedTo = 0;
 let working = false;
@@ -111,7 +108,7 @@ function onRecord(lsn: number, payload: Uint8Array): void {
 
 /** Reads what became durable, and snapshots when due; runs on this thread's own time. */
 async function work(): Promise<void> {
-  if (working || stopped) return;
+  if (working || stopped || loading) return;
   working = true;
   try {
     // The log that became durable while a checkpoint stood this copy still (seconds of a
@@ -256,4 +253,32 @@ port.on('message', (m: ToCheckpointer) => {
   setImmediate(run);
 });
 
-post({ k: 'ready', lsn: follower.lastLsn });
+/**
+ * Loads this copy from the newest snapshot, paced like a checkpoint: it starts right after
+ * the shard recovered, while the shard serves (after a restart on drop day, the busiest
+ * seconds there are), so reading, checking and restoring a million holds must not take a core
+ * (and V8's helper threads) from it for seconds at once. Then it reads the log as told.
+ */
+async function load(): Promise<void> {
+  const started = performance.now();
+  sliceStart = started;
+  restedMs = 0;
+  const loaded = await paced(follower.loadSnapshotInSteps());
+  if (loaded !== null) {
+    const restored = await paced(restoreSnapshotChunksInSteps(loaded.chunks, state.config, rowsPerChunk));
+    state = restored.state;
+    tailCrc = restored.tailCrc;
+  }
+  if (follower.lastLsn > upTo) upTo = follower.lastLsn;
+  loading = false;
+  post({ k: 'ready', lsn: follower.lastLsn, restedMs: Math.round(restedMs) });
+  run();
+}
+
+load().catch((e: unknown) => {
+  if (stopped) return;
+  post({ k: 'failed', message: e instanceof Error ? e.message : String(e) });
+  stopped = true;
+  follower.close();
+  port.close();
+});

@@ -158,12 +158,30 @@ function decodeHead(chunk: Uint8Array): { head: ShardSnapshot; tailCrc: number |
  * it did). The same state as fromSnapshot(decodeSnapshotChunks(chunks)).
  */
 export function restoreSnapshotChunks(chunks: readonly Uint8Array[], config: ShardConfig): { state: ShardState; tailCrc: number | null } {
+  const steps = restoreSnapshotChunksInSteps(chunks, config, Number.POSITIVE_INFINITY);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * restoreSnapshotChunks in steps: it yields after each `rowsPerStep` rows restored (a reader
+ * with time to spare, the checkpointer loading its copy beside a shard that serves, rests
+ * between them).
+ */
+export function* restoreSnapshotChunksInSteps(chunks: readonly Uint8Array[], config: ShardConfig, rowsPerStep: number): Generator<void, { state: ShardState; tailCrc: number | null }, void> {
   const { head, tailCrc } = decodeHead(chunks[0]!);
   const restorer = new SnapshotRestorer(head, config);
   for (let i = 1; i < chunks.length; i++) {
     const [name, rows] = decode<[string, unknown[]]>(chunks[i]!);
     assert(typeof name === 'string' && Array.isArray(rows), `snapshot chunk ${i} is not a list's rows`);
-    restorer.add(name, rows);
+    if (rows.length <= rowsPerStep) restorer.add(name, rows);
+    else for (let at = 0; at < rows.length; at += rowsPerStep) {
+      restorer.add(name, rows.slice(at, at + rowsPerStep));
+      yield;
+    }
+    yield;
   }
   return { state: restorer.finish(), tailCrc };
 }

@@ -74,8 +74,8 @@ if (data.checkpointer !== false) {
   const startedMs = performance.now();
   cp.on('message', (m: FromCheckpointer) => {
     if (m.k === 'ready') {
-      // Its own recovery (the newest snapshot and the log after it) ran beside the shard's.
-      post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs) } });
+      // Its copy is loaded (the newest snapshot, paced at its CPU share while the shard serves).
+      post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs), restedMs: m.restedMs } });
     } else if (m.k === 'snapshot') {
       if (!closed && runtime.adoptSnapshot(m)) {
         post({ k: 'log', level: 'info', msg: 'checkpoint stages', data: { lsn: m.lsn, ...m.stages } });

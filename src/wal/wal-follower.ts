@@ -6,7 +6,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readSnapshotFile } from './snapshot-codec.js';
+import { readSnapshotFileInSteps } from './snapshot-codec.js';
 import { parseWalFileName, segmentFileName, snapshotFileName } from './segment-name.js';
 import { scanFrames } from './wal-frame.js';
 import { WalCorruptionError } from './wal-errors.js';
@@ -38,6 +38,15 @@ export class WalFollower {
    * before readTo(). An invalid one is passed over, as recovery does.
    */
   loadSnapshot(): WalSnapshot | null {
+    const steps = this.loadSnapshotInSteps();
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) return r.value;
+    }
+  }
+
+  /** loadSnapshot in steps: it yields after each chunk read and checked (a reader with time to spare rests between them). */
+  *loadSnapshotInSteps(): Generator<void, WalSnapshot | null, void> {
     const lsns: number[] = [];
     for (const name of fs.readdirSync(this.dir)) {
       const parsed = parseWalFileName(name);
@@ -52,7 +61,7 @@ export class WalFollower {
         continue; // pruned by the writer meanwhile: an older one is not wanted anyway
       }
       try {
-        const decoded = readSnapshotFile(fd, lsn);
+        const decoded = yield* readSnapshotFileInSteps(fd, lsn, true);
         if (decoded.ok) {
           this.lsnNext = lsn + 1;
           return decoded.snapshot;
