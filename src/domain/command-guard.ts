@@ -1,8 +1,7 @@
 // The core's own check of command fields, with the limits of fields.ts (the same table the
 // gateway validates client input with). Gateways validate first; this is the last line for
-// any other sender (a NATS client, a bug), so that a malformed command is refused with
-// invalid_request before it can touch state. A replay of the log does not check again: every
-// logged command passed this when it was applied (see replay in apply.ts).
+// any other sender (a NATS client, a replayed old log, a bug), so that a malformed command
+// is refused with invalid_request before it can touch state.
 
 import type { Command } from './commands.js';
 import {
