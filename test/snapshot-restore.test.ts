@@ -3,11 +3,12 @@
 // and whatever order the snapshot's lists come in; a damaged snapshot is refused with a reason.
 
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { SnapshotRestorer, apply, createShardState, fromSnapshot, snapshotPieces, toSnapshot, type Command, type ShardSnapshot, type ShardState, type SnapshotListName } from '../src/domain/index.js';
 import { shardForSku, spellReservationId, spellsReservationId } from '../src/domain/routing.js';
 import { encode } from '../src/engine/codec.js';
-import { decodeSnapshotWithTail, encodeSnapshotPieces, restoreSnapshotChunks, snapshotChunks } from '../src/engine/shard-runtime.js';
+import { ShardRuntime, decodeSnapshotWithTail, encodeSnapshotPieces, restoreSnapshotChunks, snapshotChunks } from '../src/engine/shard-runtime.js';
+import { makeTempDir, openWal, removeTempDirs } from './wal-test-kit.js';
 
 const T0 = 1_760_000_000_000;
 
@@ -140,5 +141,55 @@ describe('spellsReservationId', () => {
       const candidate = variants[how]!;
       expect(spellsReservationId(candidate, p, n, nn)).toBe(candidate === id);
     }), { numRuns: 2_000 });
+  });
+});
+
+describe('a crafted snapshot file (review: each refused by the build before the chunked restore)', () => {
+  /** A data dir whose newest snapshot (at lsn 1) is `chunks`; then recovery. */
+  function recoverFrom(chunks: Uint8Array[]): ShardRuntime {
+    const dir = makeTempDir();
+    const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+    rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 10, holdSeconds: 600 }], T0);
+    rt.close();
+    const { wal } = openWal({ dir });
+    wal.writeSnapshot(1, chunks);
+    wal.close();
+    return ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+  }
+
+  /** A shard with SKU tee (10 units) and one hold of 3, as a snapshot object. */
+  function held(): Record<string, unknown> {
+    const s = createShardState(0, 1);
+    run(s, [{ t: 'sku.upsert', sku: 'tee', stock: 10, holdSeconds: 600 }, { t: 'res.reserve', sku: 'tee', buyerId: 'b1', qty: 3, nonce: 'abc' }], T0);
+    return toSnapshot(s) as unknown as Record<string, unknown>;
+  }
+
+  afterEach(() => removeTempDirs());
+
+  it('is restored when whole (the control)', () => {
+    const rt = recoverFrom([encode(held())]);
+    expect(toSnapshot(rt.state)).toEqual(held());
+    rt.close();
+  });
+
+  it('is refused when a list in its head is not a list (it would keep 3 units reserved by no hold)', () => {
+    expect(() => recoverFrom([encode({ ...held(), reservations: {} })])).toThrow(/snapshot list reservations is not a list/);
+  });
+
+  it('is refused when its head lacks a list every version has', () => {
+    for (const name of ['skus', 'links', 'reservations', 'settledOrder', 'idempotency', 'quotas', 'outbox']) {
+      const head = held();
+      delete head[name];
+      expect(() => recoverFrom([encode(head)]), name).toThrow(new RegExp(`snapshot list ${name} is missing`));
+    }
+  });
+
+  it('is refused when a chunk brings a list its head does not have (drops in a v4 snapshot)', () => {
+    const head: Record<string, unknown> = { ...held(), v: 4 };
+    delete head.drops;
+    delete head.queueEntries;
+    delete head.stockEvents;
+    expect(() => recoverFrom([encode(head)])).not.toThrow();
+    expect(() => recoverFrom([encode(head), encode(['drops', [['d1', T0, T0, null]]])])).toThrow(/names drops, not a list of the snapshot/);
   });
 });

@@ -353,6 +353,13 @@ export class SnapshotRestorer {
     if (head.shardId !== config.shardId || head.shardCount !== config.shardCount) {
       throw new Error(`snapshot is of shard ${head.shardId}/${head.shardCount}, not ${config.shardId}/${config.shardCount}; FLASH_SHARDS must not change for a data directory`);
     }
+    // Every version has these lists; drops and queue entries came with v5. A list the head
+    // does not have may not come in a chunk either.
+    for (const name of listNames) {
+      const rows = (head as unknown as Record<string, unknown>)[name];
+      const optional = name === 'drops' || name === 'queueEntries';
+      assert(Array.isArray(rows) || (optional && rows === undefined), `snapshot list ${name} is ${rows === undefined ? 'missing' : 'not a list'}`);
+    }
     const state = new ShardState(config);
     state.seq = head.seq;
     state.lastNowMs = head.lastNowMs;
@@ -366,7 +373,7 @@ export class SnapshotRestorer {
   /** The next rows of list `name`, in order. */
   add(name: string, rows: readonly unknown[]): void {
     assert(!this.finished, 'snapshot restore already finished');
-    assert(isListName(name), `snapshot chunk names ${name}, not a list of the snapshot`);
+    assert(isListName(name) && Array.isArray((this.head as unknown as Record<string, unknown>)[name]), `snapshot chunk names ${name}, not a list of the snapshot`);
     if (name !== this.current) {
       assert(!this.complete.has(name), `snapshot list ${name} comes in two places`);
       if (this.current !== null) this.completed(this.current);
