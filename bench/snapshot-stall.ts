@@ -28,13 +28,16 @@ const settings = {
   preload: envInt('BENCH_PRELOAD', 1_000_000, 10_000, 20_000_000),
   skus: 100,
   /** Seconds of fixed-rate load per configuration. */
-  seconds: envInt('BENCH_SECONDS', 40, 5, 3600),
+  seconds: envInt('BENCH_SECONDS', 60, 5, 3600),
   /** Snapshots wanted during each run (the interval is set from the rate to get them). */
   snapshotsWanted: 4,
   connections: 128,
   peakSeconds: 5,
   /** Seconds at the fixed rate before each measured run (not measured). */
   warmupSeconds: 3,
+  /** Restarts under load: seconds measured from the first answer, and rounds of each configuration. */
+  restartSeconds: envInt('BENCH_RESTART_SECONDS', 15, 5, 600),
+  restartRounds: envInt('BENCH_RESTART_ROUNDS', 2, 0, 10),
   goal: { worstRatioMax: 2, p99MsMax: 10 },
 };
 
@@ -71,6 +74,17 @@ interface RunFigures {
   rssMiBPeak: number | null;
 }
 
+interface RestartFigures {
+  config: string;
+  round: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  latencyMs: { p50: number; p99: number; p99_9: number; max: number };
+  /** From the checkpointer thread's start to its copy loaded (its log line). */
+  checkpointerReadyMs: number | null;
+}
+
 interface FixedRateResult {
   requests: number;
   non2xx: number;
@@ -86,7 +100,7 @@ interface FixedRateResult {
  * engine (p99 is then the burst's, not the engine's) and answers the requests due later in a
  * second before any stall in it (BENCH_SNAPSHOT_SENDER=autocannon measures that way).
  */
-async function fixedRate(url: string, rate: number, seconds: number, prefix: string): Promise<FixedRateResult> {
+async function fixedRate(url: string, rate: number, seconds: number, prefix: string, warmupSeconds = settings.warmupSeconds): Promise<FixedRateResult> {
   let n = 0;
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${shopToken}` };
   if (process.env.BENCH_SNAPSHOT_SENDER === 'autocannon') {
@@ -118,7 +132,7 @@ async function fixedRate(url: string, rate: number, seconds: number, prefix: str
   };
   // A warm-up at the same rate, not measured: a freshly recovered engine has not yet compiled
   // its HTTP path, and the first second's answers would measure that, not snapshots.
-  await paced(settings.warmupSeconds);
+  if (warmupSeconds > 0) await paced(warmupSeconds);
   const step = await paced(seconds);
   agent.destroy();
   const l = latencySummary(step.hist) ?? emptyLatency;
@@ -216,6 +230,31 @@ async function main(): Promise<void> {
       rmSync(dir, { recursive: true, force: true });
     }
 
+    // 4. Restarts under load (a kill -9 on drop day): the engine recovers the preloaded shard
+    // and the load starts with its first answer, no warm-up, while the checkpointer loads its
+    // copy beside the shard, paced at its default share or not at all; rounds alternate.
+    const restarts: RestartFigures[] = [];
+    const restartConfigs: { name: string; env: Record<string, string> }[] = [
+      { name: 'restart: the checkpointer loads its copy at 25 % of a core (the default)', env: { FLASH_SNAPSHOT_EVERY: '1000000000' } },
+      { name: 'restart: the checkpointer loads its copy without rests (FLASH_CHECKPOINT_CPU_PERCENT=100)', env: { FLASH_SNAPSHOT_EVERY: '1000000000', FLASH_CHECKPOINT_CPU_PERCENT: '100' } },
+    ];
+    for (let round = 1; round <= settings.restartRounds; round++) {
+      for (const [k, c] of restartConfigs.entries()) {
+        const dir = copy(`restart-${round}-${k}`);
+        const engine = await startOn(dir, `engine-restart-${round}-${k}`, c.env);
+        children.push(engine);
+        const res = await fixedRate(`http://127.0.0.1:${engine.port}`, rate, settings.restartSeconds, `rs${round}-${k}-`, 0);
+        for (let waited = 0; !(engine.output?.() ?? '').includes('"checkpointer ready"') && waited < 1200; waited++) await new Promise((r) => setTimeout(r, 100));
+        const ready = (engine.output?.() ?? '').split('\n').find((l) => l.includes('"checkpointer ready"'));
+        const readyMs = ready === undefined ? null : Number((JSON.parse(ready.slice(ready.indexOf('{'))) as { ms?: number }).ms ?? NaN);
+        const f: RestartFigures = { config: c.name, round, requests: res.requests, non2xx: res.non2xx, errors: res.errors, latencyMs: res.latency, checkpointerReadyMs: readyMs };
+        progress(`${c.name}, round ${round}: p50 ${f.latencyMs.p50} ms, p99 ${f.latencyMs.p99} ms, p99.9 ${f.latencyMs.p99_9} ms, worst ${f.latencyMs.max} ms; checkpointer ready ${readyMs ?? '-'} ms after it started`);
+        restarts.push(f);
+        await engine.stop(120_000);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
     // "Without snapshots" is the engine with no snapshot work at all: no checkpointer either.
     const [ckpt, , , idle, , bare] = runs as [RunFigures, RunFigures, RunFigures, RunFigures, RunFigures, RunFigures];
     const worstRatio = ckpt.latencyMs.max / Math.max(1, bare.latencyMs.max);
@@ -231,8 +270,12 @@ async function main(): Promise<void> {
       ['at least 3 snapshots of the preloaded shard during the run', String(ckpt.snapshotsDuringRun), enough ? 'met' : 'NOT met'],
       ['memory of the checkpointer\'s copy (RSS with it minus without, no snapshot due)', `${fmt((idle.rssMiBAfterRecovery ?? NaN) - (bare.rssMiBAfterRecovery ?? NaN))} MiB for ${fmt(preloaded)} holds`, '-'],
     ]);
+    const restartTable = restarts.length === 0 ? '' : `\n\nRestarts under load: the engine recovers the ${fmt(preloaded)} holds and answers ${fmt(rate)} reserves/s from its first answer for ${settings.restartSeconds} s (no warm-up), while its checkpointer loads its copy\n\n${markdownTable(
+      ['restart', 'round', 'p50 ms', 'p99 ms', 'p99.9 ms', 'worst ms', 'checkpointer ready after (ms)', 'answers / non-2xx / errors'],
+      restarts.map((r) => [r.config, String(r.round), fmt(r.latencyMs.p50, 1), fmt(r.latencyMs.p99, 1), fmt(r.latencyMs.p99_9, 1), fmt(r.latencyMs.max, 1), r.checkpointerReadyMs === null ? '-' : fmt(r.checkpointerReadyMs), `${fmt(r.requests)} / ${r.non2xx} / ${r.errors}`]),
+    )}`;
     const header = `bench:snapshots: ${machineLine(run)}\ncommand: ${run.command}\none shard, ${fmt(preloaded)} held reservations preloaded; fixed rate ${fmt(rate)}/s (half the measured peak ${fmt(peak.requestsPerSecMean)}/s), ${settings.seconds} s per configuration, ${settings.connections} connections, snapshot every ${fmt(every)} commands\n`;
-    finish('snapshots', { bench: 'snapshots', ...run, settings, preloaded, peak: peak.requestsPerSecMean, rate, every, runs, worstRatio, met: { worst: metWorst, p99: metP99, snapshots: enough } }, `${header}\n${table}\n\n${goals}`);
+    finish('snapshots', { bench: 'snapshots', ...run, settings, preloaded, peak: peak.requestsPerSecMean, rate, every, runs, restarts, worstRatio, met: { worst: metWorst, p99: metP99, snapshots: enough } }, `${header}\n${table}\n\n${goals}${restartTable}`);
   } finally {
     for (const c of children) await c.stop(120_000).catch(() => undefined);
     rmSync(tmp, { recursive: true, force: true });
