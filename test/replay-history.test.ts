@@ -64,3 +64,24 @@ describe('free text in the log', () => {
     again.close();
   });
 });
+
+describe('a field rule added since a log was written', () => {
+  it('does not stop its replay: a reason an earlier version accepted with a leading byte order mark replays as written, and live it is refused', () => {
+    const { rt, dir } = shard();
+    rt.close();
+    // What a version before the rule logged and acknowledged (a short text: msgpackr keeps its mark).
+    const reason = '\uFEFFrecount';
+    const { wal } = openWal({ dir });
+    wal.append(encodeLogRecord([T0 + 1, [{ t: 'sku.adjust', sku: 'tee', delta: 2, actor: 'ops', reason } satisfies Command]]));
+    wal.commit();
+    wal.close();
+    const again = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+    expect(again.recovery.commandsReplayed).toBe(2);
+    const sku = toSnapshot(again.state).skus[0]!;
+    expect(sku[4]).toBe(12); // onHand
+    expect(sku[20]![1].at(-1)!.reason).toBe(reason);
+    const [live] = again.execute([{ t: 'sku.adjust', sku: 'tee', delta: 2, actor: 'ops', reason }], T0 + 2);
+    expect(live!.outcome).toMatchObject({ ok: false, code: 'invalid_request', message: 'reason must not begin with a byte order mark (U+FEFF)' });
+    again.close();
+  });
+});

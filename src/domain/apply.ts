@@ -9,7 +9,7 @@ import { applyExpire } from './apply-expire.js';
 import { applyRefund } from './apply-refund.js';
 import { applyAck, applyErpMode, applyPending, applyReconcile, applyStockAck, applyStockPending } from './apply-outbox.js';
 import type { ShardState } from './shard-state.js';
-import { commandError } from './command-guard.js';
+import { commandError, newCommandError } from './command-guard.js';
 import { refused } from './views.js';
 import { applyDropGet, applyDropPut, applyEntryGet, applyJoin, applyOrderGet } from './apply-drop.js';
 
@@ -30,7 +30,9 @@ export function replay(state: ShardState, command: Command, nowMs: number): bool
 function applyAnswering(state: ShardState, command: Command, nowMs: number, answer: boolean): Applied {
   // Time never runs backwards inside a shard, even if the host clock does.
   const now = nowMs > state.lastNowMs ? nowMs : state.lastNowMs;
-  const invalid = commandError(command);
+  // A replay checks what the command was checked against when it was logged, never a rule
+  // added since (newCommandError): the log holds what earlier versions accepted.
+  const invalid = commandError(command) ?? (answer ? newCommandError(command) : null);
   if (invalid !== null) return refused('invalid_request', invalid);
   state.stockEvents.nowMs = now;
   const applied = dispatch(state, command, now, answer);

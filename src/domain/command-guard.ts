@@ -5,7 +5,7 @@
 
 import type { Command } from './commands.js';
 import {
-  Limits, buyerIdError, channelNameError, intError, nameError, reserveLimits, skuPolicyError, textError,
+  Limits, buyerIdError, channelNameError, intError, leadingBomError, nameError, reserveLimits, skuPolicyError, textError,
 } from './fields.js';
 import { nonceLength } from './routing.js';
 import { queueInputError } from './apply-drop.js';
@@ -88,4 +88,14 @@ export function commandError(c: Command): string | null {
     default:
       return `unknown command ${(c as { t: unknown }).t as string}`;
   }
+}
+
+/**
+ * Rules a command must pass to be applied (and logged) from now on that a log written by an
+ * earlier version may break. A replay checks commandError but not these: a rule added to
+ * commandError would stop recovery at a record an earlier version accepted and acknowledged
+ * (found by review), so commandError may never get stricter; a new rule goes here.
+ */
+export function newCommandError(c: Command): string | null {
+  return leadingBomError((c as { reason?: unknown }).reason, 'reason');
 }

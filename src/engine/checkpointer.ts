@@ -270,6 +270,9 @@ async function load(): Promise<void> {
     tailCrc = restored.tailCrc;
   }
   if (follower.lastLsn > upTo) upTo = follower.lastLsn;
+  // The log that became durable during the load is read paced too, as after a checkpoint (an
+  // unpaced read of a slow load's log was a burst of 100-300 ms beside the shard; review).
+  pacedTo = upTo;
   loading = false;
   post({ k: 'ready', lsn: follower.lastLsn, restedMs: Math.round(restedMs) });
   run();
