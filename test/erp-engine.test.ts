@@ -265,10 +265,13 @@ describe('ERP hand-off through the engine process', () => {
     }
     expect(secondSender.firstCallAtMs! - killedAtMs).toBeGreaterThanOrEqual(1000);
 
-    // The paid orders are still paid after the crash, and the new process ends with no backlog.
+    // The paid orders are still paid after the crash, and the new process ends with no backlog,
+    // having delivered at least every order the ERP did not have at the kill (not "every one
+    // it lacked when a quarter was in": more can be delivered and acknowledged between that
+    // look and the kill, which made this bound one too high on a slow CI run).
     for (const o of paid.slice(0, 20)) expect((await b.get(`/v1/reservations/${o.reservationId}`)).body.status).toBe('paid');
     await waitFor('the restarted engine reports no backlog', () => metrics(second),
-      (t) => metricValue(t, 'flash_erp_backlog_events') === 0 && (metricValue(t, 'flash_erp_delivered_total') ?? 0) >= paid.length - before.uniqueEvents, 5000, 50);
+      (t) => metricValue(t, 'flash_erp_backlog_events') === 0 && (metricValue(t, 'flash_erp_delivered_total') ?? 0) >= paid.length - atCrash.uniqueEvents, 5000, 50);
 
     const beforeKillS = (killMs - startedMs) / 1000;
     console.log(`[erp-e2e] kill -9: ${before.uniqueEvents}/${paid.length} delivered ${beforeKillS.toFixed(2)} s after the first pay `
