@@ -12,6 +12,7 @@ import {
 import { InvariantError, assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
 import { crc32c } from '../wal/crc32c.js';
+import { runSteps } from '../wal/snapshot-codec.js';
 import { decode, encode, encodeLogRecord } from './codec.js';
 import { RateLimiter } from './rate-limiter.js';
 
@@ -158,11 +159,7 @@ function decodeHead(chunk: Uint8Array): { head: ShardSnapshot; tailCrc: number |
  * it did). The same state as fromSnapshot(decodeSnapshotChunks(chunks)).
  */
 export function restoreSnapshotChunks(chunks: readonly Uint8Array[], config: ShardConfig): { state: ShardState; tailCrc: number | null } {
-  const steps = restoreSnapshotChunksInSteps(chunks, config, Number.POSITIVE_INFINITY);
-  for (;;) {
-    const r = steps.next();
-    if (r.done === true) return r.value;
-  }
+  return runSteps(restoreSnapshotChunksInSteps(chunks, config, Number.POSITIVE_INFINITY));
 }
 
 /**

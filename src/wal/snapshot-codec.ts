@@ -113,7 +113,11 @@ export class ChunkedSnapshotWriter {
  * single buffer holds the whole file). Version 1 gives one chunk: its payload.
  */
 export function readSnapshotFile(fd: number, lsnFromName: number): SnapshotDecode {
-  const steps = readSnapshotFileInSteps(fd, lsnFromName, true);
+  return runSteps(readSnapshotFileInSteps(fd, lsnFromName, true));
+}
+
+/** Runs work given in steps (a generator that yields between them) to its end, without rests. */
+export function runSteps<T>(steps: Generator<void, T, void>): T {
   for (;;) {
     const r = steps.next();
     if (r.done === true) return r.value;

@@ -6,7 +6,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readSnapshotFileInSteps } from './snapshot-codec.js';
+import { readSnapshotFileInSteps, runSteps } from './snapshot-codec.js';
 import { parseWalFileName, segmentFileName, snapshotFileName } from './segment-name.js';
 import { scanFrames } from './wal-frame.js';
 import { WalCorruptionError } from './wal-errors.js';
@@ -38,11 +38,7 @@ export class WalFollower {
    * before readTo(). An invalid one is passed over, as recovery does.
    */
   loadSnapshot(): WalSnapshot | null {
-    const steps = this.loadSnapshotInSteps();
-    for (;;) {
-      const r = steps.next();
-      if (r.done === true) return r.value;
-    }
+    return runSteps(this.loadSnapshotInSteps());
   }
 
   /** loadSnapshot in steps: it yields after each chunk read and checked (a reader with time to spare rests between them). */
