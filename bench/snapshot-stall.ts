@@ -49,6 +49,11 @@ async function startOn(dataDir: string, name: string, extra: Record<string, stri
   return startServer({ name, args: [path.join(repoDir, 'dist/src/main.js')], env, port, readyPath: '/healthz', keepOutput: true });
 }
 
+/** Until the engine logs that its checkpointer has loaded its copy (at most 120 s). */
+async function checkpointerReady(engine: ChildServer): Promise<void> {
+  for (let waited = 0; !(engine.output?.() ?? '').includes('"checkpointer ready"') && waited < 1200; waited++) await new Promise((r) => setTimeout(r, 100));
+}
+
 function rssMiB(pid: number | undefined): number | null {
   if (pid === undefined) return null;
   try {
@@ -201,7 +206,7 @@ async function main(): Promise<void> {
       // Steady state: the checkpointer's own recovery (loading the snapshot of the preloaded
       // shard) is over before the load starts.
       const checkpointed = c.env.FLASH_CHECKPOINTER !== '0';
-      for (let waited = 0; checkpointed && !(engine.output?.() ?? '').includes('"checkpointer ready"') && waited < 1200; waited++) await new Promise((r) => setTimeout(r, 100));
+      if (checkpointed) await checkpointerReady(engine);
       await new Promise((r) => setTimeout(r, 2000));
       const rss = rssMiB(engine.child.pid);
       progress(`${c.name}: machine ${busy}% busy before; engine RSS ${fmt(rss ?? NaN)} MiB after recovery`);
@@ -244,7 +249,7 @@ async function main(): Promise<void> {
         const engine = await startOn(dir, `engine-restart-${round}-${k}`, c.env);
         children.push(engine);
         const res = await fixedRate(`http://127.0.0.1:${engine.port}`, rate, settings.restartSeconds, `rs${round}-${k}-`, 0);
-        for (let waited = 0; !(engine.output?.() ?? '').includes('"checkpointer ready"') && waited < 1200; waited++) await new Promise((r) => setTimeout(r, 100));
+        await checkpointerReady(engine);
         const ready = (engine.output?.() ?? '').split('\n').find((l) => l.includes('"checkpointer ready"'));
         const readyMs = ready === undefined ? null : Number((JSON.parse(ready.slice(ready.indexOf('{'))) as { ms?: number }).ms ?? NaN);
         const f: RestartFigures = { config: c.name, round, requests: res.requests, non2xx: res.non2xx, errors: res.errors, latencyMs: res.latency, checkpointerReadyMs: readyMs };
