@@ -4,7 +4,7 @@
 // caller (run-all, CI) can parse it.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,8 @@ export interface Machine {
   totalMemoryBytes: number;
   platform: string;
   release: string;
+  /** The kernel's memory access monitor, when one runs (see kernelMonitor), else null. */
+  kernelMonitor: string | null;
 }
 
 export interface RunInfo {
@@ -41,7 +43,26 @@ export function machine(): Machine {
     totalMemoryBytes: os.totalmem(),
     platform: os.platform(),
     release: os.release(),
+    kernelMonitor: kernelMonitor(),
   };
+}
+
+/**
+ * Linux DAMON, when a kdamond runs, and how often it samples: on a kernel without preemption
+ * each sample holds a core for 10-40 ms, and a thread woken there waits (bench:floor).
+ */
+export function kernelMonitor(): string | null {
+  const root = '/sys/kernel/mm/damon/admin/kdamonds';
+  try {
+    for (const k of readdirSync(root)) {
+      if (!/^\d+$/.test(k) || readFileSync(`${root}/${k}/state`, 'utf8').trim() !== 'on') continue;
+      const sampleUs = Number(readFileSync(`${root}/${k}/contexts/0/monitoring_attrs/intervals/sample_us`, 'utf8').trim());
+      return `kernel memory monitor DAMON on, sampling every ${fmt(sampleUs / 1000)} ms`;
+    }
+  } catch {
+    // no DAMON here, or not Linux
+  }
+  return null;
 }
 
 function git(args: string[]): string | null {
@@ -85,7 +106,7 @@ export { fmt, markdownTable } from '../src/cli/report-kit.js';
 export function machineLine(info: RunInfo): string {
   const m = info.machine;
   const commit = info.gitCommit === null ? 'unknown commit' : `commit ${info.gitCommit}${info.gitDirty ? ' (+ uncommitted changes)' : ''}`;
-  return `${m.cpuModel}, ${m.cores} cores, ${fmt(m.totalMemoryBytes / 2 ** 30, 1)} GiB, Node ${info.node}, ${commit}`;
+  return `${m.cpuModel}, ${m.cores} cores, ${fmt(m.totalMemoryBytes / 2 ** 30, 1)} GiB${m.kernelMonitor === null ? '' : ` (${m.kernelMonitor})`}, Node ${info.node}, ${commit}`;
 }
 
 /** Prints the markdown table and the JSON (stdout), saves the JSON, and returns the file. */

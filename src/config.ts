@@ -43,8 +43,10 @@ export interface EngineConfig {
   snapshotEveryCommands: number;
   /** Snapshots by a checkpointer thread per shard (FLASH_CHECKPOINTER, default on), never on the shard's thread. */
   checkpointer: boolean;
-  /** FLASH_CHECKPOINT_CPU_PERCENT: the share of one core a checkpoint's encoding and writing may take (5..100). */
-  checkpointCpuPercent: number;
+  /** FLASH_CHECKPOINT_CPU_PERCENT: the share of one core a checkpoint's encoding and writing may take (5..100); null: 100 when the checkpointer's priority is lowered, else 25. */
+  checkpointCpuPercent: number | null;
+  /** FLASH_CHECKPOINT_NICE: the checkpointer thread's nice value on Linux (0..19, default 19; 0 leaves it). */
+  checkpointNice: number;
   /** FLASH_REUSE_PORT: gateways (FLASH_ROLE=gateway) on one machine share the port (SO_REUSEPORT). */
   reusePort: boolean;
   logLevel: string;
@@ -151,7 +153,8 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     httpInFlightMax: int(env, 'FLASH_HTTP_INFLIGHT_MAX', 10_000, 1, 10_000_000),
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
     checkpointer: (env.FLASH_CHECKPOINTER ?? '').trim() === '' ? true : bool(env, 'FLASH_CHECKPOINTER'),
-    checkpointCpuPercent: int(env, 'FLASH_CHECKPOINT_CPU_PERCENT', 25, 5, 100),
+    checkpointCpuPercent: (env.FLASH_CHECKPOINT_CPU_PERCENT ?? '').trim() === '' ? null : int(env, 'FLASH_CHECKPOINT_CPU_PERCENT', 100, 5, 100),
+    checkpointNice: int(env, 'FLASH_CHECKPOINT_NICE', 19, 0, 19),
     reusePort: reusePort(env, role),
     logLevel: logLevel(env),
     shutdownGraceMs: int(env, 'FLASH_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),

@@ -176,7 +176,7 @@ async function start(config: EngineConfig, log: pino.Logger): Promise<Stopper[]>
   const local = config.role !== 'gateway'
     ? new ErpModeTransport({
       dataDir: config.dataDir, shardCount: config.shardCount, mailboxMax: config.mailboxMax,
-      snapshotEveryCommands: config.snapshotEveryCommands, checkpointer: config.checkpointer, checkpointCpuPercent: config.checkpointCpuPercent, observer: observerFor(metrics, log, relay), buyerRps: config.buyerRps,
+      snapshotEveryCommands: config.snapshotEveryCommands, checkpointer: config.checkpointer, checkpointCpuPercent: config.checkpointCpuPercent ?? undefined, checkpointNice: config.checkpointNice, observer: observerFor(metrics, log, relay), buyerRps: config.buyerRps,
       // Records from before erp.mode existed replay with the outbox on, whatever this process's
       // settings: replay never depends on configuration, and no paid order of that era leaves
       // the outbox (a deployment that had no ERP keeps them queued until one is set).

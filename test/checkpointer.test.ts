@@ -107,6 +107,47 @@ describe('the checkpointer (engine)', () => {
     }
   }, 240_000);
 
+  it.runIf(process.platform === 'linux')('runs the checkpointer thread at nice 19 and no other thread of the engine (the thread pool of the shard\'s fdatasync included), without rests; FLASH_CHECKPOINT_NICE=0 leaves every thread as it was and paces at 25 %', async () => {
+    /** The nice value of every thread of a process (field 19 of /proc/<pid>/task/<tid>/stat). */
+    const niceOf = (pid: number): number[] => readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+      } catch {
+        return []; // a thread that ended meanwhile
+      }
+    });
+    for (const nice of ['19', '0']) {
+      const dataDir = makeDataDir();
+      const env = { FLASH_SHARDS: '2', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '200', FLASH_CHECKPOINT_NICE: nice, LOG_LEVEL: 'info' };
+      const engine = await startEngine({ dataDir, env });
+      const readyLines = (): { nice: number | null; cpuPercent: number }[] => engine.logs().split('\n').filter((x) => x.includes('"checkpointer ready"')).map((x) => JSON.parse(x) as { nice: number | null; cpuPercent: number });
+      for (let waited = 0; readyLines().length < 2 && waited < 600; waited++) await sleep(50);
+      // Commits on both shards (the thread pool's fdatasync) and checkpoints, then a look at every thread.
+      const sku = uniq('ckpt-nice');
+      await createSku(api(engine.url), sku, { stock: 100_000, holdSeconds: 3600 });
+      const l = load(engine, sku, 8);
+      for (let waited = 0; !engine.logs().includes('"checkpoint stages"') && waited < 600; waited++) await sleep(50);
+      const nices = niceOf(engine.child.pid!);
+      const acked = await l.stop();
+      expect(acked.length).toBeGreaterThan(0);
+      expect(engine.logs()).toMatch(/"checkpoint stages"/);
+      const ready = readyLines();
+      expect(ready.length, engine.logs().slice(-2000)).toBe(2);
+      if (nice === '19') {
+        expect(ready.every((r) => r.nice === 19 && r.cpuPercent === 100), JSON.stringify(ready)).toBe(true);
+        // One checkpointer per shard at 19; the main thread, the shards, the pool, V8's helpers at 0.
+        expect(nices.filter((n) => n === 19).length, JSON.stringify(nices)).toBe(2);
+        expect(nices.filter((n) => n !== 19).every((n) => n === 0), JSON.stringify(nices)).toBe(true);
+        expect(nices.length).toBeGreaterThan(6);
+      } else {
+        expect(ready.every((r) => r.nice === null && r.cpuPercent === 25), JSON.stringify(ready)).toBe(true);
+        expect(nices.every((n) => n === 0), JSON.stringify(nices)).toBe(true);
+      }
+      await engine.kill9();
+    }
+  }, 120_000);
+
   it('never snapshots on the shard thread while a slow checkpointer serves it: every snapshot written is one the checkpointer made, and none is left over', async () => {
     // At 5 % of a core each checkpoint takes many times longer than 4 intervals of commands
     // under this load: once, the shard forced snapshots of its own then, stalling itself, and

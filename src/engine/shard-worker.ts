@@ -42,8 +42,10 @@ export interface ShardWorkerData {
    * thread, when no batch waits (and forced at four times the interval).
    */
   checkpointer?: boolean;
-  /** The share of one core (percent) the checkpointer's snapshot writing may take (default 25). */
+  /** The share of one core (percent) the checkpointer's snapshot writing may take (default: see CheckpointerData.cpuShare). */
   checkpointCpuPercent?: number;
+  /** The checkpointer thread's nice value (default 19; 0 leaves it). */
+  checkpointNice?: number;
 }
 
 const data = workerData as ShardWorkerData;
@@ -68,14 +70,14 @@ let checkpointerTimer: NodeJS.Timeout | null = null;
 if (data.checkpointer !== false) {
   const everyCommands = data.snapshotEveryCommands ?? 1_000_000;
   const cp = new Worker(new URL('./checkpointer.js', import.meta.url), {
-    workerData: { dir: data.dir, shardId: data.shardId, shardCount: data.shardCount, config: data.config, everyCommands, cpuShare: (data.checkpointCpuPercent ?? 25) / 100 } satisfies CheckpointerData,
+    workerData: { dir: data.dir, shardId: data.shardId, shardCount: data.shardCount, config: data.config, everyCommands, cpuShare: data.checkpointCpuPercent === undefined ? undefined : data.checkpointCpuPercent / 100, nice: data.checkpointNice } satisfies CheckpointerData,
   });
   checkpointer = cp;
   const startedMs = performance.now();
   cp.on('message', (m: FromCheckpointer) => {
     if (m.k === 'ready') {
       // Its copy is loaded (the newest snapshot, paced at its CPU share while the shard serves).
-      post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs), restedMs: m.restedMs } });
+      post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs), restedMs: m.restedMs, nice: m.nice, cpuPercent: m.cpuPercent } });
     } else if (m.k === 'snapshot') {
       if (!closed && runtime.adoptSnapshot(m)) {
         post({ k: 'log', level: 'info', msg: 'checkpoint stages', data: { lsn: m.lsn, ...m.stages } });

@@ -22,8 +22,10 @@ export interface WorkerTransportOptions {
   snapshotEveryCommands?: number;
   /** Snapshots by a checkpointer thread per shard (default true); false: on the shard's thread. */
   checkpointer?: boolean;
-  /** The share of one core (percent) a checkpoint's encoding and writing may take; default 25. */
+  /** The share of one core (percent) a checkpoint's encoding and writing may take; default 100 when the checkpointer's priority is lowered, else 25. */
   checkpointCpuPercent?: number;
+  /** The checkpointer thread's nice value (1..19, default 19; 0 leaves its priority as it is). */
+  checkpointNice?: number;
   observer?: ShardObserver;
   restartDelayMsMax?: number;
   /** FLASH_BUYER_RPS, held in each shard for every gateway (0 = off). */
@@ -117,7 +119,7 @@ class WorkerShard {
     const data: ShardWorkerData = {
       dir, shardId: this.shardId, shardCount: this.opts.shardCount, config: this.opts.config,
       snapshotEveryCommands: this.opts.snapshotEveryCommands, buyerRps: this.opts.buyerRps, checkpointer: this.opts.checkpointer,
-      checkpointCpuPercent: this.opts.checkpointCpuPercent,
+      checkpointCpuPercent: this.opts.checkpointCpuPercent, checkpointNice: this.opts.checkpointNice,
       replicated: this.opts.replicated === true,
     };
     // A larger young generation: a shard allocates a few short-lived objects per command, and
