@@ -32,6 +32,12 @@ export interface ShardStats {
   heapUsedBytes: number;
   /** Snapshots that failed since the worker started (an alarm: the shard goes on serving). */
   snapshotFailures: number;
+  /**
+   * Commands logged since the newest snapshot the shard counts on (what a restart would
+   * replay), and the interval after which one is due (absent from a node of an earlier version).
+   */
+  logCommandsSinceSnapshot?: number;
+  snapshotEveryCommands?: number;
   /** Drops with a queue (at most `skuStatsMax`): entries by state (absent from a node of an earlier version). */
   queues?: QueueFigures[];
 }

@@ -480,6 +480,16 @@ export class ShardRuntime {
     return this.wal.newestSnapshot;
   }
 
+  /** Commands logged since the newest snapshot counted on: what a restart would replay. */
+  get logCommandsSinceSnapshot(): number {
+    return this.commandsSinceSnapshot;
+  }
+
+  /** FLASH_SNAPSHOT_EVERY: the commands after which a snapshot is due. */
+  get snapshotInterval(): number {
+    return this.snapshotEveryCommands;
+  }
+
   get walStats(): FileWal['stats'] {
     return this.wal.stats;
   }

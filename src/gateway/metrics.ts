@@ -110,6 +110,22 @@ export class GatewayMetrics {
         for (const s of await self.shardStats()) this.set({ shard: String(s.shardId) }, s.snapshotFailures);
       },
     });
+    // A checkpointer that falls behind (at its low priority, on a machine busy for long) shows
+    // here before it shows in a restart's replay time: alert when this passes a few intervals.
+    new Gauge({
+      name: 'flash_shard_log_commands_since_snapshot', help: 'Commands logged since the newest snapshot the shard counts on: what a restart would replay (alert when it passes a few times flash_shard_snapshot_every_commands)', labelNames: ['shard'], registers,
+      async collect() {
+        this.reset();
+        for (const s of await self.shardStats()) if (s.logCommandsSinceSnapshot !== undefined) this.set({ shard: String(s.shardId) }, s.logCommandsSinceSnapshot);
+      },
+    });
+    new Gauge({
+      name: 'flash_shard_snapshot_every_commands', help: 'FLASH_SNAPSHOT_EVERY: logged commands after which a snapshot is due', labelNames: ['shard'], registers,
+      async collect() {
+        this.reset();
+        for (const s of await self.shardStats()) if (s.snapshotEveryCommands !== undefined) this.set({ shard: String(s.shardId) }, s.snapshotEveryCommands);
+      },
+    });
   }
 
   private statsCache: { atMs: number; value: ReturnType<ShardTransport['stats']> } | null = null;
