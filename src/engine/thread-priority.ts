@@ -11,9 +11,9 @@ import { isMainThread } from 'node:worker_threads';
 export type PriorityOutcome = { applied: true; nice: number } | { applied: false; why: string };
 
 /**
- * Lowers the calling worker thread's priority to `nice` (1..19; 0 leaves it). Never lowers a
- * process's main thread, and never raises a priority (that needs privileges, and is not ours
- * to ask). Call it after the process's thread pool is running (any asynchronous fs call
+ * Lowers the calling worker thread's priority to `nice` (1..19; 0 leaves it), and says
+ * whether it is now lower than the thread that started it. Never lowers a process's main
+ * thread, and never raises a priority (that needs privileges, and is not ours to ask). Call it after the process's thread pool is running (any asynchronous fs call
  * starts it): threads inherit the nice value of the thread that creates them, and the pool
  * must keep the shard's fdatasync at full priority.
  */
@@ -26,7 +26,11 @@ export function lowerThisThreadPriority(nice: number): PriorityOutcome {
     // "<pid>/task/<tid>": this thread's kernel id.
     const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').at(-1));
     if (!Number.isInteger(tid) || tid <= 0 || tid === process.pid) return { applied: false, why: 'no thread id of its own' };
-    if (os.getPriority(tid) >= nice) return { applied: true, nice: os.getPriority(tid) };
+    // Inherited from the thread that started this one: if it is already this low (a whole
+    // engine started under `nice 19`), this thread would be no lower than the others, and
+    // the caller must not count on the kernel to yield for it.
+    const before = os.getPriority(tid);
+    if (before >= nice) return { applied: false, why: `already at nice ${before}, no lower than the threads beside it` };
     os.setPriority(tid, nice);
     return { applied: true, nice: os.getPriority(tid) };
   } catch (e) {
