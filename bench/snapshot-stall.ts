@@ -256,8 +256,8 @@ async function main(): Promise<void> {
     // copy beside the shard, paced at its default share or not at all; rounds alternate.
     const restarts: RestartFigures[] = [];
     const restartConfigs: { name: string; env: Record<string, string> }[] = [
-      { name: 'restart: the checkpointer loads its copy at nice 19 without rests (the default)', env: { FLASH_SNAPSHOT_EVERY: '1000000000' } },
-      { name: 'restart: the checkpointer loads its copy at normal priority, 25 % of a core (FLASH_CHECKPOINT_NICE=0)', env: { FLASH_SNAPSHOT_EVERY: '1000000000', FLASH_CHECKPOINT_NICE: '0' } },
+      { name: 'restart: the checkpointer loads its copy at 25 % of a core, then runs at nice 19 (the default)', env: { FLASH_SNAPSHOT_EVERY: '1000000000' } },
+      { name: 'restart: the checkpointer loads its copy at 25 % of a core, and stays at normal priority (FLASH_CHECKPOINT_NICE=0)', env: { FLASH_SNAPSHOT_EVERY: '1000000000', FLASH_CHECKPOINT_NICE: '0' } },
     ];
     for (let round = 1; settings.parts.restarts && round <= settings.restartRounds; round++) {
       for (const [k, c] of restartConfigs.entries()) {

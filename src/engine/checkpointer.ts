@@ -33,12 +33,13 @@ export interface CheckpointerData {
    * shard and the gateway, which share the machine's cores with it, are never kept waiting
    * for long. Default: 1 (no rests) when this thread's priority was lowered (`nice`), for the
    * kernel then yields for it; 0.25 when it could not be. Loading the copy after a restart
-   * runs at this share when one is given, else at 0.25 whatever the priority (see start).
+   * runs at this share when one is given, else at 0.25, at normal priority (see lowerPriority).
    */
   cpuShare?: number;
   /**
-   * This thread's nice value (1..19, default 19; 0 leaves it): on Linux the kernel then runs
-   * it only on what the shard, the gateway and the thread pool leave (thread-priority.ts).
+   * This thread's nice value once its copy is loaded (1..19, default 19; 0 leaves it): on
+   * Linux the kernel then runs it only on what the shard, the gateway and the thread pool
+   * leave (thread-priority.ts).
    */
   nice?: number;
 }
@@ -90,7 +91,7 @@ let upTo = 0;
 let pacedTo = 0;
 let working = false;
 let stopped = false;
-/** Set at start (start below): the share asked, or the default for the priority this thread got. */
+/** Set once the copy is loaded (lowerPriority below): the share asked, or the default for the priority this thread got. */
 let cpuShare = 0.25;
 /** The share the copy is loaded at (start below). */
 let loadShare = 0.25;
@@ -286,31 +287,41 @@ async function load(): Promise<void> {
   // unpaced read of a slow load's log was a burst of 100-300 ms beside the shard; review).
   pacedTo = upTo;
   loading = false;
+  lowerPriority();
   post({ k: 'ready', lsn: follower.lastLsn, restedMs: Math.round(restedMs), nice: priority.applied ? priority.nice : null, cpuPercent: Math.round(cpuShare * 100), loadCpuPercent: Math.round(loadShare * 100) });
   run();
 }
 
 /**
- * Lowers this thread's priority, so that the kernel gives the cores to the shard, the gateway
- * and the thread pool first and to this copy only what they leave; then sets the CPU share
- * (no rests when the kernel yields for us, a quarter of a core when it could not be asked)
- * and loads the copy. Measured at half the peak with checkpoints of a million holds, three
- * alternating rounds: at nice 19 without rests the worst answer was no worse than with no
- * snapshot work at all (70-81 against 71-103 ms), each snapshot written in 1.6-2.0 s; paced at
- * 25 % at normal priority, 92-128 ms and 4.6-12.5 s (README, "Benchmarks").
+ * Once the copy is loaded: lowers this thread's priority, so that the kernel gives the cores
+ * to the shard, the gateway and the thread pool first and to the checkpoints only what they
+ * leave, and sets the share of a core checkpoints run at (no rests when the kernel yields
+ * for us, a quarter of a core when it could not be asked). Measured at half the peak with
+ * checkpoints of a million holds, three alternating rounds: at nice 19 without rests the
+ * worst answer was no worse than with no snapshot work at all (70-81 against 71-103 ms),
+ * each snapshot written in 1.6-2.0 s; paced at 25 % at normal priority, 92-128 ms and
+ * 4.6-12.5 s (README, "Benchmarks").
+ *
+ * Not before: the load builds a heap of 600+ MB while the shard serves its first seconds
+ * after a restart. Loaded at nice 19 beside a shard at half its peak, without rests (two
+ * rounds) or paced at 25 % (three, on a machine busy with other work too), p99 was 394,
+ * 1,138, 265, 1,795 and 87 ms; at normal priority, paced, 115-305 ms in five rounds. A
+ * thread the kernel seldom runs while the machine is full may be holding a lock the
+ * process's other threads need (V8's page allocator, a message port), so the part that
+ * allocates most stays at the priority of the threads beside it.
  */
+function lowerPriority(): void {
+  priority = lowerThisThreadPriority(data.nice ?? 19);
+  cpuShare = shareOf(data.cpuShare ?? (priority.applied ? 1 : 0.25));
+}
+
+const shareOf = (x: number): number => Math.min(1, Math.max(0.05, x));
+
 async function start(): Promise<void> {
   // The process's thread pool runs before this thread's nice value drops: threads inherit
   // the nice value of the thread that starts them, and the shard's fdatasync runs there.
   await fs.promises.access(data.dir);
-  priority = lowerThisThreadPriority(data.nice ?? 19);
-  const share = (x: number): number => Math.min(1, Math.max(0.05, x));
-  cpuShare = share(data.cpuShare ?? (priority.applied ? 1 : 0.25));
-  // The load stays paced at low priority too: restoring a million holds builds a heap of
-  // 600+ MB, and V8's helper threads that collect it run at normal priority, whatever this
-  // thread's. Loaded at nice 19 without rests beside a shard serving 4,333 reserves/s, p99
-  // was 394 and 1,138 ms in two rounds; paced at 25 %, 115 and 251 ms (bench:snapshots).
-  loadShare = share(data.cpuShare ?? 0.25);
+  loadShare = shareOf(data.cpuShare ?? 0.25);
   await load();
 }
 

@@ -13,9 +13,10 @@ export type PriorityOutcome = { applied: true; nice: number } | { applied: false
 /**
  * Lowers the calling worker thread's priority to `nice` (1..19; 0 leaves it), and says
  * whether it is now lower than the thread that started it. Never lowers a process's main
- * thread, and never raises a priority (that needs privileges, and is not ours to ask). Call it after the process's thread pool is running (any asynchronous fs call
- * starts it): threads inherit the nice value of the thread that creates them, and the pool
- * must keep the shard's fdatasync at full priority.
+ * thread, and never raises a priority (that needs privileges, and is not ours to ask).
+ * Call it after the process's thread pool is running (any asynchronous fs call starts it):
+ * threads inherit the nice value of the thread that creates them, and the pool must keep
+ * the shard's fdatasync at full priority.
  */
 export function lowerThisThreadPriority(nice: number): PriorityOutcome {
   if (!Number.isInteger(nice) || nice < 0 || nice > 19) return { applied: false, why: `nice ${nice} is not an integer from 0 to 19` };
