@@ -76,7 +76,9 @@ describe('the checkpointer (engine)', () => {
     const stagesOf = (logs: string): { restedMs: number; writeMs: number }[] => logs.split('\n').filter((l) => l.includes('"checkpoint stages"')).map((l) => JSON.parse(l) as { restedMs: number; writeMs: number });
     for (const percent of ['5', '100']) {
       const dataDir = makeDataDir();
-      const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '8000', FLASH_CHECKPOINT_CPU_PERCENT: percent, LOG_LEVEL: 'info' };
+      // At normal priority: this test is about the pacing, and at nice 19 on a machine kept
+      // full by other suites a checkpointer at 5 % of a core may take minutes.
+      const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '8000', FLASH_CHECKPOINT_CPU_PERCENT: percent, FLASH_CHECKPOINT_NICE: '0', LOG_LEVEL: 'info' };
       let engine = await startEngine({ dataDir, env });
       const sku = uniq(`ckpt-pace-${percent}`);
       await createSku(api(engine.url), sku, { stock: 1_000_000, holdSeconds: 3600 });
@@ -142,7 +144,7 @@ describe('the checkpointer (engine)', () => {
         expect(nices.filter((n) => n !== 19).every((n) => n === 0), JSON.stringify(nices)).toBe(true);
         expect(nices.length).toBeGreaterThan(6);
       } else {
-        expect(ready.every((r) => r.nice === null && r.cpuPercent === 25 && r.loadCpuPercent === 25), JSON.stringify(ready)).toBe(true);
+        expect(ready.every((r) => r.nice === 0 && r.cpuPercent === 25 && r.loadCpuPercent === 25), JSON.stringify(ready)).toBe(true);
         expect(nices.every((n) => n === 0), JSON.stringify(nices)).toBe(true);
       }
       await engine.kill9();
@@ -183,7 +185,8 @@ describe('the checkpointer (engine)', () => {
     // under this load: once, the shard forced snapshots of its own then, stalling itself, and
     // every later checkpoint came too late to be adopted, its file left on disk.
     const dataDir = makeDataDir();
-    const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '300', FLASH_CHECKPOINT_CPU_PERCENT: '5', LOG_LEVEL: 'info' };
+    // Normal priority, as in the pacing test above: slow by its 5 %, not by a full machine.
+    const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '300', FLASH_CHECKPOINT_CPU_PERCENT: '5', FLASH_CHECKPOINT_NICE: '0', LOG_LEVEL: 'info' };
     let engine = await startEngine({ dataDir, env });
     const sku = uniq('ckpt-slow');
     await createSku(api(engine.url), sku, { stock: 1_000_000, holdSeconds: 3600 });

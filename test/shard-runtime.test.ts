@@ -2,7 +2,7 @@
 // is taken by the owner when idle (snapshotIfDue); execute forces one only at four times
 // that, so a busy drop is not stalled by snapshots yet the log stays bounded.
 
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Unpackr } from 'msgpackr';
@@ -12,6 +12,7 @@ import { crc32c } from '../src/wal/crc32c.js';
 import { toSnapshot, type Command } from '../src/domain/index.js';
 import { encode } from '../src/engine/codec.js';
 import { FileWal } from '../src/wal/file-wal.js';
+import { snapshotFileName } from '../src/wal/segment-name.js';
 import { T0 } from './support/domain-kit.js';
 
 const dirs: string[] = [];
@@ -120,4 +121,33 @@ test('a log written before records were encoded with msgpackr records (plain map
   expect(toSnapshot(fromNew.state)).toEqual(toSnapshot(live.state));
   fromOld.close();
   fromNew.close();
+});
+
+test('logCommandsSinceSnapshot is what a restart replays: failed snapshots do not lower it (their retry cadence is its own), a written one resets it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flash-rt-'));
+  dirs.push(dir);
+  // Every snapshot of lsn 1..200 fails: its temp path is a directory (review: each failure
+  // used to take an interval off the count, so the gauge stayed low while the log grew).
+  for (let lsn = 1; lsn <= 200; lsn++) mkdirSync(join(dir, `${snapshotFileName(lsn)}.tmp`));
+  let rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1, snapshotEveryCommands: 10 });
+  rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 1000 }], T0);
+  for (let i = 0; i < 50; i++) {
+    rt.execute(reserves(i, 1), T0);
+    rt.snapshotIfDue();
+  }
+  expect(rt.snapshotFailures).toBeGreaterThan(0);
+  expect(snapshots(dir)).toBe(0);
+  expect(rt.logCommandsSinceSnapshot).toBe(51);
+  expect(rt.snapshotInterval).toBe(10);
+  rt.close();
+  // A restart replays exactly that many.
+  rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1, snapshotEveryCommands: 10 });
+  expect(rt.logCommandsSinceSnapshot).toBe(51);
+  // Snapshots that can be written again: the next command forces one (over four intervals
+  // logged), and it resets the count.
+  for (const f of readdirSync(dir)) if (f.endsWith('.snap.tmp')) rmSync(join(dir, f), { recursive: true });
+  rt.execute(reserves(50, 1), T0);
+  expect(snapshots(dir)).toBe(1);
+  expect(rt.logCommandsSinceSnapshot).toBe(0);
+  rt.close();
 });

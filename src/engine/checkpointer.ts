@@ -31,9 +31,10 @@ export interface CheckpointerData {
    * The share of one core a snapshot may take (0 < share <= 1): collecting, encoding and
    * writing it and reading it back run in slices of a few ms with rests between them, so the
    * shard and the gateway, which share the machine's cores with it, are never kept waiting
-   * for long. Default: 1 (no rests) when this thread's priority was lowered (`nice`), for the
-   * kernel then yields for it; 0.25 when it could not be. Loading the copy after a restart
-   * runs at this share when one is given, else at 0.25, at normal priority (see lowerPriority).
+   * for long. Default: 1 (no rests) when this thread's priority was lowered far enough
+   * (`nice`; thread-priority.ts), for the kernel then yields for it; 0.25 when it was not.
+   * Loading the copy after a restart runs at this share when one is given, else at 0.25, at
+   * normal priority (see lowerPriority).
    */
   cpuShare?: number;
   /**
@@ -60,8 +61,8 @@ export type ToCheckpointer = { k: 'upTo'; lsn: number } | { k: 'stop' };
 
 /** To the shard's thread. */
 export type FromCheckpointer =
-  /** Its copy is loaded (resting restedMs ms on the way, at its CPU share); its nice value (null: not lowered) and that share. */
-  | { k: 'ready'; lsn: number; restedMs: number; nice: number | null; cpuPercent: number; loadCpuPercent: number }
+  /** Its copy is loaded (resting restedMs ms on the way, at loadCpuPercent); its nice value now (null: unknown) and why, and the share checkpoints run at. */
+  | { k: 'ready'; lsn: number; restedMs: number; nice: number | null; niceWhy: string; cpuPercent: number; loadCpuPercent: number }
   | { k: 'snapshot'; lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number; stages: SnapshotStages }
   | { k: 'failed'; message: string };
 
@@ -95,7 +96,7 @@ let stopped = false;
 let cpuShare = 0.25;
 /** The share the copy is loaded at (start below). */
 let loadShare = 0.25;
-let priority: PriorityOutcome = { applied: false, why: 'not started' };
+let priority: PriorityOutcome = { nice: null, yields: false, why: 'not loaded yet' };
 /** Work of a slice before a rest (ms); the rest is as long as the share asks. */
 const sliceMs = 4;
 /** Reservation rows per chunk: small, so that one chunk is about one slice of work. */
@@ -288,7 +289,7 @@ async function load(): Promise<void> {
   pacedTo = upTo;
   loading = false;
   lowerPriority();
-  post({ k: 'ready', lsn: follower.lastLsn, restedMs: Math.round(restedMs), nice: priority.applied ? priority.nice : null, cpuPercent: Math.round(cpuShare * 100), loadCpuPercent: Math.round(loadShare * 100) });
+  post({ k: 'ready', lsn: follower.lastLsn, restedMs: Math.round(restedMs), nice: priority.nice, niceWhy: priority.why, cpuPercent: Math.round(cpuShare * 100), loadCpuPercent: Math.round(loadShare * 100) });
   run();
 }
 
@@ -312,7 +313,7 @@ async function load(): Promise<void> {
  */
 function lowerPriority(): void {
   priority = lowerThisThreadPriority(data.nice ?? 19);
-  cpuShare = shareOf(data.cpuShare ?? (priority.applied ? 1 : 0.25));
+  cpuShare = shareOf(data.cpuShare ?? (priority.yields ? 1 : 0.25));
 }
 
 const shareOf = (x: number): number => Math.min(1, Math.max(0.05, x));

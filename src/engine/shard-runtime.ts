@@ -206,6 +206,11 @@ export interface RecoveryReport {
 
 export class ShardRuntime {
   private commandsSinceSnapshot = 0;
+  /**
+   * Commands logged since the newest snapshot on disk: what a restart would replay. Unlike
+   * commandsSinceSnapshot (the cadence of the next try), a failed snapshot leaves it as is.
+   */
+  private loggedSinceSnapshot = 0;
   private readonly snapshotEveryCommands: number;
   private readonly buyerLimiter: RateLimiter;
   private lastRecord: LoggedRecord | null = null;
@@ -256,6 +261,7 @@ export class ShardRuntime {
     };
     const runtime = new ShardRuntime(state, wal, recovery, opts.snapshotEveryCommands ?? 1_000_000, opts.buyerRps ?? 0);
     runtime.commandsSinceSnapshot = commandsReplayed;
+    runtime.loggedSinceSnapshot = commandsReplayed;
     runtime.tailCrc = tailCrc;
     runtime.snapshotTailCrc = snapshotCrc;
     runtime.replicated = opts.replicated ?? false;
@@ -338,7 +344,9 @@ export class ShardRuntime {
   applyRecords(records: readonly LoggedRecord[]): number {
     for (const r of records) {
       assert(r.lsn === this.wal.lastLsn + 1, `record ${r.lsn} does not follow the local log at ${this.wal.lastLsn}`);
-      this.commandsSinceSnapshot += applyRecord(this.state, r.lsn, r.payload);
+      const applied = applyRecord(this.state, r.lsn, r.payload);
+      this.commandsSinceSnapshot += applied;
+      this.loggedSinceSnapshot += applied;
       this.wal.append(r.payload);
       this.tailCrc = crc32c(r.payload);
     }
@@ -388,6 +396,7 @@ export class ShardRuntime {
       this.tailCrc = crc32c(payload);
       this.lastRecord = { lsn, payload };
       this.commandsSinceSnapshot += logged.length;
+      this.loggedSinceSnapshot += logged.length;
     }
     return results;
   }
@@ -445,6 +454,7 @@ export class ShardRuntime {
     this.wal.writeSnapshot(this.wal.durableLsn, encodeSnapshotChunks(toSnapshot(this.state), this.tailCrc));
     this.snapshotTailCrc = this.tailCrc;
     this.commandsSinceSnapshot = 0;
+    this.loggedSinceSnapshot = 0;
   }
 
   /**
@@ -455,6 +465,7 @@ export class ShardRuntime {
     if (!this.wal.adoptSnapshot(snap.lsn, snap.file, snap.bytes, snap.ms)) return false;
     this.snapshotTailCrc = snap.crc;
     this.commandsSinceSnapshot = Math.max(0, this.commandsSinceSnapshot - snap.commands);
+    this.loggedSinceSnapshot = Math.max(0, this.loggedSinceSnapshot - snap.commands);
     return true;
   }
 
@@ -480,9 +491,9 @@ export class ShardRuntime {
     return this.wal.newestSnapshot;
   }
 
-  /** Commands logged since the newest snapshot counted on: what a restart would replay. */
+  /** Commands logged since the newest snapshot counted on: what a restart would replay (failed snapshots do not lower it). */
   get logCommandsSinceSnapshot(): number {
-    return this.commandsSinceSnapshot;
+    return this.loggedSinceSnapshot;
   }
 
   /** FLASH_SNAPSHOT_EVERY: the commands after which a snapshot is due. */

@@ -77,7 +77,7 @@ if (data.checkpointer !== false) {
   cp.on('message', (m: FromCheckpointer) => {
     if (m.k === 'ready') {
       // Its copy is loaded (the newest snapshot, paced at its CPU share while the shard serves).
-      post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs), restedMs: m.restedMs, nice: m.nice, cpuPercent: m.cpuPercent, loadCpuPercent: m.loadCpuPercent } });
+      post({ k: 'log', level: 'info', msg: 'checkpointer ready', data: { lsn: m.lsn, ms: Math.round(performance.now() - startedMs), restedMs: m.restedMs, nice: m.nice, niceWhy: m.niceWhy, cpuPercent: m.cpuPercent, loadCpuPercent: m.loadCpuPercent } });
     } else if (m.k === 'snapshot') {
       if (!closed && runtime.adoptSnapshot(m)) {
         post({ k: 'log', level: 'info', msg: 'checkpoint stages', data: { lsn: m.lsn, ...m.stages } });
