@@ -151,3 +151,23 @@ test('logCommandsSinceSnapshot is what a restart replays: failed snapshots do no
   expect(rt.logCommandsSinceSnapshot).toBe(0);
   rt.close();
 });
+
+test('a replicated shard\'s clean snapshot (snapshotIfAcked) is taken whenever a record follows the newest snapshot, even right after a failed one (review: the try cadence read 0 then, and a seed found no snapshot at the disk\'s lsn)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flash-rt-'));
+  dirs.push(dir);
+  const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1, snapshotEveryCommands: 10, replicated: true });
+  rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 1000 }], T0);
+  for (let i = 0; i < 9; i++) rt.execute(reserves(i, 1), T0);
+  rt.ackedUpTo(rt.tail.lsn);
+  const lsn = rt.tail.lsn;
+  mkdirSync(join(dir, `${snapshotFileName(lsn)}.tmp`)); // this snapshot fails
+  expect(rt.snapshotIfDue()).toBe(false);
+  expect(rt.snapshotFailures).toBe(1);
+  rmSync(join(dir, `${snapshotFileName(lsn)}.tmp`), { recursive: true }); // the disk is fixed
+  expect(rt.snapshotIfAcked()).toBe(true);
+  expect(rt.newestSnapshot?.lsn).toBe(lsn);
+  expect(rt.logCommandsSinceSnapshot).toBe(0);
+  // Nothing after it: nothing to take.
+  expect(rt.snapshotIfAcked()).toBe(false);
+  rt.close();
+});

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isMainThread, Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { lowerThisThreadPriority } from '../src/engine/thread-priority.js';
+import { backgroundCpuShare, lowerThisThreadPriority } from '../src/engine/thread-priority.js';
 import { engineEntry } from './support/engine-process.js';
 
 // The built module (a worker thread cannot load TypeScript), beside the engine the suites run.
@@ -39,6 +39,20 @@ function inWorker(steps: (number | 'nested')[]): Promise<unknown[]> {
     w.once('error', reject);
   });
 }
+
+describe('backgroundCpuShare', () => {
+  it('runs without rests only when the kernel yields for the thread; a share asked wins, within 5..100 %', () => {
+    const yields = { nice: 19, yields: true, why: '' };
+    // An engine under nice 10 whose checkpointer went to 19: reniced, but not far enough (review).
+    const close = { nice: 19, yields: false, why: '' };
+    expect(backgroundCpuShare(undefined, yields)).toBe(1);
+    expect(backgroundCpuShare(undefined, close)).toBe(0.25);
+    expect(backgroundCpuShare(undefined, { nice: null, yields: false, why: '' })).toBe(0.25);
+    expect(backgroundCpuShare(0.5, yields)).toBe(0.5);
+    expect(backgroundCpuShare(0.01, close)).toBe(0.05);
+    expect(backgroundCpuShare(3, close)).toBe(1);
+  });
+});
 
 describe('lowerThisThreadPriority', () => {
   // Run in vitest's main thread: with --pool=threads the test itself is a worker, and would renice itself.

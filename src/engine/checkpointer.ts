@@ -17,7 +17,7 @@ import { fsyncDir } from '../wal/durable-fs.js';
 import { snapshotFileName } from '../wal/segment-name.js';
 import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
-import { lowerThisThreadPriority, type PriorityOutcome } from './thread-priority.js';
+import { backgroundCpuShare, lowerThisThreadPriority, type PriorityOutcome } from './thread-priority.js';
 import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps } from './shard-runtime.js';
 
 export interface CheckpointerData {
@@ -313,16 +313,14 @@ async function load(): Promise<void> {
  */
 function lowerPriority(): void {
   priority = lowerThisThreadPriority(data.nice ?? 19);
-  cpuShare = shareOf(data.cpuShare ?? (priority.yields ? 1 : 0.25));
+  cpuShare = backgroundCpuShare(data.cpuShare, priority);
 }
-
-const shareOf = (x: number): number => Math.min(1, Math.max(0.05, x));
 
 async function start(): Promise<void> {
   // The process's thread pool runs before this thread's nice value drops: threads inherit
   // the nice value of the thread that starts them, and the shard's fdatasync runs there.
   await fs.promises.access(data.dir);
-  loadShare = shareOf(data.cpuShare ?? 0.25);
+  loadShare = backgroundCpuShare(data.cpuShare, { nice: null, yields: false, why: 'the load runs at normal priority' });
   await load();
 }
 

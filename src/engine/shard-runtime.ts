@@ -471,7 +471,10 @@ export class ShardRuntime {
 
   /** Replicated mode: a snapshot now if every record is acknowledged (a clean hand-over). */
   snapshotIfAcked(): boolean {
-    if (this.commandsSinceSnapshot === 0 || !this.snapshotAllowed()) return false;
+    // Whether a record follows the newest snapshot on disk, by lsn: the retry cadence
+    // (commandsSinceSnapshot) drops by an interval at each failed snapshot and could read 0
+    // with records unsnapshotted, and a seed then found no snapshot at the disk's lsn (review).
+    if ((this.wal.newestSnapshot?.lsn ?? 0) >= this.wal.lastLsn || !this.snapshotAllowed()) return false;
     return this.trySnapshot();
   }
 

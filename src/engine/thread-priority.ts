@@ -27,6 +27,14 @@ export interface PriorityOutcome {
 export const yieldGapMin = 10;
 
 /**
+ * The share of a core a background thread's work runs at: the one asked, else all of it
+ * when the kernel yields for the thread (`outcome.yields`), a quarter when it does not.
+ */
+export function backgroundCpuShare(asked: number | undefined, outcome: PriorityOutcome): number {
+  return Math.min(1, Math.max(0.05, asked ?? (outcome.yields ? 1 : 0.25)));
+}
+
+/**
  * Lowers the calling worker thread's priority to `nice` (1..19; 0 leaves it), and says
  * whether it is now far enough below the thread that started it to count on the kernel.
  * Never lowers a process's main thread, and never raises a priority (that needs privileges,
