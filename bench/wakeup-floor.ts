@@ -16,7 +16,8 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { finish, fmt, machineLine, markdownTable, progress, runInfo, envInt } from './bench-report.js';
+import { finish, fmt, machineLine, markdownTable, median, progress, runInfo, envInt } from './bench-report.js';
+import { emptyLatency, latencyHistogram, latencySummary, recordUs } from '../src/cli/report-kit.js';
 
 export interface WakeupFloor {
   /** MiB of live objects the worker held. */
@@ -54,7 +55,7 @@ export async function wakeupFloor(seconds: number, heldMiB: number): Promise<Wak
     });
     // The worker's heap settles (the collections that follow building it) before the clock starts.
     await new Promise((r) => setTimeout(r, 2000));
-    const lat: number[] = [];
+    const lat = latencyHistogram();
     const slowAt: number[] = [];
     let lastSlowEnd = 0;
     const start = performance.now();
@@ -63,7 +64,7 @@ export async function wakeupFloor(seconds: number, heldMiB: number): Promise<Wak
         const sent = performance.now();
         worker.once('message', () => {
           const ms = performance.now() - sent;
-          lat.push(ms);
+          recordUs(lat, ms * 1000);
           // A new stall, or more of the one before (a slow round trip within 100 ms of it).
           if (ms > 10 && !(slowAt.length > 0 && sent - lastSlowEnd < 100)) slowAt.push(sent);
           if (ms > 10) lastSlowEnd = sent + ms;
@@ -74,13 +75,12 @@ export async function wakeupFloor(seconds: number, heldMiB: number): Promise<Wak
       };
       once();
     });
-    lat.sort((a, b) => a - b);
-    const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? NaN;
-    const gaps = slowAt.slice(1).map((t, i) => t - slowAt[i]!).sort((a, b) => a - b);
+    const l = latencySummary(lat) ?? emptyLatency;
+    const gaps = slowAt.slice(1).map((t, i) => t - slowAt[i]!);
     return {
-      heldMiB, rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20), roundTrips: lat.length,
-      p50Ms: q(0.5), p99Ms: q(0.99), p999Ms: q(0.999), worstMs: lat.at(-1) ?? NaN,
-      stalls: slowAt.length, stallEveryMs: gaps.length === 0 ? null : gaps[Math.floor(gaps.length / 2)]!,
+      heldMiB, rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20), roundTrips: l.count,
+      p50Ms: l.p50, p99Ms: l.p99, p999Ms: l.p99_9, worstMs: l.max,
+      stalls: slowAt.length, stallEveryMs: gaps.length === 0 ? null : median(gaps),
     };
   } finally {
     await worker.terminate();
