@@ -313,14 +313,15 @@ async function load(): Promise<void> {
  */
 function lowerPriority(): void {
   priority = lowerThisThreadPriority(data.nice ?? 19);
-  cpuShare = backgroundCpuShare(data.cpuShare, priority);
+  cpuShare = backgroundCpuShare(data.cpuShare, priority.yields);
 }
 
 async function start(): Promise<void> {
   // The process's thread pool runs before this thread's nice value drops: threads inherit
   // the nice value of the thread that starts them, and the shard's fdatasync runs there.
   await fs.promises.access(data.dir);
-  loadShare = backgroundCpuShare(data.cpuShare, { nice: null, yields: false, why: 'the load runs at normal priority' });
+  // The load runs at normal priority (see lowerPriority): the kernel does not yield for it.
+  loadShare = backgroundCpuShare(data.cpuShare, false);
   await load();
 }
 

@@ -28,10 +28,10 @@ export const yieldGapMin = 10;
 
 /**
  * The share of a core a background thread's work runs at: the one asked, else all of it
- * when the kernel yields for the thread (`outcome.yields`), a quarter when it does not.
+ * when the kernel yields for the thread (PriorityOutcome.yields), a quarter when it does not.
  */
-export function backgroundCpuShare(asked: number | undefined, outcome: PriorityOutcome): number {
-  return Math.min(1, Math.max(0.05, asked ?? (outcome.yields ? 1 : 0.25)));
+export function backgroundCpuShare(asked: number | undefined, kernelYields: boolean): number {
+  return Math.min(1, Math.max(0.05, asked ?? (kernelYields ? 1 : 0.25)));
 }
 
 /**
