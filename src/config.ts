@@ -40,6 +40,8 @@ export interface EngineConfig {
   mailboxMax: number;
   /** HTTP requests in progress before new ones are answered 503 at once, unread. */
   httpInFlightMax: number;
+  /** FLASH_HTTP_LANE: the API's own HTTP/1.1 lane in front of node:http (default on; 0: node:http alone). */
+  httpLane: boolean;
   snapshotEveryCommands: number;
   /** Snapshots by a checkpointer thread per shard (FLASH_CHECKPOINTER, default on), never on the shard's thread. */
   checkpointer: boolean;
@@ -151,6 +153,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     shardIds: shardIds(env, shardCount),
     mailboxMax: int(env, 'FLASH_MAILBOX_MAX', 20_000, 1, 10_000_000),
     httpInFlightMax: int(env, 'FLASH_HTTP_INFLIGHT_MAX', 10_000, 1, 10_000_000),
+    httpLane: (env.FLASH_HTTP_LANE ?? '').trim() === '' ? true : bool(env, 'FLASH_HTTP_LANE'),
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
     checkpointer: (env.FLASH_CHECKPOINTER ?? '').trim() === '' ? true : bool(env, 'FLASH_CHECKPOINTER'),
     checkpointCpuPercent: (env.FLASH_CHECKPOINT_CPU_PERCENT ?? '').trim() === '' ? null : int(env, 'FLASH_CHECKPOINT_CPU_PERCENT', 100, 5, 100),

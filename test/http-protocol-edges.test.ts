@@ -1,6 +1,9 @@
 // What Node's HTTP layer answers on its own, made to follow the API: "100 Continue" only
 // after the caller is authenticated and authorized, and the JSON error body (counted in
 // flash_refusals_total) for requests the parser refuses: headers over the limit, broken HTTP.
+// Every test runs twice: with the gateway's HTTP lane in front of node:http (the default),
+// and with node:http alone (FLASH_HTTP_LANE=0); pipelining and a connection that moves from
+// the lane to node:http mid-way are answered alike.
 
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,10 +11,6 @@ import { TOKENS, api, startEngine, stopAllEngines, type Engine } from './support
 import { createSku, metricValue, uniq } from './support/http-kit.js';
 
 let engine: Engine;
-
-beforeAll(async () => {
-  engine = await startEngine();
-});
 
 afterAll(async () => {
   await stopAllEngines();
@@ -48,7 +47,13 @@ function open(): Promise<{ socket: Socket; received: () => string; until: (re: R
 
 const jsonOf = (response: string): any => JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4));
 
-describe('HTTP edges', () => {
+describe.each([
+  ['with the HTTP lane (default)', {}],
+  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
+])('HTTP edges, %s', (_name, env: Record<string, string>) => {
+  beforeAll(async () => {
+    engine = await startEngine({ env });
+  });
   it('answers 401 instead of "100 Continue" to a caller with no token, and sends the body nowhere', async () => {
     const c = await open();
     c.socket.write('POST /v1/reservations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 30\r\nexpect: 100-continue\r\n\r\n');
@@ -90,5 +95,54 @@ describe('HTTP edges', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer.toLowerCase()).toContain('connection: close');
     expect(jsonOf(answer).error.code).toBe('invalid_request');
+  });
+
+  it('answers pipelined reserves on one connection in order, each for its own buyer', async () => {
+    const sku = uniq('pipe');
+    await createSku(api(engine.url), sku, { stock: 10 });
+    const c = await open();
+    const req = (buyer: string): string => {
+      const body = JSON.stringify({ sku, buyerId: buyer });
+      return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    };
+    c.socket.write(['p1', 'p2', 'p3', 'p4'].map(req).join('') + `GET /v1/skus/${sku} HTTP/1.1\r\nhost: x\r\n\r\n`);
+    const text = await c.until(/"onHand":10[^]*$/);
+    const answers = text.split(/(?=HTTP\/1\.1 )/);
+    expect(answers.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 201', 'HTTP/1.1 201', 'HTTP/1.1 201', 'HTTP/1.1 201', 'HTTP/1.1 200']);
+    expect(answers.slice(0, 4).map((a) => jsonOf(a).buyerId)).toEqual(['p1', 'p2', 'p3', 'p4']);
+    // node:http runs pipelined requests side by side (the GET may overtake the reserves that
+    // still read their bodies); only the answers' order is HTTP's promise.
+    expect(jsonOf(answers[4]!)).toMatchObject({ sku, onHand: 10 });
+    c.socket.destroy();
+  });
+
+  it('serves a connection whose requests change shape mid-way (chunked body, then plain) in order', async () => {
+    const sku = uniq('mixed');
+    await createSku(api(engine.url), sku, { stock: 10 });
+    const c = await open();
+    const auth = `authorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json`;
+    const plain = (buyer: string): string => {
+      const body = JSON.stringify({ sku, buyerId: buyer });
+      return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\n${auth}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    };
+    const chunkedBody = JSON.stringify({ sku, buyerId: 'm2' });
+    const chunked = `POST /v1/reservations HTTP/1.1\r\nhost: x\r\n${auth}\r\ntransfer-encoding: chunked\r\n\r\n${chunkedBody.length.toString(16)}\r\n${chunkedBody}\r\n0\r\n\r\n`;
+    c.socket.write(plain('m1') + chunked + plain('m3'));
+    await c.until(/"buyerId":"m3"[^]*$/);
+    c.socket.write(plain('m4') + 'HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+    const text = await c.until(/"buyerId":"m4"[^]*HTTP\/1\.1 200 [^]*\r\n\r\n$/);
+    const answers = text.split(/(?=HTTP\/1\.1 )/);
+    expect(answers.slice(0, 4).map((a) => [a.slice(0, 12), jsonOf(a).buyerId])).toEqual([['HTTP/1.1 201', 'm1'], ['HTTP/1.1 201', 'm2'], ['HTTP/1.1 201', 'm3'], ['HTTP/1.1 201', 'm4']]);
+    expect(answers).toHaveLength(5);
+    c.socket.destroy();
+  });
+
+  it('closes the connection after answering a request that says connection: close', async () => {
+    const c = await open();
+    c.socket.write('GET /v1/skus/none-such HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    await new Promise<void>((resolve) => c.socket.on('close', () => resolve()));
+    expect(c.received()).toMatch(/^HTTP\/1\.1 404 /);
+    expect(c.received().toLowerCase()).toContain('connection: close');
+    expect(jsonOf(c.received()).error.code).toBe('unknown_sku');
   });
 });

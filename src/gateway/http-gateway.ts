@@ -4,7 +4,7 @@
 // goes to the owning shard. Bad input is answered 4xx before anything is sent to a shard.
 
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, IncomingMessage, ServerResponse, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody, errorCodes } from './errors.js';
 import type { Logger } from 'pino';
@@ -14,8 +14,9 @@ import { nameError, type SkuView } from '../domain/index.js';
 import type { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from '../engine/rate-limiter.js';
 import { Authenticator, type Caller } from './callers.js';
-import { BodyError, drainBytesMax, errorCodeOf, listenOn, readJson, sendError, sendJson } from './request-io.js';
-import { matchRoute, routeLabel, type RouteName, type RouteSpec } from './routes.js';
+import { BodyError, bodyBytesMax, drainBytesMax, errorCodeOf, listenOn, parseJsonBody, readJson, sendError, sendJson, type Asked, type Reply } from './request-io.js';
+import { HttpLane, laneDefaults, type LaneRequest } from './http-lane.js';
+import { matchRoute, routeLabel, type Match, type RouteName, type RouteSpec } from './routes.js';
 import type { ShardRouter } from './shard-router.js';
 import {
   InvalidRequest, adjustCommand, asObject, dropPutCommand, field, joinCommand, pageQuery, payCommand, refundCommand, reserveCommand, skuName, upsertCommand,
@@ -64,8 +65,8 @@ export type FeatureHandler = (call: { req: IncomingMessage; res: ServerResponse;
 
 /** One authenticated, authorized call on its way to a handler. */
 interface Call {
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: Asked;
+  res: Reply;
   /** The route's path parameter (sku or reservation id), already percent-decoded. */
   param: string;
   /** Every path parameter, in order (a drop's entry: dropId, buyerId). */
@@ -96,14 +97,20 @@ class NonceSource {
   }
 }
 
+type RouteMatch = Extract<Match, { kind: 'route' }>;
+
 export class HttpGateway {
   readonly server: Server;
+  /** The lane in front of node:http (FLASH_HTTP_LANE, on by default; http-lane.ts), or null. */
+  private readonly lane: HttpLane<RouteMatch> | null;
   private readonly buyerLimiter: RateLimiter;
   private readonly ipLimiter: RateLimiter;
   private readonly nonces = new NonceSource();
   /** Published orders, as sha256(buyerId) hex, of the drops read last (see order()). */
   private readonly orderCache = new Map<string, { seed: string; hashes: string[] }>();
   private draining = false;
+  /** performance.now() when the drain began: a lane request whose head was whole before it is still served. */
+  private drainingSinceMs = Infinity;
   private inFlight = 0;
   private drainWaiters: (() => void)[] = [];
   private readonly handlers: Record<ApiRoute, Handler>;
@@ -133,6 +140,15 @@ export class HttpGateway {
     // Without this listener Node answers "100 Continue" before we have seen who is asking.
     this.server.on('checkContinue', (req, res) => this.handle(req, res));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
+    this.lane = config.httpLane
+      ? new HttpLane(this.server, { route: (method, url) => this.laneRoute(method, url), handle: (req, res, match) => this.handle(req, res, match) }, { ...laneDefaults, bodyBytesMax })
+      : null;
+  }
+
+  /** The API's own routes go by the lane; probes, metrics and features (streams, imports) by node:http. */
+  private laneRoute(method: string, url: string): RouteMatch | null {
+    const match = matchRoute(method, url);
+    return match.kind === 'route' && match.route.name in this.handlers ? match : null;
   }
 
   /**
@@ -155,7 +171,7 @@ export class HttpGateway {
     return this.deps.router!; // handlers run only when a router exists (checked in handle)
   }
 
-  private clientIp(req: IncomingMessage): string {
+  private clientIp(req: Asked): string {
     if (this.deps.config.trustProxy) {
       const xff = req.headers['x-forwarded-for'];
       const raw = Array.isArray(xff) ? xff[xff.length - 1] : xff;
@@ -166,9 +182,8 @@ export class HttpGateway {
     return req.socket.remoteAddress ?? 'unknown';
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: IncomingMessage | LaneRequest, res: Reply, match: Match = matchRoute(req.method ?? 'GET', req.url ?? '/')): void {
     const started = performance.now();
-    const match = matchRoute(req.method ?? 'GET', req.url ?? '/');
     let name = 'unknown';
     let label = 'unknown';
     const finish = (status: number): void => {
@@ -203,7 +218,8 @@ export class HttpGateway {
       res.setHeader('connection', 'close');
       return finish(sendError(res, 'overloaded', 'the engine is at its limit of requests in progress; retry shortly'));
     }
-    if (this.draining) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
+    const takenBeforeDrain = !(req instanceof IncomingMessage) && req.headAtMs < this.drainingSinceMs;
+    if (this.draining && !takenBeforeDrain) return finish(sendError(res, 'shutting_down', 'the engine is shutting down; retry on another node'));
     const caller = this.admit(req, res, route);
     if (typeof caller === 'number') return finish(caller);
     if (match.malformed) return finish(sendError(res, 'invalid_request', 'path has a malformed percent-encoding'));
@@ -212,10 +228,12 @@ export class HttpGateway {
       if (waitMs > 0) return finish(this.rateLimited(res, waitMs, 'client IP'));
     }
     // A client that waits for "100 Continue" gets it only now, after authentication and roles.
-    if (route.body !== 'none' && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
+    if (route.body !== 'none' && req.headers.expect?.toLowerCase() === '100-continue' && res instanceof ServerResponse) res.writeContinue();
     if (isFeatureRoute(route.name)) {
       const feature = this.deps.features?.[route.name];
       if (feature === undefined) return finish(sendError(res, 'not_found', `this engine does not serve ${routeLabel(route)}`));
+      // The lane hands features to node:http (laneRoute): they stream, and read their own bodies.
+      if (!(req instanceof IncomingMessage) || !(res instanceof ServerResponse)) return finish(sendError(res, 'internal_error', `${routeLabel(route)} reached the HTTP lane`));
       return void Promise.resolve().then(() => feature({ req, res, caller, router: this.router })).then(finish, (e: unknown) => finish(this.failure(res, e)));
     }
     const handler = this.handlers[route.name as ApiRoute];
@@ -227,7 +245,7 @@ export class HttpGateway {
         .then(finish, (e: unknown) => finish(this.failure(res, e)));
     };
     if (route.body === 'none') return run({});
-    readJson(req, (err, body) => {
+    const bodyRead = (err: BodyError | null, body: unknown): void => {
       if (err !== null) {
         // Node reads and drops the rest of a declared body once we have answered; past
         // drainBytesMax that is not worth it, so the connection is closed instead.
@@ -235,14 +253,17 @@ export class HttpGateway {
         return finish(sendError(res, err.code, err.message));
       }
       run(body);
-    });
+    };
+    if (req instanceof IncomingMessage) return readJson(req, bodyRead);
+    const { err, body } = parseJsonBody(req.body);
+    bodyRead(err, body);
   }
 
   /**
    * Authenticates (401) and authorizes (403) before any body is read: the caller, or the
    * status already answered. A presented token is checked even on a public route.
    */
-  private admit(req: IncomingMessage, res: ServerResponse, route: RouteSpec): Caller | number {
+  private admit(req: Asked, res: Reply, route: RouteSpec): Caller | number {
     const auth = this.deps.auth.authenticate(req.headers.authorization, Date.now());
     // RFC 6750: a bare challenge when no bearer token was sent, invalid_token when one was.
     if (!auth.ok) return sendError(res, 'unauthorized', auth.message, { 'www-authenticate': auth.bearer ? 'Bearer error="invalid_token"' : 'Bearer' });
@@ -300,14 +321,14 @@ export class HttpGateway {
   }
 
 
-  private failure(res: ServerResponse, e: unknown): number {
+  private failure(res: Reply, e: unknown): number {
     if (e instanceof InvalidRequest) return sendError(res, 'invalid_request', e.message);
     if (e instanceof BodyError) return sendError(res, e.code, e.message);
     this.deps.log.error({ err: e }, 'unexpected error while handling a request');
     return sendError(res, 'internal_error', 'the engine failed to handle this request');
   }
 
-  private rateLimited(res: ServerResponse, waitMs: number, by: string): number {
+  private rateLimited(res: Reply, waitMs: number, by: string): number {
     const seconds = String(Math.max(1, Math.ceil(waitMs / 1000)));
     return sendError(res, 'rate_limited', `too many reservation calls for this ${by}; retry after ${seconds} s`, { 'retry-after': seconds });
   }
@@ -401,13 +422,13 @@ export class HttpGateway {
     return this.answer(res, this.router.callSku(cmd.sku, cmd), 'reservation');
   }
 
-  private reservationCall(res: ServerResponse, id: string, cmd: Parameters<ShardRouter['callReservation']>[1]): Promise<number> {
+  private reservationCall(res: Reply, id: string, cmd: Parameters<ShardRouter['callReservation']>[1]): Promise<number> {
     const call = this.router.callReservation(id, cmd);
     if (call === null) return Promise.resolve(sendError(res, 'unknown_reservation', 'no reservation with that id'));
     return this.answer(res, call, 'reservation');
   }
 
-  private async answer(res: ServerResponse, call: Promise<CallOutcome>, view: 'sku' | 'reservation' | 'drop' | 'entry'): Promise<number> {
+  private async answer(res: Reply, call: Promise<CallOutcome>, view: 'sku' | 'reservation' | 'drop' | 'entry'): Promise<number> {
     const outcome = await call;
     if (!outcome.ok) {
       if (outcome.code === 'moved') return sendError(res, 'shard_unavailable', 'the SKU moved while routing; retry');
@@ -421,7 +442,7 @@ export class HttpGateway {
     return status;
   }
 
-  private healthz(req: IncomingMessage, res: ServerResponse): number {
+  private healthz(req: Asked, res: Reply): number {
     if (this.draining) return sendError(res, 'shutting_down', 'the engine is shutting down');
     const addr = req.socket.remoteAddress ?? '';
     const local = addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
@@ -429,7 +450,7 @@ export class HttpGateway {
     return 200;
   }
 
-  private async metrics(res: ServerResponse): Promise<number> {
+  private async metrics(res: Reply): Promise<number> {
     try {
       const text = await this.deps.metrics.registry.metrics();
       res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType });
@@ -442,7 +463,7 @@ export class HttpGateway {
 
   listen(port: number, host: string, reusePort = false): Promise<number> {
     this.sharesPort = reusePort;
-    return listenOn(this.server, port, host, reusePort);
+    return listenOn(this.lane?.server ?? this.server, port, host, reusePort);
   }
 
   /** Listening with reusePort: other gateways serve the same port. */
@@ -450,7 +471,7 @@ export class HttpGateway {
 
   /** Stops accepting, lets in-flight calls finish (up to graceMs), closes idle sockets. */
   async drain(graceMs: number): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => (this.lane === null ? this.server.close(() => resolve()) : this.lane.close(resolve)));
     if (this.sharesPort) {
       // Other gateways take the port's new connections from now on. Connections this one
       // accepted just before (their request not read yet, so "idle") are served for a moment
@@ -458,14 +479,22 @@ export class HttpGateway {
       await new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, graceMs)).unref());
     }
     this.draining = true;
-    this.server.closeIdleConnections();
+    this.drainingSinceMs = performance.now();
+    (this.lane ?? this.server).closeIdleConnections();
+    const deadline = Date.now() + graceMs;
     if (this.inFlight > 0) {
       await Promise.race([
         new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
         new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
       ]);
     }
-    this.server.closeAllConnections();
+    // A request the lane is still receiving is in progress too (node:http would have counted
+    // it in inFlight from its head): it is answered (503 shutting_down, or its own answer if
+    // it was taken before the drain) within the same grace.
+    while (this.lane?.busy === true && Date.now() < deadline) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 20).unref());
+    }
+    (this.lane ?? this.server).closeAllConnections();
     await closed;
   }
 }

@@ -3,7 +3,8 @@
 // empty body reads as {}. Every answer is JSON with an explicit content-length.
 
 import { isUtf8 } from 'node:buffer';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Server } from 'node:net';
 import { errorBody, errorCodes, type ErrorCode } from './errors.js';
 
 export const bodyBytesMax = 16 * 1024;
@@ -16,6 +17,36 @@ export const drainBytesMax = 1024 * 1024;
 export class BodyError extends Error {
   constructor(readonly code: Extract<ErrorCode, 'payload_too_large' | 'invalid_request'>, message: string) {
     super(message);
+  }
+}
+
+/** What the gateway reads of a request, from node:http or the lane (http-lane.ts). */
+export interface Asked {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
+/** What the gateway's answers use of a response, from node:http or the lane. */
+export interface Reply {
+  readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  setHeader(name: string, value: string | number): unknown;
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body?: string): unknown;
+}
+
+/** A whole body as JSON: an empty one reads as {}; not UTF-8 or not JSON is a BodyError. */
+export function parseJsonBody(bytes: Buffer): { err: BodyError | null; body: unknown } {
+  // Invalid UTF-8 would be decoded to U+FFFD and stored, silently changed: refused instead.
+  if (!isUtf8(bytes)) return { err: new BodyError('invalid_request', 'body is not valid UTF-8'), body: undefined };
+  const text = bytes.toString('utf8');
+  if (text.trim() === '') return { err: null, body: {} };
+  try {
+    return { err: null, body: JSON.parse(text) };
+  } catch {
+    return { err: new BodyError('invalid_request', 'body is not valid JSON'), body: undefined };
   }
 }
 
@@ -46,18 +77,8 @@ export function readJson(req: IncomingMessage, done: (err: BodyError | null, bod
   req.on('end', () => {
     if (finished) return;
     finished = true;
-    const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-    // Invalid UTF-8 would be decoded to U+FFFD and stored, silently changed: refused instead.
-    if (!isUtf8(bytes)) return done(new BodyError('invalid_request', 'body is not valid UTF-8'), undefined);
-    const text = bytes.toString('utf8');
-    if (text.trim() === '') return done(null, {});
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return done(new BodyError('invalid_request', 'body is not valid JSON'), undefined);
-    }
-    done(null, body);
+    const { err, body } = parseJsonBody(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+    done(err, body);
   });
   req.on('error', () => {
     if (finished) return;
@@ -81,7 +102,7 @@ export function listenOn(server: Server, port: number, host: string, reusePort =
   });
 }
 
-export function sendJson(res: ServerResponse, status: number, json: string, extra?: Record<string, string>): void {
+export function sendJson(res: Reply, status: number, json: string, extra?: Record<string, string>): void {
   if (res.headersSent || res.destroyed) return;
   const headers: Record<string, string | number> = {
     'content-type': 'application/json; charset=utf-8',
@@ -93,14 +114,14 @@ export function sendJson(res: ServerResponse, status: number, json: string, extr
 }
 
 /** The code of the error a response answered (read by the gateway's refusal counter). */
-const answeredCode = new WeakMap<ServerResponse, ErrorCode>();
+const answeredCode = new WeakMap<Reply, ErrorCode>();
 
-export function errorCodeOf(res: ServerResponse): ErrorCode | undefined {
+export function errorCodeOf(res: Reply): ErrorCode | undefined {
   return answeredCode.get(res);
 }
 
 /** Answers `{"error":{"code","message"}}` with the status of the code's registry entry. */
-export function sendError(res: ServerResponse, code: ErrorCode, message: string, extra?: Record<string, string>): number {
+export function sendError(res: Reply, code: ErrorCode, message: string, extra?: Record<string, string>): number {
   const { status } = errorCodes[code];
   answeredCode.set(res, code);
   sendJson(res, status, errorBody(code, message), extra);
@@ -108,6 +129,6 @@ export function sendError(res: ServerResponse, code: ErrorCode, message: string,
 }
 
 /** Marks a response written another way (e.g. a stock import's own JSON) as answering `code`. */
-export function noteErrorCode(res: ServerResponse, code: ErrorCode): void {
+export function noteErrorCode(res: Reply, code: ErrorCode): void {
   answeredCode.set(res, code);
 }

@@ -1,0 +1,435 @@
+// The gateway's own HTTP/1.1 lane for the JSON API, over node:net. node:http builds two
+// streams, a header object and a handful of events for every request; on a reserve that is
+// most of the gateway thread's own work (README, "where the time goes"). This lane reads
+// requests straight off the socket's bytes, and answers each with one prebuilt head, so a
+// keep-alive client of the API costs a parse and a write.
+//
+// It serves only what it can serve exactly as node:http would: HTTP/1.1, origin-form paths,
+// a Host header, a Content-Length body (or none) within the body limit, no duplicate header,
+// no Transfer-Encoding, Expect or Upgrade, and a route the gateway says the lane may take.
+// Anything else (and every byte after it) is handed to the node:http server on the same
+// connection once the lane's own answers are written, so an unusual or malformed request
+// gets node:http's answer, in order. Answers go out in request order; a connection may have
+// `pipelinedMax` requests in progress before the lane stops reading it.
+
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { STATUS_CODES, type IncomingHttpHeaders, type Server as HttpServer } from 'node:http';
+
+/** A request the lane read whole: its body is every byte of it (possibly empty). */
+export interface LaneRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly socket: Socket;
+  readonly body: Buffer;
+  /** performance.now() when its head was whole (node:http hands a request on at that moment). */
+  readonly headAtMs: number;
+}
+
+export interface LaneOptions {
+  /** node:http's --max-http-header-size (16 KiB): a longer head goes to node:http (431). */
+  headerBytesMax: number;
+  /** Bodies over this go to node:http (which answers them 413 and drains them). */
+  bodyBytesMax: number;
+  /** Requests read and not yet answered per connection before the lane stops reading it. */
+  pipelinedMax: number;
+  /** An idle keep-alive connection is closed after this (node:http's keepAliveTimeout). */
+  keepAliveMs: number;
+  /** A request not received whole within this is answered 408 and closed (requestTimeout). */
+  requestTimeoutMs: number;
+}
+
+export const laneDefaults: LaneOptions = {
+  headerBytesMax: 16 * 1024,
+  bodyBytesMax: 16 * 1024,
+  pipelinedMax: 32,
+  keepAliveMs: 65_000,
+  requestTimeoutMs: 30_000,
+};
+
+export interface LaneHandler<M> {
+  /** What the lane may serve of this method and target (null: node:http serves it). */
+  route(method: string, url: string): M | null;
+  /** Answers on `res` (writeHead and end, or setHeader first), now or later. */
+  handle(req: LaneRequest, res: LaneResponse, match: M): void;
+}
+
+/** `date: ...` as node:http writes it, made once a second. */
+let dateLine = '';
+let dateSecond = -1;
+function currentDateLine(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateLine = `Date: ${new Date(second * 1000).toUTCString()}\r\n`;
+  }
+  return dateLine;
+}
+
+/** The subset of ServerResponse the gateway's answers use. */
+export class LaneResponse {
+  headersSent = false;
+  /** Set once end() ran: the bytes wait here for the answers before them. */
+  out: string | null = null;
+  /** The answer asked to close the connection (the client's `connection: close`, shedding, draining). */
+  closes: boolean;
+  private extra = '';
+
+  constructor(private readonly conn: LaneConnection, clientCloses: boolean) {
+    this.closes = clientCloses;
+  }
+
+  get destroyed(): boolean {
+    return this.conn.closed;
+  }
+
+  setHeader(name: string, value: string | number): this {
+    if (name.toLowerCase() === 'connection') this.closes ||= String(value).toLowerCase() === 'close';
+    else this.extra += `${name}: ${value}\r\n`;
+    return this;
+  }
+
+  writeHead(status: number, headers: Record<string, string | number>): this {
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n${this.extra}`;
+    for (const name in headers) {
+      if (name.toLowerCase() === 'connection') this.closes ||= String(headers[name]).toLowerCase() === 'close';
+      else head += `${name}: ${headers[name]}\r\n`;
+    }
+    this.extra = head;
+    this.headersSent = true;
+    return this;
+  }
+
+  end(body = ''): this {
+    if (this.out !== null) return this;
+    if (!this.headersSent) this.writeHead(200, {});
+    const keep = this.closes ? 'Connection: close\r\n' : this.conn.keepAliveLines;
+    this.out = `${this.extra}${currentDateLine()}${keep}\r\n${body}`;
+    this.conn.answered();
+    return this;
+  }
+}
+
+/** Bytes of a header name (RFC 9110 token characters). */
+const tokenByte = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") tokenByte[c.charCodeAt(0)] = 1;
+/** Bytes of a header value or a request target: visible ASCII, and space and tab in a value. */
+const isVisible = (b: number): boolean => b > 0x20 && b < 0x7f;
+const methods = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'];
+const version = ' HTTP/1.1';
+const contentLength = /^[0-9]{1,9}$/;
+
+interface Head {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  bodyBytes: number;
+  closes: boolean;
+}
+
+/**
+ * The head in buf[0, end) (without its blank line), or null when node:http should read it:
+ * any byte or shape it does not expect, a duplicate header, a body framed other than by a
+ * Content-Length within `bodyBytesMax`, a request without Host.
+ */
+export function parseHead(buf: Buffer, end: number, bodyBytesMax: number): Head | null {
+  // One string for the whole head (each Buffer.toString is a call into C++), read with charCodeAt.
+  const text = buf.toString('latin1', 0, end);
+  // Request line: METHOD SP origin-form SP HTTP/1.1 CRLF.
+  const space = text.indexOf(' ');
+  const method = space > 0 && space < 8 ? text.slice(0, space) : '';
+  if (!methods.includes(method) || text.charCodeAt(space + 1) !== 0x2f) return null;
+  let i = space + 1;
+  while (i < end && isVisible(text.charCodeAt(i))) i++;
+  const url = text.slice(space + 1, i);
+  if (!text.startsWith(version, i)) return null;
+  i += version.length;
+  const headers: Record<string, string> = {};
+  // Header lines, each CRLF name ":" OWS value OWS; the head ends at `end` (its last CRLF is the blank line's).
+  while (i < end) {
+    if (text.charCodeAt(i) !== 0x0d || text.charCodeAt(i + 1) !== 0x0a) return null;
+    i += 2;
+    const nameStart = i;
+    while (i < end && tokenByte[text.charCodeAt(i)] === 1) i++;
+    if (i === nameStart || text.charCodeAt(i) !== 0x3a) return null;
+    const name = text.slice(nameStart, i).toLowerCase();
+    i++;
+    while (i < end && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09)) i++;
+    const valueStart = i;
+    let valueEnd = i;
+    while (i < end) {
+      const b = text.charCodeAt(i);
+      if (isVisible(b)) valueEnd = i + 1;
+      else if (b !== 0x20 && b !== 0x09) break;
+      i++;
+    }
+    if (headers[name] !== undefined) return null;
+    headers[name] = text.slice(valueStart, valueEnd);
+  }
+  if (headers.host === undefined || headers['transfer-encoding'] !== undefined || headers.expect !== undefined || headers.upgrade !== undefined) return null;
+  let bodyBytes = 0;
+  const declared = headers['content-length'];
+  if (declared !== undefined) {
+    if (!contentLength.test(declared)) return null;
+    bodyBytes = Number(declared);
+    if (bodyBytes > bodyBytesMax) return null;
+  }
+  let closes = false;
+  const connection = headers.connection;
+  if (connection !== undefined) {
+    for (const token of connection.toLowerCase().split(',')) {
+      const t = token.trim();
+      if (t === 'upgrade') return null;
+      if (t === 'close') closes = true;
+    }
+  }
+  return { method, url, headers, bodyBytes, closes };
+}
+
+class LaneConnection {
+  closed = false;
+  /** Bytes read and not yet taken as a request. */
+  private buf: Buffer | null = null;
+  /** Answers in request order, written once every answer before them is. */
+  private readonly queue: LaneResponse[] = [];
+  /** node:http takes the connection once the answers in the queue are written. */
+  private handingOver = false;
+  /** An answer closed the connection: nothing after it is read. */
+  private ending = false;
+  private writeBlocked = false;
+  private parsing = false;
+  /** When the request the lane waits for the rest of began (0: none). */
+  partialSinceMs = 0;
+  /** performance.now() when the head of the request whose body is arriving was first whole (0: none). */
+  private headAtMs = 0;
+  lastActiveMs = Date.now();
+  readonly keepAliveLines: string;
+  private readonly onData = (chunk: Buffer): void => this.read(chunk);
+  private readonly onDrain = (): void => {
+    this.writeBlocked = false;
+    this.flow();
+  };
+  private readonly onError = (): void => {
+    this.socket.destroy();
+  };
+  private readonly onClose = (): void => {
+    this.closed = true;
+    this.lane.forget(this);
+  };
+
+  constructor(readonly socket: Socket, private readonly lane: HttpLane<unknown>) {
+    this.keepAliveLines = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.round(lane.options.keepAliveMs / 1000)}\r\n`;
+    socket.on('data', this.onData);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  /** Neither a request in progress nor a partial one: what closeIdleConnections closes. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.buf === null;
+  }
+
+  private read(chunk: Buffer): void {
+    this.lastActiveMs = Date.now();
+    if (this.ending) return;
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    this.parse();
+  }
+
+  private parse(): void {
+    if (this.parsing) return;
+    this.parsing = true;
+    try {
+      const { options } = this.lane;
+      while (this.buf !== null && !this.handingOver && !this.ending && !this.closed && this.queue.length < options.pipelinedMax) {
+        const buf = this.buf;
+        const headEnd = buf.indexOf('\r\n\r\n');
+        if (headEnd < 0) {
+          if (buf.length > options.headerBytesMax) this.handOver();
+          else this.waitForHead();
+          break;
+        }
+        const head = headEnd <= options.headerBytesMax ? parseHead(buf, headEnd, options.bodyBytesMax) : null;
+        const match = head === null ? null : this.lane.handler.route(head.method, head.url);
+        if (head === null || match === null) {
+          this.handOver();
+          break;
+        }
+        const end = headEnd + 4 + head.bodyBytes;
+        if (this.headAtMs === 0) this.headAtMs = performance.now();
+        if (buf.length < end) {
+          this.waitForMore();
+          break;
+        }
+        this.buf = end === buf.length ? null : buf.subarray(end);
+        this.partialSinceMs = 0;
+        const res = new LaneResponse(this, head.closes);
+        this.queue.push(res);
+        if (head.closes) this.ending = true;
+        const req: LaneRequest = { method: head.method, url: head.url, headers: head.headers, socket: this.socket, body: buf.subarray(headEnd + 4, end), headAtMs: this.headAtMs };
+        this.headAtMs = 0;
+        this.lane.handler.handle(req, res, match);
+      }
+    } finally {
+      this.parsing = false;
+    }
+    this.flow();
+  }
+
+  /** A head not whole yet: a line ended by a bare LF goes to node:http (the lane reads CRLF only). */
+  private waitForHead(): void {
+    const buf = this.buf!;
+    for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) {
+      if (i === 0 || buf[i - 1] !== 13) return this.handOver();
+    }
+    this.waitForMore();
+  }
+
+  private waitForMore(): void {
+    if (this.partialSinceMs === 0) this.partialSinceMs = Date.now();
+  }
+
+  /** Called by an answer when it ends: writes every finished answer at the queue's front. */
+  answered(): void {
+    let out = '';
+    let closes = false;
+    while (this.queue.length > 0 && this.queue[0]!.out !== null) {
+      const res = this.queue.shift()!;
+      out += res.out;
+      if (res.closes) {
+        closes = true;
+        break;
+      }
+    }
+    if (out === '' || this.closed) return;
+    if (closes) {
+      // Requests read after it are not answered: a client retries what it pipelined past a close.
+      this.queue.length = 0;
+      this.ending = true;
+      this.buf = null;
+      this.socket.end(out);
+      return;
+    }
+    if (!this.socket.write(out)) this.writeBlocked = true;
+    if (!this.parsing) {
+      if (this.buf !== null && !this.handingOver) this.parse();
+      else this.flow();
+    }
+  }
+
+  /** Reads while there is room for answers, and hands over once the lane's answers are out. */
+  private flow(): void {
+    if (this.closed) return;
+    if (this.handingOver && this.queue.length === 0 && !this.writeBlocked) return this.giveToHttp();
+    const wantsMore = !this.writeBlocked && !this.handingOver && !this.ending && this.queue.length < this.lane.options.pipelinedMax;
+    if (wantsMore && this.socket.isPaused()) this.socket.resume();
+    else if (!wantsMore && !this.socket.isPaused()) this.socket.pause();
+  }
+
+  private handOver(): void {
+    this.handingOver = true;
+    this.partialSinceMs = 0;
+  }
+
+  /** node:http reads the rest of this connection, starting with the bytes the lane holds. */
+  private giveToHttp(): void {
+    const rest = this.buf;
+    this.buf = null;
+    this.lane.forget(this);
+    this.socket.removeListener('data', this.onData);
+    this.socket.removeListener('drain', this.onDrain);
+    this.socket.removeListener('error', this.onError);
+    this.socket.removeListener('close', this.onClose);
+    this.lane.handOver(this.socket);
+    if (rest !== null) this.socket.emit('data', rest);
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** The request timeout: 408 and close, as node:http answers one. */
+  timeOut(): void {
+    this.ending = true;
+    this.buf = null;
+    if (this.queue.length === 0) this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    else this.socket.destroy();
+  }
+}
+
+export class HttpLane<M> {
+  readonly server: NetServer;
+  private readonly connections = new Set<LaneConnection>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    /** Takes what the lane does not serve (it never listens itself). */
+    readonly http: HttpServer,
+    readonly handler: LaneHandler<M>,
+    readonly options: LaneOptions = laneDefaults,
+  ) {
+    this.server = createServer({ noDelay: true }, (socket) => {
+      this.connections.add(new LaneConnection(socket, this as HttpLane<unknown>));
+    });
+    // node:http starts tracking its connections (closeIdleConnections, closeAllConnections,
+    // and the headersTimeout / requestTimeout checks) when it hears 'listening': it never
+    // listens itself, so it hears it from the lane's server.
+    this.server.on('listening', () => http.emit('listening'));
+    // One timer for every connection: idle ones past keepAliveMs close, partial requests past
+    // requestTimeoutMs get their 408.
+    this.sweeper = setInterval(() => this.sweep(Date.now()), Math.min(1000, options.requestTimeoutMs, options.keepAliveMs));
+    this.sweeper.unref();
+  }
+
+  /** Connections the lane still reads (not handed to node:http). */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  forget(conn: LaneConnection): void {
+    this.connections.delete(conn);
+  }
+
+  /** Connections given to node:http, until they close (closeAllConnections ends them too). */
+  private readonly handedOver = new Set<Socket>();
+
+  handOver(socket: Socket): void {
+    this.handedOver.add(socket);
+    socket.once('close', () => this.handedOver.delete(socket));
+    this.http.emit('connection', socket);
+  }
+
+  private sweep(nowMs: number): void {
+    for (const c of this.connections) {
+      if (c.partialSinceMs > 0 && nowMs - c.partialSinceMs >= this.options.requestTimeoutMs) c.timeOut();
+      else if (c.idle && nowMs - c.lastActiveMs >= this.options.keepAliveMs) c.socket.destroy();
+    }
+  }
+
+  /**
+   * Whether a connection has a request in progress, whole or still arriving (the lane hands
+   * a request on only once it is whole, so a draining gateway also waits for these).
+   */
+  get busy(): boolean {
+    for (const c of this.connections) if (!c.idle) return true;
+    return false;
+  }
+
+  /** Closes the connections with nothing in progress, here and in node:http. */
+  closeIdleConnections(): void {
+    for (const c of this.connections) if (c.idle) c.socket.destroy();
+    this.http.closeIdleConnections();
+  }
+
+  closeAllConnections(): void {
+    for (const c of this.connections) c.socket.destroy();
+    for (const socket of this.handedOver) socket.destroy();
+    this.http.closeAllConnections();
+  }
+
+  /** Stops accepting; calls back once every connection (the lane's and node:http's) is gone. */
+  close(done: () => void): void {
+    clearInterval(this.sweeper);
+    // node:http never listened: its close only stops its timers (its connections end with the lane's server).
+    this.http.close(() => undefined);
+    this.server.close(() => done());
+  }
+}

@@ -1,0 +1,304 @@
+// The gateway's HTTP/1.1 lane (src/gateway/http-lane.ts): what it reads itself is read as
+// node:http reads it (a differential property test against node's own parser), anything else
+// goes to node:http on the same connection in order, answers leave in request order, a
+// connection's requests in progress are bounded, and slow or idle clients are timed out.
+
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import fc from 'fast-check';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HttpLane, laneDefaults, parseHead, type LaneOptions, type LaneRequest, type LaneResponse } from '../src/gateway/http-lane.js';
+
+const head = (text: string): ReturnType<typeof parseHead> => {
+  const buf = Buffer.from(`${text}\r\n\r\n`, 'latin1');
+  return parseHead(buf, buf.length - 4, 16 * 1024);
+};
+
+describe('parseHead', () => {
+  it('reads the request line and headers, names in lower case, values without surrounding blanks', () => {
+    const h = head('POST /v1/reservations?x=1 HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nAuthorization:  Bearer t  \r\nX-Empty:');
+    expect(h).toEqual({
+      method: 'POST', url: '/v1/reservations?x=1', bodyBytes: 12, closes: false,
+      headers: { host: 'a:1', 'content-length': '12', authorization: 'Bearer t', 'x-empty': '' },
+    });
+    expect(head('GET / HTTP/1.1\r\nhost: x\r\nconnection: keep-alive, Close')?.closes).toBe(true);
+  });
+
+  it.each([
+    ['HTTP/1.0', 'GET / HTTP/1.0\r\nhost: x'],
+    ['no Host', 'GET / HTTP/1.1\r\naccept: */*'],
+    ['an absolute target', 'GET http://x/ HTTP/1.1\r\nhost: x'],
+    ['an unknown method', 'HEAD / HTTP/1.1\r\nhost: x'],
+    ['a lower-case method', 'get / HTTP/1.1\r\nhost: x'],
+    ['two spaces', 'GET  / HTTP/1.1\r\nhost: x'],
+    ['a duplicate header', 'GET / HTTP/1.1\r\nhost: x\r\nAuthorization: a\r\nauthorization: b'],
+    ['Transfer-Encoding', 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked'],
+    ['Content-Length and Transfer-Encoding', 'POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked'],
+    ['Expect', 'POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 3'],
+    ['Upgrade', 'GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade'],
+    ['a Content-Length that is not a number', 'POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1,1'],
+    ['a negative Content-Length', 'POST / HTTP/1.1\r\nhost: x\r\ncontent-length: -1'],
+    ['a body over the limit', `POST / HTTP/1.1\r\nhost: x\r\ncontent-length: ${16 * 1024 + 1}`],
+    ['a folded header', 'GET / HTTP/1.1\r\nhost: x\r\nx-a: 1\r\n 2'],
+    ['a bare LF', 'GET / HTTP/1.1\nhost: x'],
+    ['a bare CR in a value', 'GET / HTTP/1.1\r\nhost: x\r\nx-a: 1\r2'],
+    ['a NUL in a value', 'GET / HTTP/1.1\r\nhost: x\r\nx-a: 1\u00002'],
+    ['a byte over 0x7f', 'GET / HTTP/1.1\r\nhost: x\r\nx-a: caf\u00e9'],
+    ['a space before the colon', 'GET / HTTP/1.1\r\nhost : x'],
+    ['a control byte in the target', 'GET /a\u0001b HTTP/1.1\r\nhost: x'],
+  ])('leaves %s to node:http', (_what, text) => {
+    expect(head(text)).toBeNull();
+  });
+});
+
+describe('parseHead against node:http', () => {
+  let server: HttpServer;
+  let port = 0;
+  beforeAll(async () => {
+    server = createHttpServer((req: IncomingMessage, res) => {
+      const body: Buffer[] = [];
+      req.on('data', (c: Buffer) => body.push(c));
+      req.on('end', () => {
+        const text = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(body).toString('latin1') });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  /** node:http's reading of one raw request (null: it refused it). */
+  async function nodeReads(raw: string): Promise<{ method: string; url: string; headers: Record<string, string>; body: string } | null> {
+    const socket = connect(port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    socket.write(Buffer.from(raw, 'latin1'));
+    await new Promise<void>((resolve) => {
+      socket.on('close', () => resolve());
+      socket.on('error', () => resolve());
+      const check = setInterval(() => {
+        if (/\r\n\r\n/.test(got) && (got.startsWith('HTTP/1.1 200') ? got.endsWith('}') : true)) {
+          clearInterval(check);
+          socket.destroy();
+        }
+      }, 2);
+    });
+    if (!got.startsWith('HTTP/1.1 200')) return null;
+    return JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4));
+  }
+
+  const nameChars = fc.constantFrom(...'abcXYZ-_!#~0'.split(''));
+  const safeChars = fc.constantFrom(...'aZ9 \t,;:=/"()-'.split(''));
+  const trickyChars = fc.constantFrom(...'aZ9 \t'.split(''), '\u0000', '\u00e9', '\r', '\n', '\u007f');
+  const value = fc.oneof({ arbitrary: fc.string({ unit: safeChars, maxLength: 12 }), weight: 6 }, { arbitrary: fc.string({ unit: trickyChars, maxLength: 6 }), weight: 1 });
+  const header = fc.oneof(
+    { arbitrary: fc.tuple(fc.string({ unit: nameChars, minLength: 1, maxLength: 8 }), value), weight: 4 },
+    { arbitrary: fc.tuple(fc.constantFrom('content-length', 'Content-Length'), fc.oneof(fc.nat({ max: 40 }).map(String), value)), weight: 1 },
+    { arbitrary: fc.tuple(fc.constantFrom('connection', 'authorization', 'x-forwarded-for', 'Host'), value), weight: 1 },
+  );
+
+  it('reads every head it accepts exactly as node:http does (method, target, headers, body)', async () => {
+    let compared = 0;
+    await fc.assert(fc.asyncProperty(
+      fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH'),
+      fc.string({ unit: fc.constantFrom(...'/az09?=&%.-~'.split('')), maxLength: 20 }).map((s) => `/${s}`),
+      fc.array(header, { maxLength: 5 }),
+      fc.oneof({ arbitrary: fc.constant(true), weight: 5 }, { arbitrary: fc.constant(false), weight: 1 }),
+      async (method, target, headers, withHost) => {
+        const lines = headers.map(([n, v]) => `${n}: ${v}`);
+        if (withHost) lines.unshift('host: example');
+        const text = `${method} ${target} HTTP/1.1\r\n${lines.join('\r\n')}`;
+        const mine = head(text);
+        if (mine === null) return; // node:http reads it: nothing to compare
+        const body = 'b'.repeat(mine.bodyBytes);
+        const theirs = await nodeReads(`${text}\r\n\r\n${body}`);
+        expect(theirs, `node:http refused what the lane read: ${JSON.stringify(text)}`).not.toBeNull();
+        expect({ method: mine.method, url: mine.url, headers: mine.headers, body }).toEqual(theirs);
+        compared++;
+      },
+    ), { numRuns: 300 });
+    // The generator must reach the lane's side often enough for this to say something.
+    expect(compared).toBeGreaterThan(60);
+  }, 60_000);
+});
+
+/** A lane on a free port with a handler the test drives, and node:http behind it. */
+async function startLane(
+  handle: (req: LaneRequest, res: LaneResponse) => void, options: Partial<LaneOptions> = {}, httpOptions: { requestTimeout?: number; connectionsCheckingInterval?: number } = {},
+): Promise<{ lane: HttpLane<true>; port: number; httpSeen: string[] }> {
+  const httpSeen: string[] = [];
+  const http = createHttpServer(httpOptions, (req, res) => {
+    httpSeen.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => {
+      const body = `node ${req.method} ${req.url}`;
+      res.writeHead(200, { 'content-length': body.length });
+      res.end(body);
+    });
+  });
+  const lane = new HttpLane<true>(http, { route: (_m, url) => (url.startsWith('/lane') ? true : null), handle: (req, res) => handle(req, res) }, { ...laneDefaults, ...options });
+  await new Promise<void>((resolve) => lane.server.listen(0, '127.0.0.1', resolve));
+  lanes.push(lane);
+  return { lane, port: (lane.server.address() as AddressInfo).port, httpSeen };
+}
+
+const lanes: HttpLane<true>[] = [];
+afterEach(async () => {
+  for (const lane of lanes.splice(0)) {
+    lane.closeAllConnections();
+    await new Promise<void>((resolve) => lane.close(resolve));
+  }
+});
+
+function client(port: number): { socket: Socket; text: () => string; until: (test: (t: string) => boolean) => Promise<string>; ended: Promise<void> } {
+  const socket = connect(port, '127.0.0.1');
+  let text = '';
+  const waiters: (() => void)[] = [];
+  socket.on('data', (d: Buffer) => {
+    text += d.toString('latin1');
+    for (const w of waiters.splice(0)) w();
+  });
+  const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.on('error', () => undefined);
+  return {
+    socket,
+    text: () => text,
+    ended,
+    until: (test) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not seen within 10 s; got ${JSON.stringify(text)}`)), 10_000);
+      const check = (): void => {
+        if (test(text)) {
+          clearTimeout(timer);
+          resolve(text);
+        } else waiters.push(check);
+      };
+      check();
+    }),
+  };
+}
+
+const bodies = (text: string): string[] => text.split(/HTTP\/1\.1 \d+ [^\r]*\r\n(?:[^\r]+\r\n)*\r\n/).slice(1);
+const answer = (res: LaneResponse, body: string): void => {
+  res.writeHead(200, { 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+};
+
+describe('the lane', () => {
+  it('answers pipelined requests in request order, whatever order they finish in', async () => {
+    const pending: { req: LaneRequest; res: LaneResponse }[] = [];
+    const { port } = await startLane((req, res) => pending.push({ req, res }));
+    const c = client(port);
+    c.socket.write(['/lane/1', '/lane/2', '/lane/3'].map((p, k) => `POST ${p} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nb${k}`).join(''));
+    await expect.poll(() => pending.length).toBe(3);
+    expect(pending.map((p) => p.req.body.toString())).toEqual(['b0', 'b1', 'b2']);
+    answer(pending[2]!.res, 'three');
+    answer(pending[1]!.res, 'two');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.text()).toBe(''); // the first is not answered yet, so nothing may leave
+    answer(pending[0]!.res, 'one');
+    const text = await c.until((t) => bodies(t).length === 3 && t.endsWith('three'));
+    expect(bodies(text)).toEqual(['one', 'two', 'three']);
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\ncontent-length: 3\r\nDate: [^\r]+ GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=65\r\n\r\none/);
+    c.socket.destroy();
+  });
+
+  it('hands the connection to node:http at the first request it does not read, after its own answers, and node:http reads on in order', async () => {
+    const pending: LaneResponse[] = [];
+    const { port, httpSeen, lane } = await startLane((req, res) => pending.push(res));
+    const c = client(port);
+    c.socket.write('GET /lane/a HTTP/1.1\r\nhost: x\r\n\r\n'
+      + 'POST /lane/chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
+      + 'GET /lane/after HTTP/1.1\r\nhost: x\r\n\r\n');
+    await expect.poll(() => pending.length).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(httpSeen).toEqual([]); // node:http waits for the lane's answer
+    answer(pending[0]!, 'lane a');
+    await c.until((t) => t.endsWith('node GET /lane/after'));
+    c.socket.write('GET /later HTTP/1.1\r\nhost: x\r\n\r\n');
+    const text = await c.until((t) => t.endsWith('node GET /later'));
+    expect(bodies(text)).toEqual(['lane a', 'node POST /lane/chunked', 'node GET /lane/after', 'node GET /later']);
+    expect(httpSeen).toEqual(['POST /lane/chunked', 'GET /lane/after', 'GET /later']);
+    expect(lane.connectionCount).toBe(0);
+    c.socket.destroy();
+  });
+
+  it('stops reading a connection at pipelinedMax requests in progress, and reads on as they are answered', async () => {
+    const pending: LaneResponse[] = [];
+    const { port } = await startLane((_req, res) => pending.push(res), { pipelinedMax: 4 });
+    const c = client(port);
+    c.socket.write(Array.from({ length: 10 }, (_, k) => `GET /lane/${k} HTTP/1.1\r\nhost: x\r\n\r\n`).join(''));
+    await expect.poll(() => pending.length).toBe(4);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(pending.length).toBe(4);
+    for (let k = 0; k < 10; k++) {
+      await expect.poll(() => pending.length).toBeGreaterThan(k);
+      answer(pending[k]!, `r${k}`);
+    }
+    const text = await c.until((t) => bodies(t).length === 10);
+    expect(bodies(text)).toEqual(Array.from({ length: 10 }, (_, k) => `r${k}`));
+    c.socket.destroy();
+  });
+
+  it('closes after the answer to a request that says connection: close, and reads nothing after it', async () => {
+    const seen: string[] = [];
+    const { port } = await startLane((req, res) => {
+      seen.push(req.url);
+      answer(res, req.url);
+    });
+    const c = client(port);
+    c.socket.write('GET /lane/1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET /lane/2 HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.ended;
+    expect(seen).toEqual(['/lane/1']);
+    expect(c.text()).toMatch(/Connection: close\r\n\r\n\/lane\/1$/);
+  });
+
+  it('answers 408 and closes when a request does not arrive whole in time, and closes idle connections', async () => {
+    const { port } = await startLane((req, res) => answer(res, 'ok'), { requestTimeoutMs: 300, keepAliveMs: 600 });
+    const partial = client(port);
+    partial.socket.write('POST /lane/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
+    await partial.ended;
+    expect(partial.text()).toBe('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    const idle = client(port);
+    idle.socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n\r\n');
+    await idle.until((t) => t.endsWith('ok'));
+    const answeredAt = Date.now();
+    await idle.ended;
+    expect(Date.now() - answeredAt).toBeGreaterThanOrEqual(500);
+  });
+
+  it('ends the connections it gave to node:http on closeAllConnections, so close() completes', async () => {
+    const { port, lane, httpSeen } = await startLane(() => undefined);
+    const c = client(port);
+    c.socket.write('GET /elsewhere HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.until((t) => t.endsWith('node GET /elsewhere'));
+    expect(httpSeen).toEqual(['GET /elsewhere']);
+    const closed = new Promise<void>((resolve) => lane.close(resolve));
+    lane.closeAllConnections();
+    await closed;
+    await c.ended;
+  });
+
+  it('leaves node:http\'s request timeout in force on the connections it gave it', async () => {
+    const { port } = await startLane(() => undefined, {}, { requestTimeout: 300, connectionsCheckingInterval: 50 });
+    const c = client(port);
+    c.socket.write('POST /lane/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nab');
+    await c.ended;
+    expect(c.text()).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('gives a head over the header limit to node:http, which refuses it', async () => {
+    const seen: string[] = [];
+    const { port } = await startLane((req, res) => {
+      seen.push(req.url);
+      answer(res, 'lane');
+    }, { headerBytesMax: 1024 });
+    const c = client(port);
+    c.socket.write(`GET /lane/big HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(2000)}\r\n\r\n`);
+    const text = await c.until((t) => t.endsWith('node GET /lane/big'));
+    expect(seen).toEqual([]);
+    expect(text.startsWith('HTTP/1.1 200')).toBe(true);
+    c.socket.destroy();
+  });
+});
