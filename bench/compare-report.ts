@@ -106,6 +106,10 @@ export function goals(medians: SystemRun[], runs: RunRecord[]): Goal[] {
     goal('engine / bare node:http, many SKUs reserves/s (scenario 1)', `>= ${g.engineOverBare}`, atLeast(g.engineOverBare), engineOver('many-skus', 'bare'), medians, runs),
     goal('engine p99 ms at half its peak rate (scenario 4)', `< ${g.engineP99AtHalfPeakMs}`, (v) => v < g.engineP99AtHalfPeakMs, engineP99AtHalfPeak, medians, runs),
     goal('engine / PostgreSQL, hot SKU grants/s until sold out (information, not a goal)', '-', null, sellOutOverPostgres, medians, runs),
+    ...(settings.systems.includes('engine-node-http')
+      ? [goal('engine / engine with its HTTP lane off, many SKUs reserves/s (information, not a goal)', '-', null, engineOver('many-skus', 'engine-node-http'), medians, runs),
+        goal('engine / engine with its HTTP lane off, hot SKU answers/s (information, not a goal)', '-', null, engineOver('hot-sku', 'engine-node-http'), medians, runs)]
+      : []),
     {
       goal: 'zero oversell in every run', value: oversold.length, target: '0 runs oversold',
       met: checked.length === 0 ? null : oversold.length === 0,
@@ -169,7 +173,7 @@ const tables: Record<ScenarioKey, (runs: SystemRun[]) => string> = {
       const rss = f.load.rss;
       return [fmt(d.offeredRate), fmt(f.headline), `${fmt(d.created201)} / ${fmt(d.rateLimited429)} / ${fmt(d.shed503)} / ${fmt(d.otherStatuses)}`,
         `${f.load.errors} / ${f.load.timeouts}`, ms(f.load.latency2xxMs?.p99), ms(f.load.latency503Ms?.p99),
-        `${rss.startMiB ?? '-'} -> ${rss.peakMiB ?? '-'}`, r.system === 'engine' ? `FLASH_MAILBOX_MAX=${settings.engineOverloadMailboxMax}` : '', checkText(r)];
+        `${rss.startMiB ?? '-'} -> ${rss.peakMiB ?? '-'}`, r.system === 'engine' || r.system === 'engine-node-http' ? `FLASH_MAILBOX_MAX=${settings.engineOverloadMailboxMax}` : '', checkText(r)];
     }),
   ),
 };

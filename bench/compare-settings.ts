@@ -5,8 +5,13 @@
 
 import { envInt } from './bench-report.js';
 
-export const systemKeys = ['bare', 'engine', 'engine-nats', 'naive', 'redis', 'postgres'] as const;
+export const systemKeys = ['bare', 'engine', 'engine-node-http', 'engine-nats', 'naive', 'redis', 'postgres'] as const;
 export type SystemKey = (typeof systemKeys)[number];
+/**
+ * Run when BENCH_SYSTEMS is unset: all but `engine-node-http` (the engine with its HTTP lane
+ * off, FLASH_HTTP_LANE=0), which is there to measure the lane and is asked for by name.
+ */
+const defaultSystems: readonly SystemKey[] = systemKeys.filter((k) => k !== 'engine-node-http');
 
 export const scenarioKeys = ['many-skus', 'hot-sku', 'full-flow', 'fixed-rate', 'overload'] as const;
 export type ScenarioKey = (typeof scenarioKeys)[number];
@@ -19,10 +24,10 @@ export const scenarioTitles: Record<ScenarioKey, string> = {
   overload: '5. overload, twice capacity',
 };
 
-/** A comma list of known names (scenarios also by number, 1-based); all of them when unset. */
-function envList<T extends string>(name: string, known: readonly T[]): T[] {
+/** A comma list of known names (scenarios also by number, 1-based); `byDefault` (all) when unset. */
+function envList<T extends string>(name: string, known: readonly T[], byDefault: readonly T[] = known): T[] {
   const raw = process.env[name]?.trim();
-  if (raw === undefined || raw === '') return [...known];
+  if (raw === undefined || raw === '') return [...byDefault];
   const picked = raw.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => {
     const byNumber = /^\d+$/.test(s) ? known[Number(s) - 1] : undefined;
     const name2 = byNumber ?? (known.includes(s as T) ? (s as T) : undefined);
@@ -46,7 +51,7 @@ export const settings = {
    */
   overloadConnections: envInt('BENCH_OVERLOAD_CONNECTIONS', 512, 64, 10_000),
   timeoutSeconds: 10,
-  systems: envList('BENCH_SYSTEMS', systemKeys),
+  systems: envList('BENCH_SYSTEMS', systemKeys, defaultSystems),
   scenarios: envList('BENCH_SCENARIOS', scenarioKeys),
   /** Warm-up load goes to these SKUs, never to the ones a scenario checks. */
   warmSkus: { prefix: 'warm-', count: 100, stock: 1_000_000_000, maxPerBuyer: 0, holdSeconds: 600 },

@@ -67,24 +67,33 @@ const bare: SystemSpec = {
   },
 };
 
-const engine: SystemSpec = {
-  key: 'engine', label: 'engine (embedded)', stateful: true,
-  unavailable: async () => null,
-  async start(o) {
-    const extraEnv: Record<string, string> = o.scenario === 'overload' ? { FLASH_MAILBOX_MAX: String(settings.engineOverloadMailboxMax) } : {};
-    const e = await launchEngine(o.tmp, `engine-${o.scenario}`, { extraEnv });
-    const shown = Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`).join(' ');
-    return {
-      key: 'engine', url: `http://127.0.0.1:${e.port}`, pids: [e.child.pid!],
-      settings: `FLASH_SHARDS=${e.shardCount}${shown === '' ? '' : ` ${shown}`}, WAL fdatasync per turn, FLASH_BUYER_RPS=0 FLASH_IP_RPS=0`,
-      call: (m, p, b) => call(e.port, m, p, b), audit: noAudit,
-      async stop() {
-        await e.stop();
-        rmSync(e.dataDir, { recursive: true, force: true });
-      },
-    };
-  },
-};
+/** The embedded engine; `laneOff` starts it with FLASH_HTTP_LANE=0 (node:http reads every request). */
+function embeddedEngine(key: 'engine' | 'engine-node-http', label: string, laneOff: boolean): SystemSpec {
+  return {
+    key, label, stateful: true,
+    unavailable: async () => null,
+    async start(o) {
+      const extraEnv: Record<string, string> = {
+        ...(laneOff ? { FLASH_HTTP_LANE: '0' } : {}),
+        ...(o.scenario === 'overload' ? { FLASH_MAILBOX_MAX: String(settings.engineOverloadMailboxMax) } : {}),
+      };
+      const e = await launchEngine(o.tmp, `${key}-${o.scenario}`, { extraEnv });
+      const shown = Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`).join(' ');
+      return {
+        key, url: `http://127.0.0.1:${e.port}`, pids: [e.child.pid!],
+        settings: `FLASH_SHARDS=${e.shardCount}${shown === '' ? '' : ` ${shown}`}, WAL fdatasync per turn, FLASH_BUYER_RPS=0 FLASH_IP_RPS=0`,
+        call: (m, p, b) => call(e.port, m, p, b), audit: noAudit,
+        async stop() {
+          await e.stop();
+          rmSync(e.dataDir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
+}
+
+const engine = embeddedEngine('engine', 'engine (embedded)', false);
+const engineNodeHttp = embeddedEngine('engine-node-http', 'engine, HTTP lane off (FLASH_HTTP_LANE=0)', true);
 
 function natsBinaryMissing(): string | null {
   const candidates = [process.env.NATS_SERVER_BIN, '/usr/sbin/nats-server', ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'nats-server'))];
@@ -185,7 +194,7 @@ const postgres: SystemSpec = {
   },
 };
 
-export const systems: Record<SystemKey, SystemSpec> = { bare, engine, 'engine-nats': engineNats, naive, redis, postgres };
+export const systems: Record<SystemKey, SystemSpec> = { bare, engine, 'engine-node-http': engineNodeHttp, 'engine-nats': engineNats, naive, redis, postgres };
 
 /** A short lower-case id for this run's namespaces (Redis prefix, PG schema, NATS prefix). */
 export const newRunId = (): string => `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;

@@ -8,10 +8,10 @@ import type { SystemRun } from './compare-report.js';
 import { scenarioKeys, scenarioTitles, systemKeys, type ScenarioKey, type SystemKey } from './compare-settings.js';
 
 const colors: Record<SystemKey, string> = {
-  bare: '#9e9e9e', engine: '#1f5fbf', 'engine-nats': '#22a3b8', naive: '#8e5bb5', redis: '#d0452f', postgres: '#3f8f3a',
+  bare: '#9e9e9e', engine: '#1f5fbf', 'engine-node-http': '#7fa6e0', 'engine-nats': '#22a3b8', naive: '#8e5bb5', redis: '#d0452f', postgres: '#3f8f3a',
 };
 const labels: Record<SystemKey, string> = {
-  bare: 'bare node:http', engine: 'engine (embedded)', 'engine-nats': 'engine over NATS', naive: 'naive durable server', redis: 'Redis + Lua', postgres: 'PostgreSQL',
+  bare: 'bare node:http', engine: 'engine (embedded)', 'engine-node-http': 'engine, lane off (node:http)', 'engine-nats': 'engine over NATS', naive: 'naive durable server', redis: 'Redis + Lua', postgres: 'PostgreSQL',
 };
 /** Short enough for a fifth of the width and for the latency panel's axis. */
 const panelTitles: Record<ScenarioKey, string> = {
@@ -19,7 +19,7 @@ const panelTitles: Record<ScenarioKey, string> = {
   'fixed-rate': '4. fixed rate (0.5 x capacity)', overload: '5. overload (2 x capacity)',
 };
 const shortLabels: Record<SystemKey, string> = {
-  bare: 'bare', engine: 'engine', 'engine-nats': 'engine/NATS', naive: 'naive', redis: 'Redis+Lua', postgres: 'PostgreSQL',
+  bare: 'bare', engine: 'engine', 'engine-node-http': 'engine/node:http', 'engine-nats': 'engine/NATS', naive: 'naive', redis: 'Redis+Lua', postgres: 'PostgreSQL',
 };
 const outcomeColors = { '2xx': '#6cbf84', '429': '#e0a526', '503': '#6b7fa3', failed: '#c0392b' } as const;
 
