@@ -157,25 +157,27 @@ function post(message: FromShard): void {
   port!.postMessage(message);
 }
 
+/**
+ * `o` without its view `key`, with the view's JSON text (and `dropId`) instead. Copied by a
+ * loop, not `{ key, ...rest }`: object rest is a runtime call that cost 2 µs a reserve here,
+ * a loop of the few keys 0.7 µs.
+ */
+function withJson(o: Outcome & { ok: true }, key: 'reservation' | 'sku' | 'drop' | 'entry', json: string, dropId?: string | null): Outcome {
+  const w: Record<string, unknown> = { ok: true, status: o.status };
+  const from = o as unknown as Record<string, unknown>;
+  for (const k in from) if (k !== key && k !== 'ok' && k !== 'status' && from[k] !== undefined) w[k] = from[k];
+  w.json = json;
+  if (dropId !== undefined) w.dropId = dropId;
+  return w as unknown as Outcome;
+}
+
 /** Replaces a view object by its JSON text (see Outcome.json): cheaper to send and to answer. */
 function toWire(o: Outcome): Outcome {
   if (!o.ok) return o;
-  if (o.reservation !== undefined) {
-    const { reservation, ...rest } = o;
-    return { ...rest, json: JSON.stringify(reservation) };
-  }
-  if (o.sku !== undefined) {
-    const { sku, ...rest } = o;
-    return { ...rest, json: JSON.stringify(sku), dropId: sku.dropId };
-  }
-  if (o.drop !== undefined) {
-    const { drop, ...rest } = o;
-    return { ...rest, json: JSON.stringify(drop) };
-  }
-  if (o.entry !== undefined) {
-    const { entry, ...rest } = o;
-    return { ...rest, json: JSON.stringify(entry) };
-  }
+  if (o.reservation !== undefined) return withJson(o, 'reservation', JSON.stringify(o.reservation));
+  if (o.sku !== undefined) return withJson(o, 'sku', JSON.stringify(o.sku), o.sku.dropId);
+  if (o.drop !== undefined) return withJson(o, 'drop', JSON.stringify(o.drop));
+  if (o.entry !== undefined) return withJson(o, 'entry', JSON.stringify(o.entry));
   return o;
 }
 
