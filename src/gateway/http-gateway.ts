@@ -153,19 +153,36 @@ export class HttpGateway {
 
   /**
    * A request Node's parser refused (malformed HTTP, headers over the limit) gets the API's
-   * JSON error and is counted like any refusal, instead of Node's empty 400.
+   * JSON error and is counted like any refusal, instead of Node's empty 400. Requests read
+   * before it on the connection may still be running (a reserve that has taken a unit): their
+   * answers go out first, then this one, then the connection closes. (Node's own handler, and
+   * ours before a review found it, closed at once and dropped them: a client was told 400 of
+   * a reserve that had gone through.)
    */
   private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return void socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n');
-    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const code = tooLarge ? 'headers_too_large' : 'invalid_request';
-    const body = errorBody(code, tooLarge ? 'the request headers are over the limit' : 'the request is not valid HTTP');
-    const { status } = errorCodes[code];
-    this.deps.metrics.countRequest('unknown', status);
-    this.deps.metrics.countRefusal('unknown', code);
-    socket.end(`HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    // The parser stays broken and reports the same error for every later chunk: answered once.
+    if (this.refusedSockets.has(socket)) return;
+    this.refusedSockets.add(socket);
+    let answer: string;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n';
+    else {
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      const code = tooLarge ? 'headers_too_large' : 'invalid_request';
+      const body = errorBody(code, tooLarge ? 'the request headers are over the limit' : 'the request is not valid HTTP');
+      const { status } = errorCodes[code];
+      this.deps.metrics.countRequest('unknown', status);
+      this.deps.metrics.countRefusal('unknown', code);
+      answer = `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+    }
+    afterPendingAnswers(socket, () => {
+      // An answer before it closed the connection (its request said `connection: close`): nothing more is said.
+      if (socket.writable) socket.end(answer);
+      else socket.destroy();
+    });
   }
+
+  private readonly refusedSockets = new WeakSet<Duplex>();
 
   private get router(): ShardRouter {
     return this.deps.router!; // handlers run only when a router exists (checked in handle)
@@ -499,3 +516,15 @@ export class HttpGateway {
   }
 }
 
+/**
+ * Runs `then` once every answer node:http still owes on `socket` is written: the one it is
+ * writing (`_httpMessage`) and the pipelined ones queued behind it, which node:http gives the
+ * socket in turn as each one before finishes. Nothing runs if the socket closes first.
+ */
+function afterPendingAnswers(socket: Duplex, then: () => void): void {
+  const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (socket.destroyed) return;
+  if (pending === undefined || pending === null || pending.writableFinished) return then();
+  // node:http's own 'finish' listener, added before this one, hands the socket the next answer.
+  pending.once('finish', () => process.nextTick(() => afterPendingAnswers(socket, then)));
+}

@@ -137,6 +137,8 @@ function headerName(buf: Buffer, text: string, start: number, end: number): stri
 }
 
 const version = ' HTTP/1.1';
+/** Header lines a head the lane reads may have (node:http's maxHeadersCount is 2000). */
+const headerLinesMax = 100;
 const contentLength = /^[0-9]{1,9}$/;
 
 interface Head {
@@ -166,28 +168,36 @@ export function parseHead(buf: Buffer, end: number, bodyBytesMax: number): Head 
   if (!text.startsWith(version, i)) return null;
   i += version.length;
   const headers: Record<string, string> = {};
+  let lines = 0;
   // Header lines, each CRLF name ":" OWS value OWS; the head ends at `end` (its last CRLF is the blank line's).
   while (i < end) {
     if (buf[i] !== 0x0d || buf[i + 1] !== 0x0a) return null;
+    // node:http keeps the first maxHeadersCount (2000) lines and drops the rest: a head with
+    // more than a client ever sends is node:http's to read, its way.
+    if (++lines > headerLinesMax) return null;
     i += 2;
     const nameStart = i;
     while (i < end && tokenByte[buf[i]!] === 1) i++;
     if (i === nameStart || buf[i] !== 0x3a) return null;
     const name = headerName(buf, text, nameStart, i);
     i++;
-    while (i < end && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
+    // OWS is spaces only here: llhttp reads a tab in Content-Length or Connection its own way
+    // (a 400, not a close), so a head with a tab anywhere is node:http's.
+    while (i < end && buf[i] === 0x20) i++;
     const valueStart = i;
     let valueEnd = i;
     while (i < end) {
       const b = buf[i]!;
       if (isVisible(b)) valueEnd = i + 1;
-      else if (b !== 0x20 && b !== 0x09) break;
+      else if (b !== 0x20) break;
       i++;
     }
     if (headers[name] !== undefined) return null;
     headers[name] = text.slice(valueStart, valueEnd);
   }
   if (headers.host === undefined || headers['transfer-encoding'] !== undefined || headers.expect !== undefined || headers.upgrade !== undefined) return null;
+  // llhttp reads Proxy-Connection as it reads Connection; the lane leaves both to it but Connection.
+  if (headers['proxy-connection'] !== undefined) return null;
   let bodyBytes = 0;
   const declared = headers['content-length'];
   if (declared !== undefined) {
