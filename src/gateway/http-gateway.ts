@@ -32,6 +32,8 @@ function ownerOf(caller: Caller): { buyerId?: string } {
 const orderCacheDrops = 16;
 /** Entries of an order in one answer (and in one read from the shard). */
 const orderPageMax = 100_000;
+/** At most this long a refused connection waits for the answers owed before its error (node:http's requestTimeout). */
+const clientErrorWaitMs = 30_000;
 
 export interface GatewayDeps {
   config: EngineConfig;
@@ -152,16 +154,17 @@ export class HttpGateway {
   }
 
   /**
-   * A request Node's parser refused (malformed HTTP, headers over the limit) gets the API's
-   * JSON error and is counted like any refusal, instead of Node's empty 400. Requests read
-   * before it on the connection may still be running (a reserve that has taken a unit): their
-   * answers go out first, then this one, then the connection closes. (Node's own handler, and
-   * ours before a review found it, closed at once and dropped them: a client was told 400 of
-   * a reserve that had gone through.)
+   * A request Node's parser refused (malformed HTTP, headers over the limit, a request not
+   * whole in time) gets the API's JSON error and is counted like any refusal, instead of
+   * Node's empty 400. Requests read whole before it on the connection may still be running (a
+   * reserve that has taken a unit): their answers go out first, then this one, then the
+   * connection closes. (Node's own handler, and ours before a review found it, closed at once
+   * and dropped them: a client was told 400 of a reserve that had gone through.) The request
+   * still being read, if any, is never waited for: it cannot be answered.
    */
   private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-    // The parser stays broken and reports the same error for every later chunk: answered once.
+    // The parser stays broken and may report the same error for every later chunk: answered once.
     if (this.refusedSockets.has(socket)) return;
     this.refusedSockets.add(socket);
     let answer: string;
@@ -175,14 +178,55 @@ export class HttpGateway {
       this.deps.metrics.countRefusal('unknown', code);
       answer = `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
     }
-    afterPendingAnswers(socket, () => {
-      // An answer before it closed the connection (its request said `connection: close`): nothing more is said.
-      if (socket.writable) socket.end(answer);
-      else socket.destroy();
-    });
+    const owed = [...(this.openAnswers.get(socket) ?? [])].filter((res) => res.req.complete);
+    // Handlers always answer (a shard that does not is answered 503), but a connection is never
+    // held open on that promise alone.
+    const guard = setTimeout(() => socket.destroy(), clientErrorWaitMs);
+    guard.unref();
+    let left = owed.length;
+    const answered = (): void => {
+      if (--left > 0) return;
+      clearTimeout(guard);
+      // node:http's own 'finish' listener (added first) has moved on to the next answer; the
+      // bytes of every answer owed are on the socket, in order, before this one.
+      process.nextTick(() => {
+        // An answer before it closed the connection (its request said `connection: close`): nothing more is said.
+        if (socket.writable) socket.end(answer);
+        else socket.destroy();
+      });
+    };
+    if (left === 0) {
+      left = 1;
+      return answered();
+    }
+    for (const res of owed) {
+      let once = false;
+      const done = (): void => {
+        if (once) return;
+        once = true;
+        answered();
+      };
+      res.once('finish', done);
+      res.once('close', done);
+    }
   }
 
   private readonly refusedSockets = new WeakSet<Duplex>();
+  /** node:http's answers not yet finished, per connection, in request order (for clientError). */
+  private readonly openAnswers = new WeakMap<Duplex, Set<ServerResponse>>();
+
+  private trackAnswer(socket: Duplex, res: ServerResponse): void {
+    let open = this.openAnswers.get(socket);
+    if (open === undefined) {
+      open = new Set();
+      this.openAnswers.set(socket, open);
+    }
+    const set = open;
+    set.add(res);
+    const forget = (): void => void set.delete(res);
+    res.once('finish', forget);
+    res.once('close', forget);
+  }
 
   private get router(): ShardRouter {
     return this.deps.router!; // handlers run only when a router exists (checked in handle)
@@ -211,6 +255,7 @@ export class HttpGateway {
       if (--this.inFlight === 0 && this.draining) for (const w of this.drainWaiters.splice(0)) w();
     };
     this.inFlight++;
+    if (res instanceof ServerResponse) this.trackAnswer(req.socket, res);
     if (this.draining) res.setHeader('connection', 'close');
     if (match.kind === 'method_not_allowed') {
       label = `${req.method ?? 'GET'} ${match.path}`;
@@ -514,17 +559,4 @@ export class HttpGateway {
     (this.lane ?? this.server).closeAllConnections();
     await closed;
   }
-}
-
-/**
- * Runs `then` once every answer node:http still owes on `socket` is written: the one it is
- * writing (`_httpMessage`) and the pipelined ones queued behind it, which node:http gives the
- * socket in turn as each one before finishes. Nothing runs if the socket closes first.
- */
-function afterPendingAnswers(socket: Duplex, then: () => void): void {
-  const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
-  if (socket.destroyed) return;
-  if (pending === undefined || pending === null || pending.writableFinished) return then();
-  // node:http's own 'finish' listener, added before this one, hands the socket the next answer.
-  pending.once('finish', () => process.nextTick(() => afterPendingAnswers(socket, then)));
 }
