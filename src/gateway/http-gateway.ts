@@ -34,6 +34,8 @@ const orderCacheDrops = 16;
 const orderPageMax = 100_000;
 /** At most this long a refused connection waits for the answers owed before its error (node:http's requestTimeout). */
 const clientErrorWaitMs = 30_000;
+/** And this long for its error answer to be read before it is closed all the same. */
+const refusedFlushMs = 10_000;
 
 export interface GatewayDeps {
   config: EngineConfig;
@@ -142,6 +144,9 @@ export class HttpGateway {
     // Without this listener Node answers "100 Continue" before we have seen who is asking.
     this.server.on('checkContinue', (req, res) => this.handle(req, res));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
+    // Without a listener node:http destroys a CONNECT's socket at once, with the answers of the
+    // requests before it on the connection (which have run) still unwritten.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.clientError(Object.assign(new Error('CONNECT is not served here'), { code: 'FLASH_CONNECT' }), socket));
     this.lane = config.httpLane
       ? new HttpLane(this.server, { route: (method, url) => this.laneRoute(method, url), handle: (req, res, match) => this.handle(req, res, match) }, { ...laneDefaults, bodyBytesMax })
       : null;
@@ -172,7 +177,7 @@ export class HttpGateway {
     else {
       const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
       const code = tooLarge ? 'headers_too_large' : 'invalid_request';
-      const body = errorBody(code, tooLarge ? 'the request headers are over the limit' : 'the request is not valid HTTP');
+      const body = errorBody(code, tooLarge ? 'the request headers are over the limit' : err.code === 'FLASH_CONNECT' ? 'CONNECT is not served here' : 'the request is not valid HTTP');
       const { status } = errorCodes[code];
       this.deps.metrics.countRequest('unknown', status);
       this.deps.metrics.countRefusal('unknown', code);
@@ -191,8 +196,13 @@ export class HttpGateway {
       // bytes of every answer owed are on the socket, in order, before this one.
       process.nextTick(() => {
         // An answer before it closed the connection (its request said `connection: close`): nothing more is said.
-        if (socket.writable) socket.end(answer);
-        else socket.destroy();
+        if (!socket.writable) return void socket.destroy();
+        // Closed for good once the answer is out (node:http's sockets are half-open: a client
+        // keeping its side open must not keep the connection), or after a while if the client
+        // does not read it. Closing ends the request still being read, if any (a body broken or
+        // never whole): its handler stops waiting and leaves the in-flight count.
+        socket.end(answer, () => socket.destroy());
+        setTimeout(() => socket.destroy(), refusedFlushMs).unref();
       });
     };
     if (left === 0) {
