@@ -48,7 +48,7 @@ describe('parseHead', () => {
     ['a space before the colon', 'GET / HTTP/1.1\r\nhost : x'],
     ['a control byte in the target', 'GET /a\u0001b HTTP/1.1\r\nhost: x'],
     // Found by review: llhttp answers `Content-Length: 3<TAB>` 400, keeps `Connection: close<TAB>`
-    // alive, closes on `Proxy-Connection: close`, and drops header lines past its 2000th.
+    // alive, closes on `Proxy-Connection: close`, and drops headers past its maxHeadersCount.
     ['a tab after a Content-Length', 'POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\t'],
     ['a tab after Connection: close', 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\t'],
     ['a tab before a value', 'GET / HTTP/1.1\r\nhost:\tx'],
