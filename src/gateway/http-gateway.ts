@@ -188,9 +188,7 @@ export class HttpGateway {
     // held open on that promise alone.
     const guard = setTimeout(() => socket.destroy(), clientErrorWaitMs);
     guard.unref();
-    let left = owed.length;
-    const answered = (): void => {
-      if (--left > 0) return;
+    const send = (): void => {
       clearTimeout(guard);
       // node:http's own 'finish' listener (added first) has moved on to the next answer; the
       // bytes of every answer owed are on the socket, in order, before this one.
@@ -205,16 +203,14 @@ export class HttpGateway {
         setTimeout(() => socket.destroy(), refusedFlushMs).unref();
       });
     };
-    if (left === 0) {
-      left = 1;
-      return answered();
-    }
+    if (owed.length === 0) return send();
+    let left = owed.length;
     for (const res of owed) {
-      let once = false;
+      let counted = false;
       const done = (): void => {
-        if (once) return;
-        once = true;
-        answered();
+        if (counted) return;
+        counted = true;
+        if (--left === 0) send();
       };
       res.once('finish', done);
       res.once('close', done);
