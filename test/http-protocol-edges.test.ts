@@ -48,6 +48,19 @@ function open(): Promise<{ socket: Socket; received: () => string; until: (re: R
 
 const jsonOf = (response: string): any => JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4));
 
+/** A shop's reserve for `buyer`, its body framed by Content-Length (`extra`: more header lines, each ending CRLF). */
+const reserveText = (sku: string, buyer: string, extra = ''): string => {
+  const body = JSON.stringify({ sku, buyerId: buyer });
+  return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+};
+/** The head of a shop's chunked reserve: node:http reads it, with the lane on too. */
+const chunkedHead = `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n`;
+/** The same reserve as reserveText, its body in one chunk. */
+const chunkedReserveText = (sku: string, buyer: string): string => {
+  const body = JSON.stringify({ sku, buyerId: buyer });
+  return `${chunkedHead}${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+};
+
 // How this Node's own node:http reads a raw request (Node versions differ: Node 20 answers
 // `Content-Length: 3<TAB>` 400 and Node 24 reads it; Node 24 answers 431 to 2,000 short headers
 // Node 20 reads), so that the engine is held to the node:http it runs on, with the lane or not.
@@ -131,11 +144,7 @@ describe.each([
     const sku = uniq('pipe');
     await createSku(api(engine.url), sku, { stock: 10 });
     const c = await open();
-    const req = (buyer: string): string => {
-      const body = JSON.stringify({ sku, buyerId: buyer });
-      return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-    };
-    c.socket.write(['p1', 'p2', 'p3', 'p4'].map(req).join('') + `GET /v1/skus/${sku} HTTP/1.1\r\nhost: x\r\n\r\n`);
+    c.socket.write(['p1', 'p2', 'p3', 'p4'].map((buyer) => reserveText(sku, buyer)).join('') + `GET /v1/skus/${sku} HTTP/1.1\r\nhost: x\r\n\r\n`);
     const text = await c.until(/"onHand":10[^]*$/);
     const answers = text.split(/(?=HTTP\/1\.1 )/);
     expect(answers.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 201', 'HTTP/1.1 201', 'HTTP/1.1 201', 'HTTP/1.1 201', 'HTTP/1.1 200']);
@@ -150,16 +159,9 @@ describe.each([
     const sku = uniq('mixed');
     await createSku(api(engine.url), sku, { stock: 10 });
     const c = await open();
-    const auth = `authorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json`;
-    const plain = (buyer: string): string => {
-      const body = JSON.stringify({ sku, buyerId: buyer });
-      return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\n${auth}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-    };
-    const chunkedBody = JSON.stringify({ sku, buyerId: 'm2' });
-    const chunked = `POST /v1/reservations HTTP/1.1\r\nhost: x\r\n${auth}\r\ntransfer-encoding: chunked\r\n\r\n${chunkedBody.length.toString(16)}\r\n${chunkedBody}\r\n0\r\n\r\n`;
-    c.socket.write(plain('m1') + chunked + plain('m3'));
+    c.socket.write(reserveText(sku, 'm1') + chunkedReserveText(sku, 'm2') + reserveText(sku, 'm3'));
     await c.until(/"buyerId":"m3"[^]*$/);
-    c.socket.write(plain('m4') + 'HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+    c.socket.write(reserveText(sku, 'm4') + 'HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
     const text = await c.until(/"buyerId":"m4"[^]*HTTP\/1\.1 200 [^]*\r\n\r\n$/);
     const answers = text.split(/(?=HTTP\/1\.1 )/);
     expect(answers.slice(0, 4).map((a) => [a.slice(0, 12), jsonOf(a).buyerId])).toEqual([['HTTP/1.1 201', 'm1'], ['HTTP/1.1 201', 'm2'], ['HTTP/1.1 201', 'm3'], ['HTTP/1.1 201', 'm4']]);
@@ -170,10 +172,6 @@ describe.each([
   // Found by review: node:http's parser failing on bytes after a whole request made the
   // gateway answer 400 at once and close, dropping the answer of the request before it, which
   // had run (a reserve told 400 had taken a unit). Each request's answer comes first now.
-  const reserveText = (sku: string, buyer: string, extra = ''): string => {
-    const body = JSON.stringify({ sku, buyerId: buyer });
-    return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-  };
   const closedText = async (c: Awaited<ReturnType<typeof open>>): Promise<string> => {
     if (!c.socket.destroyed && c.socket.readyState !== 'closed') await new Promise<void>((resolve) => c.socket.on('close', () => resolve()));
     return c.received();
@@ -182,10 +180,7 @@ describe.each([
 
   it.each([
     ['a request with a Content-Length body', (sku: string) => reserveText(sku, 'j1')],
-    ['a chunked request (node:http reads it with the lane on too)', (sku: string) => {
-      const body = JSON.stringify({ sku, buyerId: 'j1' });
-      return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
-    }],
+    ['a chunked request (node:http reads it with the lane on too)', (sku: string) => chunkedReserveText(sku, 'j1')],
   ])('answers %s before the 400 for broken bytes pipelined after it', async (_what, first) => {
     const sku = uniq('junk');
     await createSku(api(engine.url), sku, { stock: 5 });
@@ -258,12 +253,8 @@ describe.each([
     const sku = uniq('pipejunk');
     await createSku(api(engine.url), sku, { stock: 100 });
     const buyers = Array.from({ length: 30 }, (_, k) => `q${k}`);
-    const chunkedText = (buyer: string): string => {
-      const body = JSON.stringify({ sku, buyerId: buyer });
-      return `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
-    };
     const c = await open();
-    c.socket.write(buyers.map((b, k) => (k === 0 && first === 'chunked' ? chunkedText(b) : reserveText(sku, b))).join('') + 'JUNK\r\n\r\n');
+    c.socket.write(buyers.map((b, k) => (k === 0 && first === 'chunked' ? chunkedReserveText(sku, b) : reserveText(sku, b))).join('') + 'JUNK\r\n\r\n');
     const answers = (await closedText(c)).split(/(?=HTTP\/1\.1 )/);
     expect(answers.map((a) => a.slice(0, 12))).toEqual([...buyers.map(() => 'HTTP/1.1 201'), 'HTTP/1.1 400']);
     expect(answers.slice(0, 30).map((a) => jsonOf(a).buyerId)).toEqual(buyers);
@@ -274,7 +265,7 @@ describe.each([
     const sku = uniq('badchunk');
     await createSku(api(engine.url), sku, { stock: 5 });
     const c = await open();
-    c.socket.write(`${reserveText(sku, 'w1')}POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nZZZ\r\n`);
+    c.socket.write(`${reserveText(sku, 'w1')}${chunkedHead}ZZZ\r\n`);
     // Not waiting for a body that can never come: the answer is at once, and the connection ends.
     const answers = (await closedText(c)).split(/(?=HTTP\/1\.1 )/);
     expect(answers.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 201', 'HTTP/1.1 400']);
@@ -323,7 +314,7 @@ describe.each([
     socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
     socket.on('error', () => undefined);
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write(`POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nZZZ\r\n`);
+    socket.write(`${chunkedHead}ZZZ\r\n`);
     await new Promise<void>((resolve) => socket.once('end', () => resolve()));
     expect(got).toMatch(/^HTTP\/1\.1 400 /);
     // The one place in flight is free again: a read is answered, not refused 503 overloaded.
