@@ -7,11 +7,11 @@
 
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Command } from '../domain/index.js';
-import { decode, encode } from '../engine/codec.js';
+import { encode } from '../engine/codec.js';
 import type { CallOutcome, ShardStats, ShardTransport } from '../engine/shard-protocol.js';
 import { ShardMailbox, type Resolve } from '../engine/shard-mailbox.js';
 import { shardSubject } from './nats-connect.js';
-import type { NatsReply, NatsRequest } from './nats-wire.js';
+import { readBatchReply, readStatsReply, type NatsRequest } from './nats-wire.js';
 
 export interface NatsTransportOptions {
   shardCount: number;
@@ -62,9 +62,11 @@ export class NatsTransport implements ShardTransport {
     };
     this.nc.request(shardSubject(this.opts.prefix, shardId), encode(request), { timeout: this.opts.requestTimeoutMs ?? 1000 }).then(
       (msg) => {
-        const reply = decode<NatsReply>(msg.data);
-        if (reply.k === 'batch' && reply.outcomes.length === cmds.length) settle(reply.outcomes, '');
-        else settle(null, reply.k === 'unavailable' ? reply.message : 'malformed reply');
+        // Bytes that are not a reply of ours answer every command shard_unavailable (whether
+        // any was applied is unknown, as after a lost reply), and never throw here.
+        const read = readBatchReply(msg.data, cmds.length);
+        if (Array.isArray(read)) settle(read, '');
+        else settle(null, read.error);
       },
       (err: Error) => settle(null, err.message),
     );
@@ -79,12 +81,12 @@ export class NatsTransport implements ShardTransport {
     const replies = await Promise.all(
       Array.from({ length: this.opts.shardCount }, (_, k) =>
         this.nc.request(shardSubject(this.opts.prefix, k), request, { timeout: 1000 }).then(
-          (m) => decode<NatsReply>(m.data),
+          (m) => readStatsReply(m.data),
           () => null,
         ),
       ),
     );
-    return replies.flatMap((r) => (r !== null && r.k === 'stats' && r.stats !== null ? [r.stats] : []));
+    return replies.filter((r): r is ShardStats => r !== null);
   }
 
   /** The connection belongs to the caller; this only stops taking calls. */

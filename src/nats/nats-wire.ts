@@ -1,8 +1,15 @@
 // What travels over NATS between gateways and shard nodes: msgpackr-encoded requests
 // (a batch of commands, or a stats query) and their replies. One request carries many
 // commands, because NATS request/reply costs far more per message than per byte.
+//
+// Both ends read what arrives as untrusted bytes: anything on a subject may have been sent
+// by another version, a bug, or anyone with access to the NATS account. A request that is
+// not one of ours is answered `malformed` (nothing of it applied); a reply that is not one of
+// ours is read as no reply. Neither may throw where NATS delivers a message: an exception in
+// a subscription callback closes the connection's reader, and the node with it.
 
 import type { Command } from '../domain/index.js';
+import { decode } from '../engine/codec.js';
 import type { CallOutcome, ShardStats } from '../engine/shard-protocol.js';
 
 export type NatsRequest = { k: 'batch'; cmds: Command[] } | { k: 'stats' };
@@ -11,4 +18,83 @@ export type NatsReply =
   | { k: 'batch'; outcomes: CallOutcome[] }
   | { k: 'stats'; stats: ShardStats | null }
   /** The node is not (or no longer) the shard's owner: nothing in the batch was applied. */
-  | { k: 'unavailable'; message: string };
+  | { k: 'unavailable'; message: string }
+  /** The request could not be read as a batch or a stats query: nothing in it was applied. */
+  | { k: 'malformed'; message: string };
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The bytes as a request, or why they are not one. Each command is an object; its fields are the shard's to check. */
+export function readRequest(bytes: Uint8Array): NatsRequest | { error: string } {
+  let value: unknown;
+  try {
+    value = decode<unknown>(bytes);
+  } catch (e) {
+    return { error: `not msgpack: ${e instanceof Error ? e.message : String(e)}` };
+  }
+  if (!isRecord(value)) return { error: 'a request is a map with k "batch" or "stats"' };
+  if (value.k === 'stats') return { k: 'stats' };
+  if (value.k !== 'batch') return { error: 'k must be "batch" or "stats"' };
+  const cmds = value.cmds;
+  if (!Array.isArray(cmds)) return { error: 'cmds must be an array of commands' };
+  for (let i = 0; i < cmds.length; i++) {
+    if (!isRecord(cmds[i])) return { error: `cmds[${i}] must be a map (a command)` };
+  }
+  return { k: 'batch', cmds: cmds as Command[] };
+}
+
+/** A batch's outcomes from a reply, or why there are none (`count` outcomes, each a success with a status or a refusal with a code). */
+export function readBatchReply(bytes: Uint8Array, count: number): CallOutcome[] | { error: string } {
+  let reply: unknown;
+  try {
+    reply = decode<unknown>(bytes);
+  } catch {
+    return { error: 'malformed reply' };
+  }
+  if (!isRecord(reply)) return { error: 'malformed reply' };
+  if (reply.k === 'unavailable' || reply.k === 'malformed') {
+    return { error: typeof reply.message === 'string' ? reply.message.slice(0, 200) : `${reply.k} reply` };
+  }
+  const outcomes = reply.outcomes;
+  if (reply.k !== 'batch' || !Array.isArray(outcomes) || outcomes.length !== count) return { error: 'malformed reply' };
+  for (const o of outcomes) {
+    if (!isRecord(o) || !(o.ok === true ? typeof o.status === 'string' : o.ok === false && typeof o.code === 'string')) return { error: 'malformed reply' };
+  }
+  return outcomes as CallOutcome[];
+}
+
+/**
+ * A stats reply's figures, or null (no owner, nothing hosted, or not a stats reply). Rebuilt
+ * field by field: what feeds the gateway's gauges is a number where a number is expected, and
+ * a SKU or queue row that is not one is left out.
+ */
+export function readStatsReply(bytes: Uint8Array): ShardStats | null {
+  let reply: unknown;
+  try {
+    reply = decode<unknown>(bytes);
+  } catch {
+    return null;
+  }
+  if (!isRecord(reply) || reply.k !== 'stats' || !isRecord(reply.stats)) return null;
+  const s = reply.stats;
+  const numbers = ['shardId', 'skuCount', 'liveReservations', 'reservations', 'walCommits', 'walRecords', 'walFsyncMsTotal', 'heapUsedBytes', 'snapshotFailures'] as const;
+  for (const k of numbers) if (!isNumber(s[k])) return null;
+  if (!Array.isArray(s.skus)) return null;
+  const stats: ShardStats = {
+    shardId: s.shardId as number, skuCount: s.skuCount as number, liveReservations: s.liveReservations as number,
+    reservations: s.reservations as number, walCommits: s.walCommits as number, walRecords: s.walRecords as number,
+    walFsyncMsTotal: s.walFsyncMsTotal as number, heapUsedBytes: s.heapUsedBytes as number, snapshotFailures: s.snapshotFailures as number,
+    skus: s.skus.filter((k): k is ShardStats['skus'][number] => isRecord(k) && typeof k.sku === 'string'
+      && isNumber(k.onHand) && isNumber(k.available) && isNumber(k.reserved) && isNumber(k.sold) && (k.refunded === undefined || isNumber(k.refunded))),
+  };
+  if (isNumber(s.logCommandsSinceSnapshot)) stats.logCommandsSinceSnapshot = s.logCommandsSinceSnapshot;
+  if (isNumber(s.snapshotEveryCommands)) stats.snapshotEveryCommands = s.snapshotEveryCommands;
+  if (Array.isArray(s.queues)) {
+    const figures = ['entries', 'waiting', 'admitted', 'used', 'lapsed', 'won', 'lost'] as const;
+    stats.queues = s.queues.filter((q): q is NonNullable<ShardStats['queues']>[number] => isRecord(q)
+      && typeof q.dropId === 'string' && typeof q.mode === 'string' && figures.every((f) => isNumber(q[f])));
+  }
+  return stats;
+}
+
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);

@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
-import { decode, encode } from '../engine/codec.js';
+import { encode } from '../engine/codec.js';
 import { lockDataDir } from '../engine/data-dir.js';
 import type { WorkerTransport } from '../engine/worker-transport.js';
 import { installSnapshotFile } from '../wal/file-wal.js';
 import { leaseBucket, shardSubject, wireVersion } from './nats-connect.js';
-import type { NatsReply, NatsRequest } from './nats-wire.js';
+import { readRequest, type NatsReply } from './nats-wire.js';
 import { ShardLease } from './shard-lease.js';
 import { ShardLog, type FollowedRecord, type LogEnd } from './shard-log.js';
 
@@ -228,7 +228,16 @@ class HostedShard {
       await transport.serveShard(this.shardId, this.log!.appender(this.appliedSeq, this.appliedMsgId, () => this.lease.held), Date.now() + this.lease.validForMs);
       if (!this.lease.held) throw new Error('lease lost while catching up');
       this.subs = [wireVersion, 1].map((v) => this.opts.nc.subscribe(shardSubject(this.opts.prefix, this.shardId, v), {
-        callback: (err, msg) => { if (err === null) this.onRequest(msg); },
+        // Nothing may throw out of here: NATS would close the connection's reader, and with it
+        // every lease and subscription of this node.
+        callback: (err, msg) => {
+          if (err !== null) return;
+          try {
+            this.onRequest(msg);
+          } catch (e) {
+            this.opts.log.error({ shard: this.shardId, err: e }, 'a request on the shard subject failed');
+          }
+        },
       }));
       // The server has our subscriptions before we say we serve (a request sent right after
       // would otherwise meet "no responders").
@@ -259,7 +268,11 @@ class HostedShard {
       if (this.state === 'serving') void this.demote('lease expired');
       return;
     }
-    const request = decode<NatsRequest>(msg.data);
+    const request = readRequest(msg.data);
+    if ('error' in request) {
+      msg.respond(encode({ k: 'malformed', message: request.error.slice(0, 200) } satisfies NatsReply));
+      return;
+    }
     const { transport } = this.opts;
     if (request.k === 'stats') {
       void transport.stats().then((all) => {
