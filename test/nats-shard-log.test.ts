@@ -162,4 +162,21 @@ describe('the shard log on JetStream', () => {
     expect(end.firstSeq + end.offset).toBe(11);
     expect(end.lastLsn).toBe(30);
   });
+
+  it('reads an object in the snapshot store whose description is not ours as no snapshot, instead of failing to follow the shard', async () => {
+    const prefix = freshPrefix();
+    const a = await open(prefix, 'A');
+    const append = a.appender(0, null, () => true);
+    for (let lsn = 1; lsn <= 3; lsn++) await append.append(record(lsn));
+    const f = join(work, `${prefix}-3.snap`);
+    writeFileSync(f, 'snapshot at 3');
+    await a.putSnapshot(3, f, 33);
+    const { Objm } = await import('@nats-io/obj');
+    const { snapshotBucket } = await import('../src/nats/shard-log.js');
+    const store = await new Objm(nc).open(snapshotBucket(prefix));
+    for (const [name, description] of [['shard-0-ffffffffffffffff', 'not json'], ['shard-0-fffffffffffffffe', 'null'], ['shard-0-fffffffffffffffd', '"a string"']]) {
+      await store.putBlob({ name: name!, description }, Buffer.from('not a snapshot'));
+    }
+    expect(await a.snapshotInfo()).toEqual({ lsn: 3, crc: 33 });
+  });
 });

@@ -305,7 +305,7 @@ export class ShardLog {
     const found: StoredSnapshot[] = [];
     for (const info of await this.snapshots.list()) {
       if (info.deleted || !info.name.startsWith(prefix)) continue;
-      const meta = JSON.parse(info.description ?? '{}') as { lsn?: unknown; crc?: unknown };
+      const meta = parseDescription(info.description);
       const lsn = Number(meta.lsn);
       if (!Number.isSafeInteger(lsn) || lsn <= 0) continue;
       found.push({ name: info.name, lsn, crc: typeof meta.crc === 'number' ? meta.crc : null });
@@ -362,4 +362,14 @@ interface StoredSnapshot {
   name: string;
   lsn: number;
   crc: number | null;
+}
+
+/** An object's description as we write it (`{"lsn":…,"crc":…}`); anything else reads as naming no snapshot. */
+function parseDescription(description: string | undefined): { lsn?: unknown; crc?: unknown } {
+  try {
+    const meta: unknown = JSON.parse(description ?? '{}');
+    return typeof meta === 'object' && meta !== null ? meta : {};
+  } catch {
+    return {};
+  }
 }
