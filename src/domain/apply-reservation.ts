@@ -100,7 +100,11 @@ export function applyReserve(state: ShardState, c: Reserve, nowMs: number, answe
 function hold(
   state: ShardState, s: SkuState, buyerId: string, qty: number, channel: string, nonce: string, idemKey: string | undefined, nowMs: number, mode = s.mode,
 ): Reservation | Applied {
-  const used = s.quota.get(buyerId) ?? 0;
+  // One lookup: a new buyer (the common case) is then inserted where the lookup ended.
+  const quota = s.quota;
+  const hash = quota.hashOf(buyerId);
+  const slot = quota.slotOf(buyerId, hash);
+  const used = slot < 0 ? 0 : quota.unitsAt(slot);
   if (s.maxPerBuyer > 0 && used + qty > s.maxPerBuyer) {
     return refused('quota_exceeded', `buyer may hold or buy at most ${s.maxPerBuyer} units (has ${used})`);
   }
@@ -119,7 +123,8 @@ function hold(
     s.reserved += qty;
     units.reserved += qty;
   }
-  s.quota.set(buyerId, used + qty);
+  if (slot < 0) quota.insert(buyerId, hash, qty);
+  else quota.setAt(slot, used + qty);
   state.reservations.add(r); // asserts that seqs, and so ids, never repeat
   state.liveCount++;
   state.expiry.push(r);

@@ -3,6 +3,7 @@
 // shard's apply functions mutate it, one command at a time; nothing here does I/O or
 // reads a clock.
 
+import { QuotaTable } from './quota-table.js';
 import type { Mode, Status } from './codes.js';
 import type { OutboxEvent, StockEvent } from './commands.js';
 import { assert } from './assert.js';
@@ -36,6 +37,12 @@ export interface ShardConfig {
   settledReservationsMax: number;
   /** Cap on live (held) reservations; past it reserve answers `shard_full`. */
   liveReservationsMax: number;
+  /**
+   * Seed of the quota tables' hash (quota-table.ts). It decides where a buyer's entry sits,
+   * never what a command does or the order of anything (never logged or snapshotted): a
+   * runtime draws one at random, so buyer ids chosen to collide cannot be chosen ahead.
+   */
+  quotaHashSeed: number;
   /** Cap on holds expired by one res.expire command, to keep a turn short. */
   expireBatchMax: number;
   /** Stock events kept for the events webhook; past it the oldest are dropped (and counted). */
@@ -59,6 +66,7 @@ export const defaultShardConfig: Omit<ShardConfig, 'shardId' | 'shardCount'> = {
   expireBatchMax: 20_000,
   stockEventsMax: 100_000,
   legacyOutboxEnabled: false,
+  quotaHashSeed: 0x9e3779b9,
 };
 
 /**
@@ -160,7 +168,7 @@ export class SkuState {
     readonly dropId: string | null,
     readonly createdAtMs: number,
     /** Units held or bought per buyer in this SKU's scope; shared by the SKUs of a drop. */
-    readonly quota: Map<string, number>,
+    readonly quota: QuotaTable,
   ) {
     this.updatedAtMs = createdAtMs;
     this.quotaScope = dropId === null ? `s\u0001${sku}` : `d\u0001${dropId}`;
@@ -274,7 +282,7 @@ export class ShardState {
   /** The SKUs of each drop, in creation order (an index: rebuilt from the SKUs on restore). */
   readonly dropSkus = new Map<string, SkuState[]>();
   /** Per-buyer quota use of each drop, shared by its SKUs (a SKU without a drop has its own). */
-  readonly dropQuotas = new Map<string, Map<string, number>>();
+  readonly dropQuotas = new Map<string, QuotaTable>();
   readonly idempotency = new Map<string, IdempotencyEntry>();
   readonly idempotencyQueue = new FifoQueue<IdempotencyEntry>();
   readonly expiry = new ExpiryHeap<Reservation>();
@@ -333,11 +341,11 @@ export function addSku(state: ShardState, s: SkuState): void {
 }
 
 /** The quota map a new SKU uses: its drop's (created on first use) or a fresh one. */
-export function quotaFor(state: ShardState, dropId: string | null): Map<string, number> {
-  if (dropId === null) return new Map();
+export function quotaFor(state: ShardState, dropId: string | null): QuotaTable {
+  if (dropId === null) return new QuotaTable(state.config.quotaHashSeed);
   let quota = state.dropQuotas.get(dropId);
   if (quota === undefined) {
-    quota = new Map();
+    quota = new QuotaTable(state.config.quotaHashSeed);
     state.dropQuotas.set(dropId, quota);
   }
   return quota;

@@ -2,6 +2,7 @@
 // round trip is exact: restoring a snapshot gives a state whose own snapshot is equal,
 // including map iteration orders and queue orders, so recovery is checkable bit for bit.
 
+import type { QuotaTable } from './quota-table.js';
 import { InvariantError, assert } from './assert.js';
 import type { Mode, Status } from './codes.js';
 import type { OutboxEvent, StockEvent } from './commands.js';
@@ -345,7 +346,7 @@ export class SnapshotRestorer {
   private readonly waiting = new Map<SnapshotListName, (readonly unknown[])[]>();
   /** restoreQuotas' last scope and its map (rows of one scope come together). */
   private quotaScope = '';
-  private quota: Map<string, number> | undefined;
+  private quota: QuotaTable | undefined;
   private finished = false;
 
   constructor(private readonly head: ShardSnapshot, config: ShardConfig) {

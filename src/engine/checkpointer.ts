@@ -18,7 +18,7 @@ import { snapshotFileName } from '../wal/segment-name.js';
 import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
 import { backgroundCpuShare, lowerThisThreadPriority, type PriorityOutcome } from './thread-priority.js';
-import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps } from './shard-runtime.js';
+import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps, seededConfig } from './shard-runtime.js';
 
 export interface CheckpointerData {
   dir: string;
@@ -82,7 +82,7 @@ const port = parentPort;
 if (port === null) throw new Error('checkpointer must run in a worker thread');
 
 const follower = new WalFollower(data.dir);
-let state = createShardState(data.shardId, data.shardCount, data.config);
+let state = createShardState(data.shardId, data.shardCount, seededConfig(data.config));
 let tailCrc: number | null = null;
 /** Until its copy is loaded (load below), this thread reads no log. */
 let loading = true;

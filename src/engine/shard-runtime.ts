@@ -13,6 +13,7 @@ import { InvariantError, assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
 import { crc32c } from '../wal/crc32c.js';
 import { runSteps } from '../wal/snapshot-codec.js';
+import { randomInt } from 'node:crypto';
 import { decode, encode, encodeLogRecord } from './codec.js';
 import { RateLimiter } from './rate-limiter.js';
 
@@ -153,6 +154,15 @@ function decodeHead(chunk: Uint8Array): { head: ShardSnapshot; tailCrc: number |
 }
 
 /**
+ * The shard's config with a random seed for its quota tables' hash, unless it names one: a
+ * state's layout then differs from run to run and from thread to thread (the checkpointer's
+ * copy), never its contents or anything it answers.
+ */
+export function seededConfig(config: Partial<ShardConfig> | undefined): Partial<ShardConfig> {
+  return { ...config, quotaHashSeed: config?.quotaHashSeed ?? randomInt(0x7fffffff) };
+}
+
+/**
  * The state a snapshot file's chunks hold, decoded and restored a chunk at a time: the rows
  * of one chunk are garbage once restored, so the heap never holds a decoded copy of the whole
  * snapshot beside the state (recovery of a million holds spent 41 % of its time in GC when
@@ -234,7 +244,7 @@ export class ShardRuntime {
   static open(opts: ShardRuntimeOptions): ShardRuntime {
     const started = performance.now();
     const wal = new FileWal({ dir: opts.dir, onEvent: opts.onWalEvent });
-    let state = createShardState(opts.shardId, opts.shardCount, opts.config);
+    let state = createShardState(opts.shardId, opts.shardCount, seededConfig(opts.config));
     let commandsReplayed = 0;
     let tailCrc: number | null = null;
     let snapshotCrc: number | null = null;
