@@ -9,7 +9,8 @@ import pino from 'pino';
 import { ConfigError, loadConfig, logLevel, type EngineConfig } from './config.js';
 import { checkMeta, DataDirError, lockDataDir } from './engine/data-dir.js';
 import type { ShardObserver, ShardTransport } from './engine/shard-protocol.js';
-import { decode, encode } from './engine/codec.js';
+import { encode } from './engine/codec.js';
+import { readRelayedEvents } from './nats/nats-wire.js';
 import type { DomainEvent } from './domain/index.js';
 import { ErpModeTransport } from './engine/erp-mode-transport.js';
 import { HttpGateway } from './gateway/http-gateway.js';
@@ -99,13 +100,11 @@ function relayStockEvents(nc: NatsConnection, config: EngineConfig, metrics: Gat
   const sub = nc.subscribe(subject);
   void (async () => {
     for await (const m of sub) {
-      try {
-        const { node, events } = decode<{ node: string; events: DomainEvent[] }>(m.data);
-        // This process's own shards' events reached its listeners already.
-        if (node !== config.nodeName && Array.isArray(events)) metrics.relayEvents(events);
-      } catch {
-        // A malformed message is dropped: the console is a view, never a source of truth.
-      }
+      // A malformed message, or an event not of our kind, is dropped: the console is a view,
+      // never a source of truth (one bigint sku in its history broke every console stream).
+      const relayed = readRelayedEvents(m.data);
+      // This process's own shards' events reached its listeners already.
+      if (relayed !== null && relayed.node !== config.nodeName && relayed.events.length > 0) metrics.relayEvents(relayed.events);
     }
   })();
 }

@@ -346,6 +346,10 @@ describe('malformed commands (the command guard)', () => {
       command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1, nonce }), message: /^nonce must be 0\.\.8 characters of \[0-9a-z\]$/,
     })),
     { name: 'res.reserve with no nonce', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: 'bob', qty: 1 }), message: /^nonce must be/ },
+    // Found by a review: a t that is not a string threw while the refusal was worded, and the shard worker ended.
+    { name: 'a t that is a map with a toString key', command: () => ({ t: { toString: 1 } }), message: /^a command is a map with a string t$/ },
+    { name: 'a t that is a number', command: () => ({ t: 7 }), message: /^a command is a map with a string t$/ },
+    { name: 'no t', command: () => ({ sku: 'tee' }), message: /^a command is a map with a string t$/ },
     { name: 'res.reserve with an empty sku', command: () => ({ t: 'res.reserve', sku: '', buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
     { name: 'res.reserve with a 65-character sku', command: () => ({ t: 'res.reserve', sku: long(65), buyerId: 'bob', qty: 1, nonce: 'a' }), message: /^sku must be 1\.\.64 characters of \[A-Za-z0-9\._:-\]$/ },
     { name: 'res.reserve with an empty buyerId', command: () => ({ t: 'res.reserve', sku: 'tee', buyerId: '', qty: 1, nonce: 'a' }), message: /^buyerId must be 1\.\.128 characters$/ },

@@ -5,12 +5,14 @@
 // gateway reads a reply that is not one of ours as no reply (503 shard_unavailable), and a
 // stats reply that is not one of ours as no figures, and goes on serving.
 
+import { request as httpRequest } from 'node:http';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Packr } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../src/engine/codec.js';
 import { shardSubject } from '../src/nats/nats-connect.js';
 import type { NatsReply, NatsRequest } from '../src/nats/nats-wire.js';
-import { api, buyerToken, stopAllEngines } from './support/engine-process.js';
+import { ADMIN_TOKEN, api, buyerToken, sleep, stopAllEngines } from './support/engine-process.js';
 import { expectError, uniq } from './support/http-kit.js';
 import { startNatsDeployment, stopAllNatsServers } from './support/nats-deployment.js';
 
@@ -32,7 +34,35 @@ const notRequests: [string, Uint8Array, RegExp][] = [
   ['a nil command', encode({ k: 'batch', cmds: [null] }), /cmds\[0\] must be a map/],
   ['a number as the second command', encode({ k: 'batch', cmds: [{ t: 'sku.get', sku: 'x' }, 5] }), /cmds\[1\] must be a map/],
   ['a list as a command', encode({ k: 'batch', cmds: [['res.reserve']] }), /cmds\[0\] must be a map/],
+  // Found by a review: commands that passed as maps and then failed the shard's turn (the
+  // worker ended, the node gave up the shard): a field holding a bigint, a cycle.
+  ['a bigint in a command', new Packr({ useRecords: false, useBigIntExtension: true }).pack({ k: 'batch', cmds: [{ t: 'res.reserve', sku: 'x', buyerId: 'b', qty: 1, nonce: 'abc', x: 2n ** 100n }] }), /cmds\[0\] holds a value that is not plain data/],
+  ['a cycle in a command', (() => {
+    const loop: unknown[] = [1];
+    loop.push(loop);
+    return new Packr({ useRecords: false, structuredClone: true }).pack({ k: 'batch', cmds: [{ t: 'res.reserve', sku: 'x', buyerId: 'b', qty: 1, nonce: 'abc', x: loop }] });
+  })(), /cmds\[0\] holds a value that is not plain data/],
+  ['a binary in a command', encode({ k: 'batch', cmds: [{ t: 'res.reserve', sku: 'x', buyerId: 'b', qty: 1, nonce: 'abc', x: Buffer.from('ab') }] }), /not plain data/],
 ];
+
+/** A raw GET with the admin token: the status and the first bytes of the body (a stream's first event), or why none came. */
+function firstBytes(url: string, path: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve) => {
+    const req = httpRequest(url + path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }, (res) => {
+      res.once('data', (c: Buffer) => {
+        resolve(`${res.statusCode} ${c.toString().slice(0, 200)}`);
+        req.destroy();
+      });
+      res.once('end', () => resolve(`${res.statusCode} (empty)`));
+    });
+    req.setTimeout(timeoutMs, () => {
+      resolve(`no answer within ${timeoutMs} ms`);
+      req.destroy();
+    });
+    req.on('error', (e) => resolve(`client error: ${e.message}`));
+    req.end();
+  });
+}
 
 async function ask(nc: NatsConnection, subject: string, data: Uint8Array): Promise<NatsReply> {
   return decode<NatsReply>((await nc.request(subject, data, { timeout: 5000 })).data);
@@ -58,6 +88,7 @@ describe('a shard node and bytes that are not a request', () => {
         cmds: [
           { t: 'res.reserve', sku: 5, buyerId: 'b', qty: 1, nonce: 'abc' } as never,
           { t: 'no.such.command' } as never,
+          { t: { toString: 1 } } as never,
           { t: 'res.reserve', sku, buyerId: 'in-a-batch', qty: 1e300, nonce: 'abc' },
           { t: 'res.reserve', sku, buyerId: 'in-a-batch', qty: 1, nonce: 'abc' },
         ],
@@ -65,7 +96,7 @@ describe('a shard node and bytes that are not a request', () => {
       const reply = await ask(nc, shardSubject(d.prefix, 0), encode(mixed));
       expect(reply.k).toBe('batch');
       const outcomes = reply.k === 'batch' ? reply.outcomes : [];
-      expect(outcomes.map((o) => (o.ok ? 'created' : o.code))).toEqual(['invalid_request', 'invalid_request', 'invalid_request', 'created']);
+      expect(outcomes.map((o) => (o.ok ? 'created' : o.code))).toEqual(['invalid_request', 'invalid_request', 'invalid_request', 'invalid_request', 'created']);
     } finally {
       await nc.close();
     }
@@ -76,7 +107,48 @@ describe('a shard node and bytes that are not a request', () => {
     expect(r.status).toBe(201);
     const view = await api(d.url).get(`/v1/skus/${sku}`);
     expect(view.body).toMatchObject({ onHand: 5, reserved: 2, available: 3 });
-    expect(d.nodes[0]!.engine.logs()).not.toMatch(/reader closed|stopped serving/);
+    expect(d.nodes[0]!.engine.logs()).not.toMatch(/reader closed|stopped serving|worker ended|lost the shard/);
+    await d.stopAll();
+  });
+
+  it('cuts a reply that would pass NATS max_payload to fit: the answers that do not fit say shard_unavailable, and the node lives', async () => {
+    // Found by a review: NATS refused the reply, the rejection went unhandled and the process exited.
+    const d = await startNatsDeployment({ shards: 1, nodes: [[0]] });
+    const sku = uniq('big');
+    expect((await api(d.url).put(`/v1/skus/${sku}`, { stock: 5 })).status).toBe(201);
+    const nc = await connect({ servers: d.nats.url });
+    const cmds = Array.from({ length: 5000 }, () => ({ t: 'sku.get', sku }));
+    const message = await nc.request(shardSubject(d.prefix, 0), encode({ k: 'batch', cmds }), { timeout: 10_000 });
+    await nc.close();
+    expect(message.data.length).toBeLessThanOrEqual(1024 * 1024);
+    const reply = decode<NatsReply>(message.data);
+    const outcomes = reply.k === 'batch' ? reply.outcomes : [];
+    expect(outcomes).toHaveLength(5000);
+    const fitted = outcomes.filter((o) => o.ok).length;
+    expect(fitted).toBeGreaterThan(1000);
+    expect(fitted).toBeLessThan(5000);
+    expect(outcomes.slice(0, fitted).every((o) => o.ok)).toBe(true);
+    expect(outcomes.slice(fitted).every((o) => !o.ok && o.code === 'shard_unavailable' && /max_payload/.test(o.message))).toBe(true);
+    expect(d.nodes[0]!.engine.child.exitCode).toBeNull();
+    expect((await api(d.url).get(`/v1/skus/${sku}`)).status).toBe(200);
+    await d.stopAll();
+  });
+
+  it('lives through public reads whose batched answers pass max_payload: each read answers 200 or 503', async () => {
+    // Found by a review: 2,000 concurrent GETs of a SKU with 64 channels (5.5 KB a view) made
+    // a gateway batch whose reply passed 1 MB, and the shard node exited.
+    const d = await startNatsDeployment({ shards: 1, nodes: [[0]] });
+    const sku = uniq('chan');
+    const channels = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`ch-${String(i).padStart(2, '0')}-${'x'.repeat(26)}`, { maxUnits: 1_000_000_000 }]));
+    expect((await api(d.url).put(`/v1/skus/${sku}`, { stock: 5, channels })).status).toBe(201);
+    const statuses = await Promise.all(Array.from({ length: 2000 }, () => api(d.url).get(`/v1/skus/${sku}`).then((r) => r.status, (e: Error) => e.message)));
+    const counts: Record<string, number> = {};
+    for (const st of statuses) counts[st] = (counts[st] ?? 0) + 1;
+    expect(Object.keys(counts).every((st) => st === '200' || st === '503'), JSON.stringify(counts)).toBe(true);
+    expect(counts['200']).toBeGreaterThan(0);
+    expect(d.nodes[0]!.engine.child.exitCode).toBeNull();
+    expect((await d.nodes[0]!.health()).serving).toEqual([0]);
+    expect((await api(d.url).get(`/v1/skus/${sku}`)).status).toBe(200);
     await d.stopAll();
   });
 });
@@ -122,6 +194,59 @@ describe('a gateway and replies that are not ours', () => {
     }
     expect((await fetch(`${d.url}/healthz`)).status).toBe(200);
     expect(d.gateway.child.exitCode).toBeNull();
+    await d.stopAll();
+  });
+
+  it('answers 503 to outcomes whose fields are not ours, and never caches a dropId that is not a string (found by a review)', async () => {
+    const d = await startNatsDeployment({ shards: 1, nodes: [] as number[][] });
+    const nc = await connect({ servers: d.nats.url });
+    let current: unknown = null;
+    nc.subscribe(shardSubject(d.prefix, 0), {
+      callback: (_err, msg) => {
+        const request = decode<NatsRequest>(msg.data);
+        msg.respond(encode(request.k === 'stats' ? { k: 'stats', stats: null } : { k: 'batch', outcomes: request.cmds.map(() => current) }));
+      },
+    });
+    await nc.flush();
+    try {
+      const forged: [string, unknown][] = [
+        ['code toString', { ok: false, code: 'toString', message: 'x' }],
+        ['code __proto__', { ok: false, code: '__proto__', message: 'x' }],
+        ['code bogus', { ok: false, code: 'bogus', message: 'x' }],
+        ['json a number', { ok: true, status: 'ok', json: 5 }],
+      ];
+      for (const [what, outcome] of forged) {
+        current = outcome;
+        // Raw, so that a status line the client cannot parse ("HTTP/1.1 undefined") shows as such.
+        expect(await firstBytes(d.url, '/v1/skus/any'), what).toMatch(/^503 .*shard_unavailable/);
+      }
+      // A moved whose dropId is a map: answered 503, and the SKU is not routed by it after.
+      current = { ok: false, code: 'moved', message: 'moved', dropId: { toString: 1 } };
+      expect((await api(d.url).get('/v1/skus/victim')).status).toBe(503);
+      current = { ok: true, status: 'ok', json: '{"sku":"victim"}' };
+      for (let i = 0; i < 3; i++) expect((await api(d.url).get('/v1/skus/victim')).status).toBe(200);
+      // A drop.order page past the end of what the gateway has cached: answered, not asked again for ever.
+      current = { ok: true, status: 'ok', order: { dropId: 'd1', seed: 's', total: 10, offset: 99, buyers: ['x'] } };
+      expect(await firstBytes(d.url, '/v1/drops/d1/order')).toMatch(/^503 .*shard_unavailable/);
+    } finally {
+      await nc.close();
+    }
+    expect(d.gateway.child.exitCode).toBeNull();
+    await d.stopAll();
+  });
+
+  it('drops relayed stock events that are not ours: a console stream still opens with its history (found by a review)', async () => {
+    const d = await startNatsDeployment({ shards: 1, nodes: [] as number[][] });
+    const nc = await connect({ servers: d.nats.url });
+    const bigints = new Packr({ useRecords: false, useBigIntExtension: true });
+    nc.publish(`${d.prefix}.events.stock`, bigints.pack({ node: 'someone', events: [{ type: 'low_stock', sku: 2n ** 63n - 1n, available: 1, threshold: 2 }] }));
+    nc.publish(`${d.prefix}.events.stock`, encode({ node: 'someone', events: [{ type: 'low_stock', sku: 'relayed-sku', available: 1, threshold: 2 }, null, 7] }));
+    await nc.flush();
+    await sleep(300);
+    await nc.close();
+    const first = await firstBytes(d.url, '/v1/console/stream');
+    expect(first).toMatch(/^200 /);
+    expect(first).toMatch(/event: history/);
     await d.stopAll();
   });
 

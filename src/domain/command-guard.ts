@@ -33,6 +33,7 @@ const auditError = (c: { actor?: unknown; reason?: unknown }): string | null =>
 
 /** The first problem with a command's fields, or null when it is well formed. */
 export function commandError(c: Command): string | null {
+  if (typeof c !== 'object' || c === null || typeof c.t !== 'string') return 'a command is a map with a string t';
   switch (c.t) {
     case 'res.reserve':
       return reserveError(c);

@@ -6,7 +6,7 @@
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer, IncomingMessage, ServerResponse, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errorBody, errorCodes } from './errors.js';
+import { errorBody, errorCodes, isErrorCode } from './errors.js';
 import type { Logger } from 'pino';
 import type { EngineConfig } from '../config.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
@@ -459,6 +459,10 @@ export class HttpGateway {
       const outcome = await this.router.callDrop(dropId, { t: 'drop.order', dropId, offset: from, limit: orderPageMax });
       if (!outcome.ok || outcome.order === undefined) return this.answer(res, Promise.resolve(outcome), 'drop');
       const o = outcome.order;
+      const fromSeed = cached?.seed;
+      if (!Array.isArray(o.buyers) || !o.buyers.every((b) => typeof b === 'string') || typeof o.total !== 'number' || typeof o.seed !== 'string' || typeof o.offset !== 'number') {
+        return sendError(res, 'shard_unavailable', 'the shard\'s answer could not be read; retry');
+      }
       ({ total, seed } = o);
       cached = this.orderCache.get(dropId);
       if (cached === undefined || cached.seed !== o.seed) cached = { seed: o.seed, hashes: [] };
@@ -470,6 +474,11 @@ export class HttpGateway {
       this.orderCache.set(dropId, cached);
       if (this.orderCache.size > orderCacheDrops) this.orderCache.delete(this.orderCache.keys().next().value as string);
       if (o.buyers.length === 0) break;
+      // A page of the same order must add to the cache (ours or another read's), or this loop
+      // would ask again for ever (a page past the end of what is cached never does).
+      if (fromSeed === o.seed && cached.hashes.length <= from) {
+        return sendError(res, 'shard_unavailable', 'the shard answered a page of the order that does not follow; retry');
+      }
     } while (cached.hashes.length < Math.min(total, offset + limit));
     const hashes = cached!.hashes;
     const order = hashes.slice(offset, Math.min(total, offset + limit));
@@ -500,6 +509,8 @@ export class HttpGateway {
     const outcome = await call;
     if (!outcome.ok) {
       if (outcome.code === 'moved') return sendError(res, 'shard_unavailable', 'the SKU moved while routing; retry');
+      // Over NATS anyone may answer: a code that is not one of ours is no answer.
+      if (!isErrorCode(outcome.code)) return sendError(res, 'shard_unavailable', 'the shard\'s answer could not be read; retry');
       if (outcome.code === 'rate_limited') return this.rateLimited(res, outcome.retryAfterMs ?? 1000, 'buyer');
       return sendError(res, outcome.code, outcome.message);
     }

@@ -22,7 +22,8 @@ export class ShardRouter {
   private learn(sku: string, outcome: CallOutcome): void {
     // Only drops are cached: a SKU without one routes by its own name, the default.
     const dropId = outcome.ok ? (outcome.sku?.dropId ?? outcome.dropId) : outcome.code === 'moved' ? outcome.dropId : undefined;
-    if (dropId === undefined || dropId === null || this.drops.get(sku) === dropId) return;
+    // A dropId that is not a string is not a shard's (over NATS, anyone may answer): never cached.
+    if (typeof dropId !== 'string' || this.drops.get(sku) === dropId) return;
     if (this.drops.size >= dropCacheMax) this.drops.clear();
     this.drops.set(sku, dropId);
   }
@@ -31,7 +32,7 @@ export class ShardRouter {
   async callSku(sku: string, command: Command): Promise<CallOutcome> {
     const first = await this.transport.call(this.ownerOf(sku), command);
     this.learn(sku, first);
-    if (first.ok || first.code !== 'moved' || first.dropId === undefined) return first;
+    if (first.ok || first.code !== 'moved' || typeof first.dropId !== 'string') return first;
     const second = await this.transport.call(shardForKey(routingKey(sku, first.dropId), this.transport.shardCount), command);
     this.learn(sku, second);
     return second;

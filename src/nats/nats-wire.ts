@@ -8,8 +8,8 @@
 // ours is read as no reply. Neither may throw where NATS delivers a message: an exception in
 // a subscription callback closes the connection's reader, and the node with it.
 
-import type { Command } from '../domain/index.js';
-import { decode } from '../engine/codec.js';
+import type { Command, DomainEvent } from '../domain/index.js';
+import { decode, encode } from '../engine/codec.js';
 import type { CallOutcome, ShardStats } from '../engine/shard-protocol.js';
 
 export type NatsRequest = { k: 'batch'; cmds: Command[] } | { k: 'stats' };
@@ -39,8 +39,38 @@ export function readRequest(bytes: Uint8Array): NatsRequest | { error: string } 
   if (!Array.isArray(cmds)) return { error: 'cmds must be an array of commands' };
   for (let i = 0; i < cmds.length; i++) {
     if (!isRecord(cmds[i])) return { error: `cmds[${i}] must be a map (a command)` };
+    // A command is logged as it came: anything in it must be what JSON can hold (no bigint,
+    // binary, date, extension type or cycle), or writing it could fail the shard's turn.
+    if (!isPlainData(cmds[i], 0)) return { error: `cmds[${i}] holds a value that is not plain data (strings, finite numbers, booleans, null, lists and maps, ${plainDepthMax} deep at most)` };
   }
   return { k: 'batch', cmds: cmds as Command[] };
+}
+
+const plainDepthMax = 8;
+
+/** Whether `v` is JSON's kind of data: strings, finite numbers, booleans, null, arrays and plain maps, at most plainDepthMax deep. */
+function isPlainData(v: unknown, depth: number): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v);
+    case 'object': {
+      if (v === null) return true;
+      if (depth >= plainDepthMax) return false;
+      if (Array.isArray(v)) {
+        for (const x of v) if (!isPlainData(x, depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key in v) if (!isPlainData((v as Record<string, unknown>)[key], depth + 1)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 /** A batch's outcomes from a reply, or why there are none (`count` outcomes, each a success with a status or a refusal with a code). */
@@ -59,6 +89,7 @@ export function readBatchReply(bytes: Uint8Array, count: number): CallOutcome[] 
   if (reply.k !== 'batch' || !Array.isArray(outcomes) || outcomes.length !== count) return { error: 'malformed reply' };
   for (const o of outcomes) {
     if (!isRecord(o) || !(o.ok === true ? typeof o.status === 'string' : o.ok === false && typeof o.code === 'string')) return { error: 'malformed reply' };
+    if (o.json !== undefined && typeof o.json !== 'string') return { error: 'malformed reply' };
   }
   return outcomes as CallOutcome[];
 }
@@ -98,3 +129,45 @@ export function readStatsReply(bytes: Uint8Array): ShardStats | null {
 }
 
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/** What a shard node says in place of an answer that does not fit in the reply (its command did run). */
+export const tooLargeRefusal: CallOutcome = {
+  ok: false, code: 'shard_unavailable',
+  message: 'the answer did not fit in one NATS message with the others of its batch (the servers\' max_payload); retry',
+};
+
+/**
+ * A batch reply that fits in `maxBytes`: as it is when it does, else the outcomes in order
+ * while they fit and tooLargeRefusal for the rest (and for any one that is too large alone).
+ * A reply NATS refuses would otherwise leave every command of the batch unanswered.
+ */
+export function fitBatchReply(outcomes: CallOutcome[], maxBytes: number): Uint8Array {
+  const whole = encode({ k: 'batch', outcomes } satisfies NatsReply);
+  if (whole.length <= maxBytes) return whole;
+  const refusalBytes = encode(tooLargeRefusal).length;
+  // Room left for the outcomes kept: each outcome after them costs a refusal's bytes.
+  let room = maxBytes - 64 - refusalBytes * outcomes.length;
+  const fitted: CallOutcome[] = [];
+  for (const o of outcomes) {
+    const bytes = encode(o).length;
+    if (bytes - refusalBytes <= room) {
+      fitted.push(o);
+      room -= bytes - refusalBytes;
+    } else fitted.push(tooLargeRefusal);
+  }
+  return encode({ k: 'batch', outcomes: fitted } satisfies NatsReply);
+}
+
+/** Stock events relayed by another node, those of our kind only (each a flat map of a string type and sku, and plain values). */
+export function readRelayedEvents(bytes: Uint8Array): { node: string; events: DomainEvent[] } | null {
+  let value: unknown;
+  try {
+    value = decode<unknown>(bytes);
+  } catch {
+    return null;
+  }
+  if (!isRecord(value) || typeof value.node !== 'string' || !Array.isArray(value.events)) return null;
+  const events = value.events.filter((e): e is DomainEvent => isRecord(e) && typeof e.type === 'string' && typeof e.sku === 'string'
+    && Object.values(e).every((v) => v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))));
+  return { node: value.node, events };
+}

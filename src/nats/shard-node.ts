@@ -16,7 +16,7 @@ import { lockDataDir } from '../engine/data-dir.js';
 import type { WorkerTransport } from '../engine/worker-transport.js';
 import { installSnapshotFile } from '../wal/file-wal.js';
 import { leaseBucket, shardSubject, wireVersion } from './nats-connect.js';
-import { readRequest, type NatsReply } from './nats-wire.js';
+import { fitBatchReply, readRequest, type NatsReply } from './nats-wire.js';
 import { ShardLease } from './shard-lease.js';
 import { ShardLog, type FollowedRecord, type LogEnd } from './shard-log.js';
 
@@ -274,17 +274,29 @@ class HostedShard {
       return;
     }
     const { transport } = this.opts;
+    const respond = (make: () => Uint8Array): void => {
+      try {
+        msg.respond(make());
+      } catch (e) {
+        // NATS refuses what it cannot send (a reply over max_payload, a closed connection):
+        // the asker hears nothing and answers shard_unavailable; this node goes on.
+        this.opts.log.warn({ shard: this.shardId, err: e }, 'could not send a reply');
+      }
+    };
     if (request.k === 'stats') {
-      void transport.stats().then((all) => {
-        const stats = all.find((s) => s.shardId === this.shardId) ?? null;
-        msg.respond(encode({ k: 'stats', stats } satisfies NatsReply));
-      });
+      transport.stats().then(
+        (all) => respond(() => encode({ k: 'stats', stats: all.find((s) => s.shardId === this.shardId) ?? null } satisfies NatsReply)),
+        (e: unknown) => this.opts.log.warn({ shard: this.shardId, err: e }, 'could not read the shard\'s figures'),
+      );
       return;
     }
-    // The gateway's batch stays one unit here: one entry in the shard's mailbox, one reply.
-    void transport.callMany(this.shardId, request.cmds).then((outcomes) => {
-      msg.respond(encode({ k: 'batch', outcomes } satisfies NatsReply));
-    });
+    // The gateway's batch stays one unit here: one entry in the shard's mailbox, one reply,
+    // cut to fit in one NATS message (the answers that do not fit say so, one by one).
+    const maxBytes = this.opts.nc.info?.max_payload ?? 1024 * 1024;
+    transport.callMany(this.shardId, request.cmds).then(
+      (outcomes) => respond(() => fitBatchReply(outcomes, maxBytes)),
+      (e: unknown) => this.opts.log.error({ shard: this.shardId, err: e }, 'a batch failed in the shard transport'),
+    );
   }
 
   /** A new local snapshot of acknowledged records: the owner ships it, and the log is trimmed behind it. */
