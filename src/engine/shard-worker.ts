@@ -342,8 +342,10 @@ function turn(): void {
     let i = expire ? 1 : 0;
     const replies: FromShard[] = [];
     for (const b of batches) {
-      const outcomes: CallOutcome[] = new Array(b.cmds.length);
-      for (let j = 0; j < b.cmds.length; j++) outcomes[j] = toWire(applied[i++]!.outcome);
+      // Built by push: an array made by new Array(n) stays holey however it is filled, and
+      // postMessage copies a holey array as a sparse one, element by key (slower both ways).
+      const outcomes: CallOutcome[] = [];
+      for (let j = 0; j < b.cmds.length; j++) outcomes.push(toWire(applied[i++]!.outcome));
       replies.push({ k: 'reply', id: b.id, outcomes, events: null, commitMs: 0, needLsn });
     }
     const answer = (): void => {
