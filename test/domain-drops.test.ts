@@ -13,6 +13,7 @@ import {
 } from '../src/domain/index.js';
 import { Hmac, sha256, toHex, utf8 } from '../src/domain/sha256.js';
 import { codeOf, okOf, T0 } from './support/domain-kit.js';
+import { orderPageCharsMax } from '../src/domain/apply-drop.js';
 
 const SEED = 'a1'.repeat(32);
 const SECRET = 'b2'.repeat(16);
@@ -357,5 +358,27 @@ describe('what an adversarial review found', () => {
   it('locks qtyPerWinner once the draw has opened', () => {
     const { s } = drawOn('pre_deduct', 2, 1);
     expect(codeOf(put(s, 'w', { qtyPerWinner: 2 }, T0 + 10))).toBe('queue_locked');
+  });
+
+  it('ends a page of a published order by size as well as by count: pages of long ids read back the whole order (found by a review: 28,000 UUIDs passed NATS max_payload)', () => {
+    const s = shard();
+    okOf(put(s, 'big', { mode: 'random', opensAt: T0, randomizeSeconds: 1, admitPerSecond: 1 }, T0));
+    const buyers = Array.from({ length: 5000 }, (_, i) => `${String(i).padStart(6, '0')}-${'x'.repeat(120)}`);
+    buyers.forEach((b) => join(s, 'big', b, T0));
+    join(s, 'big', 'late-joiner', T0 + 2000); // fixes the order
+    const all: string[] = [];
+    let pages = 0;
+    for (let offset = 0; ; pages++) {
+      const o = okOf(apply(s, { t: 'drop.order', dropId: 'big', offset, limit: 100_000 }, T0 + 2001)).order!;
+      expect(o.total).toBe(5001);
+      if (o.buyers.length === 0) break;
+      expect(o.buyers.length).toBeLessThanOrEqual(Math.ceil(orderPageCharsMax / 128) + 1);
+      all.push(...o.buyers);
+      offset += o.buyers.length;
+    }
+    expect(pages).toBeGreaterThan(1);
+    expect([...all].sort()).toEqual([...buyers, 'late-joiner'].sort());
+    // The count still bounds a page.
+    expect(okOf(apply(s, { t: 'drop.order', dropId: 'big', offset: 10, limit: 3 }, T0 + 2001)).order!.buyers).toEqual(all.slice(10, 13));
   });
 });

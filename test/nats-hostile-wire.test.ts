@@ -12,8 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../src/engine/codec.js';
 import { shardSubject } from '../src/nats/nats-connect.js';
 import type { NatsReply, NatsRequest } from '../src/nats/nats-wire.js';
-import { ADMIN_TOKEN, api, buyerToken, sleep, stopAllEngines } from './support/engine-process.js';
-import { expectError, uniq } from './support/http-kit.js';
+import { ADMIN_TOKEN, TOKENS, api, buyerToken, sleep, stopAllEngines } from './support/engine-process.js';
+import { expectError, inParallel, uniq } from './support/http-kit.js';
 import { startNatsDeployment, stopAllNatsServers } from './support/nats-deployment.js';
 
 afterAll(async () => {
@@ -281,4 +281,24 @@ describe('a gateway and replies that are not ours', () => {
     expect(d.gateway.child.exitCode).toBeNull();
     await d.stopAll();
   });
+});
+
+describe('a published order larger than one NATS message', () => {
+  it('reads whole over NATS: shards end a page by size, the gateway reads on (found by a review: it answered 503 for ever)', async () => {
+    const d = await startNatsDeployment({ shards: 1, nodes: [[0]] });
+    const a = api(d.url);
+    const dropId = uniq('bigorder');
+    const put = await a.put(`/v1/drops/${dropId}`, { queue: { mode: 'random', opensAt: Date.now(), randomizeSeconds: 0 } }, TOKENS.operator);
+    expect(put.status, put.text).toBe(201);
+    // 9,000 ids of 125 characters: about 1.1 MB of ids, past the default max_payload of 1 MiB.
+    const buyers = Array.from({ length: 9000 }, (_, i) => `${String(i).padStart(5, '0')}-${'b'.repeat(119)}`);
+    const codes = await inParallel(buyers, 32, async (b) => (await a.post(`/v1/drops/${dropId}/queue`, { buyerId: b }, TOKENS.shop)).status);
+    expect(codes.filter((c) => c !== 201)).toEqual([]);
+    const r = await a.get(`/v1/drops/${dropId}/order`, '');
+    expect(r.status, r.text.slice(0, 300)).toBe(200);
+    expect(r.body.order).toHaveLength(9000);
+    expect(new Set(r.body.order).size).toBe(9000);
+    expect(d.nodes[0]!.engine.child.exitCode).toBeNull();
+    await d.stopAll();
+  }, 120_000);
 });

@@ -228,7 +228,10 @@ export function applyEntryGet(state: ShardState, dropId: string, buyerId: string
   return answered({ ok: true, status: 'ok', entry: entryView(state, drop, q, i, nowMs) }, false);
 }
 
-/** The fixed order as buyer ids (the gateway publishes their sha256), from `offset`, at most `limit`. */
+/** Characters of buyer ids (each counted 8 more, for its framing) after which a page of a published order ends. */
+export const orderPageCharsMax = 256 * 1024;
+
+/** The fixed order as buyer ids (the gateway publishes their sha256), from `offset`, at most `limit` (and about orderPageCharsMax characters). */
 export function applyOrderGet(state: ShardState, dropId: string, offset: number, limit: number): Applied {
   const drop = findDrop(state, dropId);
   if (!(drop instanceof DropState)) return drop;
@@ -236,7 +239,15 @@ export function applyOrderGet(state: ShardState, dropId: string, offset: number,
   if (q === null || !q.revealed) return refused('order_not_fixed', `the order of drop ${dropId} is not fixed yet (random: at opensAt + randomizeSeconds; draw: once it ran; fifo: never published)`);
   const end = Math.min(q.ranked, offset + limit);
   const buyers: string[] = [];
-  for (let r = offset; r < end; r++) buyers.push(q.buyers[q.order.data[r]!]!);
+  // A page also ends at orderPageCharsMax characters of buyer ids (at least one id): an
+  // answer must fit in one NATS message (1 MiB by default), and 100,000 ids of up to 128
+  // characters would not. The gateway reads on from where a page ended.
+  let chars = 0;
+  for (let r = offset; r < end && (buyers.length === 0 || chars < orderPageCharsMax); r++) {
+    const buyer = q.buyers[q.order.data[r]!]!;
+    buyers.push(buyer);
+    chars += buyer.length + 8;
+  }
   return answered({ ok: true, status: 'ok', order: { dropId, seed: q.seedHex, total: q.ranked, offset, buyers } }, false);
 }
 

@@ -449,38 +449,43 @@ export class HttpGateway {
     };
     const offset = num('offset', 0, 0, Number.MAX_SAFE_INTEGER);
     const limit = num('limit', orderPageMax, 1, orderPageMax);
-    let cached = this.orderCache.get(dropId);
+    // This read's entry: kept here while it pages, so that another read evicting it from the
+    // cache (16 drops) or replacing it costs nothing but a copy's place.
+    let entry = this.orderCache.get(dropId);
     let total = -1;
     let seed = '';
-    // Read what the cache lacks up to the page asked for (and at least once, to learn the
-    // order's length now and that it is still published).
+    // Read what the entry lacks up to the page asked for (and at least once, to learn the
+    // order's length now and that it is still published). Shards end a page by count and by
+    // size (apply-drop.ts orderPageCharsMax), so a large order takes several.
     do {
-      const from = cached?.hashes.length ?? 0;
+      const from = entry?.hashes.length ?? 0;
+      const seedBefore = entry?.seed;
       const outcome = await this.router.callDrop(dropId, { t: 'drop.order', dropId, offset: from, limit: orderPageMax });
       if (!outcome.ok || outcome.order === undefined) return this.answer(res, Promise.resolve(outcome), 'drop');
       const o = outcome.order;
-      const fromSeed = cached?.seed;
       if (!Array.isArray(o.buyers) || !o.buyers.every((b) => typeof b === 'string') || typeof o.total !== 'number' || typeof o.seed !== 'string' || typeof o.offset !== 'number') {
         return sendError(res, 'shard_unavailable', 'the shard\'s answer could not be read; retry');
       }
       ({ total, seed } = o);
-      cached = this.orderCache.get(dropId);
-      if (cached === undefined || cached.seed !== o.seed) cached = { seed: o.seed, hashes: [] };
-      // Another read may have appended meanwhile: add only what is still missing.
-      if (o.offset <= cached.hashes.length) {
-        for (let k = cached.hashes.length - o.offset; k < o.buyers.length; k++) cached.hashes.push(createHash('sha256').update(o.buyers[k]!, 'utf8').digest('hex'));
+      // Another read may have gone further meanwhile: its entry is taken if it is longer.
+      const shared = this.orderCache.get(dropId);
+      if (shared !== undefined && shared.seed === o.seed && (entry?.seed !== o.seed || shared.hashes.length > entry.hashes.length)) entry = shared;
+      if (entry === undefined || entry.seed !== o.seed) entry = { seed: o.seed, hashes: [] };
+      // Add only what is still missing.
+      if (o.offset <= entry.hashes.length) {
+        for (let k = entry.hashes.length - o.offset; k < o.buyers.length; k++) entry.hashes.push(createHash('sha256').update(o.buyers[k]!, 'utf8').digest('hex'));
       }
       this.orderCache.delete(dropId);
-      this.orderCache.set(dropId, cached);
+      this.orderCache.set(dropId, entry);
       if (this.orderCache.size > orderCacheDrops) this.orderCache.delete(this.orderCache.keys().next().value as string);
       if (o.buyers.length === 0) break;
-      // A page of the same order must add to the cache (ours or another read's), or this loop
-      // would ask again for ever (a page past the end of what is cached never does).
-      if (fromSeed === o.seed && cached.hashes.length <= from) {
+      // A page of the same order must add to the entry, or this loop would ask again for ever
+      // (only a reply that is not a shard's can do that: a page past what it asked for).
+      if (seedBefore === o.seed && entry.hashes.length <= from) {
         return sendError(res, 'shard_unavailable', 'the shard answered a page of the order that does not follow; retry');
       }
-    } while (cached.hashes.length < Math.min(total, offset + limit));
-    const hashes = cached!.hashes;
+    } while (entry.hashes.length < Math.min(total, offset + limit));
+    const hashes = entry.hashes;
     const order = hashes.slice(offset, Math.min(total, offset + limit));
     const end = offset + order.length;
     const page = offset === 0 && end >= total ? {} : { offset, total, next: end < total ? end : null };

@@ -138,22 +138,33 @@ export const tooLargeRefusal: CallOutcome = {
 
 /**
  * A batch reply that fits in `maxBytes`: as it is when it does, else the outcomes in order
- * while they fit and tooLargeRefusal for the rest (and for any one that is too large alone).
- * A reply NATS refuses would otherwise leave every command of the batch unanswered.
+ * while they fit and tooLargeRefusal for each that does not (an outcome smaller than the
+ * refusal is always kept). A reply NATS refuses would leave every command of the batch
+ * unanswered. Only when even that smallest reply is over `maxBytes` (a server configured
+ * with a tiny max_payload) is the result still too large.
  */
 export function fitBatchReply(outcomes: CallOutcome[], maxBytes: number): Uint8Array {
   const whole = encode({ k: 'batch', outcomes } satisfies NatsReply);
   if (whole.length <= maxBytes) return whole;
   const refusalBytes = encode(tooLargeRefusal).length;
-  // Room left for the outcomes kept: each outcome after them costs a refusal's bytes.
-  let room = maxBytes - 64 - refusalBytes * outcomes.length;
+  const sizes = outcomes.map((o) => encode(o).length);
+  // The reply's own framing (its map, keys and list header) is under 32 bytes.
+  const budget = maxBytes - 32;
+  // The smallest the rest of the reply can be: each outcome kept if no larger than a refusal.
+  let restMin = 0;
+  for (const n of sizes) restMin += Math.min(n, refusalBytes);
+  let used = 0;
   const fitted: CallOutcome[] = [];
-  for (const o of outcomes) {
-    const bytes = encode(o).length;
-    if (bytes - refusalBytes <= room) {
-      fitted.push(o);
-      room -= bytes - refusalBytes;
-    } else fitted.push(tooLargeRefusal);
+  for (let i = 0; i < outcomes.length; i++) {
+    const n = sizes[i]!;
+    restMin -= Math.min(n, refusalBytes);
+    if (n <= refusalBytes || used + n + restMin <= budget) {
+      fitted.push(outcomes[i]!);
+      used += n;
+    } else {
+      fitted.push(tooLargeRefusal);
+      used += refusalBytes;
+    }
   }
   return encode({ k: 'batch', outcomes: fitted } satisfies NatsReply);
 }
