@@ -3,7 +3,7 @@
 // reservations: each reservation keeps the mode and expiry it was created with.
 
 import { Limits, windowError } from './fields.js';
-import type { Applied, Command } from './commands.js';
+import type { Applied, Command, SkuView } from './commands.js';
 import { assertSkuInvariants } from './invariants.js';
 import { shardForSku } from './routing.js';
 import { SkuState, addSku, quotaFor, type ShardState } from './shard-state.js';
@@ -154,9 +154,21 @@ export function applyList(state: ShardState, after: string | undefined, limit: n
       else hi = mid;
     }
   }
-  const items = names.slice(lo, lo + limit).map((n) => skuView(state.skus.get(n)!));
-  return answered({ ok: true, status: 'ok', skus: { items, more: lo + limit < names.length } }, false);
+  // A page also ends at listPageCharsMax characters of views as JSON (at least one view): an
+  // answer must fit in one NATS message, and 1,000 views of SKUs with many channels would not.
+  const items: SkuView[] = [];
+  let chars = 0;
+  let i = lo;
+  for (; i < names.length && items.length < limit && (items.length === 0 || chars < listPageCharsMax); i++) {
+    const view = skuView(state.skus.get(names[i]!)!);
+    items.push(view);
+    chars += JSON.stringify(view).length;
+  }
+  return answered({ ok: true, status: 'ok', skus: { items, more: i < names.length } }, false);
 }
+
+/** Characters of SKU views (as JSON) after which a page of sku.list ends. */
+export const listPageCharsMax = 256 * 1024;
 
 /** SKU names sorted: built once, then kept up to date as SKUs are added (an index, not state; SKUs are never removed). */
 function sortedSkuNames(state: ShardState): string[] {

@@ -360,14 +360,24 @@ export class HttpGateway {
     const answers = await Promise.all(Array.from({ length: transport.shardCount }, (_, k) => transport.call(k, { t: 'sku.list', limit, ...(after === undefined ? {} : { after }) })));
     const items: SkuView[] = [];
     let more = false;
+    // A shard with more after its page (a page ends by size too) may have SKUs that sort
+    // before other shards' last ones: the merged page stops at the first such shard's last
+    // SKU, so that the next page, from there, skips none of them.
+    let bound: string | null = null;
     for (const a of answers) {
       if (!a.ok) return this.answer(res, Promise.resolve(a), 'sku');
-      items.push(...(a.skus?.items ?? []));
-      more ||= a.skus?.more === true;
+      const got = a.skus?.items ?? [];
+      items.push(...got);
+      if (a.skus?.more === true) {
+        more = true;
+        const last = got[got.length - 1]?.sku;
+        if (last !== undefined && (bound === null || last < bound)) bound = last;
+      }
     }
     items.sort((x, y) => (x.sku < y.sku ? -1 : x.sku > y.sku ? 1 : 0));
-    const page = items.slice(0, limit);
-    more ||= items.length > limit;
+    const upTo = bound === null ? items.length : items.findIndex((v) => v.sku > bound!);
+    const page = items.slice(0, Math.min(limit, upTo === -1 ? items.length : upTo));
+    more ||= items.length > page.length;
     const next = more && page.length > 0 ? Buffer.from(page[page.length - 1]!.sku, 'utf8').toString('base64url') : null;
     sendJson(res, 200, JSON.stringify({ items: page, next }));
     return 200;
