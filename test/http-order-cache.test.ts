@@ -29,6 +29,7 @@ function setup(pageMax = 100_000) {
   for (let k = 0; k < 16; k++) orders.set(`o${k}`, [`x${k}`]);
   let hook: (() => Promise<void>) | null = null;
   let forge: ((offset: number) => unknown) | null = null;
+  const seeds = new Map<string, string>();
   let asked = 0;
   const router = {
     async callDrop(dropId: string, c: { offset: number; limit: number }) {
@@ -40,7 +41,7 @@ function setup(pageMax = 100_000) {
       }
       if (forge !== null && dropId === 'T') return { ok: true, status: 'ok', order: forge(c.offset) };
       const all = orders.get(dropId)!;
-      return { ok: true, status: 'ok', order: { dropId, seed: `seed-${dropId}`, total: all.length, offset: c.offset, buyers: all.slice(c.offset, c.offset + Math.min(c.limit, pageMax)) } };
+      return { ok: true, status: 'ok', order: { dropId, seed: seeds.get(dropId) ?? `seed-${dropId}`, total: all.length, offset: c.offset, buyers: all.slice(c.offset, c.offset + Math.min(c.limit, pageMax)) } };
     },
   };
   const gw = Object.create(HttpGateway.prototype) as { orderCache: Map<string, unknown>; deps: unknown };
@@ -54,7 +55,7 @@ function setup(pageMax = 100_000) {
   const readOthers = async (): Promise<void> => {
     for (let k = 0; k < 16; k++) await read(`o${k}`);
   };
-  return { orders, read, readOthers, setHook: (h: () => Promise<void>) => { hook = h; }, setForge: (f: ((offset: number) => unknown) | null) => { forge = f; }, asked: () => asked };
+  return { orders, seeds, read, readOthers, setHook: (h: () => Promise<void>) => { hook = h; }, setForge: (f: ((offset: number) => unknown) | null) => { forge = f; }, asked: () => asked };
 }
 
 describe('the published order through the gateway\'s cache', () => {
@@ -96,6 +97,27 @@ describe('the published order through the gateway\'s cache', () => {
     expect(got.body.error.code).toBe('shard_unavailable');
     expect(asked()).toBeLessThanOrEqual(3);
     setForge(() => ({ dropId: 'T', seed: 's', total: 10, offset: 0, buyers: [7] }));
+    expect((await read('T')).status).toBe(503);
+  });
+
+  it('reads an order made again with a new seed from its start (it answered an empty page with next 0, found by a review)', async () => {
+    const { orders, seeds, read } = setup();
+    expect((await read('T')).body.order).toHaveLength(10);
+    orders.set('T', ['n0', 'n1', 'n2']);
+    seeds.set('T', 'seed-2');
+    const got = await read('T');
+    expect(got.status).toBe(200);
+    expect(got.body).toMatchObject({ seed: 'seed-2' });
+    expect(got.body.order).toEqual(['n0', 'n1', 'n2'].map(sha));
+  });
+
+  it('answers 503 to an order whose seed changes on every page', async () => {
+    const { orders, seeds, read, setForge } = setup(2);
+    expect((await read('T')).status).toBe(200);
+    orders.set('T', Array.from({ length: 50 }, (_, i) => `m${i}`));
+    let n = 0;
+    setForge((offset) => ({ dropId: 'T', seed: `s${n++}`, total: 50, offset, buyers: orders.get('T')!.slice(offset, offset + 2) }));
+    void seeds;
     expect((await read('T')).status).toBe(503);
   });
 });

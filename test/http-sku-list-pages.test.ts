@@ -1,4 +1,4 @@
-// A shard ends a page of sku.list by size as well as by count (listPageCharsMax), so that an
+// A shard ends a page of sku.list by size as well as by count (pageBytesMax), so that an
 // answer fits in one NATS message (a review found 300 SKUs of 64 channels answered 503 over
 // NATS, every time). The gateway merges the shards' pages: when a shard has more after its
 // page, the merged page stops at that shard's last SKU, so following `next` lists every SKU
@@ -6,7 +6,7 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { apply, createShardState } from '../src/domain/index.js';
-import { listPageCharsMax } from '../src/domain/apply-sku.js';
+import { pageBytesMax, utf8Length } from '../src/domain/fields.js';
 import { TOKENS, api, startEngine, stopAllEngines } from './support/engine-process.js';
 import { inParallel, uniq } from './support/http-kit.js';
 import { startNatsDeployment, stopAllNatsServers } from './support/nats-deployment.js';
@@ -43,8 +43,8 @@ describe('pages of the SKU list', () => {
     for (;;) {
       const o = apply(s, { t: 'sku.list', limit: 1000, ...(after === undefined ? {} : { after }) }, T0).outcome;
       if (!o.ok || o.skus === undefined) throw new Error('sku.list refused');
-      const chars = o.skus.items.reduce((n, v) => n + JSON.stringify(v).length, 0);
-      expect(chars - JSON.stringify(o.skus.items[o.skus.items.length - 1]).length).toBeLessThan(listPageCharsMax);
+      const bytes = o.skus.items.slice(0, -1).reduce((n, v) => n + utf8Length(JSON.stringify(v)), 0);
+      expect(bytes).toBeLessThan(pageBytesMax);
       seen.push(...o.skus.items.map((v) => v.sku));
       if (!o.skus.more) break;
       after = o.skus.items[o.skus.items.length - 1]!.sku;
@@ -55,7 +55,7 @@ describe('pages of the SKU list', () => {
   it('list every SKU once, in order, through a gateway merging two shards whose pages end early', async () => {
     const e = await startEngine({ env: { FLASH_SHARDS: '2' } });
     const prefix = uniq('pg');
-    const names = Array.from({ length: 300 }, (_, i) => `${prefix}-${String(i).padStart(3, '0')}`);
+    const names = Array.from({ length: 500 }, (_, i) => `${prefix}-${String(i).padStart(3, '0')}`);
     const codes = await inParallel(names, 16, async (sku) => (await api(e.url).put(`/v1/skus/${sku}`, { stock: 10, channels }, TOKENS.operator)).status);
     expect(codes.every((c) => c === 201)).toBe(true);
     const { skus, pages } = await listAll(e.url);

@@ -298,6 +298,12 @@ describe('a published order larger than one NATS message', () => {
     expect(r.status, r.text.slice(0, 300)).toBe(200);
     expect(r.body.order).toHaveLength(9000);
     expect(new Set(r.body.order).size).toBe(9000);
+    // Five readers at once on a gateway that has cached nothing: their pages go in requests
+    // of their own (batched, five pages passed max_payload together; found by a review).
+    const cold = await d.startGateway();
+    const reads = await Promise.all(Array.from({ length: 5 }, () => api(cold.url).get(`/v1/drops/${dropId}/order`, '')));
+    expect(reads.map((x) => x.status)).toEqual([200, 200, 200, 200, 200]);
+    for (const x of reads) expect(x.body.order).toEqual(r.body.order);
     expect(d.nodes[0]!.engine.child.exitCode).toBeNull();
     await d.stopAll();
   }, 120_000);

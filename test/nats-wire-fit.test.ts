@@ -46,3 +46,12 @@ describe('fitting a batch reply to max_payload', () => {
     expect(reply.k === 'batch' ? reply.outcomes.slice(1) : null).toEqual(outcomes.slice(1));
   });
 });
+
+describe('the UTF-8 length pages are measured in', () => {
+  it('equals Buffer.byteLength for any string, lone surrogates included', async () => {
+    const { utf8Length } = await import('../src/domain/fields.js');
+    fc.assert(fc.property(fc.string({ unit: fc.oneof(fc.constant('a'), fc.constant('é'), fc.constant('漢'), fc.constant('😀'), fc.constant('\ud800'), fc.constant('\udc00'), fc.constant('\x7f'), fc.constant('\u07ff'), fc.constant('\u0800')), maxLength: 50 }), (s) => {
+      expect(utf8Length(s)).toBe(Buffer.byteLength(s, 'utf8'));
+    }), { numRuns: 500 });
+  });
+});

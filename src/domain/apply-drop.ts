@@ -5,6 +5,7 @@
 // same turn as the hold it allows. The randomness (the seed and the secret) is chosen by
 // the adapter and carried in drop.put; every order is a keyed hash computed here.
 
+import { pageBytesMax, utf8Length } from './fields.js';
 import type { Applied, Command, DomainEvent, DropView, EntryView, QueueInput } from './commands.js';
 import { DropState, EntryState, QueueState, entryStateNames, type QueuePolicy } from './drop-state.js';
 import { Limits, defaultChannel } from './fields.js';
@@ -228,10 +229,8 @@ export function applyEntryGet(state: ShardState, dropId: string, buyerId: string
   return answered({ ok: true, status: 'ok', entry: entryView(state, drop, q, i, nowMs) }, false);
 }
 
-/** Characters of buyer ids (each counted 8 more, for its framing) after which a page of a published order ends. */
-export const orderPageCharsMax = 256 * 1024;
 
-/** The fixed order as buyer ids (the gateway publishes their sha256), from `offset`, at most `limit` (and about orderPageCharsMax characters). */
+/** The fixed order as buyer ids (the gateway publishes their sha256), from `offset`, at most `limit` (and about pageBytesMax bytes). */
 export function applyOrderGet(state: ShardState, dropId: string, offset: number, limit: number): Applied {
   const drop = findDrop(state, dropId);
   if (!(drop instanceof DropState)) return drop;
@@ -239,14 +238,14 @@ export function applyOrderGet(state: ShardState, dropId: string, offset: number,
   if (q === null || !q.revealed) return refused('order_not_fixed', `the order of drop ${dropId} is not fixed yet (random: at opensAt + randomizeSeconds; draw: once it ran; fifo: never published)`);
   const end = Math.min(q.ranked, offset + limit);
   const buyers: string[] = [];
-  // A page also ends at orderPageCharsMax characters of buyer ids (at least one id): an
+  // A page also ends at pageBytesMax bytes of buyer ids as UTF-8 (at least one id): an
   // answer must fit in one NATS message (1 MiB by default), and 100,000 ids of up to 128
   // characters would not. The gateway reads on from where a page ended.
-  let chars = 0;
-  for (let r = offset; r < end && (buyers.length === 0 || chars < orderPageCharsMax); r++) {
+  let bytes = 0;
+  for (let r = offset; r < end && (buyers.length === 0 || bytes < pageBytesMax); r++) {
     const buyer = q.buyers[q.order.data[r]!]!;
     buyers.push(buyer);
-    chars += buyer.length + 8;
+    bytes += utf8Length(buyer) + 8;
   }
   return answered({ ok: true, status: 'ok', order: { dropId, seed: q.seedHex, total: q.ranked, offset, buyers } }, false);
 }

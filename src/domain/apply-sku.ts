@@ -2,7 +2,7 @@
 // record where a drop's SKU lives, and read a SKU. Policy changes never touch live
 // reservations: each reservation keeps the mode and expiry it was created with.
 
-import { Limits, windowError } from './fields.js';
+import { Limits, pageBytesMax, utf8Length, windowError } from './fields.js';
 import type { Applied, Command, SkuView } from './commands.js';
 import { assertSkuInvariants } from './invariants.js';
 import { shardForSku } from './routing.js';
@@ -154,21 +154,19 @@ export function applyList(state: ShardState, after: string | undefined, limit: n
       else hi = mid;
     }
   }
-  // A page also ends at listPageCharsMax characters of views as JSON (at least one view): an
-  // answer must fit in one NATS message, and 1,000 views of SKUs with many channels would not.
+  // A page also ends at pageBytesMax bytes of views as JSON (at least one view): an answer
+  // must fit in one NATS message, and 1,000 views of SKUs with many channels would not.
   const items: SkuView[] = [];
-  let chars = 0;
+  let bytes = 0;
   let i = lo;
-  for (; i < names.length && items.length < limit && (items.length === 0 || chars < listPageCharsMax); i++) {
+  for (; i < names.length && items.length < limit && (items.length === 0 || bytes < pageBytesMax); i++) {
     const view = skuView(state.skus.get(names[i]!)!);
     items.push(view);
-    chars += JSON.stringify(view).length;
+    bytes += utf8Length(JSON.stringify(view));
   }
   return answered({ ok: true, status: 'ok', skus: { items, more: i < names.length } }, false);
 }
 
-/** Characters of SKU views (as JSON) after which a page of sku.list ends. */
-export const listPageCharsMax = 256 * 1024;
 
 /** SKU names sorted: built once, then kept up to date as SKUs are added (an index, not state; SKUs are never removed). */
 function sortedSkuNames(state: ShardState): string[] {

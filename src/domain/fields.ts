@@ -5,6 +5,28 @@
 
 import { modes, type Mode } from './codes.js';
 
+/**
+ * Bytes (as UTF-8) of a page of a listing or of a published order, after which the page ends
+ * (with at least one item): an answer must fit in one NATS message (1 MiB by default), and a
+ * gateway sends such reads alone, one per message (nats-transport.ts).
+ */
+export const pageBytesMax = 384 * 1024;
+
+/** The length of `s` in UTF-8 (as Buffer.byteLength counts it), without encoding it. */
+export function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // a surrogate pair: 4 bytes for its two units
+      i++;
+    } else n += 2; // 3 bytes (a lone surrogate too: it is written as U+FFFD)
+  }
+  return n;
+}
+
 /** Upper bounds on numbers and lengths; units are in the names where there is one. */
 export const Limits = {
   stockMax: 1_000_000_000,

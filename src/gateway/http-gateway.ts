@@ -464,6 +464,7 @@ export class HttpGateway {
     let entry = this.orderCache.get(dropId);
     let total = -1;
     let seed = '';
+    let reseeds = 0;
     // Read what the entry lacks up to the page asked for (and at least once, to learn the
     // order's length now and that it is still published). Shards end a page by count and by
     // size (apply-drop.ts orderPageCharsMax), so a large order takes several.
@@ -480,7 +481,12 @@ export class HttpGateway {
       // Another read may have gone further meanwhile: its entry is taken if it is longer.
       const shared = this.orderCache.get(dropId);
       if (shared !== undefined && shared.seed === o.seed && (entry?.seed !== o.seed || shared.hashes.length > entry.hashes.length)) entry = shared;
-      if (entry === undefined || entry.seed !== o.seed) entry = { seed: o.seed, hashes: [] };
+      if (entry === undefined || entry.seed !== o.seed) {
+        // A new seed (the drop made again after its shard lost it): read it from its start,
+        // once; an order that keeps changing under the read is answered 503.
+        if (entry !== undefined && ++reseeds > 1) return sendError(res, 'shard_unavailable', 'the order changed while it was read; retry');
+        entry = { seed: o.seed, hashes: [] };
+      }
       // Add only what is still missing.
       if (o.offset <= entry.hashes.length) {
         for (let k = entry.hashes.length - o.offset; k < o.buyers.length; k++) entry.hashes.push(createHash('sha256').update(o.buyers[k]!, 'utf8').digest('hex'));
@@ -488,7 +494,12 @@ export class HttpGateway {
       this.orderCache.delete(dropId);
       this.orderCache.set(dropId, entry);
       if (this.orderCache.size > orderCacheDrops) this.orderCache.delete(this.orderCache.keys().next().value as string);
-      if (o.buyers.length === 0) break;
+      // An empty page ends the order only if it follows this read's entry: after a new seed it
+      // says nothing (the page asked for was past the new order's end), so read again from 0.
+      if (o.buyers.length === 0) {
+        if (seedBefore === undefined || seedBefore === o.seed) break;
+        continue;
+      }
       // A page of the same order must add to the entry, or this loop would ask again for ever
       // (only a reply that is not a shard's can do that: a page past what it asked for).
       if (seedBefore === o.seed && entry.hashes.length <= from) {
