@@ -307,4 +307,19 @@ describe('a published order larger than one NATS message', () => {
     expect(d.nodes[0]!.engine.child.exitCode).toBeNull();
     await d.stopAll();
   }, 120_000);
+
+  it('answers 2,000 buyers reading a published order at once (found by a review: page reads under one bound of 256 answered 503 overloaded)', async () => {
+    const d = await startNatsDeployment({ shards: 1, nodes: [[0]] });
+    const a = api(d.url);
+    const dropId = uniq('burst');
+    expect((await a.put(`/v1/drops/${dropId}`, { queue: { mode: 'random', opensAt: Date.now(), randomizeSeconds: 0 } }, TOKENS.operator)).status).toBe(201);
+    await inParallel(Array.from({ length: 50 }, (_, i) => `buyer-${i}`), 16, async (b) => (await a.post(`/v1/drops/${dropId}/queue`, { buyerId: b }, TOKENS.shop)).status);
+    const first = await a.get(`/v1/drops/${dropId}/order`, '');
+    expect(first.status).toBe(200);
+    const reads = await Promise.all(Array.from({ length: 2000 }, () => a.get(`/v1/drops/${dropId}/order`, '')));
+    const bad = reads.filter((r) => r.status !== 200).map((r) => `${r.status} ${r.text.slice(0, 80)}`);
+    expect(bad.slice(0, 3)).toEqual([]);
+    expect(reads.every((r) => JSON.stringify(r.body.order) === JSON.stringify(first.body.order))).toBe(true);
+    await d.stopAll();
+  }, 120_000);
 });

@@ -25,6 +25,11 @@ export interface ShardMailboxOptions {
    * failure) for it arrives, and answered() once it has answered its commands.
    */
   send: (cmds: Command[], resolves: Resolve[]) => void;
+  /**
+   * Sends one command by itself, now (see callAlone); `resolve` answers it. Absent: callAlone
+   * batches like call.
+   */
+  sendAlone?: (cmd: Command, resolve: Resolve) => void;
 }
 
 export class ShardMailbox {
@@ -44,6 +49,22 @@ export class ShardMailbox {
     this.pendingCmds.push(cmd);
     this.pendingResolves.push(resolve);
     this.schedule();
+  }
+
+  /**
+   * Takes one command whose answer is large (a page of a listing or of an order): it counts
+   * toward the mailbox's bound and its depth like any, but goes by itself, at once, so that
+   * pages never share one reply (over NATS, several would pass max_payload together).
+   */
+  callAlone(cmd: Command, resolve: Resolve): void {
+    const sendAlone = this.o.sendAlone;
+    if (sendAlone === undefined) return this.call(cmd, resolve);
+    if (this.inFlight >= this.o.mailboxMax) return resolve({ ok: false, code: 'overloaded', message: this.o.overloadedMessage });
+    this.inFlight++;
+    sendAlone(cmd, (o) => {
+      this.inFlight--;
+      resolve(o);
+    });
   }
 
   /**

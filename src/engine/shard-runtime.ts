@@ -5,6 +5,7 @@
 // the batch until the log is durable up to `lastLsn` as it was after the batch. Any I/O error
 // must end the owning thread (memory is then ahead of the log, so it must be rebuilt by replay).
 
+import { randomInt } from 'node:crypto';
 import {
   apply, createShardState, housekeepingDue, SnapshotRestorer, replay, toSnapshot,
   type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState, type SnapshotListName, type SnapshotPiece,
@@ -13,7 +14,6 @@ import { InvariantError, assert } from '../domain/assert.js';
 import { FileWal, type WalEvent } from '../wal/file-wal.js';
 import { crc32c } from '../wal/crc32c.js';
 import { runSteps } from '../wal/snapshot-codec.js';
-import { randomInt } from 'node:crypto';
 import { decode, encode, encodeLogRecord } from './codec.js';
 import { RateLimiter } from './rate-limiter.js';
 

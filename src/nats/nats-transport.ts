@@ -37,6 +37,7 @@ export class NatsTransport implements ShardTransport {
       batchesInFlightMax: opts.batchesInFlightMax ?? 8,
       overloadedMessage: `shard ${shardId} has too many calls in flight; retry shortly`,
       send: (cmds, resolves) => this.send(shardId, cmds, resolves),
+      sendAlone: (cmd, resolve) => this.sendAlone(shardId, cmd, resolve),
     }));
   }
 
@@ -48,33 +49,23 @@ export class NatsTransport implements ShardTransport {
     return new Promise((resolve) => {
       const mailbox = this.mailboxes[shardId];
       if (mailbox === undefined || this.closed) return resolve(unavailable(shardId, 'no such shard or transport closed'));
-      if (pageReads.has(command.t)) return this.callAlone(shardId, command, resolve);
-      mailbox.call(command, resolve);
+      if (pageReads.has(command.t)) mailbox.callAlone(command, resolve);
+      else mailbox.call(command, resolve);
     });
   }
-
-  private pageReadsInFlight = 0;
 
   /**
    * A read whose answer is a page (up to pageBytesMax, fields.ts) goes in a request of its
    * own: batched with others, several pages would pass max_payload together, and those cut
    * from the reply would answer shard_unavailable (five readers of a large order at once did).
    */
-  private callAlone(shardId: number, command: Command, resolve: Resolve): void {
-    if (this.pageReadsInFlight >= pageReadsInFlightMax) {
-      return resolve({ ok: false, code: 'overloaded', message: `too many page reads in flight to the shards; retry shortly` });
-    }
-    this.pageReadsInFlight++;
-    const settle = (o: CallOutcome): void => {
-      this.pageReadsInFlight--;
-      resolve(o);
-    };
+  private sendAlone(shardId: number, command: Command, resolve: Resolve): void {
     this.nc.request(shardSubject(this.opts.prefix, shardId), encode({ k: 'batch', cmds: [command] } satisfies NatsRequest), { timeout: this.opts.requestTimeoutMs ?? 1000 }).then(
       (msg) => {
         const read = readBatchReply(msg.data, 1);
-        settle(Array.isArray(read) ? read[0]! : unavailable(shardId, read.error));
+        resolve(Array.isArray(read) ? read[0]! : unavailable(shardId, read.error));
       },
-      (err: Error) => settle(unavailable(shardId, err.message)),
+      (err: Error) => resolve(unavailable(shardId, err.message)),
     );
   }
 
@@ -124,7 +115,6 @@ export class NatsTransport implements ShardTransport {
 
 /** Commands whose answer is a page of a listing or of an order: sent one per request. */
 const pageReads: ReadonlySet<string> = new Set<Command['t']>(['sku.list', 'drop.order']);
-const pageReadsInFlightMax = 256;
 
 function unavailable(shardId: number, why: string): CallOutcome {
   return { ok: false, code: 'shard_unavailable', message: `shard ${shardId} did not answer (${why}); retry shortly` };
