@@ -229,7 +229,6 @@ export function applyEntryGet(state: ShardState, dropId: string, buyerId: string
   return answered({ ok: true, status: 'ok', entry: entryView(state, drop, q, i, nowMs) }, false);
 }
 
-
 /** The fixed order as buyer ids (the gateway publishes their sha256), from `offset`, at most `limit` (and about pageBytesMax bytes). */
 export function applyOrderGet(state: ShardState, dropId: string, offset: number, limit: number): Applied {
   const drop = findDrop(state, dropId);

@@ -467,7 +467,7 @@ export class HttpGateway {
     let reseeds = 0;
     // Read what the entry lacks up to the page asked for (and at least once, to learn the
     // order's length now and that it is still published). Shards end a page by count and by
-    // size (apply-drop.ts orderPageCharsMax), so a large order takes several.
+    // size (fields.ts pageBytesMax), so a large order takes several.
     do {
       const from = entry?.hashes.length ?? 0;
       const seedBefore = entry?.seed;

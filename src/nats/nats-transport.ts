@@ -60,23 +60,21 @@ export class NatsTransport implements ShardTransport {
    * from the reply would answer shard_unavailable (five readers of a large order at once did).
    */
   private sendAlone(shardId: number, command: Command, resolve: Resolve): void {
-    this.nc.request(shardSubject(this.opts.prefix, shardId), encode({ k: 'batch', cmds: [command] } satisfies NatsRequest), { timeout: this.opts.requestTimeoutMs ?? 1000 }).then(
-      (msg) => {
-        const read = readBatchReply(msg.data, 1);
-        resolve(Array.isArray(read) ? read[0]! : unavailable(shardId, read.error));
-      },
-      (err: Error) => resolve(unavailable(shardId, err.message)),
-    );
+    this.ask(shardId, [command], (outcomes, failure) => resolve(outcomes?.[0] ?? unavailable(shardId, failure)));
   }
 
   private send(shardId: number, cmds: Command[], resolves: Resolve[]): void {
     const mailbox = this.mailboxes[shardId]!;
-    const request: NatsRequest = { k: 'batch', cmds };
-    const settle = (outcomes: CallOutcome[] | null, failure: string): void => {
+    this.ask(shardId, cmds, (outcomes, failure) => {
       mailbox.batchReturned();
       mailbox.answered(resolves.length);
       for (let i = 0; i < resolves.length; i++) resolves[i]!(outcomes?.[i] ?? unavailable(shardId, failure));
-    };
+    });
+  }
+
+  /** One request to the shard's owner: `settle` gets its outcomes, or null and why there are none. */
+  private ask(shardId: number, cmds: Command[], settle: (outcomes: CallOutcome[] | null, failure: string) => void): void {
+    const request: NatsRequest = { k: 'batch', cmds };
     this.nc.request(shardSubject(this.opts.prefix, shardId), encode(request), { timeout: this.opts.requestTimeoutMs ?? 1000 }).then(
       (msg) => {
         // Bytes that are not a reply of ours answer every command shard_unavailable (whether

@@ -24,14 +24,20 @@ export type NatsReply =
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** The bytes as a request, or why they are not one. Each command is an object; its fields are the shard's to check. */
-export function readRequest(bytes: Uint8Array): NatsRequest | { error: string } {
-  let value: unknown;
+/** The bytes decoded, or why they could not be: the one place the readers below decode (it never throws). */
+function decodeUntrusted(bytes: Uint8Array): { value: unknown } | { error: string } {
   try {
-    value = decode<unknown>(bytes);
+    return { value: decode<unknown>(bytes) };
   } catch (e) {
     return { error: `not msgpack: ${e instanceof Error ? e.message : String(e)}` };
   }
+}
+
+/** The bytes as a request, or why they are not one. Each command is an object; its fields are the shard's to check. */
+export function readRequest(bytes: Uint8Array): NatsRequest | { error: string } {
+  const read = decodeUntrusted(bytes);
+  if ('error' in read) return read;
+  const value = read.value;
   if (!isRecord(value)) return { error: 'a request is a map with k "batch" or "stats"' };
   if (value.k === 'stats') return { k: 'stats' };
   if (value.k !== 'batch') return { error: 'k must be "batch" or "stats"' };
@@ -75,12 +81,8 @@ function isPlainData(v: unknown, depth: number): boolean {
 
 /** A batch's outcomes from a reply, or why there are none (`count` outcomes, each a success with a status or a refusal with a code). */
 export function readBatchReply(bytes: Uint8Array, count: number): CallOutcome[] | { error: string } {
-  let reply: unknown;
-  try {
-    reply = decode<unknown>(bytes);
-  } catch {
-    return { error: 'malformed reply' };
-  }
+  const read = decodeUntrusted(bytes);
+  const reply = 'error' in read ? null : read.value;
   if (!isRecord(reply)) return { error: 'malformed reply' };
   if (reply.k === 'unavailable' || reply.k === 'malformed') {
     return { error: typeof reply.message === 'string' ? reply.message.slice(0, 200) : `${reply.k} reply` };
@@ -100,12 +102,8 @@ export function readBatchReply(bytes: Uint8Array, count: number): CallOutcome[] 
  * a SKU or queue row that is not one is left out.
  */
 export function readStatsReply(bytes: Uint8Array): ShardStats | null {
-  let reply: unknown;
-  try {
-    reply = decode<unknown>(bytes);
-  } catch {
-    return null;
-  }
+  const read = decodeUntrusted(bytes);
+  const reply = 'error' in read ? null : read.value;
   if (!isRecord(reply) || reply.k !== 'stats' || !isRecord(reply.stats)) return null;
   const s = reply.stats;
   const numbers = ['shardId', 'skuCount', 'liveReservations', 'reservations', 'walCommits', 'walRecords', 'walFsyncMsTotal', 'heapUsedBytes', 'snapshotFailures'] as const;
@@ -171,12 +169,8 @@ export function fitBatchReply(outcomes: CallOutcome[], maxBytes: number): Uint8A
 
 /** Stock events relayed by another node, those of our kind only (each a flat map of a string type and sku, and plain values). */
 export function readRelayedEvents(bytes: Uint8Array): { node: string; events: DomainEvent[] } | null {
-  let value: unknown;
-  try {
-    value = decode<unknown>(bytes);
-  } catch {
-    return null;
-  }
+  const read = decodeUntrusted(bytes);
+  const value = 'error' in read ? null : read.value;
   if (!isRecord(value) || typeof value.node !== 'string' || !Array.isArray(value.events)) return null;
   const events = value.events.filter((e): e is DomainEvent => isRecord(e) && typeof e.type === 'string' && typeof e.sku === 'string'
     && Object.values(e).every((v) => v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))));
