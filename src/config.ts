@@ -42,6 +42,8 @@ export interface EngineConfig {
   httpInFlightMax: number;
   /** FLASH_HTTP_LANE: the API's own HTTP/1.1 lane in front of node:http (default on; 0: node:http alone). */
   httpLane: boolean;
+  /** FLASH_HTTP_REQUEST_TIMEOUT_MS: a request not received whole within this is answered 408 `request_timeout` and its connection closed. */
+  httpRequestTimeoutMs: number;
   snapshotEveryCommands: number;
   /** Snapshots by a checkpointer thread per shard (FLASH_CHECKPOINTER, default on), never on the shard's thread. */
   checkpointer: boolean;
@@ -154,6 +156,7 @@ export function loadConfig(env: Env = process.env): EngineConfig {
     mailboxMax: int(env, 'FLASH_MAILBOX_MAX', 20_000, 1, 10_000_000),
     httpInFlightMax: int(env, 'FLASH_HTTP_INFLIGHT_MAX', 10_000, 1, 10_000_000),
     httpLane: (env.FLASH_HTTP_LANE ?? '').trim() === '' ? true : bool(env, 'FLASH_HTTP_LANE'),
+    httpRequestTimeoutMs: int(env, 'FLASH_HTTP_REQUEST_TIMEOUT_MS', 30_000, 1_000, 600_000),
     snapshotEveryCommands: int(env, 'FLASH_SNAPSHOT_EVERY', 1_000_000, 1, 1_000_000_000),
     checkpointer: (env.FLASH_CHECKPOINTER ?? '').trim() === '' ? true : bool(env, 'FLASH_CHECKPOINTER'),
     checkpointCpuPercent: (env.FLASH_CHECKPOINT_CPU_PERCENT ?? '').trim() === '' ? null : int(env, 'FLASH_CHECKPOINT_CPU_PERCENT', 100, 5, 100),

@@ -180,6 +180,20 @@ describe('PUT /v1/drops/{dropId}', () => {
     expect(created.status, created.text).toBe(201);
   });
 
+  it('ignores unknown queue fields, as every body\'s unknown fields (API.md), and never lets __proto__ reach the queue', async () => {
+    const dropId = uniq('drop-unknown-fields');
+    const raw = '{"queue":{"mode":"fifo","admitPerSecond":9,"priorityLane":true,"__proto__":{"admitSeconds":1},"constructor":{"x":1}},"note":"v3 client"}';
+    const r = await a.raw('PUT', `/v1/drops/${dropId}`, { body: raw, token: TOKENS.operator });
+    expect(r.status, r.text).toBe(201);
+    const view = await getDrop(a, dropId);
+    expect(view.queue).toMatchObject({ mode: 'fifo', admitPerSecond: 9, admitSeconds: 300 });
+    expect(view.queue).not.toHaveProperty('priorityLane');
+    // A bad known field is still refused beside an unknown one.
+    const bad = await putDrop(a, dropId, { queue: { mode: 'fifo', admitPerSecond: -1, priorityLane: true } });
+    expectError(bad, 400, 'invalid_request');
+    expect(bad.body.error.message).toMatch(/admitPerSecond/);
+  });
+
   it('once a queue opened: 409 queue_locked for mode, opensAt, randomizeSeconds and closesAt; the pace and admitSeconds may change', async () => {
     const opensAt = Date.now() - 1000;
     const fifo = uniq('drop-locked');

@@ -158,11 +158,14 @@ async function startLane(
       res.end(body);
     });
   });
-  const lane = new HttpLane<true>(http, { route: (_m, url) => (url.startsWith('/lane') ? true : null), handle: (req, res) => handle(req, res) }, { ...laneDefaults, ...options });
+  const lane = new HttpLane<true>(http, { route: (_m, url) => (url.startsWith('/lane') ? true : null), handle: (req, res) => handle(req, res), timeoutAnswer: () => laneTimeoutAnswer }, { ...laneDefaults, ...options });
   await new Promise<void>((resolve) => lane.server.listen(0, '127.0.0.1', resolve));
   lanes.push(lane);
   return { lane, port: (lane.server.address() as AddressInfo).port, httpSeen };
 }
+
+/** The handler's answer to a request not received in time (the gateway's is a JSON 408). */
+const laneTimeoutAnswer = 'HTTP/1.1 408 Request Timeout\r\ncontent-length: 4\r\nConnection: close\r\n\r\nslow';
 
 const lanes: HttpLane<true>[] = [];
 afterEach(async () => {
@@ -279,7 +282,7 @@ describe('the lane', () => {
     const partial = client(port);
     partial.socket.write('POST /lane/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
     await partial.ended;
-    expect(partial.text()).toBe('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    expect(partial.text()).toBe(laneTimeoutAnswer);
     const idle = client(port);
     idle.socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n\r\n');
     await idle.until((t) => t.endsWith('ok'));

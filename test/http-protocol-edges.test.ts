@@ -329,3 +329,45 @@ describe.each([
     socket.destroy();
   }, 40_000);
 });
+
+// Found by an audit against API.md ("every error is {"error": {...}}", "every 4xx answer
+// counts in flash_refusals_total"): a request not received whole in time was answered a bare
+// `408 Request Timeout` with no body, and not counted.
+describe.each([
+  ['with the HTTP lane (default)', {}],
+  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
+])('a request not received whole in time, %s', (_name, env: Record<string, string>) => {
+  let slow: Engine;
+  beforeAll(async () => {
+    slow = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
+  });
+
+  const timedOut = async (sent: string): Promise<string> => {
+    const socket = connect(slow.port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(sent);
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    return got;
+  };
+
+  it('answers 408 request_timeout as API.md\'s JSON error, counts it, and closes the connection', async () => {
+    const label = { route: 'unknown', code: 'request_timeout' };
+    const counted = async (): Promise<number> => metricValue(await (await fetch(`${slow.url}/metrics`)).text(), 'flash_refusals_total', label) ?? 0;
+    const before = await counted();
+    const sku = uniq('slow-body');
+    await createSku(api(slow.url), sku, { stock: 5 });
+    const partialBody = await timedOut(`POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"sku":"${sku}",`);
+    expect(partialBody).toMatch(/^HTTP\/1\.1 408 /);
+    expect(partialBody.toLowerCase()).toContain('content-type: application/json');
+    expect(jsonOf(partialBody)).toEqual({ error: { code: 'request_timeout', message: expect.stringMatching(/1000 ms/) } });
+    const partialHead = await timedOut('GET /v1/skus/none HTTP/1.1\r\nhost: x\r\n');
+    expect(partialHead).toMatch(/^HTTP\/1\.1 408 /);
+    expect(jsonOf(partialHead).error.code).toBe('request_timeout');
+    expect(await counted()).toBe(before + 2);
+    // Nothing was done: the half-sent reserve held nothing.
+    expect((await api(slow.url).get(`/v1/skus/${sku}`)).body).toMatchObject({ available: 5, reserved: 0 });
+  }, 30_000);
+});

@@ -24,8 +24,8 @@ export type Caller =
   /** No token, on a public route. */
   | { kind: 'anonymous'; name: 'anonymous' };
 
-/** `bearer`: a bearer token was presented (and was refused), as opposed to another scheme. */
-export type AuthResult = { ok: true; caller: Caller } | { ok: false; message: string; bearer: boolean };
+/** A caller, or why the authorization header was refused (answered 401). */
+export type AuthResult = { ok: true; caller: Caller } | { ok: false; message: string };
 
 /** The token length a caller token must have at least (a sha256 entry is trusted as given). */
 export const callerTokenLengthMin = 16;
@@ -134,9 +134,9 @@ export class Authenticator {
     if (header === undefined || header === '') {
       return { ok: true, caller: this.config.devMode ? devCaller : anonymous };
     }
-    if (header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return { ok: false, message: 'the authorization header must be "Bearer <token>"', bearer: false };
+    if (header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return { ok: false, message: 'the authorization header must be "Bearer <token>"' };
     const token = header.slice(7).trim();
-    if (token === '') return { ok: false, message: 'the bearer token is empty', bearer: false };
+    if (token === '') return { ok: false, message: 'the bearer token is empty' };
     const known = this.matched.get(token);
     if (known !== undefined) return { ok: true, caller: known };
     const digest = sha256(token);
@@ -146,12 +146,12 @@ export class Authenticator {
       this.matched.set(token, caller);
       return { ok: true, caller };
     }
-    if (this.buyers === null) return { ok: false, message: 'the token is not a known caller token (and buyer tokens are not configured)', bearer: true };
+    if (this.buyers === null) return { ok: false, message: 'the token is not a known caller token (and buyer tokens are not configured)' };
     const v = this.buyers.verify(token, nowMs);
     if (!v.ok) {
       // Not even shaped like a JWS: most likely a caller token nobody configured.
-      if (v.reason === 'malformed' && token.split('.').length !== 3) return { ok: false, message: 'the token is not a caller token this engine knows, nor a buyer token (a JWS)', bearer: true };
-      return { ok: false, message: v.message, bearer: true };
+      if (v.reason === 'malformed' && token.split('.').length !== 3) return { ok: false, message: 'the token is not a caller token this engine knows, nor a buyer token (a JWS)' };
+      return { ok: false, message: v.message };
     }
     return { ok: true, caller: { kind: 'buyer', name: `buyer:${v.claims.buyerId}`, claims: v.claims } };
   }
@@ -169,7 +169,7 @@ export class Authenticator {
     for (const e of this.byDigest.values()) byRole.set(e.role, (byRole.get(e.role) ?? 0) + 1);
     if (byRole.size > 0) parts.push(`caller tokens ${[...byRole].map(([r, n]) => `${r} ${n}`).join(', ')}`);
     if (this.buyers !== null) parts.push(`buyer tokens ${this.buyers.algorithms.join('/')}${this.config.buyerTokens?.audience ? ` for audience ${this.config.buyerTokens.audience}` : ''}`);
-    if (parts.length === 0) return 'no credential is configured: every call except GET /v1/skus/{sku}, /healthz and /metrics is refused';
+    if (parts.length === 0) return 'no credential is configured: every call except the public reads (GET /v1/skus/{sku}, GET /v1/drops/{dropId} and its /order), /healthz and /metrics is refused';
     return `accepting ${parts.join('; ')}`;
   }
 }

@@ -41,6 +41,7 @@ export const errorCodes = {
   queue_locked: { status: 409, retry: false, meaning: "The queue has opened: its mode, opensAt, randomizeSeconds and closesAt cannot change (the pace and admitSeconds can)." },
   order_not_fixed: { status: 409, retry: true, meaning: "The drop's order is not published: a random order before opensAt + randomizeSeconds, a draw before it ran, or a fifo queue." },
   import_incomplete: { status: 409, retry: true, meaning: 'A stock import was valid but some SKUs could not be applied (listed); re-running the same import is safe.' },
+  request_timeout: { status: 408, retry: true, meaning: 'The request was not received whole in time (FLASH_HTTP_REQUEST_TIMEOUT_MS, 30 s by default: a stalled upload or a half-sent head); nothing was done and the connection is closed.' },
   reservation_expired: { status: 410, retry: false, meaning: 'The hold expired before it was paid; its units went back to stock.' },
   payload_too_large: { status: 413, retry: false, meaning: 'The body is over 16 KiB (8 MiB for a stock import).' },
   headers_too_large: { status: 431, retry: false, meaning: "The request's headers are over Node's limit (16 KiB by default); the connection is closed." },

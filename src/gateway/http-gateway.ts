@@ -32,8 +32,6 @@ function ownerOf(caller: Caller): { buyerId?: string } {
 const orderCacheDrops = 16;
 /** Entries of an order in one answer (and in one read from the shard). */
 const orderPageMax = 100_000;
-/** At most this long a refused connection waits for the answers owed before its error (node:http's requestTimeout). */
-const clientErrorWaitMs = 30_000;
 /** And this long for its error answer to be read before it is closed all the same. */
 const refusedFlushMs = 10_000;
 
@@ -140,7 +138,11 @@ export class HttpGateway {
       'drop.entry': (c) => this.entry(c),
       'drop.order': (c) => this.order(c),
     };
-    this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => this.handle(req, res));
+    const requestTimeout = config.httpRequestTimeoutMs;
+    // node:http looks for requests past their time every connectionsCheckingInterval (30 s by
+    // default): a shorter timeout is looked for more often, so it is answered near its time.
+    const connectionsCheckingInterval = Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4)));
+    this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: requestTimeout, requestTimeout, connectionsCheckingInterval }, (req, res) => this.handle(req, res));
     // Without this listener Node answers "100 Continue" before we have seen who is asking.
     this.server.on('checkContinue', (req, res) => this.handle(req, res));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
@@ -148,7 +150,7 @@ export class HttpGateway {
     // requests before it on the connection (which have run) still unwritten.
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.clientError(Object.assign(new Error('CONNECT is not served here'), { code: 'FLASH_CONNECT' }), socket));
     this.lane = config.httpLane
-      ? new HttpLane(this.server, { route: (method, url) => this.laneRoute(method, url), handle: (req, res, match) => this.handle(req, res, match) }, { ...laneDefaults, bodyBytesMax })
+      ? new HttpLane(this.server, { route: (method, url) => this.laneRoute(method, url), handle: (req, res, match) => this.handle(req, res, match), timeoutAnswer: () => this.timeoutAnswer() }, { ...laneDefaults, bodyBytesMax, requestTimeoutMs: requestTimeout })
       : null;
   }
 
@@ -156,6 +158,14 @@ export class HttpGateway {
   private laneRoute(method: string, url: string): RouteMatch | null {
     const match = matchRoute(method, url);
     return match.kind === 'route' && match.route.name in this.handlers ? match : null;
+  }
+
+  /** 408 `request_timeout` as API.md's JSON error, counted like any refusal; the connection closes after it. */
+  private timeoutAnswer(): string {
+    const body = errorBody('request_timeout', `the request was not received whole within ${this.deps.config.httpRequestTimeoutMs} ms`);
+    this.deps.metrics.countRequest('unknown', 408);
+    this.deps.metrics.countRefusal('unknown', 'request_timeout');
+    return `HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
   }
 
   /**
@@ -173,7 +183,7 @@ export class HttpGateway {
     if (this.refusedSockets.has(socket)) return;
     this.refusedSockets.add(socket);
     let answer: string;
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n';
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer = this.timeoutAnswer();
     else {
       const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
       const code = tooLarge ? 'headers_too_large' : 'invalid_request';
@@ -186,7 +196,7 @@ export class HttpGateway {
     const owed = [...(this.openAnswers.get(socket) ?? [])].filter((res) => res.req.complete);
     // Handlers always answer (a shard that does not is answered 503), but a connection is never
     // held open on that promise alone.
-    const guard = setTimeout(() => socket.destroy(), clientErrorWaitMs);
+    const guard = setTimeout(() => socket.destroy(), this.deps.config.httpRequestTimeoutMs);
     guard.unref();
     const send = (): void => {
       clearTimeout(guard);
@@ -272,8 +282,10 @@ export class HttpGateway {
     name = route.name;
     label = routeLabel(route);
     if (route.access === 'open') {
-      // Probes need no token; one that is sent is still checked (a scraper may send a viewer's).
-      if (req.headers.authorization !== undefined) {
+      // Probes need no token; one that is sent is still checked (a scraper may send a viewer's),
+      // except on a shard node (FLASH_ROLE=shards): it holds no credential to check one against,
+      // and serves nothing but the probes.
+      if (req.headers.authorization !== undefined && this.deps.router !== null) {
         const caller = this.admit(req, res, route);
         if (typeof caller === 'number') return finish(caller);
       }
@@ -333,8 +345,10 @@ export class HttpGateway {
    */
   private admit(req: Asked, res: Reply, route: RouteSpec): Caller | number {
     const auth = this.deps.auth.authenticate(req.headers.authorization, Date.now());
-    // RFC 6750: a bare challenge when no bearer token was sent, invalid_token when one was.
-    if (!auth.ok) return sendError(res, 'unauthorized', auth.message, { 'www-authenticate': auth.bearer ? 'Bearer error="invalid_token"' : 'Bearer' });
+    // Exactly `www-authenticate: Bearer`, as API.md writes it, whatever went wrong: RFC 6750's
+    // optional `error="invalid_token"` would fail a client that compares the header whole, and
+    // the message already says which (missing, expired, bad signature, ...).
+    if (!auth.ok) return sendError(res, 'unauthorized', auth.message, { 'www-authenticate': 'Bearer' });
     const { caller } = auth;
     if (route.access === 'public' || route.access === 'open' || Authenticator.allowed(caller, route.access)) return caller;
     if (caller.kind === 'anonymous') {

@@ -57,6 +57,8 @@ export interface LaneHandler<M> {
   route(method: string, url: string): M | null;
   /** Answers on `res` (writeHead and end, or setHeader first), now or later. */
   handle(req: LaneRequest, res: LaneResponse, match: M): void;
+  /** The whole response (head and body) to a request not received in time; the lane closes the connection after it. */
+  timeoutAnswer(): string;
 }
 
 /** `date: ...` as node:http writes it, made once a second. */
@@ -383,11 +385,11 @@ class LaneConnection {
     if (this.socket.isPaused()) this.socket.resume();
   }
 
-  /** The request timeout: 408 and close, as node:http answers one. */
+  /** The request timeout: 408 (the handler's answer) and close, as node:http does. */
   timeOut(): void {
     this.ending = true;
     this.buf = null;
-    if (this.queue.length === 0) this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    if (this.queue.length === 0) this.socket.end(this.lane.handler.timeoutAnswer());
     else this.socket.destroy();
   }
 }

@@ -143,7 +143,8 @@ export function pageQuery(url: string): { cursor: string | null; limit: number }
   const query = new URLSearchParams(url.split('?')[1] ?? '');
   const raw = query.get('limit');
   let limit = 100;
-  if (raw !== null) {
+  // An empty `limit=` is absent, as an empty `cursor=` is (the routes are written `?cursor=&limit=`).
+  if (raw !== null && raw !== '') {
     limit = Number(raw);
     if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) throw new InvalidRequest('limit', 'limit must be an integer in 1..1000');
   }
@@ -153,7 +154,12 @@ export function pageQuery(url: string): { cursor: string | null; limit: number }
 
 const queueFields = ['mode', 'opensAt', 'randomizeSeconds', 'admitPerSecond', 'admitSeconds', 'closesAt', 'qtyPerWinner'] as const;
 
-/** `PUT /v1/drops/{dropId}`: `{"queue": {...} | null}`; unknown queue fields are refused (a typo must not pass silently). */
+/**
+ * `PUT /v1/drops/{dropId}`: `{"queue": {...} | null}`. Unknown queue fields are ignored, as
+ * API.md says of every body's unknown fields (they were refused before, which broke a client
+ * sending a field of a later version); only the queue fields are copied, so `__proto__` and
+ * `constructor` never reach the command.
+ */
 export function dropPutCommand(body: Body, dropId: string, seed: string, secret: string): Extract<Command, { t: 'drop.put' }> {
   const cmd: Extract<Command, { t: 'drop.put' }> = { t: 'drop.put', dropId: skuName(dropId, 'dropId'), seed, secret };
   const raw = field(body, 'queue');
@@ -164,9 +170,8 @@ export function dropPutCommand(body: Body, dropId: string, seed: string, secret:
   }
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidRequest('queue', 'queue must be an object or null');
   const q: Record<string, unknown> = {};
-  for (const name of Object.keys(raw)) {
-    if (!(queueFields as readonly string[]).includes(name)) throw new InvalidRequest(`queue.${name}`, `queue.${name} is not a queue field (${queueFields.join(', ')})`);
-    q[name] = (raw as Record<string, unknown>)[name];
+  for (const name of queueFields) {
+    if (Object.hasOwn(raw, name)) q[name] = (raw as Record<string, unknown>)[name];
   }
   ensure(queueInputError(q as QueueInput), 'queue');
   cmd.queue = q as QueueInput;

@@ -806,6 +806,10 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
           cursor = r.body.next;
         }
         expect(paged).toEqual(all.slice(0, 6));
+        // An empty `limit=` reads as absent (the default, 100), as an empty `cursor=` does.
+        const emptyLimit = await a.get('/v1/skus?limit=&cursor=', TOKENS.viewer);
+        expect(emptyLimit.status).toBe(200);
+        expect(emptyLimit.body.items.map((v: { sku: string }) => v.sku)).toEqual(all.slice(0, Math.min(100, all.length)));
         expectError(await a.get('/v1/skus?limit=0', TOKENS.viewer), 400, 'invalid_request');
         expectError(await a.get('/v1/skus?limit=1001', TOKENS.viewer), 400, 'invalid_request');
         expectError(await a.get('/v1/skus?cursor=%%%', TOKENS.viewer), 400, 'invalid_request');
@@ -986,6 +990,20 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         await createSku(a, sku, { stock: 5, lowStockThreshold: 2 });
         await reserveOk(a, { sku, buyerId: 'ls', qty: 3 });
         expect(await deploymentMetric(target, 'flash_stock_events_total', { type: 'low_stock', sku })).toBe(1);
+      });
+
+      it('serves GET /healthz and GET /metrics on every process to a scraper with or without a viewer token, and 401 to a bad token only where tokens are known', async () => {
+        // Last of these tests: the per-SKU gauges read the shards' figures at most every 250 ms,
+        // so a scrape just before the Prometheus test above would show it stale figures.
+        // API.md: every role serves both probes; a shard node holds no credential to check a
+        // token against, so there the header is not read (before: 401 to any token at all).
+        for (const url of target.metricsUrls) {
+          for (const path of ['/healthz', '/metrics']) {
+            expect((await fetch(`${url}${path}`)).status, `${url}${path} without a token`).toBe(200);
+            expect((await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${TOKENS.viewer}` } })).status, `${url}${path} with a viewer token`).toBe(200);
+          }
+        }
+        expectError(await a.get('/metrics', 'not-a-token-anyone-issued-43'), 401, 'unauthorized');
       });
     });
 
