@@ -234,10 +234,8 @@ export class NaiveStore implements ReservationStore {
     if (s === undefined) return this.unchanged({ ok: false, code: 'unknown_sku', message: `no sku ${input.sku}` });
     const idem = input.idemKey === undefined ? undefined : `${input.sku}\u0000${input.buyerId}\u0000${input.idemKey}`;
     const prev = idem === undefined ? undefined : this.state.reservations.get(this.state.idem.get(idem) ?? '');
-    if (prev !== undefined) {
-      if (prev.qty !== input.qty) return this.unchanged({ ok: false, code: 'idempotency_conflict', message: 'idempotencyKey was already used by this buyer for another request (a different qty)' });
-      return this.unchanged({ ok: true, replayed: true, record: { ...prev } });
-    }
+    // A used key answers its first reservation, whatever this request's qty (API.md).
+    if (prev !== undefined) return this.unchanged({ ok: true, replayed: true, record: { ...prev } });
     const used = this.state.quota.get(`${input.sku}\u0000${input.buyerId}`) ?? 0;
     if (s.maxPerBuyer > 0 && used + input.qty > s.maxPerBuyer) {
       return this.unchanged({ ok: false, code: 'quota_exceeded', message: `buyer may hold or buy at most ${s.maxPerBuyer} units (has ${used})` });

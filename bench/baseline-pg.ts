@@ -139,7 +139,7 @@ export class PgStore implements ReservationStore {
   async reserve(input: ReserveInput, nowMs: number): Promise<ReserveResult> {
     if (input.idemKey !== undefined) {
       const prev = await this.pool.query('SELECT * FROM reservations WHERE sku = $1 AND buyer_id = $2 AND idem_key = $3', [input.sku, input.buyerId, input.idemKey]);
-      if (prev.rows[0] !== undefined) return this.replay(prev.rows[0] as ReservationRow, input.qty);
+      if (prev.rows[0] !== undefined) return this.replay(prev.rows[0] as ReservationRow);
     }
     const refused = await this.precheck(input);
     if (refused !== null) return refused;
@@ -163,8 +163,8 @@ export class PgStore implements ReservationStore {
     return null;
   }
 
-  private replay(row: ReservationRow, qty: number): ReserveResult {
-    if (row.qty !== qty) return { ok: false, code: 'idempotency_conflict', message: 'idempotencyKey was already used by this buyer for another request (a different qty)' };
+  /** A used key answers its first reservation, whatever this request's qty (API.md). */
+  private replay(row: ReservationRow): ReserveResult {
     return { ok: true, replayed: true, record: record(row) };
   }
 

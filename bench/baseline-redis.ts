@@ -31,7 +31,6 @@ if ARGV[5] == '1' then
   local prev = redis.call('GET', KEYS[5])
   if prev then
     local r = redis.call('HMGET', ARGV[6] .. 'r:' .. prev, ${viewFields})
-    if tonumber(r[4]) ~= qty then return {'idempotency_conflict'} end
     return {'replay', prev, unpack(r)}
   end
 end
@@ -191,7 +190,7 @@ export class RedisStore implements ReservationStore {
       case 'unknown_sku': return { ok: false, code: 'unknown_sku', message: `no sku ${input.sku}` };
       case 'quota_exceeded': return { ok: false, code: 'quota_exceeded', message: `buyer may hold or buy at most ${reply[2]} units (has ${reply[1]})` };
       case 'sold_out': return { ok: false, code: 'sold_out', message: `sku ${input.sku} has ${reply[1]} units available` };
-      default: return { ok: false, code: 'idempotency_conflict', message: 'idempotencyKey was already used by this buyer for another request (a different qty)' };
+      default: throw new Error(`reserve script answered ${String(reply[0])}`);
     }
   }
 

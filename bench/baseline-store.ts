@@ -48,7 +48,7 @@ export interface ReserveInput {
 
 export type ReserveResult =
   | { ok: true; record: ReservationRecord; replayed: boolean }
-  | { ok: false; code: 'unknown_sku' | 'quota_exceeded' | 'sold_out' | 'idempotency_conflict'; message: string };
+  | { ok: false; code: 'unknown_sku' | 'quota_exceeded' | 'sold_out'; message: string };
 
 /**
  * settled: it was held and is now paid or cancelled; expired_now: it was held but due, so

@@ -56,7 +56,8 @@ describe('NaiveStore', () => {
     const first = await store.reserve({ id: 'a', sku: 's', buyerId: 'x', qty: 2, idemKey: 'k' }, now);
     expect(first.ok).toBe(true);
     expect(await store.reserve({ id: 'a2', sku: 's', buyerId: 'x', qty: 2, idemKey: 'k' }, now)).toMatchObject({ ok: true, replayed: true, record: { id: 'a' } });
-    expect(await store.reserve({ id: 'a3', sku: 's', buyerId: 'x', qty: 1, idemKey: 'k' }, now)).toMatchObject({ ok: false, code: 'idempotency_conflict' });
+    // Another qty with the same key answers the first reservation too (API.md), holding nothing more.
+    expect(await store.reserve({ id: 'a3', sku: 's', buyerId: 'x', qty: 1, idemKey: 'k' }, now)).toMatchObject({ ok: true, replayed: true, record: { id: 'a', qty: 2 } });
     expect(await store.reserve({ id: 'b', sku: 's', buyerId: 'x', qty: 1 }, now)).toMatchObject({ ok: false, code: 'quota_exceeded' });
     expect(await store.reserve({ id: 'c', sku: 'nope', buyerId: 'x', qty: 1 }, now)).toMatchObject({ ok: false, code: 'unknown_sku' });
     expect(await store.settle('a', 'cancel', null, now)).toMatchObject({ kind: 'settled', record: { status: 'cancelled' } });

@@ -753,6 +753,11 @@ function runAgainstModel(plan: Plan, coverage?: Coverage): void {
     if (coverage !== undefined) {
       const code = `${command.t}${as === undefined ? '' : ` as ${as}`} ${engine.outcome.ok ? engine.outcome.status : engine.outcome.code}${engine.mutated ? ' mutated' : ''}`;
       coverage.codes.set(code, (coverage.codes.get(code) ?? 0) + 1);
+      // A key used again for another qty, or another SKU of the drop, answers its first reservation.
+      const replayedOf = engine.outcome.ok && engine.outcome.replayed === true ? (engine.outcome as { reservation?: { sku: string; qty: number } }).reservation : undefined;
+      if (command.t === 'res.reserve' && replayedOf !== undefined && (replayedOf.qty !== command.qty || replayedOf.sku !== command.sku)) {
+        coverage.codes.set('res.reserve replayed for another request', (coverage.codes.get('res.reserve replayed for another request') ?? 0) + 1);
+      }
       for (const ev of engine.events ?? []) coverage.events.set(ev.type, (coverage.events.get(ev.type) ?? 0) + 1);
       coverage.droppedByCount += ref.droppedByCount - droppedBefore;
       if (namesDropped) coverage.namedDropped.set(code, (coverage.namedDropped.get(code) ?? 0) + 1);
@@ -862,7 +867,7 @@ describe('the core against the reference model', () => {
       'sku.link ok mutated', 'sku.link ok', 'sku.link drop_mismatch', 'sku.link invalid_request',
       'sku.upsert moved', 'sku.upsert drop_mismatch', 'sku.upsert invalid_request', 'sku.upsert created mutated',
       'res.reserve moved', 'sku.adjust moved', 'sku.get moved', 'sku.adjust invalid_request',
-      'res.reserve invalid_request', 'res.pay invalid_request', 'res.reserve created', 'res.reserve idempotency_conflict',
+      'res.reserve invalid_request', 'res.pay invalid_request', 'res.reserve created', 'res.reserve replayed for another request',
       'res.expire ok mutated', 'res.expire ok', 'res.pay reservation_expired mutated', 'res.reserve shard_full',
       'res.reserve channel_not_allowed', 'res.reserve channel_sold_out',
       'res.get as owner ok', 'res.get as other unknown_reservation', 'res.cancel as owner ok mutated',

@@ -79,7 +79,7 @@ describe('snapshots', () => {
     expect(answers[0]!.outcome).toMatchObject({ ok: true, replayed: true });
     expect(answers[5]!.outcome).toMatchObject({ ok: false, code: 'moved', dropId: 'spring' });
     expect(answers.map((a) => [a.outcome.ok ? a.outcome.status : a.outcome.code, a.mutated])).toEqual([
-      ['created', false], ['idempotency_conflict', false], ['quota_exceeded', false], ['ok', true], ['ok', true],
+      ['created', false], ['created', false], ['quota_exceeded', false], ['ok', true], ['ok', true],
       ['moved', false], ['ok', true], ['unknown_reservation', false], ['ok', false],
     ]);
     expect(toSnapshot(r)).toEqual(toSnapshot(s));

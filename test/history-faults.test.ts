@@ -127,7 +127,7 @@ async function scenario(fault: boolean | Stage, kills: number, clients = 6): Pro
     const finalProblems = finalStateCheck(ops, setups, final);
     const summary = `${faultEnv ?? 'real engine'}: kills at ${killedAt.join(', ')} ms into each round; ${ops.length} calls ` +
       `(${count(ops, (o) => o.outcome.type === 'ok')} ok, ${count(ops, (o) => o.outcome.type === 'fail')} refused, ${count(ops, (o) => o.outcome.type === 'unknown')} unknown; ` +
-      `sold_out ${count(ops, refusedWith('sold_out'))}, quota_exceeded ${count(ops, refusedWith('quota_exceeded'))}, idempotency_conflict ${count(ops, refusedWith('idempotency_conflict'))}); ` +
+      `sold_out ${count(ops, refusedWith('sold_out'))}, quota_exceeded ${count(ops, refusedWith('quota_exceeded'))}); ` +
       `verdict ${check.verdict} in ${checkMs.toFixed(0)} ms (${check.skus.map((s) => `${s.sku}: ${s.operations} ops, ${s.unknown} unknown, ${s.states} states`).join('; ')}); ` +
       `final-state problems ${finalProblems.length}; acknowledged changes per round ${changesPerEpoch(ops).join(', ')}`;
     if (debug) console.log(summary);

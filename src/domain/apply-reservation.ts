@@ -20,15 +20,17 @@ import { answered, refused, reservationView } from './views.js';
 type Reserve = Extract<Command, { t: 'res.reserve' }>;
 type Pay = Extract<Command, { t: 'res.pay' }>;
 
+/**
+ * A key this buyer already used in the SKU's scope (the SKU, or its drop) answers the
+ * reservation it made, whatever this request's qty or SKU of the drop: API.md's "returns the
+ * first answer again and holds nothing more" (another qty or SKU was refused 409
+ * idempotency_conflict before, a code API.md does not have).
+ */
 function replayIdempotent(state: ShardState, s: SkuState, c: Reserve): Applied | null {
   if (c.idemKey === undefined) return null;
   const entry = state.idempotency.get(idempotencyKey(c.buyerId, s.quotaScope, c.idemKey));
   if (entry === undefined) return null;
-  const r = entry.reservation;
-  if (r.sku.sku !== c.sku || r.qty !== c.qty) {
-    return refused('idempotency_conflict', 'idempotencyKey was already used by this buyer for another request (a different sku of this drop, or a different qty)');
-  }
-  return answered({ ok: true, status: 'created', reservation: reservationView(r), replayed: true }, false);
+  return answered({ ok: true, status: 'created', reservation: reservationView(entry.reservation), replayed: true }, false);
 }
 
 /** Whether the SKU sells through `channel`: its policy lists it, or it has none (and room to count one more). */

@@ -34,7 +34,6 @@ export const Refusal = {
   alreadyPaid: 'already_paid',
   /** A refund of a reservation that is not paid (held, cancelled or expired). */
   notPaid: 'not_paid',
-  idempotencyConflict: 'idempotency_conflict',
   dropMismatch: 'drop_mismatch',
   /** The SKU's channel policy does not list the reservation's channel. */
   channelNotAllowed: 'channel_not_allowed',

@@ -34,7 +34,6 @@ export const errorCodes = {
   reservation_cancelled: { status: 409, retry: false, meaning: 'The reservation was cancelled; it cannot be paid.' },
   already_paid: { status: 409, retry: false, meaning: 'The reservation was paid (and may since be refunded); it cannot be cancelled: refund it instead.' },
   not_paid: { status: 409, retry: false, meaning: 'A refund of a reservation that is not paid (held, cancelled or expired); only a paid one can be refunded.' },
-  idempotency_conflict: { status: 409, retry: false, meaning: 'The idempotencyKey was already used by this buyer for another request (another qty or another SKU of the drop).' },
   drop_mismatch: { status: 409, retry: false, meaning: "A SKU's dropId cannot change once set." },
   queue_not_open: { status: 409, retry: true, meaning: "The drop's queue has not opened yet (before opensAt), or the drop has no queue." },
   queue_closed: { status: 409, retry: false, meaning: 'The draw closed its entries (after closesAt).' },

@@ -3,7 +3,7 @@
 // (test/http-contract.test.ts) and a gateway with two shard nodes over a real nats-server
 // (test/nats-contract.test.ts). Outside clients test against API.md exactly as written, so
 // these tests read it literally; the engine's documented extensions (risk rules,
-// idempotency_conflict, drop_mismatch, ...) are tested too.
+// drop_mismatch, ...) are tested too.
 //
 // Tests that need an engine with other settings (no admin token, FLASH_DEV, a short token,
 // FLASH_BUYER_RPS, FLASH_IP_RPS, FLASH_MAILBOX_MAX) ask the target for a variant: the
@@ -343,11 +343,15 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         expectCounters(await getSku(a, sku), { onHand: 10, reserved: 2, sold: 0 });
       });
 
-      it('answers 409 idempotency_conflict when a buyer reuses a key for another qty', async () => {
+      it('answers the first reservation again when a buyer reuses a key for another qty, holding nothing more (API.md)', async () => {
         const sku = uniq('idem-qty');
         await createSku(a, sku, { stock: 10 });
-        await reserveOk(a, { sku, buyerId: 'ic', qty: 1, idempotencyKey: 'k1' });
-        expectError(await reserve(a, { sku, buyerId: 'ic', qty: 2, idempotencyKey: 'k1' }), 409, 'idempotency_conflict');
+        const first = await reserve(a, { sku, buyerId: 'ic', qty: 1, idempotencyKey: 'k1' });
+        expect(first.status).toBe(201);
+        const again = await reserve(a, { sku, buyerId: 'ic', qty: 2, idempotencyKey: 'k1' });
+        expect(again.status).toBe(201);
+        expect(again.body).toEqual(first.body);
+        expect(again.headers.get('idempotent-replayed')).toBe('true');
         expectCounters(await getSku(a, sku), { onHand: 10, reserved: 1, sold: 0 });
       });
 
@@ -378,15 +382,18 @@ export function contractSuite(title: string, start: () => Promise<ContractTarget
         expectCounters(await getSku(a, other), { onHand: 10, reserved: 2, sold: 0 });
       });
 
-      it('answers 409 idempotency_conflict when a buyer reuses a key for another SKU of the same drop', async () => {
+      it('answers the first reservation again when a buyer reuses a key for another SKU of the same drop, holding nothing more', async () => {
         const drop = uniq('idem-drop');
         const x = uniq('idem-dx');
         const y = uniq('idem-dy');
         await createSku(a, x, { stock: 10, dropId: drop });
         await createSku(a, y, { stock: 10, dropId: drop });
-        await reserveOk(a, { sku: x, buyerId: 'iy', idempotencyKey: 'cart-8' });
-        expectError(await reserve(a, { sku: y, buyerId: 'iy', idempotencyKey: 'cart-8' }), 409, 'idempotency_conflict');
+        const first = await reserveOk(a, { sku: x, buyerId: 'iy', idempotencyKey: 'cart-8' });
+        const again = await reserve(a, { sku: y, buyerId: 'iy', idempotencyKey: 'cart-8' });
+        expect(again.status).toBe(201);
+        expect(again.body).toMatchObject({ reservationId: first.reservationId, sku: x });
         expectCounters(await getSku(a, y), { onHand: 10, reserved: 0, sold: 0 });
+        expectCounters(await getSku(a, x), { onHand: 10, reserved: 1, sold: 0 });
       });
     });
 

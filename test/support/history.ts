@@ -6,7 +6,7 @@
 // paths in src/gateway/http-gateway.ts, src/engine/worker-transport.ts):
 // - `ok`: any 2xx, with the answer. The change is durable (the shard answers after fsync).
 // - `fail`, checked: a 4xx the sequential model predicts (sold_out, quota_exceeded,
-//   idempotency_conflict, unknown_reservation, reservation_cancelled, already_paid, ...).
+//   unknown_reservation, reservation_cancelled, already_paid, ...).
 //   By contract a 4xx changed nothing (bad input is refused before anything reaches a shard;
 //   a shard answers a refusal without a log write). The one refusal that changes state,
 //   410 reservation_expired (it expires a due hold), cannot happen here: holds last an hour.

@@ -35,7 +35,7 @@
 // sold_out), maxPerBuyer (held + paid units of one buyer), and each reservation with its
 // creator (buyer, qty, idempotency key) and status held / paid / cancelled. A reserve with a
 // key that this buyer already used on this SKU replays that reservation (status as it is
-// now; idempotency_conflict for another qty) before any other check; else quota_exceeded,
+// now, whatever the qty asked) before any other check; else quota_exceeded,
 // then sold_out, then a new held reservation. Expiry is not modelled: tests use holds of an
 // hour (holdSeconds 3600), so nothing expires during a run. Drops and channels are not
 // modelled: the histories use SKUs without a dropId and the default channel.
@@ -152,7 +152,7 @@ function describeState(m: SkuModel, s: State): string {
 // The model's step: what a sequential SKU answers, compared with what was answered.
 
 type Expected =
-  | { kind: 'ok'; status: number; id?: string; resStatus?: string; replayed?: boolean; creates?: number; sets?: [slot: number, status: number]; counters?: { reserved: number; sold: number; available: number } }
+  | { kind: 'ok'; status: number; id?: string; resStatus?: string; replayed?: boolean; creates?: number; replays?: number; sets?: [slot: number, status: number]; counters?: { reserved: number; sold: number; available: number } }
   | { kind: 'fail'; code: string };
 
 type Step = { ok: true; next: State | null } | { ok: false; why: string };
@@ -167,8 +167,8 @@ function expectedOf(m: SkuModel, s: State, o: SearchOp): Expected {
           if (s.status[i] === 0) continue;
           const c = m.ops[s.creator[i]!]!.op.args as ReserveArgs;
           if (c.buyerId !== a.buyerId || c.idempotencyKey !== a.idempotencyKey) continue;
-          if (c.qty !== a.qty) return { kind: 'fail', code: 'idempotency_conflict' };
-          return { kind: 'ok', status: 201, id: m.slots[i]!.id, resStatus: statusName[s.status[i]!], replayed: true };
+          // Whatever this request's qty: the first reservation again, with its own qty.
+          return { kind: 'ok', status: 201, id: m.slots[i]!.id, resStatus: statusName[s.status[i]!], replayed: true, replays: i };
         }
       }
       let used = 0;
@@ -260,7 +260,9 @@ function step(m: SkuModel, s: State, o: SearchOp): Step {
   if (a.status !== e.resStatus) return mismatch('');
   if (e.replayed !== undefined && a.replayed !== e.replayed) return mismatch(e.replayed ? ': a replay, but the answer was not marked replayed' : ': a new reservation, but the answer was marked replayed');
   if (e.creates !== undefined && s.status[e.creates] !== 0) return { ok: false, why: `reservation ${e.id} would be created a second time` };
-  const creatorArgs = o.op.op === 'reserve' ? (o.op.args as ReserveArgs) : (m.ops[s.creator[o.target]!]!.op.args as ReserveArgs);
+  // A replay shows the reservation it made first (its qty, not this request's).
+  const creatorSlot = e.replays ?? (o.op.op === 'reserve' ? -1 : o.target);
+  const creatorArgs = creatorSlot < 0 ? (o.op.args as ReserveArgs) : (m.ops[s.creator[creatorSlot]!]!.op.args as ReserveArgs);
   if (a.qty !== creatorArgs.qty || a.buyerId !== creatorArgs.buyerId || a.sku !== m.sku) {
     return { ok: false, why: `the answer shows qty ${a.qty}, buyer ${a.buyerId}, sku ${a.sku}; the reservation was made with qty ${creatorArgs.qty}, buyer ${creatorArgs.buyerId}, sku ${m.sku}` };
   }
@@ -609,7 +611,10 @@ export function finalStateCheck(
   for (const o of history) {
     if (finalIds.has(o.id) || o.outcome.type !== 'ok' || o.op === 'getSku') continue;
     const a = o.outcome.answer as ReservationAnswer;
-    if (o.op === 'reserve' && !made.has(a.reservationId)) made.set(a.reservationId, o.args as ReserveArgs);
+    // What the reservation was made with: its creating reserve's arguments; a replay (which may
+    // have asked another qty) stands in, with the qty it answered, when that answer was lost.
+    if (o.op === 'reserve' && a.replayed !== true) made.set(a.reservationId, o.args as ReserveArgs);
+    else if (o.op === 'reserve' && !made.has(a.reservationId)) made.set(a.reservationId, { ...(o.args as ReserveArgs), qty: a.qty });
     const prior = lastAck.get(a.reservationId);
     if (prior === undefined || o.completeMs > prior.at) lastAck.set(a.reservationId, { status: a.status, at: o.completeMs, op: o });
   }

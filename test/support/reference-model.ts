@@ -591,8 +591,7 @@ export class ReferenceShard {
     if (key !== undefined) {
       const entry = this.keys.get(key);
       if (entry !== undefined) {
-        const first = this.reservations[entry.index]!;
-        if (first.sku !== c.sku || first.qty !== c.qty) return refuse('idempotency_conflict');
+        // Whatever this request's qty or SKU of the drop: the first answer again (API.md).
         return { ok: true, status: 'created', mutated: false, replayed: true, reservation: entry.index };
       }
     }
