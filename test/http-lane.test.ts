@@ -158,7 +158,10 @@ async function startLane(
       res.end(body);
     });
   });
-  const lane = new HttpLane<true>(http, { route: (_m, url) => (url.startsWith('/lane') ? true : null), handle: (req, res) => handle(req, res), timeoutAnswer: () => laneTimeoutAnswer }, { ...laneDefaults, ...options });
+  const lane = new HttpLane<true>(http, { route: (_m, url) => (url.startsWith('/lane') ? true : null), handle: (req, res) => handle(req, res), timeoutAnswer: () => {
+    timeoutAnswers++;
+    return laneTimeoutAnswer;
+  } }, { ...laneDefaults, ...options });
   await new Promise<void>((resolve) => lane.server.listen(0, '127.0.0.1', resolve));
   lanes.push(lane);
   return { lane, port: (lane.server.address() as AddressInfo).port, httpSeen };
@@ -166,6 +169,9 @@ async function startLane(
 
 /** The handler's answer to a request not received in time (the gateway's is a JSON 408). */
 const laneTimeoutAnswer = 'HTTP/1.1 408 Request Timeout\r\ncontent-length: 4\r\nConnection: close\r\n\r\nslow';
+
+/** How many timeout answers the lanes asked for (each one is counted by the gateway). */
+let timeoutAnswers = 0;
 
 const lanes: HttpLane<true>[] = [];
 afterEach(async () => {
@@ -289,6 +295,69 @@ describe('the lane', () => {
     const answeredAt = Date.now();
     await idle.ended;
     expect(Date.now() - answeredAt).toBeGreaterThanOrEqual(500);
+  });
+
+  // Found by review: a request that timed out behind pipelined requests still running had the
+  // connection destroyed, with their answers (they had run) unsent.
+  it('answers the requests before a timed-out one first, in order, then the timeout answer, then closes', async () => {
+    const { port } = await startLane((req, res) => {
+      setTimeout(() => answer(res, `done ${req.url}`), req.url === '/lane/slow' ? 700 : 0);
+    }, { requestTimeoutMs: 200 });
+    const c = client(port);
+    c.socket.write('GET /lane/slow HTTP/1.1\r\nhost: x\r\n\r\nGET /lane/fast HTTP/1.1\r\nhost: x\r\n\r\nGET /lane/never HTTP/1.1\r\nhost: x\r\n');
+    await c.ended;
+    const text = c.text();
+    expect(text.indexOf('done /lane/slow')).toBeGreaterThan(0);
+    expect(text.indexOf('done /lane/fast')).toBeGreaterThan(text.indexOf('done /lane/slow'));
+    expect(text.endsWith(laneTimeoutAnswer)).toBe(true);
+  });
+
+  // Found by review: the sweeper timed the same request out again on its next round (the
+  // gateway counted each), until the write after end destroyed the socket.
+  it('times a request out once, though the client keeps its side of the connection open', async () => {
+    const { port } = await startLane((req, res) => answer(res, 'ok'), { requestTimeoutMs: 150 });
+    timeoutAnswers = 0;
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let got = '';
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
+    await new Promise<void>((resolve) => socket.once('end', () => resolve()));
+    await new Promise((r) => setTimeout(r, 1500)); // several sweeps (every 150 ms here)
+    expect(got).toBe(laneTimeoutAnswer);
+    expect(timeoutAnswers).toBe(1);
+    socket.destroy();
+  });
+
+  // Found by review: a CRLF after a request (RFC 9112 2.2; llhttp skips it) was kept as the
+  // start of a request that never came whole: answered 408 unasked, and a busy connection that
+  // held a draining gateway for its whole grace.
+  it('skips empty lines before a request line, as node:http does, and stays idle after them', async () => {
+    const { port, lane } = await startLane((req, res) => answer(res, `done ${req.url}`), { requestTimeoutMs: 150 });
+    timeoutAnswers = 0;
+    const c = client(port);
+    c.socket.write('\r\nPOST /lane/a HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nab\r\n\r\nGET /lane/b HTTP/1.1\r\nhost: x\r\n\r\n\r\n');
+    await c.until((t) => t.includes('done /lane/b'));
+    expect(c.text().indexOf('done /lane/a')).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(timeoutAnswers).toBe(0);
+    expect(lane.busy).toBe(false);
+    expect(c.text()).not.toContain('408');
+    c.socket.destroy();
+  });
+
+  // Found by review: close() stopped the sweeper, so a draining gateway waited its whole grace
+  // for a request that never came whole, instead of answering it in time.
+  it('still times out a partial request after close(), and close() completes when it is gone', async () => {
+    const { port, lane } = await startLane((req, res) => answer(res, 'ok'), { requestTimeoutMs: 200 });
+    const c = client(port);
+    c.socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = new Promise<void>((resolve) => lane.close(resolve));
+    await c.ended;
+    expect(c.text()).toBe(laneTimeoutAnswer);
+    await closed;
   });
 
   it('ends the connections it gave to node:http on closeAllConnections, so close() completes', async () => {

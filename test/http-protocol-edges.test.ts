@@ -10,6 +10,11 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKENS, api, startEngine, stopAllEngines, type Engine } from './support/engine-process.js';
 import { createSku, metricValue, uniq } from './support/http-kit.js';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+/** A test-only preload that slows fdatasync (FLASH_TEST_SLOW_FDATASYNC_MS), so a write stays in its commit. */
+const slowFdatasync = join(fileURLToPath(new URL('.', import.meta.url)), 'support', 'slow-fdatasync.cjs');
 
 let engine: Engine;
 
@@ -369,5 +374,55 @@ describe.each([
     expect(await counted()).toBe(before + 2);
     // Nothing was done: the half-sent reserve held nothing.
     expect((await api(slow.url).get(`/v1/skus/${sku}`)).body).toMatchObject({ available: 5, reserved: 0 });
+    // Its body broke off with the connection: no 400 was answered, so none is counted (review).
+    const broken = metricValue(await (await fetch(`${slow.url}/metrics`)).text(), 'flash_refusals_total', { route: 'POST /v1/reservations', code: 'invalid_request' });
+    expect(broken ?? 0).toBe(0);
+  }, 30_000);
+
+  // Found by review: the wait for the answers owed before a refused request had been tied to
+  // this timeout (1 s here): with a write still in its fdatasync, the connection was closed with
+  // no answer at all, though the write was made.
+  it('answers the requests before a refused or timed-out one first, whatever the timeout, then the refusal', async () => {
+    const slowDisk = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000', NODE_OPTIONS: `--require ${slowFdatasync}`, FLASH_TEST_SLOW_FDATASYNC_MS: '2000' } });
+    const put = (sku: string): string => `PUT /v1/skus/${sku} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.operator}\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"stock":5}`;
+    const socketTo = async (sent: string): Promise<string> => {
+      const socket = connect(slowDisk.port, '127.0.0.1');
+      let got = '';
+      socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write(sent);
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      return got;
+    };
+    const garbled = uniq('owed-garbage');
+    const one = await socketTo(`${put(garbled)}GARBAGE / HTTP/1.1\r\nhost: x\r\n\r\n`);
+    expect(one.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 201', 'HTTP/1.1 400']);
+    const stalled = uniq('owed-stalled');
+    const two = await socketTo(`${put(stalled)}GET /v1/skus/${stalled} HTTP/1.1\r\nhost: x\r\n`);
+    expect(two.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 201', 'HTTP/1.1 408']);
+    expect(jsonOf(two.slice(two.lastIndexOf('HTTP/1.1 408'))).error.code).toBe('request_timeout');
+    for (const sku of [garbled, stalled]) expect((await api(slowDisk.url).get(`/v1/skus/${sku}`)).status).toBe(200);
+    await slowDisk.stop();
+  }, 60_000);
+});
+
+// Found by review: a draining gateway stopped looking for requests past their time, so one that
+// never came whole held SIGTERM for the whole grace (10 s) and its client heard nothing.
+describe('a request not received whole in time while the gateway drains, with the HTTP lane', () => {
+  it('is answered 408 request_timeout, and the drain ends', async () => {
+    const draining = await startEngine({ env: { FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
+    const socket = connect(draining.port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('GET /v1/skus/none HTTP/1.1\r\nhost: x\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    const code = await draining.stop();
+    expect(code).toBe(0);
+    expect(got).toMatch(/^HTTP\/1\.1 408 /);
+    expect(jsonOf(got).error.code).toBe('request_timeout');
+    socket.destroy();
   }, 30_000);
 });

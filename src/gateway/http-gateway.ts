@@ -30,6 +30,12 @@ function ownerOf(caller: Caller): { buyerId?: string } {
 
 /** Drops whose published order a gateway keeps hashed. */
 const orderCacheDrops = 16;
+/**
+ * At most this long a refused connection waits for the answers owed before its error: handlers
+ * answer within their shard's timeout, whatever FLASH_HTTP_REQUEST_TIMEOUT_MS is (tying the
+ * two dropped the answers of requests that had run, found by review).
+ */
+const clientErrorWaitMs = 30_000;
 /** Entries of an order in one answer (and in one read from the shard). */
 const orderPageMax = 100_000;
 /** And this long for its error answer to be read before it is closed all the same. */
@@ -196,7 +202,7 @@ export class HttpGateway {
     const owed = [...(this.openAnswers.get(socket) ?? [])].filter((res) => res.req.complete);
     // Handlers always answer (a shard that does not is answered 503), but a connection is never
     // held open on that promise alone.
-    const guard = setTimeout(() => socket.destroy(), this.deps.config.httpRequestTimeoutMs);
+    const guard = setTimeout(() => socket.destroy(), clientErrorWaitMs);
     guard.unref();
     const send = (): void => {
       clearTimeout(guard);
@@ -263,8 +269,9 @@ export class HttpGateway {
     const started = performance.now();
     let name = 'unknown';
     let label = 'unknown';
+    /** `status` 0: nothing was answered (the connection is gone): nothing is counted. */
     const finish = (status: number): void => {
-      this.deps.metrics.countRequest(name, status);
+      if (status > 0) this.deps.metrics.countRequest(name, status);
       if (status >= 400 && status < 500) this.deps.metrics.countRefusal(label, errorCodeOf(res) ?? 'unknown');
       else if (status >= 500) this.deps.metrics.countError(label, errorCodeOf(res) ?? 'unknown');
       if (name === 'reservation.create') this.deps.metrics.reserveSeconds.observe((performance.now() - started) / 1000);
@@ -326,6 +333,9 @@ export class HttpGateway {
     };
     if (route.body === 'none') return run({});
     const bodyRead = (err: BodyError | null, body: unknown): void => {
+      // The body broke off with its connection (the client left, or a 408 closed it): nobody
+      // hears an answer, so none is counted (its 400 was counted beside the 408).
+      if (err !== null && req.socket.destroyed) return finish(0);
       if (err !== null) {
         // Node reads and drops the rest of a declared body once we have answered; past
         // drainBytesMax that is not worth it, so the connection is closed instead.
@@ -466,7 +476,7 @@ export class HttpGateway {
     const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
     const num = (name: string, fallback: number, min: number, max: number): number => {
       const raw = query.get(name);
-      if (raw === null) return fallback;
+      if (raw === null || raw === '') return fallback; // an empty `limit=` is absent, as on the listings
       const v = Number(raw);
       if (!/^\d{1,15}$/.test(raw) || v < min || v > max) throw new InvalidRequest(name, `${name} must be an integer in ${min}..${max}`);
       return v;

@@ -239,6 +239,8 @@ class LaneConnection {
   private parsing = false;
   /** When the request the lane waits for the rest of began (0: none). */
   partialSinceMs = 0;
+  /** A request timed out behind answers still owed: the 408 goes out after them, then the close. */
+  private timedOut = false;
   /** performance.now() when the head of the request whose body is arriving was first whole (0: none). */
   private headAtMs = 0;
   lastActiveMs = Date.now();
@@ -282,6 +284,15 @@ class LaneConnection {
     try {
       const { options } = this.lane;
       while (this.buf !== null && !this.handingOver && !this.ending && !this.closed && this.queue.length < options.pipelinedMax) {
+        // Empty lines before a request line are skipped, as llhttp does (RFC 9112 2.2: a client
+        // may send a CRLF after a body); kept, they were a request that never came whole,
+        // answered 408 and holding a draining gateway for its whole grace.
+        let skip = 0;
+        while (this.buf[skip] === 0x0d && this.buf[skip + 1] === 0x0a) skip += 2;
+        if (skip > 0) {
+          this.buf = skip === this.buf.length ? null : this.buf.subarray(skip);
+          continue;
+        }
         const buf = this.buf;
         const headEnd = buf.indexOf('\r\n\r\n');
         if (headEnd < 0) {
@@ -342,6 +353,10 @@ class LaneConnection {
       }
     }
     if (out === '' || this.closed) return;
+    if (this.timedOut && this.queue.length === 0) {
+      this.socket.end(out + this.lane.handler.timeoutAnswer());
+      return;
+    }
     if (closes) {
       // Requests read after it are not answered: a client retries what it pipelined past a close.
       this.queue.length = 0;
@@ -385,14 +400,24 @@ class LaneConnection {
     if (this.socket.isPaused()) this.socket.resume();
   }
 
-  /** The request timeout: 408 (the handler's answer) and close, as node:http does. */
+  /**
+   * The request timeout: 408 (the handler's answer) and close, as node:http does; after the
+   * answers owed to the requests before it (they have run), in order. Those were destroyed
+   * with the connection before, unsent.
+   */
   timeOut(): void {
     this.ending = true;
     this.buf = null;
-    if (this.queue.length === 0) this.socket.end(this.lane.handler.timeoutAnswer());
-    else this.socket.destroy();
+    this.partialSinceMs = 0; // answered once: the sweeper must not time it out (and count it) again
+    if (this.queue.length === 0) return void this.socket.end(this.lane.handler.timeoutAnswer());
+    this.timedOut = true;
+    // Handlers always answer (a shard that does not is answered 503), but a connection is never held open on that alone.
+    setTimeout(() => this.socket.destroy(), owedAnswersWaitMs).unref();
   }
 }
+
+/** At most this long a timed-out connection waits for the answers owed before its 408 (the gateway's wait after a client error). */
+const owedAnswersWaitMs = 30_000;
 
 export class HttpLane<M> {
   readonly server: NetServer;
@@ -466,9 +491,13 @@ export class HttpLane<M> {
 
   /** Stops accepting; calls back once every connection (the lane's and node:http's) is gone. */
   close(done: () => void): void {
-    clearInterval(this.sweeper);
     // node:http never listened: its close only stops its timers (its connections end with the lane's server).
     this.http.close(() => undefined);
-    this.server.close(() => done());
+    // The sweeper runs on until the last connection is gone: a draining gateway still answers
+    // a request that does not come whole in time 408 (it held the drain for its whole grace).
+    this.server.close(() => {
+      clearInterval(this.sweeper);
+      done();
+    });
   }
 }
