@@ -409,15 +409,21 @@ describe.each([
 
 // Found by review: a draining gateway stopped looking for requests past their time, so one that
 // never came whole held SIGTERM for the whole grace (10 s) and its client heard nothing.
-describe('a request not received whole in time while the gateway drains, with the HTTP lane', () => {
+// The review of that fix found the same of node:http's connections (FLASH_HTTP_LANE=0, or a
+// chunked body the lane hands to node:http): closing node:http's server stopped its checks.
+describe.each([
+  ['a head, with the HTTP lane', {}, 'GET /v1/skus/none HTTP/1.1\r\nhost: x\r\n'],
+  ['a chunked body the lane hands to node:http', {}, `${chunkedHead}5\r\n{"sku`],
+  ['a body, with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }, `POST /v1/reservations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.shop}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"sku":`],
+])('a request not received whole in time while the gateway drains: %s', (_name, env: Record<string, string>, sent: string) => {
   it('is answered 408 request_timeout, and the drain ends', async () => {
-    const draining = await startEngine({ env: { FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
+    const draining = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
     const socket = connect(draining.port, '127.0.0.1');
     let got = '';
     socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
     socket.on('error', () => undefined);
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write('GET /v1/skus/none HTTP/1.1\r\nhost: x\r\n');
+    socket.write(sent);
     await new Promise((r) => setTimeout(r, 200));
     const code = await draining.stop();
     expect(code).toBe(0);

@@ -5,6 +5,7 @@
 
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer, IncomingMessage, ServerResponse, type Server } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorBody, errorCodes, isErrorCode } from './errors.js';
 import type { Logger } from 'pino';
@@ -274,7 +275,7 @@ export class HttpGateway {
       if (status > 0) this.deps.metrics.countRequest(name, status);
       if (status >= 400 && status < 500) this.deps.metrics.countRefusal(label, errorCodeOf(res) ?? 'unknown');
       else if (status >= 500) this.deps.metrics.countError(label, errorCodeOf(res) ?? 'unknown');
-      if (name === 'reservation.create') this.deps.metrics.reserveSeconds.observe((performance.now() - started) / 1000);
+      if (name === 'reservation.create' && status > 0) this.deps.metrics.reserveSeconds.observe((performance.now() - started) / 1000);
       if (--this.inFlight === 0 && this.draining) for (const w of this.drainWaiters.splice(0)) w();
     };
     this.inFlight++;
@@ -600,7 +601,10 @@ export class HttpGateway {
 
   /** Stops accepting, lets in-flight calls finish (up to graceMs), closes idle sockets. */
   async drain(graceMs: number): Promise<void> {
-    const closed = new Promise<void>((resolve) => (this.lane === null ? this.server.close(() => resolve()) : this.lane.close(resolve)));
+    // Stop accepting. node:http's close would also stop its checks of requests past their time
+    // (FLASH_HTTP_REQUEST_TIMEOUT_MS), so a request still arriving held the drain for the whole
+    // grace, unanswered: only the listener is closed now, and node:http's close comes last.
+    const closed = new Promise<void>((resolve) => (this.lane === null ? NetServer.prototype.close.call(this.server, () => resolve()) : this.lane.close(resolve)));
     if (this.sharesPort) {
       // Other gateways take the port's new connections from now on. Connections this one
       // accepted just before (their request not read yet, so "idle") are served for a moment
@@ -625,5 +629,6 @@ export class HttpGateway {
     }
     (this.lane ?? this.server).closeAllConnections();
     await closed;
+    if (this.lane === null) this.server.close(() => undefined);
   }
 }

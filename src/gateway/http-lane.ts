@@ -284,13 +284,15 @@ class LaneConnection {
     try {
       const { options } = this.lane;
       while (this.buf !== null && !this.handingOver && !this.ending && !this.closed && this.queue.length < options.pipelinedMax) {
-        // Empty lines before a request line are skipped, as llhttp does (RFC 9112 2.2: a client
-        // may send a CRLF after a body); kept, they were a request that never came whole,
-        // answered 408 and holding a draining gateway for its whole grace.
+        // CR and LF before a request line are skipped, as llhttp does (RFC 9112 2.2: a client
+        // may send a CRLF after a body), however they are cut into packets; kept, they were a
+        // request that never came whole, answered 408 unasked and holding a draining gateway
+        // for its whole grace. Nothing is then waited for: the clock of a partial request stops.
         let skip = 0;
-        while (this.buf[skip] === 0x0d && this.buf[skip + 1] === 0x0a) skip += 2;
+        while (this.buf[skip] === 0x0d || this.buf[skip] === 0x0a) skip++;
         if (skip > 0) {
           this.buf = skip === this.buf.length ? null : this.buf.subarray(skip);
+          if (this.buf === null) this.partialSinceMs = 0;
           continue;
         }
         const buf = this.buf;
@@ -353,16 +355,19 @@ class LaneConnection {
       }
     }
     if (out === '' || this.closed) return;
-    if (this.timedOut && this.queue.length === 0) {
-      this.socket.end(out + this.lane.handler.timeoutAnswer());
-      return;
-    }
     if (closes) {
-      // Requests read after it are not answered: a client retries what it pipelined past a close.
+      // Requests read after it are not answered: a client retries what it pipelined past a close
+      // (and one still arriving, or timed out behind it, is never answered 408 nor counted).
       this.queue.length = 0;
       this.ending = true;
       this.buf = null;
+      this.partialSinceMs = 0;
+      this.timedOut = false;
       this.socket.end(out);
+      return;
+    }
+    if (this.timedOut && this.queue.length === 0) {
+      this.socket.end(out + this.lane.handler.timeoutAnswer());
       return;
     }
     if (!this.socket.write(out)) this.writeBlocked = true;
@@ -406,6 +411,9 @@ class LaneConnection {
    * with the connection before, unsent.
    */
   timeOut(): void {
+    this.partialSinceMs = 0;
+    // An answer already closed the connection: whatever came after it is never answered.
+    if (this.ending) return;
     this.ending = true;
     this.buf = null;
     this.partialSinceMs = 0; // answered once: the sweeper must not time it out (and count it) again
@@ -491,12 +499,13 @@ export class HttpLane<M> {
 
   /** Stops accepting; calls back once every connection (the lane's and node:http's) is gone. */
   close(done: () => void): void {
-    // node:http never listened: its close only stops its timers (its connections end with the lane's server).
-    this.http.close(() => undefined);
-    // The sweeper runs on until the last connection is gone: a draining gateway still answers
-    // a request that does not come whole in time 408 (it held the drain for its whole grace).
+    // The sweeper, and node:http's own checks of the connections handed to it, run on until the
+    // last connection is gone: a draining gateway still answers a request that does not come
+    // whole in time 408 (it held the drain for its whole grace). node:http never listened: its
+    // close only stops its timers (its connections end with the lane's server).
     this.server.close(() => {
       clearInterval(this.sweeper);
+      this.http.close(() => undefined);
       done();
     });
   }
