@@ -451,6 +451,47 @@ describe('the lane', () => {
     }
   }, 120_000);
 
+  // Found by a third review: a client not reading its answers, with a request for node:http
+  // behind them, held a draining gateway for its whole grace (the hand-over waits for the
+  // answers to be written, and the connection counted as a request in progress).
+  it('does not count a connection whose answers are all written and whose rest is node:http\'s as in progress', async () => {
+    const big = 'x'.repeat(1024 * 1024);
+    const { port, lane } = await startLane((req, res) => answer(res, big));
+    const c = client(port);
+    c.socket.pause(); // never reads: the answers fill the buffers
+    c.socket.write(`${'GET /lane/big HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(8)}GET /elsewhere HTTP/1.1\r\nhost: x\r\n\r\n`);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(lane.connectionCount).toBe(1);
+    expect(lane.busy).toBe(false);
+    c.socket.destroy();
+  });
+
+  // Found by the same review: bytes trickled after a 408 kept the connection (each one counted
+  // as activity), and a connection sending only CR and LF was never closed as idle.
+  it('closes a connection after its 408 though the client keeps its half open and sends on', async () => {
+    const { port } = await startLane((req, res) => answer(res, 'ok'), { requestTimeoutMs: 150 });
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let got = '';
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
+    const trickle = setInterval(() => { if (socket.writable) socket.write('x'); }, 50);
+    await closed;
+    clearInterval(trickle);
+    expect(got).toBe(laneTimeoutAnswer);
+  });
+
+  it('closes a connection that sends only CR and LF once it has been idle for the keep-alive time', async () => {
+    const { port } = await startLane((req, res) => answer(res, 'ok'), { keepAliveMs: 300, requestTimeoutMs: 5000 });
+    const c = client(port);
+    const trickle = setInterval(() => { if (c.socket.writable) c.socket.write('\r\n'); }, 50);
+    await c.ended;
+    clearInterval(trickle);
+    expect(c.text()).toBe('');
+  });
+
   // Found by review: close() stopped the sweeper, so a draining gateway waited its whole grace
   // for a request that never came whole, instead of answering it in time.
   it('still times out a partial request after close(), and close() completes when it is gone', async () => {

@@ -432,3 +432,27 @@ describe.each([
     socket.destroy();
   }, 30_000);
 });
+
+// Found by review: node:http takes its error listener off a CONNECT's socket before it hands it
+// to the gateway, so a client resetting the connection while the 400 was written raised an
+// unhandled 'error' that ended the whole engine (exit 1), in either mode.
+describe.each([
+  ['with the HTTP lane (default)', {}],
+  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
+])('a CONNECT reset by its client, %s', (_name, env: Record<string, string>) => {
+  it('never ends the engine', async () => {
+    const target = await startEngine({ env });
+    for (let i = 0; i < 60 && target.child.exitCode === null; i++) {
+      const socket = connect(target.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+      if (i % 2 === 1) await new Promise((r) => setTimeout(r, 5));
+      socket.resetAndDestroy();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    expect(target.child.exitCode, target.logs().slice(-800)).toBeNull();
+    expect((await api(target.url).get('/healthz')).status).toBe(200);
+    expect(await target.stop()).toBe(0);
+  }, 60_000);
+});

@@ -185,10 +185,18 @@ export class HttpGateway {
    * still being read, if any, is never waited for: it cannot be answered.
    */
   private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    // node:http takes its own error listener off a CONNECT's socket (and the lane has taken its
+    // own off a socket it handed over): a reset then while the answer is written was an
+    // unhandled 'error' that ended the whole engine (found by review: any client could).
+    if (!this.refusedSockets.has(socket)) socket.on('error', () => socket.destroy());
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
     // The parser stays broken and may report the same error for every later chunk: answered once.
     if (this.refusedSockets.has(socket)) return;
     this.refusedSockets.add(socket);
+    // node:http forgets a CONNECT's socket, so closeAllConnections would not end it: a draining
+    // gateway ends these itself (it waited up to clientErrorWaitMs past its grace).
+    this.refusedOpen.add(socket);
+    socket.once('close', () => this.refusedOpen.delete(socket));
     let answer: string;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer = this.timeoutAnswer();
     else {
@@ -235,6 +243,8 @@ export class HttpGateway {
   }
 
   private readonly refusedSockets = new WeakSet<Duplex>();
+  /** Refused connections still open (answers owed, or the refusal being read). */
+  private readonly refusedOpen = new Set<Duplex>();
   /** node:http's answers not yet finished, per connection, in request order (for clientError). */
   private readonly openAnswers = new WeakMap<Duplex, Set<ServerResponse>>();
 
@@ -605,6 +615,8 @@ export class HttpGateway {
     // (FLASH_HTTP_REQUEST_TIMEOUT_MS), so a request still arriving held the drain for the whole
     // grace, unanswered: only the listener is closed now, and node:http's close comes last.
     const closed = new Promise<void>((resolve) => (this.lane === null ? NetServer.prototype.close.call(this.server, () => resolve()) : this.lane.close(resolve)));
+    // The grace counts from SIGTERM, the hand-over pause included.
+    const deadline = Date.now() + graceMs;
     if (this.sharesPort) {
       // Other gateways take the port's new connections from now on. Connections this one
       // accepted just before (their request not read yet, so "idle") are served for a moment
@@ -614,11 +626,10 @@ export class HttpGateway {
     this.draining = true;
     this.drainingSinceMs = performance.now();
     (this.lane ?? this.server).closeIdleConnections();
-    const deadline = Date.now() + graceMs;
     if (this.inFlight > 0) {
       await Promise.race([
         new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
-        new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
+        new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref()),
       ]);
     }
     // A request the lane is still receiving is in progress too (node:http would have counted
@@ -628,6 +639,7 @@ export class HttpGateway {
       await new Promise<void>((resolve) => setTimeout(resolve, 20).unref());
     }
     (this.lane ?? this.server).closeAllConnections();
+    for (const socket of this.refusedOpen) socket.destroy();
     await closed;
     if (this.lane === null) this.server.close(() => undefined);
   }

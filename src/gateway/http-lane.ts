@@ -272,7 +272,8 @@ class LaneConnection {
   }
 
   private read(chunk: Buffer): void {
-    this.lastActiveMs = Date.now();
+    // Bytes after an answer that closed the connection (or a 408) are not activity: a client
+    // trickling them kept a half-open connection for ever.
     if (this.ending) return;
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
     this.parse();
@@ -316,6 +317,8 @@ class LaneConnection {
         }
         this.buf = end === buf.length ? null : buf.subarray(end);
         this.partialSinceMs = 0;
+        // Keep-alive counts from the last request or answer (CR/LF alone is not activity).
+        this.lastActiveMs = Date.now();
         const res = new LaneResponse(this, head.closes);
         this.queue.push(res);
         if (head.closes) this.ending = true;
@@ -339,6 +342,7 @@ class LaneConnection {
   }
 
   private waitForMore(): void {
+    this.lastActiveMs = Date.now();
     if (this.partialSinceMs === 0) this.partialSinceMs = Date.now();
   }
 
@@ -363,18 +367,33 @@ class LaneConnection {
       this.buf = null;
       this.partialSinceMs = 0;
       this.timedOut = false;
-      this.socket.end(out);
-      return;
+      return this.endWith(out);
     }
-    if (this.timedOut && this.queue.length === 0) {
-      this.socket.end(out + this.lane.handler.timeoutAnswer());
-      return;
-    }
+    if (this.timedOut && this.queue.length === 0) return this.endWith(out + this.lane.handler.timeoutAnswer());
+    this.lastActiveMs = Date.now();
     if (!this.socket.write(out)) this.writeBlocked = true;
     if (!this.parsing) {
       if (this.buf !== null && !this.handingOver) this.parse();
       else this.flow();
     }
+  }
+
+  /**
+   * The last bytes, then the connection closes for good once they are out, as node:http's
+   * destroySoon does (a client keeping its half open does not keep it), or after a while if
+   * the client does not read them.
+   */
+  private endWith(out: string): void {
+    this.socket.end(out, () => this.socket.destroy());
+    setTimeout(() => this.socket.destroy(), lastBytesWaitMs).unref();
+  }
+
+  /** Whether a request is in progress here: answers owed, or one arriving (what a draining gateway waits for). */
+  get inProgress(): boolean {
+    // A connection whose answers are all written (perhaps still in its buffers, the client not
+    // reading) and whose remaining bytes are node:http's to read is not: it held a drain for the
+    // whole grace (found by review).
+    return this.queue.length > 0 || (this.buf !== null && !this.handingOver);
   }
 
   /** Reads while there is room for answers, and hands over once the lane's answers are out. */
@@ -417,7 +436,7 @@ class LaneConnection {
     this.ending = true;
     this.buf = null;
     this.partialSinceMs = 0; // answered once: the sweeper must not time it out (and count it) again
-    if (this.queue.length === 0) return void this.socket.end(this.lane.handler.timeoutAnswer());
+    if (this.queue.length === 0) return this.endWith(this.lane.handler.timeoutAnswer());
     this.timedOut = true;
     // Handlers always answer (a shard that does not is answered 503), but a connection is never held open on that alone.
     setTimeout(() => this.socket.destroy(), owedAnswersWaitMs).unref();
@@ -426,6 +445,8 @@ class LaneConnection {
 
 /** At most this long a timed-out connection waits for the answers owed before its 408 (the gateway's wait after a client error). */
 const owedAnswersWaitMs = 30_000;
+/** And this long for its last bytes to be read before it is closed all the same (the gateway's refusedFlushMs). */
+const lastBytesWaitMs = 10_000;
 
 export class HttpLane<M> {
   readonly server: NetServer;
@@ -481,7 +502,7 @@ export class HttpLane<M> {
    * a request on only once it is whole, so a draining gateway also waits for these).
    */
   get busy(): boolean {
-    for (const c of this.connections) if (!c.idle) return true;
+    for (const c of this.connections) if (c.inProgress) return true;
     return false;
   }
 
