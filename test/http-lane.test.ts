@@ -181,8 +181,10 @@ afterEach(async () => {
   }
 });
 
-function client(port: number): { socket: Socket; text: () => string; until: (test: (t: string) => boolean) => Promise<string>; ended: Promise<void> } {
-  const socket = connect(port, '127.0.0.1');
+/** `halfOpen`: the client keeps its side open after the server ends its own (`serverEnded`). */
+function client(port: number, halfOpen = false): { socket: Socket; text: () => string; until: (test: (t: string) => boolean) => Promise<string>; ended: Promise<void>; serverEnded: Promise<void> } {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: halfOpen });
+  const serverEnded = new Promise<void>((resolve) => socket.once('end', () => resolve()));
   let text = '';
   const waiters: (() => void)[] = [];
   socket.on('data', (d: Buffer) => {
@@ -195,6 +197,7 @@ function client(port: number): { socket: Socket; text: () => string; until: (tes
     socket,
     text: () => text,
     ended,
+    serverEnded,
     until: (test) => new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`not seen within 10 s; got ${JSON.stringify(text)}`)), 10_000);
       const check = (): void => {
@@ -317,17 +320,13 @@ describe('the lane', () => {
   it('times a request out once, though the client keeps its side of the connection open', async () => {
     const { port } = await startLane((req, res) => answer(res, 'ok'), { requestTimeoutMs: 150 });
     timeoutAnswers = 0;
-    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    let got = '';
-    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-    socket.on('error', () => undefined);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
-    await new Promise<void>((resolve) => socket.once('end', () => resolve()));
+    const c = client(port, true);
+    c.socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
+    await c.serverEnded;
     await new Promise((r) => setTimeout(r, 1500)); // several sweeps (every 150 ms here)
-    expect(got).toBe(laneTimeoutAnswer);
+    expect(c.text()).toBe(laneTimeoutAnswer);
     expect(timeoutAnswers).toBe(1);
-    socket.destroy();
+    c.socket.destroy();
   });
 
   // Found by review: a CRLF after a request (RFC 9112 2.2; llhttp skips it) was kept as the
@@ -381,16 +380,12 @@ describe('the lane', () => {
       answer(res, `done ${req.url}`);
     }, req.url === '/lane/slow' ? 600 : 100), { requestTimeoutMs: 200 });
     timeoutAnswers = 0;
-    const halfOpen = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    let got = '';
-    halfOpen.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-    halfOpen.on('error', () => undefined);
-    await new Promise<void>((resolve) => halfOpen.once('connect', () => resolve()));
-    halfOpen.write('GET /lane/close HTTP/1.1\r\nhost: x\r\n\r\nGET /lane/late HTTP/1.1\r\nhost: x\r\n');
-    await new Promise<void>((resolve) => halfOpen.once('end', () => resolve()));
+    const halfOpen = client(port, true);
+    halfOpen.socket.write('GET /lane/close HTTP/1.1\r\nhost: x\r\n\r\nGET /lane/late HTTP/1.1\r\nhost: x\r\n');
+    await halfOpen.serverEnded;
     await new Promise((r) => setTimeout(r, 800));
-    expect(got.endsWith('done /lane/close')).toBe(true);
-    halfOpen.destroy();
+    expect(halfOpen.text().endsWith('done /lane/close')).toBe(true);
+    halfOpen.socket.destroy();
     const c = client(port);
     c.socket.write('GET /lane/slow HTTP/1.1\r\nhost: x\r\n\r\nGET /lane/close HTTP/1.1\r\nhost: x\r\n\r\nGET /lane/never HTTP/1.1\r\nhost: x\r\n');
     await c.ended;
@@ -451,36 +446,72 @@ describe('the lane', () => {
     }
   }, 120_000);
 
-  // Found by a third review: a client not reading its answers, with a request for node:http
-  // behind them, held a draining gateway for its whole grace (the hand-over waits for the
-  // answers to be written, and the connection counted as a request in progress).
-  it('does not count a connection whose answers are all written and whose rest is node:http\'s as in progress', async () => {
-    const big = 'x'.repeat(1024 * 1024);
-    const { port, lane } = await startLane((req, res) => answer(res, big));
-    const c = client(port);
-    c.socket.pause(); // never reads: the answers fill the buffers
+  // Reviews went both ways here: a client not reading its answers held a drain for its whole
+  // grace, but ending such a connection at once cut off a large page a client was reading
+  // slowly, and the keep-alive sweep closed it mid-answer. A connection is in progress while
+  // its answers are still being written out (the drain waits for it within its grace), and is
+  // idle only once they are out.
+  const mebibyte = 'x'.repeat(1024 * 1024);
+  /** A client reading nothing until told: the bytes it got (counted, not kept), and a wait for a count. */
+  const pausedReader = (port: number): { socket: Socket; bytes: () => number; atLeast: (n: number) => Promise<void>; closed: Promise<void> } => {
+    const socket = connect(port, '127.0.0.1');
+    socket.pause();
+    let bytes = 0;
+    socket.on('data', (d: Buffer) => { bytes += d.length; });
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const atLeast = async (n: number): Promise<void> => {
+      while (bytes < n) await new Promise((r) => setTimeout(r, 20));
+    };
+    return { socket, bytes: () => bytes, atLeast, closed };
+  };
+  const bodyBytes = 8 * 1024 * 1024;
+
+  it('counts answers not yet written out as in progress, then lets node:http have the rest once they are', async () => {
+    const { port, lane, httpSeen } = await startLane((req, res) => answer(res, mebibyte));
+    const c = pausedReader(port); // reads nothing for now: the answers fill the buffers
     c.socket.write(`${'GET /lane/big HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(8)}GET /elsewhere HTTP/1.1\r\nhost: x\r\n\r\n`);
     await new Promise((r) => setTimeout(r, 500));
-    expect(lane.connectionCount).toBe(1);
+    expect(lane.busy).toBe(true);
+    c.socket.resume();
+    await c.atLeast(bodyBytes + 'node GET /elsewhere'.length);
+    while (httpSeen.length === 0) await new Promise((r) => setTimeout(r, 20));
+    expect(httpSeen).toEqual(['GET /elsewhere']);
     expect(lane.busy).toBe(false);
     c.socket.destroy();
   });
+
+  it('does not close a keep-alive connection as idle while its answer is still being written out', async () => {
+    const { port } = await startLane((req, res) => answer(res, mebibyte.repeat(8)), { keepAliveMs: 300 });
+    const c = pausedReader(port);
+    c.socket.write('GET /lane/big HTTP/1.1\r\nhost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 1000)); // three keep-alive times
+    c.socket.resume();
+    await Promise.race([c.atLeast(bodyBytes), c.closed]);
+    expect(c.bytes()).toBeGreaterThan(bodyBytes);
+    c.socket.destroy();
+  });
+
+  it('writes a connection: close answer out whole to a client that takes longer than 10 s to read it', async () => {
+    const { port } = await startLane((req, res) => answer(res, mebibyte.repeat(8)));
+    const c = pausedReader(port);
+    c.socket.write('GET /lane/big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 11_000));
+    c.socket.resume();
+    await c.closed;
+    expect(c.bytes()).toBeGreaterThan(bodyBytes);
+  }, 30_000);
 
   // Found by the same review: bytes trickled after a 408 kept the connection (each one counted
   // as activity), and a connection sending only CR and LF was never closed as idle.
   it('closes a connection after its 408 though the client keeps its half open and sends on', async () => {
     const { port } = await startLane((req, res) => answer(res, 'ok'), { requestTimeoutMs: 150 });
-    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    let got = '';
-    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-    socket.on('error', () => undefined);
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
-    const trickle = setInterval(() => { if (socket.writable) socket.write('x'); }, 50);
-    await closed;
+    const c = client(port, true);
+    c.socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
+    const trickle = setInterval(() => { if (c.socket.writable) c.socket.write('x'); }, 50);
+    await c.ended;
     clearInterval(trickle);
-    expect(got).toBe(laneTimeoutAnswer);
+    expect(c.text()).toBe(laneTimeoutAnswer);
   });
 
   it('closes a connection that sends only CR and LF once it has been idle for the keep-alive time', async () => {

@@ -13,6 +13,26 @@ import { createSku, metricValue, uniq } from './support/http-kit.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
+/** A raw connection to `port`, once connected: what it has received so far, and its end and close. */
+async function rawTo(port: number, allowHalfOpen = false): Promise<{ socket: Socket; got: () => string; ended: Promise<void>; closed: Promise<void> }> {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen });
+  let got = '';
+  socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+  socket.on('error', () => undefined);
+  const ended = new Promise<void>((resolve) => socket.once('end', () => resolve()));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  return { socket, got: () => got, ended, closed };
+}
+
+/** Sends `sent` on a new connection to `port` and answers all it received once the server closed it. */
+async function sendUntilClosed(port: number, sent: string): Promise<string> {
+  const c = await rawTo(port);
+  c.socket.write(sent);
+  await c.closed;
+  return c.got();
+}
+
 /** A test-only preload that slows fdatasync (FLASH_TEST_SLOW_FDATASYNC_MS), so a write stays in its commit. */
 const slowFdatasync = join(fileURLToPath(new URL('.', import.meta.url)), 'support', 'slow-fdatasync.cjs');
 
@@ -314,14 +334,10 @@ describe.each([
   });
 
   it('frees the request whose chunked body broke, though the client keeps its side open', async () => {
-    const socket = connect({ port: small.port, host: '127.0.0.1', allowHalfOpen: true });
-    let got = '';
-    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-    socket.on('error', () => undefined);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const { socket, got, ended } = await rawTo(small.port, true);
     socket.write(`${chunkedHead}ZZZ\r\n`);
-    await new Promise<void>((resolve) => socket.once('end', () => resolve()));
-    expect(got).toMatch(/^HTTP\/1\.1 400 /);
+    await ended;
+    expect(got()).toMatch(/^HTTP\/1\.1 400 /);
     // The one place in flight is free again: a read is answered, not refused 503 overloaded.
     // (Before the fix it stayed taken for 30-60 s; 20 s of retries tell the two apart.)
     let status = 0;
@@ -347,16 +363,7 @@ describe.each([
     slow = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
   });
 
-  const timedOut = async (sent: string): Promise<string> => {
-    const socket = connect(slow.port, '127.0.0.1');
-    let got = '';
-    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-    socket.on('error', () => undefined);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write(sent);
-    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    return got;
-  };
+  const timedOut = (sent: string): Promise<string> => sendUntilClosed(slow.port, sent);
 
   it('answers 408 request_timeout as API.md\'s JSON error, counts it, and closes the connection', async () => {
     const label = { route: 'unknown', code: 'request_timeout' };
@@ -385,16 +392,7 @@ describe.each([
   it('answers the requests before a refused or timed-out one first, whatever the timeout, then the refusal', async () => {
     const slowDisk = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000', NODE_OPTIONS: `--require ${slowFdatasync}`, FLASH_TEST_SLOW_FDATASYNC_MS: '2000' } });
     const put = (sku: string): string => `PUT /v1/skus/${sku} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKENS.operator}\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"stock":5}`;
-    const socketTo = async (sent: string): Promise<string> => {
-      const socket = connect(slowDisk.port, '127.0.0.1');
-      let got = '';
-      socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-      socket.on('error', () => undefined);
-      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-      socket.write(sent);
-      await new Promise<void>((resolve) => socket.once('close', () => resolve()));
-      return got;
-    };
+    const socketTo = (sent: string): Promise<string> => sendUntilClosed(slowDisk.port, sent);
     const garbled = uniq('owed-garbage');
     const one = await socketTo(`${put(garbled)}GARBAGE / HTTP/1.1\r\nhost: x\r\n\r\n`);
     expect(one.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 201', 'HTTP/1.1 400']);
@@ -418,17 +416,13 @@ describe.each([
 ])('a request not received whole in time while the gateway drains: %s', (_name, env: Record<string, string>, sent: string) => {
   it('is answered 408 request_timeout, and the drain ends', async () => {
     const draining = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
-    const socket = connect(draining.port, '127.0.0.1');
-    let got = '';
-    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-    socket.on('error', () => undefined);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const { socket, got } = await rawTo(draining.port);
     socket.write(sent);
     await new Promise((r) => setTimeout(r, 200));
     const code = await draining.stop();
     expect(code).toBe(0);
-    expect(got).toMatch(/^HTTP\/1\.1 408 /);
-    expect(jsonOf(got).error.code).toBe('request_timeout');
+    expect(got()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(jsonOf(got()).error.code).toBe('request_timeout');
     socket.destroy();
   }, 30_000);
 });
@@ -443,9 +437,7 @@ describe.each([
   it('never ends the engine', async () => {
     const target = await startEngine({ env });
     for (let i = 0; i < 60 && target.child.exitCode === null; i++) {
-      const socket = connect(target.port, '127.0.0.1');
-      socket.on('error', () => undefined);
-      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      const { socket } = await rawTo(target.port);
       socket.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
       if (i % 2 === 1) await new Promise((r) => setTimeout(r, 5));
       socket.resetAndDestroy();

@@ -247,6 +247,8 @@ class LaneConnection {
   readonly keepAliveLines: string;
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
   private readonly onDrain = (): void => {
+    // Keep-alive counts from when the last answer is out, as node:http's does from 'finish'.
+    this.lastActiveMs = Date.now();
     this.writeBlocked = false;
     this.flow();
   };
@@ -266,9 +268,12 @@ class LaneConnection {
     socket.on('close', this.onClose);
   }
 
-  /** Neither a request in progress nor a partial one: what closeIdleConnections closes. */
+  /**
+   * Neither a request in progress, nor a partial one, nor an answer still being written out (the
+   * keep-alive sweep closed those mid-answer, found by review): what closeIdleConnections closes.
+   */
   get idle(): boolean {
-    return this.queue.length === 0 && this.buf === null;
+    return this.queue.length === 0 && this.buf === null && this.socket.writableLength === 0;
   }
 
   private read(chunk: Buffer): void {
@@ -384,16 +389,20 @@ class LaneConnection {
    * the client does not read them.
    */
   private endWith(out: string): void {
+    // Nothing the client sends from now on is read (a trickle kept the connection, found by
+    // review). No cap on the time the last bytes take, as node:http sets none: a 10 s cap cut
+    // large answers to clients reading them slowly but steadily (found by the next review).
+    this.socket.pause();
     this.socket.end(out, () => this.socket.destroy());
-    setTimeout(() => this.socket.destroy(), lastBytesWaitMs).unref();
   }
 
-  /** Whether a request is in progress here: answers owed, or one arriving (what a draining gateway waits for). */
+  /**
+   * Whether a request is in progress here, which a draining gateway waits for within its grace:
+   * answers owed, answers not yet written out to the client (a large page read slowly: ending
+   * it at once cut it short), or a request arriving that is not node:http's to read.
+   */
   get inProgress(): boolean {
-    // A connection whose answers are all written (perhaps still in its buffers, the client not
-    // reading) and whose remaining bytes are node:http's to read is not: it held a drain for the
-    // whole grace (found by review).
-    return this.queue.length > 0 || (this.buf !== null && !this.handingOver);
+    return this.queue.length > 0 || this.socket.writableLength > 0 || (this.buf !== null && !this.handingOver);
   }
 
   /** Reads while there is room for answers, and hands over once the lane's answers are out. */
@@ -445,8 +454,6 @@ class LaneConnection {
 
 /** At most this long a timed-out connection waits for the answers owed before its 408 (the gateway's wait after a client error). */
 const owedAnswersWaitMs = 30_000;
-/** And this long for its last bytes to be read before it is closed all the same (the gateway's refusedFlushMs). */
-const lastBytesWaitMs = 10_000;
 
 export class HttpLane<M> {
   readonly server: NetServer;
