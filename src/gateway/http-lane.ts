@@ -385,8 +385,7 @@ class LaneConnection {
 
   /**
    * The last bytes, then the connection closes for good once they are out, as node:http's
-   * destroySoon does (a client keeping its half open does not keep it), or after a while if
-   * the client does not read them.
+   * destroySoon does (a client keeping its half open does not keep it).
    */
   private endWith(out: string): void {
     // Nothing the client sends from now on is read (a trickle kept the connection, found by
@@ -439,12 +438,11 @@ class LaneConnection {
    * with the connection before, unsent.
    */
   timeOut(): void {
-    this.partialSinceMs = 0;
+    this.partialSinceMs = 0; // answered once: the sweeper must not time it out (and count it) again
     // An answer already closed the connection: whatever came after it is never answered.
     if (this.ending) return;
     this.ending = true;
     this.buf = null;
-    this.partialSinceMs = 0; // answered once: the sweeper must not time it out (and count it) again
     if (this.queue.length === 0) return this.endWith(this.lane.handler.timeoutAnswer());
     this.timedOut = true;
     // Handlers always answer (a shard that does not is answered 503), but a connection is never held open on that alone.
