@@ -7,6 +7,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from './support/engine-process.js';
 import { HttpLane, laneDefaults, parseHead, type LaneOptions, type LaneRequest, type LaneResponse } from '../src/gateway/http-lane.js';
 
 const head = (text: string): ReturnType<typeof parseHead> => {
@@ -227,7 +228,7 @@ describe('the lane', () => {
     expect(pending.map((p) => p.req.body.toString())).toEqual(['b0', 'b1', 'b2']);
     answer(pending[2]!.res, 'three');
     answer(pending[1]!.res, 'two');
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(c.text()).toBe(''); // the first is not answered yet, so nothing may leave
     answer(pending[0]!.res, 'one');
     const text = await c.until((t) => bodies(t).length === 3 && t.endsWith('three'));
@@ -244,7 +245,7 @@ describe('the lane', () => {
       + 'POST /lane/chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
       + 'GET /lane/after HTTP/1.1\r\nhost: x\r\n\r\n');
     await expect.poll(() => pending.length).toBe(1);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(httpSeen).toEqual([]); // node:http waits for the lane's answer
     answer(pending[0]!, 'lane a');
     await c.until((t) => t.endsWith('node GET /lane/after'));
@@ -262,7 +263,7 @@ describe('the lane', () => {
     const c = client(port);
     c.socket.write(Array.from({ length: 10 }, (_, k) => `GET /lane/${k} HTTP/1.1\r\nhost: x\r\n\r\n`).join(''));
     await expect.poll(() => pending.length).toBe(4);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(pending.length).toBe(4);
     for (let k = 0; k < 10; k++) {
       await expect.poll(() => pending.length).toBeGreaterThan(k);
@@ -323,7 +324,7 @@ describe('the lane', () => {
     const c = client(port, true);
     c.socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
     await c.serverEnded;
-    await new Promise((r) => setTimeout(r, 1500)); // several sweeps (every 150 ms here)
+    await sleep(1500); // several sweeps (every 150 ms here)
     expect(c.text()).toBe(laneTimeoutAnswer);
     expect(timeoutAnswers).toBe(1);
     c.socket.destroy();
@@ -339,7 +340,7 @@ describe('the lane', () => {
     c.socket.write('\r\nPOST /lane/a HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nab\r\n\r\nGET /lane/b HTTP/1.1\r\nhost: x\r\n\r\n\r\n');
     await c.until((t) => t.includes('done /lane/b'));
     expect(c.text().indexOf('done /lane/a')).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 600));
+    await sleep(600);
     expect(timeoutAnswers).toBe(0);
     expect(lane.busy).toBe(false);
     expect(c.text()).not.toContain('408');
@@ -355,16 +356,16 @@ describe('the lane', () => {
     const c = client(port);
     c.socket.write('GET /lane/a HTTP/1.1\r\nhost: x\r\n\r\n\r');
     await c.until((t) => t.includes('done /lane/a'));
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     c.socket.write('\n');
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
     // A request in two packets, its first part 250 ms after the cut CRLF: a stale clock (from the
     // CR) would time it out before its second part, 200 ms later.
     c.socket.write('GET /lane/b HTTP/1.1\r\n');
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     c.socket.write('host: x\r\n\r\n\r');
     await c.until((t) => t.includes('done /lane/b'));
-    await new Promise((r) => setTimeout(r, 700));
+    await sleep(700);
     expect(c.text()).not.toContain('408');
     expect(timeoutAnswers).toBe(0);
     expect(lane.busy).toBe(false);
@@ -383,7 +384,7 @@ describe('the lane', () => {
     const halfOpen = client(port, true);
     halfOpen.socket.write('GET /lane/close HTTP/1.1\r\nhost: x\r\n\r\nGET /lane/late HTTP/1.1\r\nhost: x\r\n');
     await halfOpen.serverEnded;
-    await new Promise((r) => setTimeout(r, 800));
+    await sleep(800);
     expect(halfOpen.text().endsWith('done /lane/close')).toBe(true);
     halfOpen.socket.destroy();
     const c = client(port);
@@ -414,7 +415,7 @@ describe('the lane', () => {
       await new Promise<void>((resolve) => c.socket.once('connect', () => resolve()));
       for (const chunk of chunks) {
         c.socket.write(Buffer.from(chunk, 'latin1'));
-        await new Promise((r) => setTimeout(r, 3));
+        await sleep(3);
       }
       await c.until((t) => (t.match(/node [A-Z]+ \S+/g) ?? []).length >= requests).catch(() => '');
       c.socket.destroy();
@@ -461,7 +462,7 @@ describe('the lane', () => {
     socket.on('error', () => undefined);
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const atLeast = async (n: number): Promise<void> => {
-      while (bytes < n) await new Promise((r) => setTimeout(r, 20));
+      while (bytes < n) await sleep(20);
     };
     return { socket, bytes: () => bytes, atLeast, closed };
   };
@@ -471,11 +472,11 @@ describe('the lane', () => {
     const { port, lane, httpSeen } = await startLane((req, res) => answer(res, mebibyte));
     const c = pausedReader(port); // reads nothing for now: the answers fill the buffers
     c.socket.write(`${'GET /lane/big HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(8)}GET /elsewhere HTTP/1.1\r\nhost: x\r\n\r\n`);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect(lane.busy).toBe(true);
     c.socket.resume();
     await c.atLeast(bodyBytes + 'node GET /elsewhere'.length);
-    while (httpSeen.length === 0) await new Promise((r) => setTimeout(r, 20));
+    while (httpSeen.length === 0) await sleep(20);
     expect(httpSeen).toEqual(['GET /elsewhere']);
     expect(lane.busy).toBe(false);
     c.socket.destroy();
@@ -485,7 +486,7 @@ describe('the lane', () => {
     const { port } = await startLane((req, res) => answer(res, mebibyte.repeat(8)), { keepAliveMs: 300 });
     const c = pausedReader(port);
     c.socket.write('GET /lane/big HTTP/1.1\r\nhost: x\r\n\r\n');
-    await new Promise((r) => setTimeout(r, 1000)); // three keep-alive times
+    await sleep(1000); // three keep-alive times
     c.socket.resume();
     await Promise.race([c.atLeast(bodyBytes), c.closed]);
     expect(c.bytes()).toBeGreaterThan(bodyBytes);
@@ -496,7 +497,7 @@ describe('the lane', () => {
     const { port } = await startLane((req, res) => answer(res, mebibyte.repeat(8)));
     const c = pausedReader(port);
     c.socket.write('GET /lane/big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
-    await new Promise((r) => setTimeout(r, 11_000));
+    await sleep(11_000);
     c.socket.resume();
     await c.closed;
     expect(c.bytes()).toBeGreaterThan(bodyBytes);
@@ -529,7 +530,7 @@ describe('the lane', () => {
     const { port, lane } = await startLane((req, res) => answer(res, 'ok'), { requestTimeoutMs: 200 });
     const c = client(port);
     c.socket.write('GET /lane/x HTTP/1.1\r\nhost: x\r\n');
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     const closed = new Promise<void>((resolve) => lane.close(resolve));
     await c.ended;
     expect(c.text()).toBe(laneTimeoutAnswer);

@@ -8,10 +8,16 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOKENS, api, startEngine, stopAllEngines, type Engine } from './support/engine-process.js';
+import { TOKENS, api, sleep, startEngine, stopAllEngines, type Engine } from './support/engine-process.js';
 import { createSku, metricValue, uniq } from './support/http-kit.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+
+/** Every edge runs against both ways the gateway reads HTTP: its lane, and node:http alone. */
+const httpModes: [name: string, env: Record<string, string>][] = [
+  ['with the HTTP lane (default)', {}],
+  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
+];
 
 /** A raw connection to `port`, once connected: what it has received so far, and its end and close. */
 async function rawTo(port: number, allowHalfOpen = false): Promise<{ socket: Socket; got: () => string; ended: Promise<void>; closed: Promise<void> }> {
@@ -115,10 +121,7 @@ async function nodeHttpReads(raw: string): Promise<{ status: number; authorizati
   return { status, authorization: status === 200 ? jsonOf(got).authorization : null };
 }
 
-describe.each([
-  ['with the HTTP lane (default)', {}],
-  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
-])('HTTP edges, %s', (_name, env: Record<string, string>) => {
+describe.each(httpModes)('HTTP edges, %s', (_name, env: Record<string, string>) => {
   beforeAll(async () => {
     engine = await startEngine({ env });
   });
@@ -324,10 +327,7 @@ describe.each([
 // connection open kept the request that was being read, and its place in FLASH_HTTP_INFLIGHT_MAX,
 // until node:http's request timeout came round (30-60 s). The connection is closed after the
 // answer now, and the request with it.
-describe.each([
-  ['with the HTTP lane (default)', {}],
-  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
-])('a refused connection gives back its place in flight, %s', (_name, env: Record<string, string>) => {
+describe.each(httpModes)('a refused connection gives back its place in flight, %s', (_name, env: Record<string, string>) => {
   let small: Engine;
   beforeAll(async () => {
     small = await startEngine({ env: { ...env, FLASH_HTTP_INFLIGHT_MAX: '1' } });
@@ -344,7 +344,7 @@ describe.each([
     for (const until = Date.now() + 20_000; Date.now() < until;) {
       status = (await api(small.url).get('/v1/skus/none-such')).status;
       if (status !== 503) break;
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
     expect(status).toBe(404);
     socket.destroy();
@@ -354,10 +354,7 @@ describe.each([
 // Found by an audit against API.md ("every error is {"error": {...}}", "every 4xx answer
 // counts in flash_refusals_total"): a request not received whole in time was answered a bare
 // `408 Request Timeout` with no body, and not counted.
-describe.each([
-  ['with the HTTP lane (default)', {}],
-  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
-])('a request not received whole in time, %s', (_name, env: Record<string, string>) => {
+describe.each(httpModes)('a request not received whole in time, %s', (_name, env: Record<string, string>) => {
   let slow: Engine;
   beforeAll(async () => {
     slow = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
@@ -418,7 +415,7 @@ describe.each([
     const draining = await startEngine({ env: { ...env, FLASH_HTTP_REQUEST_TIMEOUT_MS: '1000' } });
     const { socket, got } = await rawTo(draining.port);
     socket.write(sent);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     const code = await draining.stop();
     expect(code).toBe(0);
     expect(got()).toMatch(/^HTTP\/1\.1 408 /);
@@ -430,19 +427,16 @@ describe.each([
 // Found by review: node:http takes its error listener off a CONNECT's socket before it hands it
 // to the gateway, so a client resetting the connection while the 400 was written raised an
 // unhandled 'error' that ended the whole engine (exit 1), in either mode.
-describe.each([
-  ['with the HTTP lane (default)', {}],
-  ['with node:http alone (FLASH_HTTP_LANE=0)', { FLASH_HTTP_LANE: '0' }],
-])('a CONNECT reset by its client, %s', (_name, env: Record<string, string>) => {
+describe.each(httpModes)('a CONNECT reset by its client, %s', (_name, env: Record<string, string>) => {
   it('never ends the engine', async () => {
     const target = await startEngine({ env });
     for (let i = 0; i < 60 && target.child.exitCode === null; i++) {
       const { socket } = await rawTo(target.port);
       socket.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
-      if (i % 2 === 1) await new Promise((r) => setTimeout(r, 5));
+      if (i % 2 === 1) await sleep(5);
       socket.resetAndDestroy();
     }
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect(target.child.exitCode, target.logs().slice(-800)).toBeNull();
     expect((await api(target.url).get('/healthz')).status).toBe(200);
     expect(await target.stop()).toBe(0);
