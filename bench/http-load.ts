@@ -18,6 +18,11 @@ export interface LoadFigures {
   title: string;
   durationSeconds: number;
   requests: number;
+  /**
+   * autocannon's mean of its per-second counts; for a run of a fixed `amount`, the answers
+   * over the seconds to the last one instead: autocannon ends such a run only at its next
+   * whole-second tick, so its own figures for a short run are off by up to a second.
+   */
   requestsPerSecMean: number;
   latencyMs: { mean: number; p50: number; p90: number; p99: number; p99_9: number; max: number };
   non2xx: number;
@@ -86,6 +91,8 @@ export async function runLoad(title: string, url: string, settings: LoadSettings
       if (status >= 300) errorCodes[errorCodeOf(body)] = (errorCodes[errorCodeOf(body)] ?? 0) + 1;
     };
   }
+  const started = performance.now();
+  let lastAnswerAt = started;
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
       url,
@@ -99,14 +106,18 @@ export async function runLoad(title: string, url: string, settings: LoadSettings
     }, (err: unknown, res: autocannon.Result) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res)));
     instance.on('response', (_client, statusCode) => {
       statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+      lastAnswerAt = performance.now();
     });
   });
   const l = result.latency;
+  const requests = Object.values(statuses).reduce((a, b) => a + b, 0);
+  const toLastAnswerSeconds = (lastAnswerAt - started) / 1000;
+  const counted = settings.amount !== undefined && toLastAnswerSeconds > 0;
   return {
     title,
-    durationSeconds: result.duration,
-    requests: Object.values(statuses).reduce((a, b) => a + b, 0),
-    requestsPerSecMean: result.requests.average,
+    durationSeconds: counted ? toLastAnswerSeconds : result.duration,
+    requests,
+    requestsPerSecMean: counted ? requests / toLastAnswerSeconds : result.requests.average,
     latencyMs: { mean: l.average, p50: l.p50, p90: l.p90, p99: l.p99, p99_9: l.p99_9, max: l.max },
     non2xx: result.non2xx,
     errors: result.errors,
