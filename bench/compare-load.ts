@@ -30,10 +30,10 @@ export interface LoadResult {
   connections: number;
   overallRate: number | null;
   /**
-   * Wall-clock seconds from the start to autocannon's end, or, for a run of a fixed `amount`,
-   * to the last answer: autocannon ends such a run only at its next whole-second tick (50,000
-   * answers received in 1.44 s were reported at 2.01 s), which made every system that finished
-   * within the same second look equally fast.
+   * Wall-clock seconds from the start to autocannon's end, or, for a run of a fixed `amount`
+   * where every request was answered, to the last answer: autocannon ends such a run only at
+   * its next whole-second tick (50,000 answers received in 1.44 s were reported at 2.01 s),
+   * which made every system that finished within the same second look equally fast.
    */
   seconds: number;
   responses: number;
@@ -81,8 +81,12 @@ export async function runPlan(plan: LoadPlan): Promise<LoadResult> {
       else if (statusCode === 503) shed503.recordValue(us);
     });
   });
-  const seconds = ((plan.amount === undefined ? performance.now() : lastAnswerAt) - started) / 1000;
+  const endedAt = performance.now();
   const responses = Object.values(statuses).reduce((a, b) => a + b, 0);
+  // A request that failed or timed out has no answer to time: then the run is timed whole
+  // (its wait for the timeout is part of it), as it is when nothing was answered at all.
+  const toLastAnswer = plan.amount !== undefined && responses > 0 && result.errors === 0 && result.timeouts === 0;
+  const seconds = ((toLastAnswer ? lastAnswerAt : endedAt) - started) / 1000;
   const admitted = Object.entries(statuses).filter(([s]) => s.startsWith('2')).reduce((a, [, n]) => a + n, 0);
   return {
     title: plan.title,

@@ -19,9 +19,10 @@ export interface LoadFigures {
   durationSeconds: number;
   requests: number;
   /**
-   * autocannon's mean of its per-second counts; for a run of a fixed `amount`, the answers
-   * over the seconds to the last one instead: autocannon ends such a run only at its next
-   * whole-second tick, so its own figures for a short run are off by up to a second.
+   * autocannon's mean of its per-second counts; for a run of a fixed `amount` where every
+   * request was answered, the answers over the seconds to the last one instead: autocannon
+   * ends such a run only at its next whole-second tick, so its own figures for a short run
+   * are off by up to a second.
    */
   requestsPerSecMean: number;
   latencyMs: { mean: number; p50: number; p90: number; p99: number; p99_9: number; max: number };
@@ -112,7 +113,9 @@ export async function runLoad(title: string, url: string, settings: LoadSettings
   const l = result.latency;
   const requests = Object.values(statuses).reduce((a, b) => a + b, 0);
   const toLastAnswerSeconds = (lastAnswerAt - started) / 1000;
-  const counted = settings.amount !== undefined && toLastAnswerSeconds > 0;
+  // A request that failed or timed out has no answer to time: then autocannon's figures stand
+  // (the run's wait for the timeout is part of it).
+  const counted = settings.amount !== undefined && toLastAnswerSeconds > 0 && result.errors === 0 && result.timeouts === 0;
   return {
     title,
     durationSeconds: counted ? toLastAnswerSeconds : result.duration,
