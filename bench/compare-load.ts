@@ -83,9 +83,11 @@ export async function runPlan(plan: LoadPlan): Promise<LoadResult> {
   });
   const endedAt = performance.now();
   const responses = Object.values(statuses).reduce((a, b) => a + b, 0);
-  // A request that failed or timed out has no answer to time: then the run is timed whole
-  // (its wait for the timeout is part of it), as it is when nothing was answered at all.
-  const toLastAnswer = plan.amount !== undefined && responses > 0 && result.errors === 0 && result.timeouts === 0;
+  // Only a run whose every request was answered is timed to its last answer. A request that
+  // failed, timed out, or whose connection the server closed (autocannon counts that as
+  // neither an error nor a timeout, and reconnects) has no answer to time: then the run is
+  // timed whole, its wait included, as it is when nothing was answered at all.
+  const toLastAnswer = plan.amount !== undefined && responses === plan.amount && result.errors === 0 && result.timeouts === 0;
   const seconds = ((toLastAnswer ? lastAnswerAt : endedAt) - started) / 1000;
   const admitted = Object.entries(statuses).filter(([s]) => s.startsWith('2')).reduce((a, [, n]) => a + n, 0);
   return {

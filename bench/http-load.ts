@@ -113,9 +113,11 @@ export async function runLoad(title: string, url: string, settings: LoadSettings
   const l = result.latency;
   const requests = Object.values(statuses).reduce((a, b) => a + b, 0);
   const toLastAnswerSeconds = (lastAnswerAt - started) / 1000;
-  // A request that failed or timed out has no answer to time: then autocannon's figures stand
-  // (the run's wait for the timeout is part of it).
-  const counted = settings.amount !== undefined && toLastAnswerSeconds > 0 && result.errors === 0 && result.timeouts === 0;
+  // Only a run whose every request was answered is timed to its last answer. A request that
+  // failed, timed out, or whose connection the server closed (autocannon counts that as
+  // neither, and reconnects) has no answer to time: then autocannon's figures stand, its wait
+  // included.
+  const counted = settings.amount !== undefined && requests === settings.amount && toLastAnswerSeconds > 0 && result.errors === 0 && result.timeouts === 0;
   return {
     title,
     durationSeconds: counted ? toLastAnswerSeconds : result.duration,

@@ -1,9 +1,10 @@
 // How the benchmarks time a run of a fixed number of requests (bench/compare-load.ts for the
 // kit, bench/http-load.ts for bench:http and bench:nats). autocannon ends such a run only at
 // its next whole-second tick, so a run whose requests were all answered is timed to its last
-// answer; one with a request that was never answered (an error, a timeout) is timed whole,
-// its wait included, and one with no answer at all gives 0/s, never NaN. Only lower bounds of
-// time are asserted (a run cannot end before its timeout), never how fast anything was.
+// answer; one with a request that was never answered (an error, a timeout, a connection the
+// server closed) is timed whole, its wait included, and one with no answer at all gives 0/s,
+// never NaN. Only lower bounds of time are asserted (a run cannot end before the wait it
+// includes), never how fast anything was.
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -37,6 +38,21 @@ async function serve(silentAt: number): Promise<string> {
   return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
 }
 
+/** A server that answers every request but the last of 10, whose connection it closes unanswered after `waitMs`. */
+async function serveClosingLast(waitMs: number): Promise<string> {
+  let n = 0;
+  const s = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (++n === 10) return void setTimeout(() => req.socket.end(), waitMs);
+      res.writeHead(201, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  server = s;
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+}
+
 const request = { method: 'POST' as const, path: '/v1/reservations', body: '{}' };
 
 describe('the kit times a run of a fixed amount (compare-load)', () => {
@@ -47,6 +63,14 @@ describe('the kit times a run of a fixed amount (compare-load)', () => {
     expect(r.responses).toBe(9);
     expect(r.seconds).toBeGreaterThanOrEqual(1);
     expect(r.responsesPerSec).toBeLessThanOrEqual(9);
+  });
+
+  it('to the end of the run when the server closed a connection instead of answering (neither an error nor a timeout to autocannon)', async () => {
+    const url = await serveClosingLast(500);
+    const r = await runPlan({ title: 't', url, connections: 1, durationSeconds: 0, amount: 10, timeoutSeconds: 10, requests: [request], pids: [] });
+    expect(r.responses).toBe(9);
+    expect(r.seconds).toBeGreaterThanOrEqual(0.5);
+    expect(r.responsesPerSec).toBeLessThanOrEqual(18);
   });
 
   it('to its last answer when every request was answered: no more than the run itself', async () => {
@@ -82,6 +106,13 @@ describe('bench:http times a run of a fixed amount (http-load)', () => {
     expect(f.requests).toBe(9);
     expect(f.durationSeconds).toBeGreaterThanOrEqual(1);
     expect(f.requestsPerSecMean).toBeLessThanOrEqual(9);
+  });
+
+  it('keeps autocannon figures when the server closed a connection instead of answering', async () => {
+    const url = await serveClosingLast(500);
+    const f = await runLoad('t', url, { connections: 1, pipelining: 1, durationSeconds: 0, amount: 10, timeoutSeconds: 10 }, { skuOf: () => 's', buyerPrefix: 'b' });
+    expect(f.requests).toBe(9);
+    expect(f.durationSeconds).toBeGreaterThanOrEqual(0.5);
   });
 
   it('counts answers over the time to the last one when every request was answered', async () => {
