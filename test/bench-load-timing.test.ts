@@ -21,30 +21,19 @@ afterEach(async () => {
 });
 
 /**
- * A server that answers every request but the `silentAt`-th (from 1), which it never answers.
- * Over one connection, silencing the last request puts the run's timeout after its last answer.
+ * A server that answers every request but the 10th, which it answers too (`answered`), never
+ * answers (`silent`), or whose connection it closes unanswered after 500 ms (`closed`).
+ * Over one connection, the 10th request is the last: its wait comes after every other answer.
  */
-async function serve(silentAt: number): Promise<string> {
+async function serve(tenth: 'answered' | 'silent' | 'closed'): Promise<string> {
   let n = 0;
   const s = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      if (++n === silentAt) return;
-      res.writeHead(201, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  server = s;
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-}
-
-/** A server that answers every request but the last of 10, whose connection it closes unanswered after `waitMs`. */
-async function serveClosingLast(waitMs: number): Promise<string> {
-  let n = 0;
-  const s = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      if (++n === 10) return void setTimeout(() => req.socket.end(), waitMs);
+      if (++n === 10 && tenth !== 'answered') {
+        if (tenth === 'closed') setTimeout(() => req.socket.end(), 500);
+        return;
+      }
       res.writeHead(201, { 'content-type': 'application/json' }).end('{}');
     });
   });
@@ -57,7 +46,7 @@ const request = { method: 'POST' as const, path: '/v1/reservations', body: '{}' 
 
 describe('the kit times a run of a fixed amount (compare-load)', () => {
   it('to the end of the run, timeout included, when a request was never answered', async () => {
-    const url = await serve(10);
+    const url = await serve('silent');
     const r = await runPlan({ title: 't', url, connections: 1, durationSeconds: 0, amount: 10, timeoutSeconds: 1, requests: [request], pids: [] });
     expect(r.timeouts).toBe(1);
     expect(r.responses).toBe(9);
@@ -66,7 +55,7 @@ describe('the kit times a run of a fixed amount (compare-load)', () => {
   });
 
   it('to the end of the run when the server closed a connection instead of answering (neither an error nor a timeout to autocannon)', async () => {
-    const url = await serveClosingLast(500);
+    const url = await serve('closed');
     const r = await runPlan({ title: 't', url, connections: 1, durationSeconds: 0, amount: 10, timeoutSeconds: 10, requests: [request], pids: [] });
     expect(r.responses).toBe(9);
     expect(r.seconds).toBeGreaterThanOrEqual(0.5);
@@ -74,7 +63,7 @@ describe('the kit times a run of a fixed amount (compare-load)', () => {
   });
 
   it('to its last answer when every request was answered: no more than the run itself', async () => {
-    const url = await serve(0);
+    const url = await serve('answered');
     const started = performance.now();
     const r = await runPlan({ title: 't', url, connections: 4, durationSeconds: 0, amount: 200, timeoutSeconds: 10, requests: [request], pids: [] });
     const wallSeconds = (performance.now() - started) / 1000;
@@ -86,7 +75,7 @@ describe('the kit times a run of a fixed amount (compare-load)', () => {
   });
 
   it('as 0 answers/s, not NaN, when nothing answered at all', async () => {
-    const url = await serve(0);
+    const url = await serve('answered');
     const port = new URL(url).port;
     await new Promise<void>((resolve) => { server!.close(() => resolve()); });
     server = null;
@@ -100,7 +89,7 @@ describe('the kit times a run of a fixed amount (compare-load)', () => {
 
 describe('bench:http times a run of a fixed amount (http-load)', () => {
   it('keeps autocannon figures, timeout included, when a request was never answered', async () => {
-    const url = await serve(10);
+    const url = await serve('silent');
     const f = await runLoad('t', url, { connections: 1, pipelining: 1, durationSeconds: 0, amount: 10, timeoutSeconds: 1 }, { skuOf: () => 's', buyerPrefix: 'b' });
     expect(f.timeouts).toBe(1);
     expect(f.requests).toBe(9);
@@ -109,14 +98,14 @@ describe('bench:http times a run of a fixed amount (http-load)', () => {
   });
 
   it('keeps autocannon figures when the server closed a connection instead of answering', async () => {
-    const url = await serveClosingLast(500);
+    const url = await serve('closed');
     const f = await runLoad('t', url, { connections: 1, pipelining: 1, durationSeconds: 0, amount: 10, timeoutSeconds: 10 }, { skuOf: () => 's', buyerPrefix: 'b' });
     expect(f.requests).toBe(9);
     expect(f.durationSeconds).toBeGreaterThanOrEqual(0.5);
   });
 
   it('counts answers over the time to the last one when every request was answered', async () => {
-    const url = await serve(0);
+    const url = await serve('answered');
     const f = await runLoad('t', url, { connections: 4, pipelining: 1, durationSeconds: 0, amount: 200, timeoutSeconds: 10 }, { skuOf: () => 's', buyerPrefix: 'b' });
     expect(f.requests).toBe(200);
     expect(f.durationSeconds).toBeGreaterThan(0);
