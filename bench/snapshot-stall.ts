@@ -8,6 +8,8 @@
 //   - none:         no snapshot due during the run (FLASH_SNAPSHOT_EVERY past the run),
 //   - on the shard thread: FLASH_CHECKPOINTER=0, snapshots taken by the shard itself,
 //   - none, and no checkpointer: what the checkpointer's copy costs when nothing is due.
+// BENCH_SNAPSHOT_CONFIGS picks some of them (default, paced, normal, none, shard, bare) and
+// BENCH_SNAPSHOT_RATE fixes the rate instead of half the peak.
 // The load is evenly paced (each request due at its own time, latency from then: a stall
 // counts every request due during it); the worst answer is the figure a stall shows in. Memory: the engine's resident size once recovered, with and without the
 // checkpointer's copy of the state. Ends by checking every preloaded hold is still held.
@@ -26,6 +28,10 @@ import { runLoad } from './http-load.js';
 import { startRssSampler } from './rss-sampler.js';
 import { wakeupFloor } from './wakeup-floor.js';
 
+/** The configurations of the fixed-rate part, by the key BENCH_SNAPSHOT_CONFIGS names them with. */
+const configKeys = ['default', 'paced', 'normal', 'none', 'shard', 'bare'] as const;
+type ConfigKey = (typeof configKeys)[number];
+
 const settings = {
   preload: envInt('BENCH_PRELOAD', 1_000_000, 10_000, 20_000_000),
   skus: 100,
@@ -42,6 +48,10 @@ const settings = {
   restartRounds: envInt('BENCH_RESTART_ROUNDS', 2, 0, 10),
   /** BENCH_SNAPSHOT_PARTS: `steady` (the configurations at a fixed rate), `restarts`, or both (default). */
   parts: snapshotParts(process.env.BENCH_SNAPSHOT_PARTS),
+  /** BENCH_SNAPSHOT_CONFIGS: which configurations of the fixed-rate part run (their keys, comma-separated; default all). */
+  configs: snapshotConfigs(process.env.BENCH_SNAPSHOT_CONFIGS),
+  /** BENCH_SNAPSHOT_RATE: a fixed rate in reserves/s instead of half the measured peak (0: half the peak). */
+  rate: envInt('BENCH_SNAPSHOT_RATE', 0, 0, 1_000_000),
   goal: { worstRatioMax: 2, p99MsMax: 10 },
 };
 
@@ -52,6 +62,14 @@ function snapshotParts(raw: string | undefined): { steady: boolean; restarts: bo
   const unknown = parts.filter((p) => p !== 'steady' && p !== 'restarts');
   if (unknown.length > 0 || parts.length === 0) throw new Error(`BENCH_SNAPSHOT_PARTS=${raw}: use steady, restarts or both (comma-separated)`);
   return { steady: parts.includes('steady'), restarts: parts.includes('restarts') };
+}
+
+function snapshotConfigs(raw: string | undefined): ConfigKey[] {
+  if ((raw ?? '').trim() === '') return [...configKeys];
+  const keys = raw!.split(',').map((k) => k.trim());
+  const unknown = keys.filter((k) => !(configKeys as readonly string[]).includes(k));
+  if (unknown.length > 0) throw new Error(`BENCH_SNAPSHOT_CONFIGS=${raw}: use any of ${configKeys.join(', ')} (comma-separated)`);
+  return keys as ConfigKey[];
 }
 
 async function startOn(dataDir: string, name: string, extra: Record<string, string>): Promise<ChildServer> {
@@ -197,24 +215,26 @@ async function main(): Promise<void> {
     const peak = await runLoad('peak', `http://127.0.0.1:${peakEngine.port}`, { connections: 64, pipelining: 1, durationSeconds: settings.peakSeconds, timeoutSeconds: 30 },
       { skuOf: (n) => sku(n % settings.skus), buyerPrefix: 'peak-', token: shopToken });
     await peakEngine.stop(120_000);
-    const rate = Math.max(100, Math.floor(peak.requestsPerSecMean / 2));
+    const rate = settings.rate > 0 ? settings.rate : Math.max(100, Math.floor(peak.requestsPerSecMean / 2));
     const every = Math.max(1000, Math.floor((rate * settings.seconds) / (settings.snapshotsWanted + 0.5)));
     progress(`peak ${fmt(peak.requestsPerSecMean)} reserves/s: runs at ${fmt(rate)}/s for ${settings.seconds} s, a snapshot due every ${fmt(every)} commands`);
 
     // 3. Each configuration on its own copy of the preloaded shard.
-    const configs: { name: string; env: Record<string, string> }[] = [
-      { name: 'checkpointer thread at nice 19, without rests (the default)', env: { FLASH_SNAPSHOT_EVERY: String(every) } },
-      { name: 'checkpointer thread at normal priority, at most 25 % of a core (FLASH_CHECKPOINT_NICE=0; the default before)', env: { FLASH_SNAPSHOT_EVERY: String(every), FLASH_CHECKPOINT_NICE: '0' } },
-      { name: 'checkpointer thread at normal priority without rests (FLASH_CHECKPOINT_NICE=0 FLASH_CHECKPOINT_CPU_PERCENT=100)', env: { FLASH_SNAPSHOT_EVERY: String(every), FLASH_CHECKPOINT_NICE: '0', FLASH_CHECKPOINT_CPU_PERCENT: '100' } },
-      { name: 'no snapshot in the run', env: { FLASH_SNAPSHOT_EVERY: '1000000000' } },
-      { name: 'on the shard thread (FLASH_CHECKPOINTER=0)', env: { FLASH_SNAPSHOT_EVERY: String(every), FLASH_CHECKPOINTER: '0' } },
+    const configs: { key: ConfigKey; name: string; env: Record<string, string> }[] = [
+      { key: 'default', name: 'checkpointer thread at nice 19, without rests (the default)', env: { FLASH_SNAPSHOT_EVERY: String(every) } },
+      { key: 'paced', name: 'checkpointer thread at normal priority, at most 25 % of a core (FLASH_CHECKPOINT_NICE=0; the default before)', env: { FLASH_SNAPSHOT_EVERY: String(every), FLASH_CHECKPOINT_NICE: '0' } },
+      { key: 'normal', name: 'checkpointer thread at normal priority without rests (FLASH_CHECKPOINT_NICE=0 FLASH_CHECKPOINT_CPU_PERCENT=100)', env: { FLASH_SNAPSHOT_EVERY: String(every), FLASH_CHECKPOINT_NICE: '0', FLASH_CHECKPOINT_CPU_PERCENT: '100' } },
+      { key: 'none', name: 'no snapshot in the run', env: { FLASH_SNAPSHOT_EVERY: '1000000000' } },
+      { key: 'shard', name: 'on the shard thread (FLASH_CHECKPOINTER=0)', env: { FLASH_SNAPSHOT_EVERY: String(every), FLASH_CHECKPOINTER: '0' } },
       // What the checkpointer's copy costs the shard when no snapshot is due: the same as "none"
       // without the second thread.
-      { name: 'none, and no checkpointer', env: { FLASH_SNAPSHOT_EVERY: '1000000000', FLASH_CHECKPOINTER: '0' } },
+      { key: 'bare', name: 'none, and no checkpointer', env: { FLASH_SNAPSHOT_EVERY: '1000000000', FLASH_CHECKPOINTER: '0' } },
     ];
     const runs: RunFigures[] = [];
+    const runOf = new Map<ConfigKey, RunFigures>();
     for (const [k, c] of configs.entries()) {
       if (!settings.parts.steady) break;
+      if (!settings.configs.includes(c.key)) continue;
       const busy = await cpuBusyPct();
       const dir = copy(`run-${k}`);
       const engine = await startOn(dir, `engine-${k}`, c.env);
@@ -240,6 +260,7 @@ async function main(): Promise<void> {
       };
       progress(`${c.name}: p50 ${f.latencyMs.p50} ms, p99 ${f.latencyMs.p99} ms, p99.9 ${f.latencyMs.p99_9} ms, worst ${f.latencyMs.max} ms; ${f.snapshotsDuringRun} snapshots; non-2xx ${f.non2xx}, errors ${f.errors}`);
       runs.push(f);
+      runOf.set(c.key, f);
       // Every preloaded hold is still there (spot check across SKUs: counters add up).
       let reserved = 0;
       await inParallel(settings.skus, 16, async (i) => {
@@ -277,7 +298,9 @@ async function main(): Promise<void> {
     }
 
     // "Without snapshots" is the engine with no snapshot work at all: no checkpointer either.
-    const [ckpt, , , idle, , bare] = runs as [RunFigures?, RunFigures?, RunFigures?, RunFigures?, RunFigures?, RunFigures?];
+    const ckpt = runOf.get('default');
+    const idle = runOf.get('none');
+    const bare = runOf.get('bare');
     const worstRatio = ckpt === undefined || bare === undefined ? null : ckpt.latencyMs.max / Math.max(1, bare.latencyMs.max);
     const metWorst = worstRatio !== null && worstRatio <= settings.goal.worstRatioMax;
     const metP99 = ckpt !== undefined && ckpt.latencyMs.p99 < settings.goal.p99MsMax;
@@ -285,7 +308,7 @@ async function main(): Promise<void> {
     const rows = runs.map((r) => [r.config, fmt(r.latencyMs.p50, 1), fmt(r.latencyMs.p99, 1), fmt(r.latencyMs.p99_9, 1), fmt(r.latencyMs.max, 1),
       String(r.snapshotsDuringRun), r.snapshotMsMean === null ? '-' : fmt(r.snapshotMsMean), `${fmt(r.requests)} / ${r.non2xx} / ${r.errors}`, fmt(r.rssMiBAfterRecovery ?? NaN), fmt(r.rssMiBPeak ?? NaN)]);
     const table = markdownTable(['snapshots', 'p50 ms', 'p99 ms', 'p99.9 ms', 'worst ms', 'snapshots in the run', 'mean ms per snapshot (write)', 'answers / non-2xx / errors', 'RSS MiB after recovery', 'peak RSS MiB during the run'], rows);
-    const goals = ckpt === undefined || idle === undefined || bare === undefined || worstRatio === null ? '(the configurations at a fixed rate were not run: BENCH_SNAPSHOT_PARTS)' : markdownTable(['goal', 'reached', 'met'], [
+    const goals = ckpt === undefined || idle === undefined || bare === undefined || worstRatio === null ? '(the goals need the configurations default, none and bare at a fixed rate: BENCH_SNAPSHOT_PARTS, BENCH_SNAPSHOT_CONFIGS)' : markdownTable(['goal', 'reached', 'met'], [
       [`worst answer with the checkpointer <= ${settings.goal.worstRatioMax} x the worst with no snapshot work at all (no checkpointer)`, `${fmt(worstRatio, 2)} x (${ckpt.latencyMs.max} ms vs ${bare.latencyMs.max} ms)`, metWorst ? 'met' : 'NOT met'],
       [`p99 with the checkpointer < ${settings.goal.p99MsMax} ms`, `${ckpt.latencyMs.p99} ms`, metP99 ? 'met' : 'NOT met'],
       ['at least 3 snapshots of the preloaded shard during the run', String(ckpt.snapshotsDuringRun), enough ? 'met' : 'NOT met'],
@@ -295,7 +318,7 @@ async function main(): Promise<void> {
       ['restart', 'round', 'p50 ms', 'p99 ms', 'p99.9 ms', 'worst ms', 'checkpointer ready after (ms)', 'answers / non-2xx / errors'],
       restarts.map((r) => [r.config, String(r.round), fmt(r.latencyMs.p50, 1), fmt(r.latencyMs.p99, 1), fmt(r.latencyMs.p99_9, 1), fmt(r.latencyMs.max, 1), r.checkpointerReadyMs === null ? '-' : fmt(r.checkpointerReadyMs), `${fmt(r.requests)} / ${r.non2xx} / ${r.errors}`]),
     )}`;
-    const header = `bench:snapshots: ${machineLine(run)}\ncommand: ${run.command}\none shard, ${fmt(preloaded)} held reservations preloaded; fixed rate ${fmt(rate)}/s (half the measured peak ${fmt(peak.requestsPerSecMean)}/s), ${settings.seconds} s per configuration, ${settings.connections} connections, snapshot every ${fmt(every)} commands\nthe machine's floor (bench:floor, no engine: a message between two threads of a process holding ${fmt(floor.heldMiB)} MiB, ${fmt(floor.roundTrips)} round trips): p99 ${fmt(floor.p99Ms, 2)} ms, worst ${fmt(floor.worstMs, 1)} ms, ${floor.stalls} stalls over 10 ms${run.machine.kernelMonitor === null ? '' : ` (${run.machine.kernelMonitor})`}\n`;
+    const header = `bench:snapshots: ${machineLine(run)}\ncommand: ${run.command}\none shard, ${fmt(preloaded)} held reservations preloaded; fixed rate ${fmt(rate)}/s (${settings.rate > 0 ? 'BENCH_SNAPSHOT_RATE; the measured peak' : 'half the measured peak'} ${fmt(peak.requestsPerSecMean)}/s), ${settings.seconds} s per configuration, ${settings.connections} connections, snapshot every ${fmt(every)} commands\nthe machine's floor (bench:floor, no engine: a message between two threads of a process holding ${fmt(floor.heldMiB)} MiB, ${fmt(floor.roundTrips)} round trips): p99 ${fmt(floor.p99Ms, 2)} ms, worst ${fmt(floor.worstMs, 1)} ms, ${floor.stalls} stalls over 10 ms${run.machine.kernelMonitor === null ? '' : ` (${run.machine.kernelMonitor})`}\n`;
     finish('snapshots', { bench: 'snapshots', ...run, settings, preloaded, peak: peak.requestsPerSecMean, rate, every, runs, restarts, floor, worstRatio, met: { worst: metWorst, p99: metP99, snapshots: enough } }, `${header}\n${table}\n\n${goals}${restartTable}`);
   } finally {
     for (const c of children) await c.stop(120_000).catch(() => undefined);
