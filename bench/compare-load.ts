@@ -7,6 +7,7 @@ import autocannon from 'autocannon';
 import { emptyLatency, latencyHistogram as histogram, latencySummary as summary, type LatencyMs } from '../src/cli/report-kit.js';
 import { startRssSampler, type RssFigures } from './rss-sampler.js';
 import { shopToken } from './engine-under-test.js';
+import { toLastAnswerSeconds } from './http-load.js';
 
 export type { LatencyMs } from '../src/cli/report-kit.js';
 
@@ -31,9 +32,7 @@ export interface LoadResult {
   overallRate: number | null;
   /**
    * Wall-clock seconds from the start to autocannon's end, or, for a run of a fixed `amount`
-   * where every request was answered, to the last answer: autocannon ends such a run only at
-   * its next whole-second tick (50,000 answers received in 1.44 s were reported at 2.01 s),
-   * which made every system that finished within the same second look equally fast.
+   * where every request was answered, to the last answer (toLastAnswerSeconds in http-load.ts).
    */
   seconds: number;
   responses: number;
@@ -81,14 +80,8 @@ export async function runPlan(plan: LoadPlan): Promise<LoadResult> {
       else if (statusCode === 503) shed503.recordValue(us);
     });
   });
-  const endedAt = performance.now();
   const responses = Object.values(statuses).reduce((a, b) => a + b, 0);
-  // Only a run whose every request was answered is timed to its last answer. A request that
-  // failed, timed out, or whose connection the server closed (autocannon counts that as
-  // neither an error nor a timeout, and reconnects) has no answer to time: then the run is
-  // timed whole, its wait included, as it is when nothing was answered at all.
-  const toLastAnswer = plan.amount !== undefined && responses === plan.amount && result.errors === 0 && result.timeouts === 0;
-  const seconds = ((toLastAnswer ? lastAnswerAt : endedAt) - started) / 1000;
+  const seconds = toLastAnswerSeconds(plan.amount, responses, result, started, lastAnswerAt) ?? (performance.now() - started) / 1000;
   const admitted = Object.entries(statuses).filter(([s]) => s.startsWith('2')).reduce((a, [, n]) => a + n, 0);
   return {
     title: plan.title,
