@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { NonceSource, spellNonce } from '../src/gateway/http-gateway.js';
-import { nonceLength } from '../src/domain/routing.js';
+import { NonceSource } from '../src/gateway/http-gateway.js';
+import { nonceLength, spellNonce } from '../src/domain/routing.js';
 
 describe('reservation id nonces', () => {
   it('spells every 40-bit number exactly as toString(36) padded to 8 digits', () => {

@@ -44,6 +44,22 @@ export function shardForSku(sku: string, dropId: string | null, shardCount: numb
 /** Every id ends in a nonce of exactly this many base-36 digits. */
 export const nonceLength = 8;
 
+/** Every pair of base-36 digits, "00" to "zz": a nonce is spelled as four of them. */
+const base36Pairs: readonly string[] = Array.from({ length: 36 * 36 }, (_, i) => i.toString(36).padStart(2, '0'));
+
+/**
+ * `n` (an integer below 36^8) as a nonce, exactly nonceLength base-36 digits: the same string
+ * as `n.toString(36).padStart(8, '0')`, at about a sixteenth of its cost. The gateway draws
+ * 40 random bits, not a small integer, and V8 spells such a double digit by digit with fmod
+ * (0.6 us a nonce here, 2 % of the gateway thread's time under load).
+ */
+export function spellNonce(n: number): string {
+  const a = Math.floor(n / 1296);
+  const b = Math.floor(a / 1296);
+  const c = Math.floor(b / 1296);
+  return base36Pairs[c]! + base36Pairs[b - c * 1296]! + base36Pairs[a - b * 1296]! + base36Pairs[n - a * 1296]!;
+}
+
 /**
  * Reservation ids are `<shard>.<seq base36><nonce>`; the prefix routes with no lookup. The
  * nonce is padded to a fixed length so that two (seq, nonce) pairs can never spell the

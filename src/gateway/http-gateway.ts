@@ -11,7 +11,7 @@ import { errorBody, errorCodes, isErrorCode } from './errors.js';
 import type { Logger } from 'pino';
 import type { EngineConfig } from '../config.js';
 import type { CallOutcome } from '../engine/shard-protocol.js';
-import { nameError, type SkuView } from '../domain/index.js';
+import { nameError, spellNonce, type SkuView } from '../domain/index.js';
 import type { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from '../engine/rate-limiter.js';
 import { Authenticator, type Caller } from './callers.js';
@@ -86,22 +86,6 @@ interface Call {
 
 type Handler = (call: Call) => Promise<number>;
 type ApiRoute = Exclude<RouteName, 'healthz' | 'metrics' | FeatureRoute>;
-
-/** Every pair of base-36 digits, "00" to "zz": a nonce is spelled as four of them. */
-const base36Pairs: readonly string[] = Array.from({ length: 36 * 36 }, (_, i) => i.toString(36).padStart(2, '0'));
-
-/**
- * `n` (an integer below 36^8) as exactly 8 base-36 digits: the same string as
- * `n.toString(36).padStart(8, '0')`, at about a sixteenth of its cost. A 40-bit number is
- * not a small integer, and V8 spells such a double digit by digit with fmod (0.6 us a nonce
- * here, 2 % of the gateway thread's time under load).
- */
-export function spellNonce(n: number): string {
-  const a = Math.floor(n / 1296);
-  const b = Math.floor(a / 1296);
-  const c = Math.floor(b / 1296);
-  return base36Pairs[c]! + base36Pairs[b - c * 1296]! + base36Pairs[a - b * 1296]! + base36Pairs[n - a * 1296]!;
-}
 
 /** Random id suffixes, drawn from a pooled buffer: 40 bits as 8 base-36 digits. */
 export class NonceSource {
