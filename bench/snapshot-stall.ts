@@ -95,6 +95,8 @@ function rssMiB(pid: number | undefined): number | null {
 }
 
 interface RunFigures {
+  /** The configuration's key (BENCH_SNAPSHOT_CONFIGS). */
+  key: ConfigKey;
   config: string;
   rate: number;
   requests: number;
@@ -231,7 +233,6 @@ async function main(): Promise<void> {
       { key: 'bare', name: 'none, and no checkpointer', env: { FLASH_SNAPSHOT_EVERY: '1000000000', FLASH_CHECKPOINTER: '0' } },
     ];
     const runs: RunFigures[] = [];
-    const runOf = new Map<ConfigKey, RunFigures>();
     for (const [k, c] of configs.entries()) {
       if (!settings.parts.steady) break;
       if (!settings.configs.includes(c.key)) continue;
@@ -253,14 +254,13 @@ async function main(): Promise<void> {
       const written = (engine.output?.() ?? '').slice(logStart).split('\n').filter((l) => l.includes('"wal snapshot written"'));
       const ms = written.map((l) => Number((JSON.parse(l) as { ms?: number }).ms ?? NaN)).filter(Number.isFinite);
       const f: RunFigures = {
-        config: c.name, rate, requests: res.requests, non2xx: res.non2xx, errors: res.errors,
+        key: c.key, config: c.name, rate, requests: res.requests, non2xx: res.non2xx, errors: res.errors,
         latencyMs: { p50: res.latency.p50, p99: res.latency.p99, p99_9: res.latency.p99_9, max: res.latency.max },
         snapshotsDuringRun: written.length, snapshotMsMean: ms.length > 0 ? ms.reduce((a, b) => a + b, 0) / ms.length : null,
         rssMiBAfterRecovery: rss, rssMiBPeak: rssRun.peakMiB,
       };
       progress(`${c.name}: p50 ${f.latencyMs.p50} ms, p99 ${f.latencyMs.p99} ms, p99.9 ${f.latencyMs.p99_9} ms, worst ${f.latencyMs.max} ms; ${f.snapshotsDuringRun} snapshots; non-2xx ${f.non2xx}, errors ${f.errors}`);
       runs.push(f);
-      runOf.set(c.key, f);
       // Every preloaded hold is still there (spot check across SKUs: counters add up).
       let reserved = 0;
       await inParallel(settings.skus, 16, async (i) => {
@@ -298,9 +298,9 @@ async function main(): Promise<void> {
     }
 
     // "Without snapshots" is the engine with no snapshot work at all: no checkpointer either.
-    const ckpt = runOf.get('default');
-    const idle = runOf.get('none');
-    const bare = runOf.get('bare');
+    const ckpt = runs.find((r) => r.key === 'default');
+    const idle = runs.find((r) => r.key === 'none');
+    const bare = runs.find((r) => r.key === 'bare');
     const worstRatio = ckpt === undefined || bare === undefined ? null : ckpt.latencyMs.max / Math.max(1, bare.latencyMs.max);
     const metWorst = worstRatio !== null && worstRatio <= settings.goal.worstRatioMax;
     const metP99 = ckpt !== undefined && ckpt.latencyMs.p99 < settings.goal.p99MsMax;
