@@ -262,6 +262,44 @@ describe('FileWal snapshots', () => {
     expect(snapshotFiles(dir)).toEqual([snapshotFileName(30), snapshotFileName(40)]);
   });
 
+  it('hands the files behind an adopted snapshot to a remover instead of deleting them on its own thread; files a remover never deleted are deleted after a restart', () => {
+    const dir = makeTempDir();
+    const { wal } = openWal({ dir, segmentBytesMax: 100 });
+    appendRange(wal, 1, 40, 10, 3);
+    const beside = (lsn: number): string => {
+      const file = path.join(dir, snapshotFileName(lsn));
+      fs.writeFileSync(file, Buffer.concat(encodeChunkedSnapshot(lsn, [payloadFor(lsn, 20)])));
+      return file;
+    };
+    const handed: string[][] = [];
+    // A remover that never deletes: a checkpointer killed before it got to them.
+    const lose = (files: readonly string[]): void => { handed.push([...files]); };
+    const segmentsBefore = segmentFiles(dir);
+    expect(wal.adoptSnapshot(20, beside(20), 1, 1, lose)).toBe(true);
+    expect(handed).toEqual([]); // one snapshot: nothing behind it may go yet
+    expect(wal.adoptSnapshot(30, beside(30), 1, 1, lose)).toBe(true);
+    // Behind the older kept snapshot (20): the segments wholly before lsn 21, no snapshot.
+    expect(handed.length).toBe(1);
+    const covered = segmentsBefore.filter((f, i) => i + 1 < segmentsBefore.length && lsnOfFile(segmentsBefore[i + 1]!) - 1 <= 20);
+    expect(covered.length).toBeGreaterThan(0);
+    expect(handed[0]!.map((f) => path.basename(f))).toEqual(covered);
+    expect(segmentFiles(dir)).toEqual(segmentsBefore); // still on disk: the remover's to delete
+    expect(wal.adoptSnapshot(40, beside(40), 1, 1, lose)).toBe(true);
+    expect(handed[1]!.map((f) => path.basename(f))).toContain(snapshotFileName(20));
+    wal.close();
+    // A restart finds them and recovers from the newest snapshot as if they were gone...
+    const again = recoverOnce({ dir, segmentBytesMax: 100 });
+    expect(again.result).toMatchObject({ snapshotLsn: 40, lastLsn: 40 });
+    const reopened = openWal({ dir, segmentBytesMax: 100 });
+    expect(snapshotFiles(dir)).toContain(snapshotFileName(20));
+    appendRange(reopened.wal, 41, 60, 10, 3);
+    // ...and its next snapshot deletes every one of them (the default remover: at once).
+    expect(reopened.wal.adoptSnapshot(50, beside(50), 1, 1)).toBe(true);
+    reopened.wal.close();
+    expect(snapshotFiles(dir)).toEqual([snapshotFileName(40), snapshotFileName(50)]);
+    for (const f of handed.flat()) expect(fs.existsSync(f), f).toBe(false);
+  });
+
   it('rolls to a fresh segment before a snapshot, so later records start a new file', () => {
     const dir = makeTempDir();
     const { wal } = openWal({ dir });

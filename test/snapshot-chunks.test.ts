@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { snapshotPieces, toSnapshot, type Command, type ShardSnapshot } from '../src/domain/index.js';
 import { ShardRuntime, decodeSnapshotChunks, decodeSnapshotWithTail, encodeSnapshotChunks, encodeSnapshotPieces, snapshotChunks } from '../src/engine/shard-runtime.js';
+import { reusingEncoder } from '../src/engine/codec.js';
 import { ChunkedSnapshotWriter, encodeChunkedSnapshot, readSnapshotFile, readSnapshotFileInSteps } from '../src/wal/snapshot-codec.js';
 import { snapshotFileName } from '../src/wal/segment-name.js';
 import { appendRange, makeTempDir, openWal, removeTempDirs, snapshotFiles } from './wal-test-kit.js';
@@ -184,6 +185,61 @@ describe('a shard snapshot in chunks', () => {
     const bad = check(77);
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.reason).toMatch(new RegExp(`chunk ${chunks.length} checksum mismatch`));
+    rt.close();
+  });
+
+  it('as the checkpointer makes and checks them, without a buffer per chunk: one reused encoder buffer gives the same bytes, and a read-back into one buffer keeps the head and still finds a bad chunk', () => {
+    const dir = makeTempDir();
+    const rt = ShardRuntime.open({ dir, shardId: 0, shardCount: 1 });
+    rt.execute([{ t: 'sku.upsert', sku: 'tee', stock: 1_000_000, holdSeconds: 3600 }], T0);
+    const cmds: Command[] = [];
+    for (let i = 0; i < 30_000; i++) cmds.push({ t: 'res.reserve', sku: 'tee', buyerId: `buyer-${i}-${'x'.repeat(i % 40)}`, qty: 1, nonce: 'n' });
+    rt.execute(cmds, T0 + 1);
+    // Each chunk is copied as it comes: the next one is written over it.
+    const encodeReusing = reusingEncoder();
+    const reused: Uint8Array[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    for (const c of encodeSnapshotPieces(snapshotPieces(rt.state, 1_000), 99, encodeReusing)) {
+      if (c === null) continue;
+      buffers.add(c.buffer);
+      reused.push(Uint8Array.from(c));
+    }
+    const plain = [...encodeSnapshotPieces(snapshotPieces(rt.state, 1_000), 99)].filter((c): c is Uint8Array => c !== null);
+    expect(reused.length).toBe(plain.length);
+    expect(reused.length).toBeGreaterThan(10);
+    for (let i = 0; i < plain.length; i++) expect(Buffer.from(reused[i]!).equals(Buffer.from(plain[i]!)), `chunk ${i}`).toBe(true);
+    // One buffer for every chunk (it would grow only for a chunk larger than it); `encode`
+    // moves on through its buffer and takes a new one each time it runs out (three here).
+    expect(buffers.size).toBe(1);
+    // Chunks of growing and shrinking sizes, the first one small: read back into one buffer,
+    // the first (returned) is still itself, and a flipped byte in any later one is found.
+    const chunks = [Uint8Array.from([9, 8, 7]), ...reused, Uint8Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff), Uint8Array.from([1])];
+    const file = path.join(dir, 'scratch.snap');
+    fs.writeFileSync(file, Buffer.concat(encodeChunkedSnapshot(5, chunks)));
+    const check = (): ReturnType<typeof readSnapshotFile> => {
+      const f = fs.openSync(file, 'r');
+      try {
+        const st = readSnapshotFileInSteps(f, 5, false);
+        for (;;) {
+          const x = st.next();
+          if (x.done === true) return x.value;
+        }
+      } finally {
+        fs.closeSync(f);
+      }
+    };
+    const good = check();
+    expect(good.ok).toBe(true);
+    if (good.ok) expect([...good.snapshot.payload]).toEqual([9, 8, 7]);
+    const bytes = fs.readFileSync(file);
+    // A byte inside the 300,000-byte chunk, read into the buffer the smaller ones were read into.
+    const at = bytes.length - 1 - 8 - 100_000;
+    const damaged = Buffer.from(bytes);
+    damaged[at]! ^= 0x01;
+    fs.writeFileSync(file, damaged);
+    const bad = check();
+    expect(bad.ok).toBe(false);
+    if (!bad.ok) expect(bad.reason).toBe(`chunk ${chunks.length - 1} checksum mismatch`);
     rt.close();
   });
 

@@ -10,15 +10,19 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createShardState, snapshotPieces, type ShardConfig } from '../domain/index.js';
 import { crc32c } from '../wal/crc32c.js';
 import { fsyncDir } from '../wal/durable-fs.js';
+import { removeFilesNow } from '../wal/file-wal.js';
 import { snapshotFileName } from '../wal/segment-name.js';
 import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
 import { backgroundCpuShare, lowerThisThreadPriority, type PriorityOutcome } from './thread-priority.js';
+import { reusingEncoder } from './codec.js';
 import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps, seededConfig } from './shard-runtime.js';
+
 
 export interface CheckpointerData {
   dir: string;
@@ -54,17 +58,30 @@ export interface SnapshotStages {
   restedMs: number;
   syncMs: number;
   verifyMs: number;
+  /**
+   * This thread's garbage collections during the checkpoint: pauses in all (wall ms, which
+   * at nice 19 counts the time the kernel ran others meanwhile) and how many were major. A
+   * major one (and V8's helper threads that mark its heap, at normal priority) is what a
+   * checkpoint's garbage costs the shard beside it.
+   */
+  gcMs: number;
+  gcMajor: number;
 }
 
-/** From the shard's thread: records up to `lsn` may be read and snapshotted. */
-export type ToCheckpointer = { k: 'upTo'; lsn: number } | { k: 'stop' };
+/**
+ * From the shard's thread: records up to `lsn` may be read and snapshotted; files of the log
+ * behind an adopted snapshot to delete (then the directory is synced); stop.
+ */
+export type ToCheckpointer = { k: 'upTo'; lsn: number } | { k: 'remove'; files: string[] } | { k: 'stop' };
 
 /** To the shard's thread. */
 export type FromCheckpointer =
   /** Its copy is loaded (resting restedMs ms on the way, at loadCpuPercent); its nice value now (null: unknown) and why, and the share checkpoints run at. */
   | { k: 'ready'; lsn: number; restedMs: number; nice: number | null; niceWhy: string; cpuPercent: number; loadCpuPercent: number }
   | { k: 'snapshot'; lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number; stages: SnapshotStages }
-  | { k: 'failed'; message: string };
+  | { k: 'failed'; message: string }
+  /** Deleting files the shard's log dropped failed (they stay until a restart finds them). */
+  | { k: 'removeFailed'; message: string };
 
 // TEST-ONLY FAULT (test/checkpointer-crash.test.ts): FLASH_TEST_FAULT=checkpoint_kill_at:<step>
 // kills the whole process with SIGKILL at one step of the second snapshot this thread
@@ -76,6 +93,15 @@ let snapshotsWritten = 0;
 function testFaultPoint(step: string): void {
   if (testFaultStep === step && snapshotsWritten === 1) process.kill(process.pid, 'SIGKILL');
 }
+
+/** This thread's GC pauses so far (wall ms) and major collections (for SnapshotStages). */
+const gc = { ms: 0, major: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.ms += e.duration;
+    if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
+  }
+}).observe({ entryTypes: ['gc'] });
 
 const data = workerData as CheckpointerData;
 const port = parentPort;
@@ -101,6 +127,7 @@ let priority: PriorityOutcome = { nice: null, yields: false, why: 'not loaded ye
 const sliceMs = 4;
 /** Reservation rows per chunk: small, so that one chunk is about one slice of work. */
 const rowsPerChunk = 2_000;
+const chunkEncoder = reusingEncoder();
 
 function post(m: FromCheckpointer): void {
   if (!stopped) port!.postMessage(m);
@@ -196,6 +223,7 @@ async function snapshot(): Promise<void> {
   const started = performance.now();
   sliceStart = started;
   restedMs = 0;
+  const gcBefore = { ...gc };
   const lsn = follower.lastLsn;
   const commands = commandsSinceSnapshot;
   const name = snapshotFileName(lsn);
@@ -210,7 +238,8 @@ async function snapshot(): Promise<void> {
   try {
     const writer = new ChunkedSnapshotWriter(fd, lsn, syncEveryBytes);
     let chunks = 0;
-    for (const chunk of encodeSnapshotPieces(snapshotPieces(state, rowsPerChunk), tailCrc)) {
+    // Each chunk is written before the next is made, so one buffer serves them all.
+    for (const chunk of encodeSnapshotPieces(snapshotPieces(state, rowsPerChunk), tailCrc, chunkEncoder)) {
       if (chunk !== null) {
         const syncedBefore = writer.syncMs;
         writer.add(chunk);
@@ -251,7 +280,8 @@ async function snapshot(): Promise<void> {
   const r = (x: number): number => Math.round(x);
   post({
     k: 'snapshot', lsn, file, crc: tailCrc, bytes, ms: verified - started, commands,
-    stages: { writeMs: r(written - started), writeSyncs, writeSyncMs: r(writeSyncMs), restedMs: r(restedMs), syncMs: r(synced - written), verifyMs: r(verified - synced) },
+    stages: { writeMs: r(written - started), writeSyncs, writeSyncMs: r(writeSyncMs), restedMs: r(restedMs), syncMs: r(synced - written), verifyMs: r(verified - synced),
+      gcMs: r(gc.ms - gcBefore.ms), gcMajor: gc.major - gcBefore.major },
   });
 }
 
@@ -260,6 +290,16 @@ port.on('message', (m: ToCheckpointer) => {
     stopped = true;
     follower.close();
     port.close();
+    return;
+  }
+  if (m.k === 'remove') {
+    // Only files the shard's log has dropped from its lists; a failure leaves them for the
+    // next restart to find and delete, and is no reason to stop taking snapshots.
+    try {
+      removeFilesNow(m.files, data.dir);
+    } catch (e) {
+      post({ k: 'removeFailed', message: e instanceof Error ? e.message : String(e) });
+    }
     return;
   }
   if (m.lsn > upTo) upTo = m.lsn;

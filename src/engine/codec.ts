@@ -3,12 +3,25 @@
 // msgpack reader. WAL records use msgpackr's records (see logRecordCodec): each still decodes
 // on its own, but needs a msgpackr reader.
 
-import { Packr } from 'msgpackr';
+import { Packr, RESET_BUFFER_MODE } from 'msgpackr';
 
 export const codec = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
 
 export function encode(value: unknown): Buffer {
   return codec.pack(value);
+}
+
+/**
+ * An encoder of the same bytes as `encode` whose every result is a view into one buffer it
+ * keeps, valid only until its next call: for a stream of chunks, each written out before the
+ * next is made (a checkpointer's snapshot), so that no chunk allocates memory of its own.
+ * `encode` moves on through its buffer and takes a new one (four times the chunk) whenever
+ * it runs out, so a snapshot took new buffers of at least its own size (110 MB for a
+ * million holds).
+ */
+export function reusingEncoder(): (value: unknown) => Uint8Array {
+  const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
+  return (value) => packr.pack(value, RESET_BUFFER_MODE);
 }
 
 /**

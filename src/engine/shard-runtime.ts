@@ -11,7 +11,7 @@ import {
   type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState, type SnapshotListName, type SnapshotPiece,
 } from '../domain/index.js';
 import { InvariantError, assert } from '../domain/assert.js';
-import { FileWal, type WalEvent } from '../wal/file-wal.js';
+import { FileWal, type FileRemover, type WalEvent } from '../wal/file-wal.js';
 import { crc32c } from '../wal/crc32c.js';
 import { runSteps } from '../wal/snapshot-codec.js';
 import { decode, encode, encodeLogRecord } from './codec.js';
@@ -102,14 +102,15 @@ function* piecesOf(snap: ShardSnapshot, rowsPerChunk: number): Generator<Snapsho
  * Encodes a snapshot given in pieces (snapshotPieces of a live state, or a whole snapshot
  * cut up) as the chunks of its file, one at a time as they are asked for: the checkpointer
  * writes each before it makes the next, and rests between them. It yields null where the
- * pieces do (a step that made no chunk yet).
+ * pieces do (a step that made no chunk yet). With `encodeChunk` a reusingEncoder(), each
+ * chunk is a view that the next one overwrites: write it before asking for the next.
  */
-export function* encodeSnapshotPieces(pieces: Iterable<SnapshotPiece | null>, tailCrc: number | null): Generator<Uint8Array | null> {
+export function* encodeSnapshotPieces(pieces: Iterable<SnapshotPiece | null>, tailCrc: number | null, encodeChunk: (value: unknown) => Uint8Array = encode): Generator<Uint8Array | null> {
   // Every list leaves the head, in chunks, and a chunk that still encodes past
   // snapshotChunkBytesTarget is cut in halves: rows can be large (a SKU carries its audit
   // trail), and a chunk may never pass the file format's 1 GiB.
   function* put(name: string, rows: unknown[]): Generator<Uint8Array> {
-    const bytes = encode([name, rows]);
+    const bytes = encodeChunk([name, rows]);
     if (bytes.length <= snapshotChunkBytesTarget || rows.length === 1) {
       yield bytes;
       return;
@@ -122,7 +123,7 @@ export function* encodeSnapshotPieces(pieces: Iterable<SnapshotPiece | null>, ta
     if (piece === null) yield null;
     // The crc32c of the record the snapshot ends at rides along, so a node whose disk ends at
     // a snapshot can still check that last record against the replicated log's.
-    else if ('head' in piece) yield encode({ ...piece.head, [tailCrcKey]: tailCrc });
+    else if ('head' in piece) yield encodeChunk({ ...piece.head, [tailCrcKey]: tailCrc });
     else yield* put(piece.list, piece.rows);
   }
 }
@@ -469,10 +470,11 @@ export class ShardRuntime {
 
   /**
    * A snapshot the checkpointer wrote (durable and read back) at `lsn`, covering `commands`
-   * logged commands since its previous one: counted, and the log behind it dropped.
+   * logged commands since its previous one: counted, and the log behind it dropped (by
+   * `removeFiles`, when given: see FileRemover).
    */
-  adoptSnapshot(snap: { lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number }): boolean {
-    if (!this.wal.adoptSnapshot(snap.lsn, snap.file, snap.bytes, snap.ms)) return false;
+  adoptSnapshot(snap: { lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number }, removeFiles?: FileRemover): boolean {
+    if (!this.wal.adoptSnapshot(snap.lsn, snap.file, snap.bytes, snap.ms, removeFiles)) return false;
     this.snapshotTailCrc = snap.crc;
     this.commandsSinceSnapshot = Math.max(0, this.commandsSinceSnapshot - snap.commands);
     this.loggedSinceSnapshot = Math.max(0, this.loggedSinceSnapshot - snap.commands);
