@@ -252,6 +252,11 @@ async function main(): Promise<void> {
       const res = await fixedRate(`http://127.0.0.1:${engine.port}`, rate, settings.seconds, `r${k}-`);
       const rssRun = sampler.stop();
       const written = (engine.output?.() ?? '').slice(logStart).split('\n').filter((l) => l.includes('"wal snapshot written"'));
+      // Where each checkpoint's time went (its log line), for reading a run's tail against.
+      for (const l of (engine.output?.() ?? '').slice(logStart).split('\n').filter((x) => x.includes('"checkpoint stages"'))) {
+        const st = JSON.parse(l) as Record<string, number>;
+        progress(`  checkpoint at lsn ${fmt(st.lsn ?? NaN)}: writing ${fmt(st.writeMs ?? NaN)} ms (${st.writeSyncs} syncs, ${fmt(st.writeSyncMs ?? NaN)} ms), verifying ${fmt(st.verifyMs ?? NaN)} ms, its GC pauses ${fmt(st.gcMs ?? NaN)} ms (${st.gcMajor} major), adopting on the shard thread ${fmt(st.adoptMs ?? NaN)} ms`);
+      }
       const ms = written.map((l) => Number((JSON.parse(l) as { ms?: number }).ms ?? NaN)).filter(Number.isFinite);
       const f: RunFigures = {
         key: c.key, config: c.name, rate, requests: res.requests, non2xx: res.non2xx, errors: res.errors,
