@@ -204,6 +204,11 @@ describe('the checkpointer (engine)', () => {
     await sleep(200);
     const adopted = lsnsOf('checkpoint stages');
     const written = lsnsOf('wal snapshot written');
+    // Each checkpoint's stages say what its garbage cost (its GC pauses, counted once they
+    // arrive) and how long the shard's thread spent adopting it.
+    const stages = engine.logs().split('\n').filter((x) => x.includes('"checkpoint stages"')).map((x) => JSON.parse(x) as Record<string, unknown>);
+    for (const st of stages) for (const k of ['writeMs', 'verifyMs', 'gcMs', 'gcMajor', 'adoptMs']) expect(typeof st[k], k).toBe('number');
+    expect(stages.reduce((a, st) => a + (st.gcMs as number), 0), 'GC pauses while tens of thousands of rows were encoded').toBeGreaterThan(0);
     expect(adopted.length).toBeGreaterThanOrEqual(6);
     expect(written.filter((lsn) => !adopted.includes(lsn)), 'snapshots written on the shard thread').toEqual([]);
     // Pruning keeps two; a third may be one just renamed, about to be adopted.
