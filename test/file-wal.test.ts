@@ -262,7 +262,7 @@ describe('FileWal snapshots', () => {
     expect(snapshotFiles(dir)).toEqual([snapshotFileName(30), snapshotFileName(40)]);
   });
 
-  it('hands the files behind an adopted snapshot to a remover instead of deleting them on its own thread; files a remover never deleted are deleted after a restart', () => {
+  it('hands the files behind an adopted snapshot to a remover instead of deleting them on its own thread; files a remover never deleted are handed over again at the next snapshot, and after a restart', () => {
     const dir = makeTempDir();
     const { wal } = openWal({ dir, segmentBytesMax: 100 });
     appendRange(wal, 1, 40, 10, 3);
@@ -272,7 +272,7 @@ describe('FileWal snapshots', () => {
       return file;
     };
     const handed: string[][] = [];
-    // A remover that never deletes: a checkpointer killed before it got to them.
+    // A remover that never deletes: a checkpointer stopped, failed or killed before it got to them.
     const lose = (files: readonly string[]): void => { handed.push([...files]); };
     const segmentsBefore = segmentFiles(dir);
     expect(wal.adoptSnapshot(20, beside(20), 1, 1, lose)).toBe(true);
@@ -284,20 +284,33 @@ describe('FileWal snapshots', () => {
     expect(covered.length).toBeGreaterThan(0);
     expect(handed[0]!.map((f) => path.basename(f))).toEqual(covered);
     expect(segmentFiles(dir)).toEqual(segmentsBefore); // still on disk: the remover's to delete
+    // The next snapshot hands over what it drops (snapshot 20, the segments behind 30) and,
+    // again, what is still on disk of the last hand-over.
     expect(wal.adoptSnapshot(40, beside(40), 1, 1, lose)).toBe(true);
-    expect(handed[1]!.map((f) => path.basename(f))).toContain(snapshotFileName(20));
-    wal.close();
-    // A restart finds them and recovers from the newest snapshot as if they were gone...
-    const again = recoverOnce({ dir, segmentBytesMax: 100 });
-    expect(again.result).toMatchObject({ snapshotLsn: 40, lastLsn: 40 });
-    const reopened = openWal({ dir, segmentBytesMax: 100 });
-    expect(snapshotFiles(dir)).toContain(snapshotFileName(20));
-    appendRange(reopened.wal, 41, 60, 10, 3);
-    // ...and its next snapshot deletes every one of them (the default remover: at once).
-    expect(reopened.wal.adoptSnapshot(50, beside(50), 1, 1)).toBe(true);
-    reopened.wal.close();
+    const second = handed[1]!.map((f) => path.basename(f));
+    expect(second).toContain(snapshotFileName(20));
+    for (const f of covered) expect(second).toContain(f);
+    // One that deletes: everything behind snapshot 30 goes, the kept log stays whole.
+    appendRange(wal, 41, 50, 10, 3);
+    expect(wal.adoptSnapshot(50, beside(50), 1, 1)).toBe(true);
     expect(snapshotFiles(dir)).toEqual([snapshotFileName(40), snapshotFileName(50)]);
     for (const f of handed.flat()) expect(fs.existsSync(f), f).toBe(false);
+    expect(segmentFiles(dir).map(lsnOfFile)[0]).toBeLessThanOrEqual(41);
+    // Lost once more, then a restart: recovery is as if they were gone, and its first
+    // snapshot deletes them.
+    appendRange(wal, 51, 60, 10, 3);
+    expect(wal.adoptSnapshot(60, beside(60), 1, 1, lose)).toBe(true);
+    expect(snapshotFiles(dir)).toContain(snapshotFileName(40));
+    wal.close();
+    const again = recoverOnce({ dir, segmentBytesMax: 100 });
+    expect(again.result).toMatchObject({ snapshotLsn: 60, lastLsn: 60 });
+    const reopened = openWal({ dir, segmentBytesMax: 100 });
+    appendRange(reopened.wal, 61, 70, 10, 3);
+    expect(reopened.wal.adoptSnapshot(70, beside(70), 1, 1)).toBe(true);
+    reopened.wal.close();
+    expect(snapshotFiles(dir)).toEqual([snapshotFileName(60), snapshotFileName(70)]);
+    expect(segmentFiles(dir).map(lsnOfFile)[0]).toBeLessThanOrEqual(61);
+    expect(recoverOnce({ dir, segmentBytesMax: 100 }).result).toMatchObject({ snapshotLsn: 70, lastLsn: 70 });
   });
 
   it('rolls to a fresh segment before a snapshot, so later records start a new file', () => {

@@ -80,7 +80,7 @@ export type FromCheckpointer =
   | { k: 'ready'; lsn: number; restedMs: number; nice: number | null; niceWhy: string; cpuPercent: number; loadCpuPercent: number }
   | { k: 'snapshot'; lsn: number; file: string; crc: number | null; bytes: number; ms: number; commands: number; stages: SnapshotStages }
   | { k: 'failed'; message: string }
-  /** Deleting files the shard's log dropped failed (they stay until a restart finds them). */
+  /** Deleting files the shard's log dropped failed (its next prune hands them over again). */
   | { k: 'removeFailed'; message: string };
 
 // TEST-ONLY FAULT (test/checkpointer-crash.test.ts): FLASH_TEST_FAULT=checkpoint_kill_at:<step>
@@ -311,8 +311,8 @@ port.on('message', (m: ToCheckpointer) => {
     return;
   }
   if (m.k === 'remove') {
-    // Only files the shard's log has dropped from its lists; a failure leaves them for the
-    // next restart to find and delete, and is no reason to stop taking snapshots.
+    // Only files the shard's log has dropped from its lists; one left by a failure is found
+    // and handed over again at the shard's next prune, and is no reason to stop snapshots.
     try {
       removeFilesNow(m.files, data.dir);
     } catch (e) {

@@ -87,7 +87,7 @@ if (data.checkpointer !== false) {
         announceSnapshot();
       }
     } else if (m.k === 'removeFailed') {
-      post({ k: 'log', level: 'warn', msg: 'the checkpointer could not delete log files behind a snapshot; a restart deletes them', data: { error: m.message } });
+      post({ k: 'log', level: 'warn', msg: 'the checkpointer could not delete log files behind a snapshot; the next snapshot tries again', data: { error: m.message } });
     } else if (m.k === 'failed') {
       checkpointerGone(`checkpointer failed: ${m.message}`);
     }
