@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { createShardState, snapshotPieces, type ShardConfig } from '../domain/index.js';
 import { crc32c } from '../wal/crc32c.js';
 import { fsyncDir } from '../wal/durable-fs.js';
@@ -238,6 +238,7 @@ async function paced<T>(steps: Generator<void, T, void>, share = cpuShare): Prom
  * concurrent marking took both cores of the machine for most of a second.
  */
 async function snapshot(): Promise<void> {
+  drainMessages();
   const started = performance.now();
   sliceStart = started;
   restedMs = 0;
@@ -263,6 +264,7 @@ async function snapshot(): Promise<void> {
         // A sync on the way waited on the disk, not the CPU: it buys no rest.
         sliceStart += writer.syncMs - syncedBefore;
         if (++chunks === 2) testFaultPoint('writing');
+        if (chunks % 64 === 0) drainMessages();
       }
       await maybeRest();
     }
@@ -303,11 +305,11 @@ async function snapshot(): Promise<void> {
   });
 }
 
-port.on('message', (m: ToCheckpointer) => {
+function onMessage(m: ToCheckpointer): void {
   if (m.k === 'stop') {
     stopped = true;
     follower.close();
-    port.close();
+    port!.close();
     return;
   }
   if (m.k === 'remove') {
@@ -323,7 +325,19 @@ port.on('message', (m: ToCheckpointer) => {
   if (m.lsn > upTo) upTo = m.lsn;
   // Messages that arrived meanwhile are read first, so a burst of them is one read.
   setImmediate(run);
-});
+}
+port.on('message', onMessage);
+
+/**
+ * Handles the messages waiting now, without giving the event loop a turn: a checkpoint
+ * without rests never gives it one, and the files behind the snapshot before (whose space a
+ * nearly full disk needs for the next) would otherwise be deleted only after it. Throws if
+ * one of them stopped this thread.
+ */
+function drainMessages(): void {
+  for (let r = receiveMessageOnPort(port!); r !== undefined; r = receiveMessageOnPort(port!)) onMessage(r.message as ToCheckpointer);
+  if (stopped) throw new Error('stopped during a checkpoint');
+}
 
 /**
  * Loads this copy from the newest snapshot, paced like a checkpoint: it starts right after
