@@ -21,6 +21,13 @@ import {
 
 afterEach(removeTempDirs);
 
+/** A snapshot of `lsn` written into the log's directory by someone else (a checkpointer); its path. */
+function snapshotBeside(dir: string, lsn: number): string {
+  const file = path.join(dir, snapshotFileName(lsn));
+  fs.writeFileSync(file, Buffer.concat(encodeChunkedSnapshot(lsn, [payloadFor(lsn, 20)])));
+  return file;
+}
+
 describe('FileWal append, commit and recover', () => {
   it('recovers every committed record, in order, across many segment rolls', () => {
     const dir = makeTempDir();
@@ -243,11 +250,7 @@ describe('FileWal snapshots', () => {
     const dir = makeTempDir();
     const { wal } = openWal({ dir, segmentBytesMax: 100 });
     appendRange(wal, 1, 40, 10, 3);
-    const beside = (lsn: number): string => {
-      const file = path.join(dir, snapshotFileName(lsn));
-      fs.writeFileSync(file, Buffer.concat(encodeChunkedSnapshot(lsn, [payloadFor(lsn, 20)])));
-      return file;
-    };
+    const beside = (lsn: number): string => snapshotBeside(dir, lsn);
     expect(wal.adoptSnapshot(20, beside(20), 1, 1)).toBe(true);
     wal.writeSnapshot(30, payloadFor(30, 50));
     // A checkpoint of lsn 25 that finished after the log's own snapshot of 30: refused, and gone.
@@ -266,11 +269,7 @@ describe('FileWal snapshots', () => {
     const dir = makeTempDir();
     const { wal } = openWal({ dir, segmentBytesMax: 100 });
     appendRange(wal, 1, 40, 10, 3);
-    const beside = (lsn: number): string => {
-      const file = path.join(dir, snapshotFileName(lsn));
-      fs.writeFileSync(file, Buffer.concat(encodeChunkedSnapshot(lsn, [payloadFor(lsn, 20)])));
-      return file;
-    };
+    const beside = (lsn: number): string => snapshotBeside(dir, lsn);
     const handed: string[][] = [];
     // A remover that never deletes: a checkpointer stopped, failed or killed before it got to them.
     const lose = (files: readonly string[]): void => { handed.push([...files]); };

@@ -17,7 +17,9 @@ export function encode(value: unknown): Buffer {
  * next is made (a checkpointer's snapshot), so that no chunk allocates memory of its own.
  * `encode` moves on through its buffer and takes a new one (four times the chunk) whenever
  * it runs out, so a snapshot took new buffers of at least its own size (110 MB for a
- * million holds).
+ * million holds). That buffer is msgpackr's, one per thread and shared by every encoder in
+ * it: an `encode` (or `encodeLogRecord`) in the same thread between a result and its use
+ * writes over the result (results made before it are safe).
  */
 export function reusingEncoder(): (value: unknown) => Uint8Array {
   const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
