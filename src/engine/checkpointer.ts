@@ -23,7 +23,6 @@ import { backgroundCpuShare, lowerThisThreadPriority, type PriorityOutcome } fro
 import { reusingEncoder } from './codec.js';
 import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps, seededConfig } from './shard-runtime.js';
 
-
 export interface CheckpointerData {
   dir: string;
   shardId: number;

@@ -5,7 +5,10 @@
 
 import { Packr, RESET_BUFFER_MODE } from 'msgpackr';
 
-export const codec = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
+/** Plain maps, no records: snapshots and batches (see above). */
+const plainOptions = { useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true } as const;
+
+export const codec = new Packr(plainOptions);
 
 export function encode(value: unknown): Buffer {
   return codec.pack(value);
@@ -22,7 +25,7 @@ export function encode(value: unknown): Buffer {
  * writes over the result (results made before it are safe).
  */
 export function reusingEncoder(): (value: unknown) => Uint8Array {
-  const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
+  const packr = new Packr(plainOptions);
   return (value) => packr.pack(value, RESET_BUFFER_MODE);
 }
 

@@ -19,7 +19,6 @@ import { removeFilesNow } from '../wal/file-wal.js';
 import type { CallOutcome, FromShard, ShardStats, ToShard } from './shard-protocol.js';
 import type { CheckpointerData, FromCheckpointer, ToCheckpointer } from './checkpointer.js';
 
-
 export interface ShardWorkerData {
   dir: string;
   shardId: number;
@@ -99,7 +98,7 @@ if (data.checkpointer !== false) {
 /**
  * The log's files behind an adopted snapshot are deleted by the checkpointer, at its low
  * priority: unlinking a snapshot of a million holds and syncing the directory took this
- * thread 18-79 ms per checkpoint. Without one, here and now.
+ * thread 17-79 ms per checkpoint. Without one, here and now.
  */
 function removeByCheckpointer(files: readonly string[], dir: string): void {
   if (checkpointer === null) removeFilesNow(files, dir);

@@ -388,26 +388,24 @@ export class FileWal {
   private prune(removeFiles: FileRemover = removeFilesNow): string[] {
     if (this.snapshotLsnsValid.length < 2) return [];
     const lsnKeepFrom = this.snapshotLsnsValid[0]!;
-    const segments = new Set<number>();
     // A segment is covered when the next one starts at or before lsnKeepFrom + 1.
-    while (this.segmentLsns.length >= 2 && this.segmentLsns[1]! - 1 <= lsnKeepFrom) {
-      segments.add(this.segmentLsns.shift()!);
-    }
+    while (this.segmentLsns.length >= 2 && this.segmentLsns[1]! - 1 <= lsnKeepFrom) this.segmentLsns.shift();
     this.snapshotFileLsns.sort((a, b) => a - b);
-    const snapshots = new Set<number>();
-    while (this.snapshotFileLsns.length > 0 && this.snapshotFileLsns[0]! < lsnKeepFrom) {
-      snapshots.add(this.snapshotFileLsns.shift()!);
-    }
-    // Left over from an earlier prune: a segment before the oldest one kept, a snapshot older
+    while (this.snapshotFileLsns.length > 0 && this.snapshotFileLsns[0]! < lsnKeepFrom) this.snapshotFileLsns.shift();
+    // What is on disk behind what the log keeps: what it just dropped, and what an earlier
+    // prune's remover never deleted. A segment before the oldest one kept, a snapshot older
     // than the older kept one (never a .tmp, never a newer file being written meanwhile).
     const segmentFirstKept = this.segmentLsns[0] ?? Number.POSITIVE_INFINITY;
+    const segments: number[] = [];
+    const snapshots: number[] = [];
     for (const name of fs.readdirSync(this.dir)) {
       const f = parseWalFileName(name);
-      if (f.kind === 'segment' && f.lsn < segmentFirstKept) segments.add(f.lsn);
-      else if (f.kind === 'snapshot' && f.lsn < lsnKeepFrom) snapshots.add(f.lsn);
+      if (f.kind === 'segment' && f.lsn < segmentFirstKept) segments.push(f.lsn);
+      else if (f.kind === 'snapshot' && f.lsn < lsnKeepFrom) snapshots.push(f.lsn);
     }
-    const deleted = [...segments].sort((a, b) => a - b).map((lsn) => path.join(this.dir, segmentFileName(lsn)));
-    const files = [...deleted, ...[...snapshots].sort((a, b) => a - b).map((lsn) => path.join(this.dir, snapshotFileName(lsn)))];
+    const byLsn = (a: number, b: number): number => a - b;
+    const deleted = segments.sort(byLsn).map((lsn) => path.join(this.dir, segmentFileName(lsn)));
+    const files = [...deleted, ...snapshots.sort(byLsn).map((lsn) => path.join(this.dir, snapshotFileName(lsn)))];
     if (files.length > 0) removeFiles(files, this.dir);
     return deleted;
   }
