@@ -78,31 +78,52 @@ describe('the checkpointer (engine)', () => {
     await engine.kill9();
   }, 60_000);
 
-  it('a clean stop right after an adoption (its files just handed to the checkpointer) leaves nothing behind the older of the two newest snapshots (review: 4 of 16 stops did, when the hand-over was lost with the checkpointer)', async () => {
+  it('a clean stop right after an adoption (its files just handed to the checkpointer) leaves nothing behind for long: at most one unadopted checkpoint beside the two kept snapshots, and after a restart\'s first checkpoint only those two (review: 4 of 16 stops left files that stayed, when the hand-over was lost with the checkpointer)', async () => {
+    const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '20', LOG_LEVEL: 'info' };
+    const adoptedBy = (e: Engine): number => e.logs().split('\n').filter((x) => x.includes('"checkpoint stages"')).length;
+    const listing = (dataDir: string): { snaps: number[]; segs: number[] } => {
+      const names = readdirSync(shardDir(dataDir)).map(parseWalFileName);
+      return {
+        snaps: names.flatMap((f) => (f.kind === 'snapshot' ? [f.lsn] : [])).sort((x, y) => x - y),
+        segs: names.flatMap((f) => (f.kind === 'segment' ? [f.lsn] : [])).sort((x, y) => x - y),
+      };
+    };
+    // A segment is behind `keepFrom` when the next one starts at or before keepFrom + 1.
+    const segmentsBehind = (segs: number[], keepFrom: number): number[] => segs.filter((lsn, i) => i + 1 < segs.length && segs[i + 1]! - 1 <= keepFrom);
     for (let round = 0; round < 2; round++) {
       const dataDir = makeDataDir();
-      const env = { FLASH_SHARDS: '1', FLASH_BUYER_RPS: '0', FLASH_SNAPSHOT_EVERY: '20', LOG_LEVEL: 'info' };
-      const engine = await startEngine({ dataDir, env });
+      let engine = await startEngine({ dataDir, env });
       const sku = uniq('ckpt-stop');
       await createSku(api(engine.url), sku, { stock: 1_000_000, holdSeconds: 3600 });
-      const l = load(engine, sku, 16);
-      const adopted = (): number => engine.logs().split('\n').filter((x) => x.includes('"checkpoint stages"')).length;
+      let l = load(engine, sku, 16);
       await sleep(3_000);
-      for (let w = 0; adopted() < 4 && w < 1500; w++) await sleep(20);
-      const before = adopted();
-      for (let w = 0; adopted() === before && w < 1500; w++) await sleep(2);
+      for (let w = 0; adoptedBy(engine) < 4 && w < 1500; w++) await sleep(20);
+      const before = adoptedBy(engine);
+      for (let w = 0; adoptedBy(engine) === before && w < 1500; w++) await sleep(2);
       const stopped = engine.stop();
       await l.stop();
       expect(await stopped).toBe(0);
-      const names = readdirSync(shardDir(dataDir)).map(parseWalFileName);
-      const snaps = names.flatMap((f) => (f.kind === 'snapshot' ? [f.lsn] : [])).sort((a, b) => a - b);
-      const segs = names.flatMap((f) => (f.kind === 'segment' ? [f.lsn] : [])).sort((a, b) => a - b);
-      expect(snaps.length, `round ${round}: snapshots ${snaps.join(',')}`).toBe(2);
-      const keepFrom = snaps[0]!;
-      // A segment is behind it when the next one starts at or before keepFrom + 1.
-      expect(segs.filter((lsn, i) => i + 1 < segs.length && segs[i + 1]! - 1 <= keepFrom), `round ${round}: segments ${segs.join(',')}`).toEqual([]);
+      // The close snapshot and the one before it are kept; a checkpoint finished as the shard
+      // closed (never adopted) may sit between them until the next run's first prune.
+      const atStop = listing(dataDir);
+      expect(atStop.snaps.length, `round ${round}: snapshots ${atStop.snaps.join(',')}`).toBeLessThanOrEqual(3);
+      expect(atStop.snaps.length).toBeGreaterThanOrEqual(2);
+      expect(segmentsBehind(atStop.segs, atStop.snaps[0]!), `round ${round}: segments ${atStop.segs.join(',')}`).toEqual([]);
+      engine = await startEngine({ dataDir, env });
+      l = load(engine, sku, 4);
+      for (let w = 0; adoptedBy(engine) < 1 && w < 1500; w++) await sleep(20);
+      await l.stop();
+      expect(adoptedBy(engine)).toBeGreaterThanOrEqual(1);
+      // The checkpointer deletes what that checkpoint dropped a moment after it is adopted.
+      for (let w = 0; listing(dataDir).snaps.length > 2 && w < 200; w++) await sleep(50);
+      const after = listing(dataDir);
+      expect(after.snaps.length, `round ${round}, after a restart: snapshots ${after.snaps.join(',')}`).toBeLessThanOrEqual(3);
+      const keepFrom = after.snaps[after.snaps.length - 2]!;
+      expect(after.snaps.filter((lsn) => lsn < keepFrom), `round ${round}, after a restart: snapshots ${after.snaps.join(',')}`).toEqual([]);
+      expect(segmentsBehind(after.segs, keepFrom)).toEqual([]);
+      await engine.kill9();
     }
-  }, 120_000);
+  }, 180_000);
 
   it('paces a checkpoint, and the load of its copy after a restart, at FLASH_CHECKPOINT_CPU_PERCENT: at 5 % it rests between slices of work, at 100 % never, and either snapshot is whole', async () => {
     const stagesOf = (logs: string): { restedMs: number; writeMs: number }[] => logs.split('\n').filter((l) => l.includes('"checkpoint stages"')).map((l) => JSON.parse(l) as { restedMs: number; writeMs: number });
