@@ -9,5 +9,5 @@ export { housekeepingDue, nextDueAtMs, nextExpiryAtMs } from './apply-expire.js'
 export { queueInputError, queueFigures, QueueLimits, queueDefaults, type QueueFigures } from './apply-drop.js';
 export { EntryState, type QueueMode } from './drop-state.js';
 export { createShardState, defaultShardConfig, ShardState, type ShardConfig } from './shard-state.js';
-export { toSnapshot, snapshotPieces, fromSnapshot, SnapshotRestorer, type ShardSnapshot, type SnapshotPiece, type SnapshotListName } from './snapshot.js';
+export { toSnapshot, snapshotPieces, rowsOf, fromSnapshot, SnapshotRestorer, type ShardSnapshot, type SnapshotPiece, type SnapshotListName, type RowWriter, type UnmadeRows } from './snapshot.js';
 export { InvariantError } from './assert.js';

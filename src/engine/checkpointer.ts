@@ -20,8 +20,7 @@ import { snapshotFileName } from '../wal/segment-name.js';
 import { ChunkedSnapshotWriter, readSnapshotFileInSteps } from '../wal/snapshot-codec.js';
 import { WalFollower } from '../wal/wal-follower.js';
 import { backgroundCpuShare, lowerThisThreadPriority, type PriorityOutcome } from './thread-priority.js';
-import { reusingEncoder } from './codec.js';
-import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps, seededConfig } from './shard-runtime.js';
+import { applyRecord, encodeSnapshotPieces, restoreSnapshotChunksInSteps, reusingChunks, seededConfig } from './shard-runtime.js';
 
 export interface CheckpointerData {
   dir: string;
@@ -144,7 +143,7 @@ let priority: PriorityOutcome = { nice: null, yields: false, why: 'not loaded ye
 const sliceMs = 4;
 /** Reservation rows per chunk: small, so that one chunk is about one slice of work. */
 const rowsPerChunk = 2_000;
-const chunkEncoder = reusingEncoder();
+const chunkEncoder = reusingChunks();
 
 function post(m: FromCheckpointer): void {
   if (!stopped) port!.postMessage(m);

@@ -7,14 +7,15 @@
 
 import { randomInt } from 'node:crypto';
 import {
-  apply, createShardState, housekeepingDue, SnapshotRestorer, replay, toSnapshot,
-  type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState, type SnapshotListName, type SnapshotPiece,
+  apply, createShardState, housekeepingDue, SnapshotRestorer, replay, snapshotPieces,
+  type Applied, type Command, type ShardConfig, type ShardSnapshot, type ShardState, type SnapshotListName, type SnapshotPiece, type UnmadeRows,
 } from '../domain/index.js';
 import { InvariantError, assert } from '../domain/assert.js';
 import { FileWal, type FileRemover, type WalEvent } from '../wal/file-wal.js';
 import { crc32c } from '../wal/crc32c.js';
 import { runSteps } from '../wal/snapshot-codec.js';
-import { decode, encode, encodeLogRecord } from './codec.js';
+import { decode, encode, encodeLogRecord, reusingEncoder } from './codec.js';
+import { MsgpackRowWriter } from './row-encoder.js';
 import { RateLimiter } from './rate-limiter.js';
 
 export interface ShardRuntimeOptions {
@@ -99,19 +100,52 @@ function* piecesOf(snap: ShardSnapshot, rowsPerChunk: number): Generator<Snapsho
 }
 
 /**
+ * How snapshot chunks are encoded: values (the head, made rows) through msgpackr, rows not
+ * made yet through a row writer, into the same msgpack.
+ */
+export interface ChunkEncoder {
+  value(value: unknown): Uint8Array;
+  /** The chunk `[rows.list, [rows [from, to)]]`. */
+  rows(rows: UnmadeRows, from: number, to: number): Uint8Array;
+}
+
+const ownRowWriter = new MsgpackRowWriter();
+
+/** Every chunk a buffer of its own. */
+export const ownChunks: ChunkEncoder = {
+  value: encode,
+  rows: (rows, from, to) => ownRowWriter.chunk(rows, from, to, true),
+};
+
+/**
+ * Every chunk a view that the next one overwrites (write it before asking for the next): a
+ * checkpoint takes no buffer per chunk. See reusingEncoder for the head's buffer.
+ */
+export function reusingChunks(): ChunkEncoder {
+  const value = reusingEncoder();
+  const writer = new MsgpackRowWriter();
+  return { value, rows: (rows, from, to) => writer.chunk(rows, from, to) };
+}
+
+/**
  * Encodes a snapshot given in pieces (snapshotPieces of a live state, or a whole snapshot
  * cut up) as the chunks of its file, one at a time as they are asked for: the checkpointer
  * writes each before it makes the next, and rests between them. It yields null where the
- * pieces do (a step that made no chunk yet). With `encodeChunk` a reusingEncoder(), each
- * chunk is a view that the next one overwrites: write it before asking for the next.
+ * pieces do (a step that made no chunk yet). With `encoder` reusingChunks(), each chunk is a
+ * view that the next one overwrites: write it before asking for the next.
  */
-export function* encodeSnapshotPieces(pieces: Iterable<SnapshotPiece | null>, tailCrc: number | null, encodeChunk: (value: unknown) => Uint8Array = encode): Generator<Uint8Array | null> {
+export function* encodeSnapshotPieces(
+  pieces: Iterable<SnapshotPiece | null>,
+  tailCrc: number | null,
+  encoder: ChunkEncoder = ownChunks,
+  chunkBytesTarget = snapshotChunkBytesTarget,
+): Generator<Uint8Array | null> {
   // Every list leaves the head, in chunks, and a chunk that still encodes past
-  // snapshotChunkBytesTarget is cut in halves: rows can be large (a SKU carries its audit
+  // chunkBytesTarget is cut in halves: rows can be large (a SKU carries its audit
   // trail), and a chunk may never pass the file format's 1 GiB.
   function* put(name: string, rows: unknown[]): Generator<Uint8Array> {
-    const bytes = encodeChunk([name, rows]);
-    if (bytes.length <= snapshotChunkBytesTarget || rows.length === 1) {
+    const bytes = encoder.value([name, rows]);
+    if (bytes.length <= chunkBytesTarget || rows.length === 1) {
       yield bytes;
       return;
     }
@@ -119,12 +153,23 @@ export function* encodeSnapshotPieces(pieces: Iterable<SnapshotPiece | null>, ta
     yield* put(name, rows.slice(0, half));
     yield* put(name, rows.slice(half));
   }
+  function* putUnmade(rows: UnmadeRows, from: number, to: number): Generator<Uint8Array> {
+    const bytes = encoder.rows(rows, from, to);
+    if (bytes.length <= chunkBytesTarget || to - from === 1) {
+      yield bytes;
+      return;
+    }
+    const half = from + Math.ceil((to - from) / 2);
+    yield* putUnmade(rows, from, half);
+    yield* putUnmade(rows, half, to);
+  }
   for (const piece of pieces) {
     if (piece === null) yield null;
     // The crc32c of the record the snapshot ends at rides along, so a node whose disk ends at
     // a snapshot can still check that last record against the replicated log's.
-    else if ('head' in piece) yield encodeChunk({ ...piece.head, [tailCrcKey]: tailCrc });
-    else yield* put(piece.list, piece.rows);
+    else if ('head' in piece) yield encoder.value({ ...piece.head, [tailCrcKey]: tailCrc });
+    else if ('rows' in piece) yield* put(piece.list, piece.rows);
+    else if (piece.count > 0) yield* putUnmade(piece, 0, piece.count);
   }
 }
 
@@ -462,7 +507,11 @@ export class ShardRuntime {
   /** Writes a durable snapshot of the current (fully committed) state. */
   snapshot(): void {
     this.wal.commit();
-    this.wal.writeSnapshot(this.wal.durableLsn, encodeSnapshotChunks(toSnapshot(this.state), this.tailCrc));
+    // Streamed from the live state a chunk of rows at a time, as the checkpointer does: no
+    // whole snapshot of rows is built first (for a million holds, a second heap of them).
+    const chunks: Uint8Array[] = [];
+    for (const chunk of encodeSnapshotPieces(snapshotPieces(this.state, snapshotRowsPerChunk), this.tailCrc)) if (chunk !== null) chunks.push(chunk);
+    this.wal.writeSnapshot(this.wal.durableLsn, chunks);
     this.snapshotTailCrc = this.tailCrc;
     this.commandsSinceSnapshot = 0;
     this.loggedSinceSnapshot = 0;
