@@ -1,7 +1,7 @@
 // Snapshot rows written straight into a buffer (the checkpointer's encoder, MsgpackRowWriter):
 // whatever the values, they decode to what msgpackr's own encoding of the made rows decodes
-// to; a live state's reservations come out as toSnapshot's rows, in chunks cut in halves past
-// a size, and restore the same state.
+// to; a live state's reservations, idempotency keys and quotas come out as toSnapshot's rows,
+// in chunks cut in halves past a size, and restore the same state.
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -73,7 +73,7 @@ describe('MsgpackRowWriter', () => {
   });
 });
 
-/** Reservations of every shape: held, paid with a reference, cancelled, refunded with and without a reason, through channels, keys and buyers of any script. */
+/** Reservations of every shape: held, paid with a reference, cancelled, refunded with and without a reason, through channels, keys and buyers of any script; quotas of SKUs and of a drop. */
 function variedState(): ShardState {
   const s = createShardState(0, 1);
   const ok = (c: Command, nowMs: number): void => {
@@ -83,10 +83,11 @@ function variedState(): ShardState {
   ok({ t: 'erp.mode', enabled: true }, T0);
   ok({ t: 'sku.upsert', sku: 'tee', stock: 10_000, holdSeconds: 3600, channels: [['web', 500], ['app', null], ['default', null]] } as Command, T0);
   ok({ t: 'sku.upsert', sku: 'mug', stock: 10_000, holdSeconds: 60, mode: 'on_payment' } as Command, T0);
+  ok({ t: 'sku.upsert', sku: 'cap', stock: 10_000, holdSeconds: 600, dropId: 'spring', maxPerBuyer: 5 } as Command, T0);
   const buyers = ['ascii', '買家', 'émile', 'b'.repeat(100), '😀-emoji'];
   for (let i = 0; i < 600; i++) {
     ok({
-      t: 'res.reserve', sku: i % 4 === 0 ? 'mug' : 'tee', buyerId: `${buyers[i % buyers.length]}-${i}`, qty: 1 + (i % 2), nonce: `n${i}`,
+      t: 'res.reserve', sku: i % 4 === 0 ? 'mug' : i % 7 === 3 ? 'cap' : 'tee', buyerId: `${buyers[i % buyers.length]}-${i}`, qty: 1 + (i % 2), nonce: `n${i}`,
       ...(i % 3 === 0 ? { idemKey: `key-${'k'.repeat(i % 70)}-${i}` } : {}), ...(i % 5 === 1 ? { channel: 'web' } : i % 5 === 2 ? { channel: 'app' } : {}),
     }, T0 + 1 + i);
   }
@@ -103,7 +104,11 @@ describe('a live state\'s reservations written straight into chunks', () => {
   const statuses = new Set(whole.reservations.map((r) => r[9]));
   const refunds = whole.reservations.map((r) => r[14]).filter((r) => r !== null && r !== undefined);
 
-  it('covers every shape of row (statuses, refunds with and without a reason, channels, keys)', () => {
+  it('covers every shape of row (statuses, refunds with and without a reason, channels, keys, quotas of SKUs and of a drop)', () => {
+    expect(whole.idempotency.length).toBeGreaterThan(100);
+    expect(whole.quotas.length).toBeGreaterThan(400);
+    expect(whole.quotas.some(([scope]) => scope === 'd\u0001spring')).toBe(true);
+    expect(whole.quotas.some(([scope]) => scope === 's\u0001tee')).toBe(true);
     expect([...statuses].sort()).toEqual(['cancelled', 'held', 'paid', 'refunded']);
     expect(refunds.some((r) => r![2] === null)).toBe(true);
     expect(refunds.some((r) => r![2] === 'déchiré')).toBe(true);

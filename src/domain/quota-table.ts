@@ -140,6 +140,16 @@ export class QuotaTable {
     this.live = 0;
   }
 
+  /** Entry slots in use, live or deleted, in insertion order: keyAt and unitsAt read them without an entry object each. */
+  get slotsUsed(): number {
+    return this.used;
+  }
+
+  /** The key at an entry slot below slotsUsed, or undefined for a deleted entry. */
+  keyAt(slot: number): string | undefined {
+    return this.keys[slot];
+  }
+
   /** Live entries in insertion order. */
   *entries(): Generator<[string, number], void, void> {
     for (let e = 0; e < this.used; e++) {

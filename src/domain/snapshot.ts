@@ -266,6 +266,10 @@ export function* snapshotPieces(state: ShardState, rowsPerPiece: number): Genera
   // writes them straight into its buffer then makes no array per hold (for a million holds,
   // a second of scavenges on the checkpointer's thread and on the process's GC helpers).
   let at = 0;
+  // Rows not made are kept in arrays filled by index and reused from piece to piece (emptying
+  // an array gives its memory back, and refilling it takes it again: a scavenge's worth per
+  // few hundred thousand rows).
+  let filled = 0;
   const batch: Reservation[] = [];
   const reservations: UnmadeRows = {
     list: 'reservations',
@@ -276,29 +280,99 @@ export function* snapshotPieces(state: ShardState, rowsPerPiece: number): Genera
   for (const r of state.reservations.values()) {
     if (place.has(r)) place.set(r, at);
     at++;
-    batch.push(r);
-    if (batch.length >= rowsPerPiece) {
-      reservations.count = batch.length;
+    batch[filled++] = r;
+    if (filled >= rowsPerPiece) {
+      reservations.count = filled;
       yield reservations;
-      batch.length = 0;
+      filled = 0;
       n = 0;
     }
   }
-  if (batch.length > 0) {
-    reservations.count = batch.length;
+  if (filled > 0) {
+    reservations.count = filled;
     yield reservations;
-    batch.length = 0;
+    filled = 0;
   }
   yield* list('settledOrder', mapped(state.settled, (r) => {
     const i = place.get(r) ?? -1;
     return i >= 0 ? i : undefined;
   }));
-  yield* list('idempotency', mapped(state.idempotencyQueue, (e) => {
+  // Keys and quotas can be as many as the holds (a key per reserve, a quota row per buyer):
+  // unmade too, in parallel arrays rather than an object per row.
+  const texts: string[] = [];
+  const moreTexts: string[] = [];
+  const numbers: number[] = [];
+  const moreNumbers: number[] = [];
+  // [key, place, reviewAtMs]
+  const keys: UnmadeRows = {
+    list: 'idempotency',
+    count: 0,
+    row: (i) => [texts[i], numbers[i], moreNumbers[i]],
+    write: (i, w) => {
+      w.array(3);
+      w.string(texts[i]!);
+      w.number(numbers[i]!);
+      w.number(moreNumbers[i]!);
+    },
+  };
+  for (const e of state.idempotencyQueue) {
     const i = place.get(e.reservation) ?? -1;
-    return state.idempotency.get(e.key) === e && i >= 0 ? [e.key, i, e.reviewAtMs] : undefined;
-  }));
+    if (state.idempotency.get(e.key) === e && i >= 0) {
+      texts[filled] = e.key;
+      numbers[filled] = i;
+      moreNumbers[filled++] = e.reviewAtMs;
+      if (filled >= rowsPerPiece) {
+        keys.count = filled;
+        yield keys;
+        filled = 0;
+        n = 0;
+        continue;
+      }
+    }
+    if (tick()) yield null;
+  }
+  if (filled > 0) {
+    keys.count = filled;
+    yield keys;
+    filled = 0;
+  }
   place.clear();
-  yield* list('quotas', quotaRows(state));
+  // [scope, buyer, units]: the SKUs' own scopes in SKU order, then the drops' in drop order.
+  const quotas: UnmadeRows = {
+    list: 'quotas',
+    count: 0,
+    row: (i) => [texts[i], moreTexts[i], numbers[i]],
+    write: (i, w) => {
+      w.array(3);
+      w.string(texts[i]!);
+      w.string(moreTexts[i]!);
+      w.number(numbers[i]!);
+    },
+  };
+  function* quotaPieces(scope: string, table: QuotaTable): Generator<SnapshotPiece | null, void, void> {
+    for (let slot = 0; slot < table.slotsUsed; slot++) {
+      const buyer = table.keyAt(slot);
+      if (buyer === undefined) continue;
+      texts[filled] = scope;
+      moreTexts[filled] = buyer;
+      numbers[filled++] = table.unitsAt(slot);
+      if (filled >= rowsPerPiece) {
+        quotas.count = filled;
+        yield quotas;
+        filled = 0;
+        n = 0;
+      }
+    }
+  }
+  for (const s of state.skus.values()) {
+    if (s.dropId === null) yield* quotaPieces(s.quotaScope, s.quota);
+  }
+  for (const [dropId, quota] of state.dropQuotas) yield* quotaPieces(`d\u0001${dropId}`, quota);
+  if (filled > 0) {
+    quotas.count = filled;
+    yield quotas;
+    filled = 0;
+  }
   yield* list('outbox', state.outbox);
   const drops = [...state.drops.values()];
   yield* list('drops', drops.map((d): DropRow => [d.dropId, d.createdAtMs, d.updatedAtMs, d.queue === null ? null : queueHead(d.queue)]));
@@ -346,12 +420,6 @@ function stringOrNull(w: RowWriter, value: string | null): void {
 
 function* mapped<T, R>(items: Iterable<T>, f: (item: T) => R): Generator<R, void, void> {
   for (const item of items) yield f(item);
-}
-
-/** [scope, buyer, units]: the SKUs' own scopes in SKU order, then the drops' in drop order. */
-function* quotaRows(state: ShardState): Generator<[string, string, number], void, void> {
-  for (const s of state.skus.values()) if (s.dropId === null) for (const [buyer, units] of s.quota) yield [s.quotaScope, buyer, units];
-  for (const [dropId, quota] of state.dropQuotas) for (const [buyer, units] of quota) yield [`d\u0001${dropId}`, buyer, units];
 }
 
 function* queueEntryRows(drops: DropState[]): Generator<QueueEntryRow, void, void> {
