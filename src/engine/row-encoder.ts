@@ -53,8 +53,7 @@ export class MsgpackRowWriter implements RowWriter {
     if (length <= shortStringMax) {
       this.ensure(2 + length);
       const buf = this.buf;
-      const header = length < 32 ? 1 : 2;
-      const start = this.pos + header;
+      const start = this.pos + (length < 32 ? 1 : 2);
       let i = 0;
       for (; i < length; i++) {
         const c = value.charCodeAt(i);
@@ -62,12 +61,9 @@ export class MsgpackRowWriter implements RowWriter {
         buf[start + i] = c;
       }
       if (i === length) {
-        if (header === 1) buf[this.pos] = 0xa0 | length;
-        else {
-          buf[this.pos] = 0xd9;
-          buf[this.pos + 1] = length;
-        }
-        this.pos = start + length;
+        // ASCII: as many bytes as characters, so the header stringHeader writes has the size assumed.
+        this.stringHeader(length);
+        this.pos += length;
         return;
       }
     }
